@@ -1,0 +1,72 @@
+/* filter.h — the filter plugin API. A filter declares the hooks it uses and answers each one,
+ * now or later, through done(). The chain (gateway/chain.c) owns order, timeouts, on-error actions,
+ * score totals, monitor mode and logging; a filter only decides.
+ *
+ * Threads: init/fini run on the main thread; run() and every callback run on the session's loop
+ * thread and must never block. Blocking work (DNS libraries, scanners, disk) goes through
+ * pc_filter_offload(), which runs it on the threadpool and calls back on the session's loop.
+ * `self` (what init returned) is shared by all worker threads: treat it as read-only after init.
+ *
+ * A shared object plugin exports `const pc_filter *pc_filter_entry(void)` whose abi equals
+ * PC_FILTER_ABI; it is loaded at start from the configuration's `plugins` list. */
+#ifndef PORTCULLIS_FILTER_H
+#define PORTCULLIS_FILTER_H
+
+#include <stddef.h>
+
+#include "portcullis/message.h"
+#include "portcullis/options.h"
+#include "portcullis/verdict.h"
+
+#define PC_FILTER_ABI 1
+
+typedef enum {
+    PC_HOOK_CONNECT = 0, /* after accept (and PROXY), before the greeting */
+    PC_HOOK_HELO,        /* HELO/EHLO argument known */
+    PC_HOOK_MAIL,        /* sender known */
+    PC_HOOK_RCPT,        /* once per recipient: pc_ctx_rcpt() */
+    PC_HOOK_MESSAGE,     /* the whole message: SMTP DATA, IMAP APPEND */
+    PC_HOOK_RETRIEVE,    /* a message read by POP3 RETR/TOP or IMAP FETCH */
+    PC_HOOK_CLOSE,       /* the session ends; the verdict is ignored */
+    PC_HOOK__COUNT
+} pc_hook;
+
+#define PC_HOOK_BIT(h) (1u << (h))
+
+typedef void (*pc_done_fn)(pc_filter_ctx *ctx, const pc_verdict *v);
+
+typedef struct pc_filter {
+    int         abi;   /* PC_FILTER_ABI */
+    const char *name;
+    unsigned    hooks; /* PC_HOOK_BIT()s */
+    /* Builds an instance from its options (may be NULL). Returns NULL with a reason in err. */
+    void *(*init)(const pc_opt *options, char *err, size_t errlen);
+    void (*fini)(void *self);
+    /* Answers the hook by calling done(ctx, verdict) exactly once, now or later. */
+    void (*run)(void *self, pc_hook hook, pc_filter_ctx *ctx, pc_done_fn done);
+    /* Optional. The chain gave up waiting (timeout) or the session ended: drop what is held for
+     * ctx. done() may still be called afterwards; it is then ignored. Timers made with
+     * pc_filter_timer() are stopped by the chain itself. */
+    void (*cancel)(void *self, pc_filter_ctx *ctx);
+} pc_filter;
+
+/* Runs work(arg) on the threadpool, then after(ctx, arg) on the session's loop thread. If the
+ * session ended meanwhile, after() still runs (for cleanup) with pc_ctx_cancelled(ctx) true.
+ * Returns 0 or -1. */
+int pc_filter_offload(pc_filter_ctx *ctx, void (*work)(void *arg),
+                      void (*after)(pc_filter_ctx *ctx, void *arg), void *arg);
+/* Calls cb(ctx, arg) once after ms on the session's loop, unless the hook was answered, timed out or
+ * cancelled first. Returns 0 or -1. */
+int pc_filter_timer(pc_filter_ctx *ctx, unsigned ms, void (*cb)(pc_filter_ctx *ctx, void *arg),
+                    void *arg);
+int pc_ctx_cancelled(const pc_filter_ctx *ctx);
+
+/* Log a line for this session (key=value text; the session id and filter name are added). */
+void pc_filter_log(pc_filter_ctx *ctx, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Built-in filters and plugins register here (the registry is filled before configuration). */
+int pc_filter_register(const pc_filter *f);
+const pc_filter *pc_filter_lookup(const char *name);
+
+#endif
