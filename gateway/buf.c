@@ -90,4 +90,7 @@ void pc_buf_release(pc_buf *b)
     b->off = b->len = b->cap = 0;
 }
 
-void pc_buf_reset(pc_buf *b) { b->off = b->len = 0; }
+void pc_buf_reset(pc_buf *b)
+{
+    b->off = b->len = 0;
+}

@@ -32,7 +32,10 @@ void pc_log_open(const char *target, pc_log_level level)
     }
 }
 
-void pc_log_set_level(pc_log_level level) { max_level = level; }
+void pc_log_set_level(pc_log_level level)
+{
+    max_level = level;
+}
 
 void pc_log(pc_log_level level, uint64_t sid, const char *fmt, ...)
 {

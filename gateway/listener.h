@@ -1,0 +1,47 @@
+/* listener.h — a listener as one worker thread runs it: its configuration, TLS contexts, filter
+ * chain and upstream state, and the accept path (connection caps, PROXY trust, hand-off to the
+ * protocol). Everything here belongs to one loop thread; the config, TLS contexts and chain it points
+ * to are shared, immutable, and kept alive by the snapshot. */
+#ifndef PC_LISTENER_H
+#define PC_LISTENER_H
+
+#include <openssl/ssl.h>
+#include <uv.h>
+
+#include "chain.h"
+#include "config.h"
+#include "upstream.h"
+
+struct pc_worker;
+
+typedef struct pc_listener_rt {
+    const pc_listener_cfg *cfg;
+    SSL_CTX               *server_tls;   /* NULL when tls.mode is none */
+    SSL_CTX               *upstream_tls; /* NULL when the upstream's tls is none */
+    const pc_chain        *chain;
+    pc_upstream            up;
+    uv_loop_t             *loop;
+    struct pc_worker      *worker;
+    uv_tcp_t              *servers;      /* one per bind address */
+    size_t                 nservers;
+    unsigned               chain_hooks;
+    size_t                 spool_threshold; /* bytes of a message kept in memory */
+} pc_listener_rt;
+
+/* Binds a listening socket with SO_REUSEPORT (and IPV6_V6ONLY for v6). Returns the fd or -1 with a
+ * reason in err. */
+int pc_listener_bind(const struct sockaddr_storage *ss, char *err, size_t errlen);
+/* Starts accepting on the fds (one per cfg address) on l->loop. Returns 0 or -1. */
+int pc_listener_start(pc_listener_rt *l, const int *fds, size_t nfds);
+void pc_listener_stop(pc_listener_rt *l);
+
+/* A fresh session id, unique in the process. */
+uint64_t pc_session_id(void);
+
+/* Sessions alive (all workers); used for the shutdown deadline. */
+/* Total sessions allowed at once (all workers). */
+void     pc_listener_set_max_total(unsigned n);
+unsigned pc_sessions_alive(void);
+void     pc_session_count(int delta);
+
+#endif

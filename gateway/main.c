@@ -1,0 +1,266 @@
+/* main.c — the portcullis daemon's entry: arguments, configuration, the shared runtime (TLS
+ * contexts, filter chains), listening sockets, privilege drop, worker threads and signals. It only
+ * wires things together. */
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "addrtable.h"
+#include "chain.h"
+#include "config.h"
+#include "listener.h"
+#include "log.h"
+#include "plugin.h"
+#include "spool.h"
+#include "tls.h"
+#include "worker.h"
+
+#define PC_VERSION "0.1.0"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: portcullis -c FILE          run with a configuration file\n"
+            "       portcullis -t -c FILE       check the configuration and exit\n"
+            "       portcullis --listen URL --upstream URL [--cert F --key F] [options]\n"
+            "                                   one-line mode (see portcullis(8), "
+            "docs/configuration.md)\n"
+            "  one-line options: --require-tls --domain D --trust NET --ca-file F --no-verify\n"
+            "                    --upstream-identity none|xclient|proxy --hostname H --workers N\n"
+            "                    --user U --log-level L --filter NAME --max-message-size SIZE\n"
+            "  URL schemes: smtp, smtps (listen); smtp, smtp+starttls, smtps (upstream)\n"
+            "  -V  print the version;  -h  this help\n");
+}
+
+static pc_runtime rt;
+static pc_worker *workers;
+static unsigned nworkers;
+
+static int build_runtime(pc_config *cfg, char *err, size_t errlen)
+{
+    size_t n = cfg->nlisteners;
+    rt.cfg = cfg;
+    rt.server_tls = calloc(n, sizeof(SSL_CTX *));
+    rt.upstream_tls = calloc(n, sizeof(SSL_CTX *));
+    rt.chains = calloc(n, sizeof(pc_chain *));
+    if (!rt.server_tls || !rt.upstream_tls || !rt.chains) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        pc_listener_cfg *l = &cfg->listeners[i];
+        char e[512];
+        if (l->tls.mode != PC_TLS_NONE &&
+            !(rt.server_tls[i] = pc_tls_server_ctx(&l->tls, e, sizeof(e)))) {
+            snprintf(err, errlen, "listener %s: %s", l->name, e);
+            return -1;
+        }
+        if (l->upstream.tls != PC_TLS_NONE &&
+            !(rt.upstream_tls[i] = pc_tls_client_ctx(&l->upstream, e, sizeof(e)))) {
+            snprintf(err, errlen, "listener %s: upstream: %s", l->name, e);
+            return -1;
+        }
+        if (!(rt.chains[i] = pc_chain_build(l->filters, l->nfilters, e, sizeof(e)))) {
+            snprintf(err, errlen, "listener %s: %s", l->name, e);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int drop_privileges(const pc_config *cfg)
+{
+    if (!cfg->user)
+        return 0;
+    struct passwd *pw = getpwnam(cfg->user);
+    if (!pw) {
+        fprintf(stderr, "portcullis: user %s: not found\n", cfg->user);
+        return -1;
+    }
+    gid_t gid = pw->pw_gid;
+    if (cfg->group) {
+        struct group *gr = getgrnam(cfg->group);
+        if (!gr) {
+            fprintf(stderr, "portcullis: group %s: not found\n", cfg->group);
+            return -1;
+        }
+        gid = gr->gr_gid;
+    }
+    if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0) {
+        fprintf(stderr, "portcullis: dropping privileges to %s: %s\n", cfg->user, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    if (signum == SIGHUP) {
+        pc_config *cfg = rt.cfg;
+        SSL_CTX **fresh = calloc(cfg->nlisteners, sizeof(SSL_CTX *));
+        if (!fresh)
+            return;
+        for (size_t i = 0; i < cfg->nlisteners; i++) {
+            char e[512];
+            if (cfg->listeners[i].tls.mode == PC_TLS_NONE)
+                continue;
+            fresh[i] = pc_tls_server_ctx(&cfg->listeners[i].tls, e, sizeof(e));
+            if (!fresh[i])
+                pc_log_err(0,
+                           "event=reload listener=%s result=failed reason=\"%s\" (keeping the "
+                           "certificates in use)",
+                           cfg->listeners[i].name, e);
+        }
+        for (unsigned w = 0; w < nworkers; w++) {
+            workers[w].reload_tls = fresh;
+            pc_worker_reload_tls(&workers[w]);
+        }
+        pc_log_notice(0, "event=reload what=certificates");
+        /* fresh[] entries hold one reference each, released at exit; workers took their own. */
+        return;
+    }
+    pc_log_notice(0, "event=shutdown signal=%d sessions=%u", signum, pc_sessions_alive());
+    for (unsigned w = 0; w < nworkers; w++)
+        pc_worker_stop(&workers[w]);
+    uv_close((uv_handle_t *)h, NULL);
+    uv_stop(h->loop);
+}
+
+int main(int argc, char **argv)
+{
+    const char *file = NULL;
+    int test_only = 0;
+    int i = 1;
+    for (; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+            file = argv[++i];
+        else if (strcmp(argv[i], "-t") == 0)
+            test_only = 1;
+        else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "-V") == 0 || strcmp(argv[i], "--version") == 0) {
+            printf("portcullis %s\n", PC_VERSION);
+            return 0;
+        } else
+            break;
+    }
+    char err[1024] = "";
+    pc_config *cfg;
+    if (file) {
+        if (i < argc) {
+            fprintf(stderr, "portcullis: unexpected argument %s with -c\n", argv[i]);
+            return 2;
+        }
+        cfg = pc_config_load(file, err, sizeof(err));
+    } else if (i < argc) {
+        cfg = pc_config_from_args(argc - i, argv + i, err, sizeof(err));
+    } else {
+        usage(stderr);
+        return 2;
+    }
+    if (!cfg) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    pc_log_open(cfg->log_target, (pc_log_level)cfg->log_level);
+    pc_filters_register_builtin();
+    if (pc_plugins_load(&cfg->plugins, err, sizeof(err)) < 0 ||
+        build_runtime(cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "portcullis: %s\n", err);
+        return 1;
+    }
+    if (test_only) {
+        printf("portcullis: configuration %s is valid\n", file ? file : "(command line)");
+        return 0;
+    }
+    char tp[16];
+    snprintf(tp, sizeof(tp), "%u", cfg->threadpool_size ? cfg->threadpool_size : 4);
+    setenv("UV_THREADPOOL_SIZE", tp, 1);
+    signal(SIGPIPE, SIG_IGN);
+    if (pc_spool_setup(cfg->spool_dir, cfg->spool_memory_total, cfg->spool_disk_total, err,
+                       sizeof(err)) < 0) {
+        fprintf(stderr, "portcullis: spool: %s\n", err);
+        return 1;
+    }
+    pc_addrtable_init(65536);
+    pc_listener_set_max_total(cfg->max_connections);
+
+    for (size_t l = 0; l < cfg->nlisteners; l++) {
+        pc_listener_cfg *lc = &cfg->listeners[l];
+        if (lc->accepted_domains.n == 0)
+            pc_log_warn(0,
+                        "listener=%s accepted_domains=none: only clients from trusted networks "
+                        "and authenticated clients may send mail through it",
+                        lc->name);
+    }
+
+    nworkers = cfg->workers ? cfg->workers : (unsigned)uv_available_parallelism();
+    if (nworkers == 0)
+        nworkers = 1;
+    workers = calloc(nworkers, sizeof(*workers));
+    if (!workers)
+        return 1;
+    for (unsigned w = 0; w < nworkers; w++) {
+        workers[w].id = (int)w;
+        workers[w].rt = &rt;
+        workers[w].fds = calloc(cfg->nlisteners, sizeof(int *));
+        for (size_t l = 0; l < cfg->nlisteners; l++) {
+            pc_listener_cfg *lc = &cfg->listeners[l];
+            workers[w].fds[l] = calloc(lc->naddrs, sizeof(int));
+            for (size_t a = 0; a < lc->naddrs; a++) {
+                int fd = pc_listener_bind(&lc->addrs[a], err, sizeof(err));
+                if (fd < 0) {
+                    fprintf(stderr, "portcullis: listener %s: %s\n", lc->name, err);
+                    return 1;
+                }
+                workers[w].fds[l][a] = fd;
+            }
+        }
+    }
+    if (drop_privileges(cfg) < 0)
+        return 1;
+    for (unsigned w = 0; w < nworkers; w++)
+        if (pc_worker_start(&workers[w]) < 0) {
+            fprintf(stderr, "portcullis: cannot start worker %u\n", w);
+            return 1;
+        }
+    for (size_t l = 0; l < cfg->nlisteners; l++) {
+        char a[64];
+        pc_listener_cfg *lc = &cfg->listeners[l];
+        for (size_t k = 0; k < lc->naddrs; k++) {
+            uint16_t port = ntohs(lc->addrs[k].ss_family == AF_INET6
+                                      ? ((struct sockaddr_in6 *)&lc->addrs[k])->sin6_port
+                                      : ((struct sockaddr_in *)&lc->addrs[k])->sin_port);
+            pc_log_notice(0, "event=listening listener=%s address=%s port=%u tls=%s upstream=%s:%u",
+                          lc->name, pc_addr_str((struct sockaddr *)&lc->addrs[k], a, sizeof(a)),
+                          port,
+                          lc->tls.mode == PC_TLS_NONE       ? "none"
+                          : lc->tls.mode == PC_TLS_STARTTLS ? "starttls"
+                                                            : "implicit",
+                          lc->upstream.host, lc->upstream.port);
+        }
+    }
+    pc_log_notice(0, "event=started version=%s workers=%u", PC_VERSION, nworkers);
+
+    uv_loop_t *loop = uv_default_loop();
+    uv_signal_t sterm, sint, shup;
+    uv_signal_init(loop, &sterm);
+    uv_signal_init(loop, &sint);
+    uv_signal_init(loop, &shup);
+    uv_signal_start(&sterm, on_signal, SIGTERM);
+    uv_signal_start(&sint, on_signal, SIGINT);
+    uv_signal_start(&shup, on_signal, SIGHUP);
+    uv_unref((uv_handle_t *)&shup);
+    uv_run(loop, UV_RUN_DEFAULT);
+    for (unsigned w = 0; w < nworkers; w++)
+        pc_worker_join(&workers[w]);
+    pc_log_notice(0, "event=stopped sessions_left=%u", pc_sessions_alive());
+    return 0;
+}

@@ -1,0 +1,48 @@
+/* upstream.h — what a listener knows about its upstream: the resolved address and the capabilities
+ * its EHLO last announced (probed at start and refreshed by every new upstream session), kept per
+ * worker so that no lock is needed. */
+#ifndef PC_UPSTREAM_H
+#define PC_UPSTREAM_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "config.h"
+
+enum {
+    PC_CAP_SIZE = 1u << 0,
+    PC_CAP_PIPELINING = 1u << 1,
+    PC_CAP_8BITMIME = 1u << 2,
+    PC_CAP_ENHANCED = 1u << 3,
+    PC_CAP_SMTPUTF8 = 1u << 4,
+    PC_CAP_DSN = 1u << 5,
+    PC_CAP_STARTTLS = 1u << 6,
+    PC_CAP_AUTH = 1u << 7,
+    PC_CAP_XCLIENT = 1u << 8,
+    PC_CAP_CHUNKING = 1u << 9,
+};
+
+typedef struct pc_upstream_caps {
+    unsigned flags;
+    size_t   size;           /* SIZE limit announced; 0 = none announced */
+    char     auth[128];      /* "PLAIN LOGIN" as announced (sanitised) */
+    int      known;          /* 1 once a real EHLO was seen */
+} pc_upstream_caps;
+
+typedef struct pc_upstream {
+    const pc_upstream_cfg  *cfg;
+    struct sockaddr_storage addr;   /* resolved once; re-resolved on failure */
+    int                     resolved;
+    pc_upstream_caps        caps;
+} pc_upstream;
+
+/* Parses EHLO reply lines (after the first) into caps. */
+struct pc_smtp_reply;
+void pc_upstream_caps_parse(pc_upstream_caps *caps, const struct pc_smtp_reply *r);
+
+/* Resolves cfg->host:port synchronously (numeric fast path; getaddrinfo otherwise — called at start
+ * and from the threadpool only). Returns 0 or -1. */
+int pc_upstream_resolve(pc_upstream *u);
+
+#endif
