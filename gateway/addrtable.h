@@ -20,4 +20,9 @@ unsigned pc_addr_event(const struct sockaddr *sa, pc_counter which, unsigned win
 /* Count in the window without recording. */
 unsigned pc_addr_count(const struct sockaddr *sa, pc_counter which, unsigned window_s);
 
+/* Frees the table (at exit, once no worker uses it); the calls above then count nothing. */
+void pc_addrtable_free(void);
+/* Tests only: replaces the clock (whole seconds, never 0); NULL restores CLOCK_MONOTONIC. */
+void pc_addrtable_set_clock(uint32_t (*now)(void));
+
 #endif

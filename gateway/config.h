@@ -160,4 +160,21 @@ int pc_parse_duration_ms(const char *s, unsigned *ms);
 /* Parses "512", "64K", "50M", "4G" (powers of 1024). Returns 0 or -1. */
 int pc_parse_size(const char *s, size_t *out);
 
+/* Every key the loader accepts, as dotted paths ("listeners.tls.mode"), sections included;
+ * NULL-terminated, static. The test checks each one against etc/portcullis.yaml. */
+const char *const *pc_config_known_keys(void);
+
+/* Shared by config.c and cli.c. An arena owns a snapshot's strings and option nodes:
+ * pc_arena_alloc returns zeroed memory valid until pc_arena_free, or NULL when out of memory. */
+typedef struct pc_arena pc_arena;
+pc_arena *pc_arena_new(void);
+void *pc_arena_alloc(pc_arena *a, size_t n);
+char *pc_arena_strdup(pc_arena *a, const char *s);
+void pc_arena_free(pc_arena *a);
+/* Validates an option tree (from YAML, or built by cli.c with line 0) into a snapshot. Takes
+ * ownership of arena, which must own root: the snapshot keeps it, or it is freed on error.
+ * file is NULL for the command line; errors then read "command line: key: problem". */
+pc_config *pc_config_from_opt(pc_arena *arena, pc_opt *root, const char *file, char *err,
+                              size_t errlen);
+
 #endif

@@ -13,6 +13,7 @@
 
 #include "addrtable.h"
 #include "chain.h"
+#include "conn.h"
 #include "config.h"
 #include "listener.h"
 #include "log.h"

@@ -317,6 +317,7 @@ static void open_upstream(sess *s)
     p.login = s->authed ? s->user : NULL;
     s->wait = W_UPSTREAM;
     s->up_opening = 1;
+    pc_conn_set_timeout(s->c, 0);
     if (!s->l->up.resolved && pc_upstream_resolve(&s->l->up) < 0) {
         s->up_opening = 0;
         upstream_ready(s, PC_SMTPC_UNAVAILABLE, NULL);
@@ -334,6 +335,7 @@ static void up_cmd_done(void *ud, pc_smtpc_status st, const pc_smtp_reply *r);
 static void up_send(sess *s, const char *line, int secret)
 {
     s->wait = W_UPSTREAM;
+    pc_conn_set_timeout(s->c, 0); /* the upstream's own timeouts apply while it works */
     if (pc_smtpc_command(s->up, line, strlen(line), secret, up_cmd_done, s) < 0)
         up_cmd_done(s, PC_SMTPC_UNAVAILABLE, NULL);
 }
@@ -483,6 +485,7 @@ static void data_final(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
 static void send_message(sess *s)
 {
     s->wait = W_UPSTREAM;
+    pc_conn_set_timeout(s->c, 0);
     if (pc_smtpc_data(s->up, s->msg, data_final, s) < 0)
         data_final(s, PC_SMTPC_UNAVAILABLE, NULL);
 }

@@ -1,0 +1,271 @@
+/* smtp_data.c — DATA stream reader (unstuffing, end only at CRLF "." CRLF) and stuffing writer.
+ * Defends against SMTP smuggling (<LF>.<LF>, <CR>.<CR>...), oversize messages and NUL bytes. */
+#include "smtp/smtp_data.h"
+
+#include <string.h>
+
+/* Reader states. "Soft" line starts follow a bare CR/LF in normalise mode: they allow unstuffing
+ * but never the end of data. */
+enum {
+    S_BOL = 0, /* after a real CRLF, or at the start */
+    S_SBOL,    /* after a bare CR/LF (normalise mode only) */
+    S_MID,     /* inside a line */
+    S_CR,      /* a CR inside a line, fate unknown */
+    S_DOT,     /* '.' at a real line start */
+    S_SDOT,    /* '.' at a soft line start */
+    S_DOTCR,   /* '.' CR at a real line start */
+    S_SDOTCR,  /* '.' CR at a soft line start */
+    S_DONE,
+};
+
+static const char CRLF[] = "\r\n";
+static const char DOT[] = ".";
+
+void pc_smtp_data_init(pc_smtp_data *d, size_t max_line, size_t max_size, int normalize)
+{
+    memset(d, 0, sizeof(*d));
+    d->state = S_BOL;
+    d->normalize = normalize != 0;
+    d->max_line = max_line;
+    d->max_size = max_size;
+    d->in_headers = 1;
+}
+
+/* Output batching: consecutive slices that are adjacent in memory go out in one emit call. */
+typedef struct out {
+    pc_smtp_data *d;
+    pc_data_emit_fn emit;
+    void *ud;
+    const char *rp;
+    size_t rn;
+} out;
+
+static int flush(out *o)
+{
+    if (o->rn) {
+        int rc = o->emit(o->ud, o->rp, o->rn);
+        o->rn = 0;
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int put(out *o, const char *p, size_t n)
+{
+    pc_smtp_data *d = o->d;
+    size_t allowed = n;
+    if (d->max_size) {
+        size_t room = d->size >= d->max_size ? 0 : d->max_size - d->size;
+        if (allowed > room) {
+            allowed = room;
+            d->flags |= PC_DATA_TOO_BIG;
+        }
+    }
+    d->size += n;
+    if (allowed == 0)
+        return 0;
+    if (o->rn && o->rp + o->rn == p) {
+        o->rn += allowed;
+        return 0;
+    }
+    if (flush(o) < 0)
+        return -1;
+    o->rp = p;
+    o->rn = allowed;
+    return 0;
+}
+
+static int lower(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') ? c + 32 : c;
+}
+
+/* Bookkeeping for one content byte of the current line (not CR/LF). */
+static void content(pc_smtp_data *d, unsigned char c)
+{
+    if (c == 0)
+        d->flags |= PC_DATA_NUL;
+    if (c >= 0x80)
+        d->flags |= PC_DATA_8BIT;
+    d->line_len++;
+    if (d->max_line && d->line_len + 2 > d->max_line)
+        d->flags |= PC_DATA_LONG_LINE;
+    if (d->in_headers && d->hdrlen < sizeof(d->hdrbuf)) {
+        d->hdrbuf[d->hdrlen++] = (char)c;
+        if (d->hdrlen == 9) {
+            static const char rcv[] = "received:";
+            size_t k = 0;
+            while (k < 9 && lower((unsigned char)d->hdrbuf[k]) == rcv[k])
+                k++;
+            if (k == 9)
+                d->received++;
+        }
+    }
+}
+
+/* A line ended (its CRLF already put); real says whether it was a real CRLF. */
+static void line_end(pc_smtp_data *d, int real)
+{
+    if (d->in_headers && d->hdrlen == 0)
+        d->in_headers = 0;
+    d->hdrlen = 0;
+    d->line_len = 0;
+    d->state = real ? S_BOL : (d->normalize ? S_SBOL : S_MID);
+}
+
+size_t pc_smtp_data_feed(pc_smtp_data *d, const char *in, size_t n, pc_data_emit_fn emit, void *ud,
+                         int *done)
+{
+    out o = {d, emit, ud, NULL, 0};
+    size_t i = 0;
+    *done = 0;
+    if (d->state == S_DONE) {
+        *done = 1;
+        return 0;
+    }
+    while (i < n) {
+        unsigned char c = (unsigned char)in[i];
+        int rc = 0;
+        switch (d->state) {
+        case S_BOL:
+        case S_SBOL:
+            if (c == '.') {
+                d->state = d->state == S_BOL ? S_DOT : S_SDOT;
+                i++;
+                continue;
+            }
+            d->state = S_MID;
+            continue; /* the byte as an ordinary one */
+        case S_MID:
+            if (c == '\r') {
+                d->state = S_CR;
+            } else if (c == '\n') {
+                d->flags |= PC_DATA_BARE_LF;
+                rc = put(&o, CRLF, 2);
+                line_end(d, 0);
+            } else {
+                content(d, c);
+                rc = put(&o, in + i, 1);
+            }
+            i++;
+            break;
+        case S_CR:
+            if (c == '\n') {
+                rc = i > 0 ? put(&o, in + i - 1, 2) : put(&o, CRLF, 2);
+                line_end(d, 1);
+                i++;
+            } else {
+                d->flags |= PC_DATA_BARE_CR;
+                rc = put(&o, CRLF, 2);
+                line_end(d, 0); /* c is looked at again in the new state */
+            }
+            break;
+        case S_DOT:
+        case S_SDOT:
+            if (c == '\r') {
+                d->state = d->state == S_DOT ? S_DOTCR : S_SDOTCR;
+                i++;
+            } else if (c == '\n') {
+                /* The line "." ended by a bare LF: kept as content, never an end. */
+                content(d, '.');
+                d->flags |= PC_DATA_BARE_LF;
+                rc = put(&o, DOT, 1);
+                if (rc == 0)
+                    rc = put(&o, CRLF, 2);
+                line_end(d, 0);
+                i++;
+            } else {
+                d->line_len++; /* the stuffing dot, removed */
+                d->state = S_MID;
+            }
+            break;
+        case S_DOTCR:
+        case S_SDOTCR:
+            if (c == '\n' && d->state == S_DOTCR) {
+                i++;
+                d->state = S_DONE;
+                if (flush(&o) < 0)
+                    return (size_t)-1;
+                *done = 1;
+                return i;
+            }
+            content(d, '.');
+            rc = put(&o, DOT, 1);
+            if (c == '\n') {
+                /* "." CRLF after a soft line start: the line ".", not the end. */
+                if (rc == 0)
+                    rc = put(&o, CRLF, 2);
+                line_end(d, 1);
+                i++;
+            } else {
+                d->flags |= PC_DATA_BARE_CR;
+                if (rc == 0)
+                    rc = put(&o, CRLF, 2);
+                line_end(d, 0);
+            }
+            break;
+        default: *done = 1; return i;
+        }
+        if (rc < 0)
+            return (size_t)-1;
+    }
+    if (flush(&o) < 0)
+        return (size_t)-1;
+    return i;
+}
+
+/* ---- writer -----------------------------------------------------------------------------------
+ */
+
+void pc_smtp_stuff_init(pc_smtp_stuff *s)
+{
+    s->at_bol = 1;
+    s->last_cr = 0;
+}
+
+int pc_smtp_stuff_feed(pc_smtp_stuff *s, const char *in, size_t n, pc_data_emit_fn emit, void *ud)
+{
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = in[i];
+        if (s->last_cr && c != '\n') {
+            /* A bare CR in the content: complete it so the upstream only ever sees CRLF. */
+            if ((i > start && emit(ud, in + start, i - start) < 0) || emit(ud, "\n", 1) < 0)
+                return -1;
+            start = i;
+            s->at_bol = 1;
+            s->last_cr = 0;
+        }
+        if (c == '\n' && !s->last_cr) {
+            /* A bare LF: written as CRLF. */
+            if ((i > start && emit(ud, in + start, i - start) < 0) || emit(ud, "\r", 1) < 0)
+                return -1;
+            start = i;
+        }
+        if (s->at_bol && c == '.') {
+            if ((i > start && emit(ud, in + start, i - start) < 0) || emit(ud, ".", 1) < 0)
+                return -1;
+            start = i;
+        }
+        s->at_bol = c == '\n';
+        s->last_cr = c == '\r';
+    }
+    if (n > start && emit(ud, in + start, n - start) < 0)
+        return -1;
+    return 0;
+}
+
+int pc_smtp_stuff_end(pc_smtp_stuff *s, pc_data_emit_fn emit, void *ud)
+{
+    if (s->last_cr) {
+        if (emit(ud, "\n", 1) < 0)
+            return -1;
+        s->at_bol = 1;
+    }
+    if (!s->at_bol && emit(ud, "\r\n", 2) < 0)
+        return -1;
+    s->at_bol = 1;
+    s->last_cr = 0;
+    return emit(ud, ".\r\n", 3);
+}

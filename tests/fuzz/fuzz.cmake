@@ -1,0 +1,24 @@
+# libFuzzer targets for the pure parsers (configure with CC=clang -DPC_FUZZ=ON).
+# The parser sources are compiled into each target (pc_parse itself is not built with
+# -fsanitize=fuzzer-no-link). New inputs go to a scratch directory in the build tree, which is
+# passed first; the checked-in seed corpus is passed second and never written to.
+set(PC_FUZZ_PARSE_SRCS
+  ${CMAKE_SOURCE_DIR}/gateway/smtp/smtp_parse.c
+  ${CMAKE_SOURCE_DIR}/gateway/smtp/smtp_reply.c
+  ${CMAKE_SOURCE_DIR}/gateway/smtp/smtp_data.c
+  ${CMAKE_SOURCE_DIR}/gateway/proxy.c
+  ${CMAKE_SOURCE_DIR}/gateway/sanitize.c
+)
+set(PC_FUZZ_FLAGS -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined)
+
+foreach(name smtp_parse smtp_data smtp_reply proxy)
+  add_executable(fuzz_${name} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_${name}.c ${PC_FUZZ_PARSE_SRCS})
+  target_compile_options(fuzz_${name} PRIVATE ${PC_FUZZ_FLAGS})
+  target_link_options(fuzz_${name} PRIVATE ${PC_FUZZ_FLAGS})
+  file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/${name})
+  add_test(NAME fuzz.${name}
+    COMMAND fuzz_${name} -max_total_time=20 -rss_limit_mb=1024
+            ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/${name}
+            ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/${name})
+  set_tests_properties(fuzz.${name} PROPERTIES LABELS fuzz TIMEOUT 180)
+endforeach()
