@@ -346,6 +346,7 @@ static void send_message(sess *s);
 static void upstream_ready(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
 {
     sess *s = ud;
+    s->wait = W_NONE;
     (void)r;
     s->up_opening = 0;
     if (st != PC_SMTPC_OK) {
@@ -383,6 +384,7 @@ static void auth_done(sess *s, const pc_smtp_reply *r);
 static void up_cmd_done(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
 {
     sess *s = ud;
+    s->wait = W_NONE;
     if (st != PC_SMTPC_OK) {
         drop_upstream(s);
         upstream_failed_reply(s, st);
@@ -456,6 +458,7 @@ static void up_cmd_done(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
 static void data_final(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
 {
     sess *s = ud;
+    s->wait = W_NONE;
     char rtext[300] = "";
     int code = 451;
     if (st != PC_SMTPC_OK) {

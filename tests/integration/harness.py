@@ -1070,6 +1070,14 @@ class GatewayTest(unittest.TestCase):
         self.assertIsNotNone(reply)
         self.assertTrue((reply.enhanced or "").startswith(prefix), "%r: want enhanced %s" % (reply, prefix))
 
+    def assertTempFailed(self, replies, accepted):
+        """An attempt() that was not accepted and whose first refusal is a 4xx reply."""
+        self.assertFalse(accepted, replies)
+        fail = first_failure(replies)
+        self.assertIsInstance(fail, Reply, "expected a 4xx reply, got %r" % (replies,))
+        self.assertEqual(fail.code // 100, 4, replies)
+        return fail
+
     def assertGatewayServes(self, gw, source=None):
         """A fresh session still gets a 220 greeting and a 250 EHLO (the gateway survived)."""
         self.assertTrue(gw.alive(), "gateway process died; log:\n" + gw.log_text()[-3000:])
@@ -1134,7 +1142,9 @@ def attempt(port, sender, rcpts, message, timeout=30.0, **client_kw):
 def first_failure(replies):
     """The first reply in an attempt() list that is not 2xx/3xx (or None / an error tuple)."""
     for r in replies:
-        if r is None or isinstance(r, tuple) or r.code >= 400:
+        if r is None:
+            return ("closed", None)
+        if isinstance(r, tuple) or r.code >= 400:
             return r
     return None
 
