@@ -22,3 +22,16 @@ foreach(name smtp_parse smtp_data smtp_reply proxy)
             ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/${name})
   set_tests_properties(fuzz.${name} PROPERTIES LABELS fuzz TIMEOUT 180)
 endforeach()
+
+# The configuration loader: YAML from an untrusted file must never crash the loader.
+add_executable(fuzz_config ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_config.c
+  ${CMAKE_SOURCE_DIR}/gateway/config.c ${CMAKE_SOURCE_DIR}/gateway/cli.c)
+target_compile_options(fuzz_config PRIVATE ${PC_FUZZ_FLAGS})
+target_link_options(fuzz_config PRIVATE ${PC_FUZZ_FLAGS})
+target_link_libraries(fuzz_config PRIVATE PkgConfig::YAML)
+file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/config)
+add_test(NAME fuzz.config
+  COMMAND fuzz_config -max_total_time=20 -rss_limit_mb=1024
+          ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/config
+          ${CMAKE_SOURCE_DIR}/tests/fixtures/config)
+set_tests_properties(fuzz.config PROPERTIES LABELS fuzz TIMEOUT 180)

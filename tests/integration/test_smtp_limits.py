@@ -1,0 +1,144 @@
+"""Limits and timeouts: a 1 MB line without LF, SIZE (declared and actual), the recipients cap, the
+errors cap, Received hop counting, the command timeout, and a slow-but-alive client.
+
+Owns: a recording upstream and gateways per test (timeouts shortened in the config for the test).
+"""
+
+import socket
+import time
+import unittest
+
+import harness as h
+
+
+class Limits(h.GatewayTest):
+    def test_megabyte_line_without_lf(self):
+        up = self.hostile("record")
+        gw = self.gateway(up.port)
+        c = self.client(gw, timeout=30)
+        c.ehlo()
+        t = h.send_in_thread(c.sock.sendall, b"NOOP " + b"A" * (1 << 20))
+        r = c.read_reply(timeout=30)
+        self.assertCode(r, 500)
+        self.assertEnhanced(r, "5.5.2")
+        t.join(30)
+        # Either the session continues after the line ends, or it is closed cleanly.
+        try:
+            c.send(b"\r\nNOOP\r\n")
+            r = c.read_reply(timeout=15)
+            for _ in range(5):
+                if r is None or r.code == 250:
+                    break
+                self.assertCode(r, 5)
+                r = c.read_reply(timeout=15)
+            if r is not None:
+                self.assertCode(r, 250)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.assertGatewayServes(gw)
+
+    def test_size_declared_too_big(self):
+        up = self.hostile("record")
+        gw = self.gateway(up.port, limits={"message_size": 100000})
+        c = self.client(gw)
+        c.ehlo()
+        self.assertEqual(c.caps.get("SIZE"), "100000")
+        r = c.cmd("MAIL FROM:<s@client.test> SIZE=200000")
+        self.assertCode(r, 552)
+        self.assertCode(c.cmd("MAIL FROM:<s@client.test> SIZE=1000"), 250)
+
+    def test_message_over_size_552_after_dot(self):
+        up = self.hostile("record")
+        gw = self.gateway(up.port, limits={"message_size": 100000})
+        c = self.client(gw, timeout=30)
+        c.ehlo()
+        self.assertCode(c.cmd("MAIL FROM:<s@client.test>"), 250)
+        self.assertCode(c.cmd("RCPT TO:<alice@example.test>"), 250)
+        self.assertCode(c.cmd("DATA"), 354)
+        body = b"Subject: big\r\n\r\n" + (b"x" * 78 + b"\r\n") * 2000   # 160 KB
+        t = h.send_in_thread(c.sock.sendall, body + b".\r\n")
+        r = c.read_reply(timeout=30)
+        t.join(30)
+        self.assertCode(r, 552)
+        self.assertEnhanced(r, "5.3.4")
+        self.assertEqual(up.complete_messages(), [])
+        self.assertCode(c.cmd("RSET"), 250)
+        self.assertCode(c.cmd("MAIL FROM:<s@client.test>"), 250)
+
+    def test_recipients_cap(self):
+        up = self.hostile("record")
+        gw = self.gateway(up.port, limits={"recipients": 3})
+        c = self.client(gw)
+        c.ehlo()
+        c.cmd("MAIL FROM:<s@client.test>")
+        for i in range(3):
+            self.assertCode(c.cmd("RCPT TO:<u%d@example.test>" % i), 250)
+        r = c.cmd("RCPT TO:<u9@example.test>")
+        self.assertCode(r, 452)
+        self.assertEnhanced(r, "4.5.3")
+        self.assertCode(c.cmd("DATA"), 354)
+        c.send(b"Subject: cap\r\n\r\nx\r\n.\r\n")
+        self.assertCode(c.read_reply(), 250)
+        self.assertEqual(len(up.complete_messages()[0].rcpts), 3)
+
+    def test_errors_cap(self):
+        up = self.hostile("record")
+        gw = self.gateway(up.port, limits={"errors": 3})
+        c = self.client(gw)
+        c.ehlo()
+        last = None
+        for i in range(12):
+            try:
+                last = c.cmd("BOGUS%d" % i)
+            except (BrokenPipeError, ConnectionResetError):
+                last = None
+            if last is None or last.code == 421:
+                break
+        self.assertIsNotNone(last, "closed without 421")
+        self.assertCode(last, 421)
+        self.assertEnhanced(last, "4.7.0")
+        self.assertTrue(c.closed(5))
+        self.assertGatewayServes(gw)
+
+    def test_received_hops(self):
+        up = self.hostile("record")
+        gw = self.gateway(up.port, limits={"max_received": 30})
+        hops = b"".join(b"Received: from h%d.test by h%d.test; Mon, 1 Jan 2024 00:00:00 +0000\r\n" % (i, i + 1)
+                        for i in range(31))
+        reps, ok = h.attempt(gw.port, "s@client.test", ["alice@example.test"], hops + b"Subject: loop\r\n\r\nx\r\n")
+        self.assertFalse(ok)
+        self.assertCode(reps[-1], 554)
+        self.assertEnhanced(reps[-1], "5.4.6")
+        self.assertEqual(up.complete_messages(), [])
+        few = hops[: hops.index(b"Received: from h5.")]
+        reps, ok = h.attempt(gw.port, "s@client.test", ["alice@example.test"], few + b"Subject: ok\r\n\r\nx\r\n")
+        self.assertTrue(ok, reps)
+
+    def test_command_timeout(self):
+        up = self.hostile("record")
+        gw = self.gateway(up.port, timeouts={"command": "2s"})
+        c = self.client(gw, timeout=15)
+        c.ehlo()
+        t0 = time.monotonic()
+        r = c.read_reply(timeout=15)
+        elapsed = time.monotonic() - t0
+        self.assertCode(r, 421)
+        self.assertEnhanced(r, "4.4.2")
+        self.assertTrue(1.5 <= elapsed <= 10, elapsed)
+        self.assertTrue(c.closed(5))
+
+    def test_slow_client_one_byte_per_second(self):
+        up = self.hostile("record")
+        gw = self.gateway(up.port, timeouts={"command": "8s"})
+        c = self.client(gw, timeout=20)
+        c.ehlo()
+        for b in b"NOOP\r\n":
+            c.send(bytes([b]))
+            time.sleep(1)
+        self.assertCode(c.read_reply(timeout=10), 250)
+        r = c.read_reply(timeout=20)             # then idle: the timeout still applies
+        self.assertCode(r, 421)
+
+
+if __name__ == "__main__":
+    unittest.main()

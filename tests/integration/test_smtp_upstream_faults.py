@@ -1,0 +1,98 @@
+"""Upstream faults: nothing listening, a client that vanishes mid-DATA, and every misbehaviour of the
+hostile upstream (huge reply, reply without CRLF, unexpected 354 / 2xx, silence, drop mid-DATA).
+The client must get a 4xx (never a 250 for a message the upstream did not take) and the gateway must
+keep serving the next session.
+
+Owns: a private Postfix (class), hostile upstreams and gateways per test.
+"""
+
+import socket
+import time
+import unittest
+
+import harness as h
+
+FAST = {"command": "5s", "data_end": "5s", "data_block": "5s"}
+
+
+@unittest.skipUnless(h.have_tool("postfix"), "postfix not installed")
+class UpstreamFaults(h.GatewayTest):
+    postfix = True
+
+    def test_upstream_not_listening(self):
+        dead = h.free_port()
+        gw = self.gateway(dead)
+        reps, ok = h.attempt(gw.port, "s@client.test", ["alice@example.test"], b"Subject: dead\r\n\r\nx\r\n")
+        fail = self.assertTempFailed(reps, ok)
+        self.assertIn(fail.code, (421, 451, 450, 452, 454), fail)
+        self.assertGatewayServes(gw)
+
+    def test_client_drops_mid_data_postfix(self):
+        gw = self.gateway(self.pf.port)
+        tag = h.unique("dropmid")
+        c = h.SmtpClient(gw.port)
+        c.ehlo()
+        self.assertCode(c.cmd("MAIL FROM:<s@client.test>"), 250)
+        self.assertCode(c.cmd("RCPT TO:<alice@example.test>"), 250)
+        self.assertCode(c.cmd("DATA"), 354)
+        c.send(b"Subject: " + tag.encode() + b"\r\n\r\npart one\r\npart two\r\n")
+        c.close()
+        time.sleep(3)
+        self.assertEqual(self.delivered("alice", tag, expect=1, timeout=2), [])
+        self.assertGatewayServes(gw)
+
+    def test_client_drops_mid_data_recorder(self):
+        up = self.hostile("record")
+        gw = self.gateway(up.port)
+        c = h.SmtpClient(gw.port)
+        c.ehlo()
+        c.cmd("MAIL FROM:<s@client.test>")
+        c.cmd("RCPT TO:<alice@example.test>")
+        self.assertCode(c.cmd("DATA"), 354)
+        c.send(b"Subject: partial\r\n\r\n" + b"y" * 5000 + b"\r\n")
+        c.close()
+        time.sleep(2)
+        self.assertEqual(up.complete_messages(), [])
+        self.assertGatewayServes(gw)
+
+    def _hostile_case(self, mode, **kw):
+        up = self.hostile(mode, **kw)
+        gw = self.gateway(up.port, timeouts=FAST)
+        reps, ok = h.attempt(gw.port, "s@client.test", ["alice@example.test"], b"Subject: hostile\r\n\r\nx\r\n",
+                             timeout=90)
+        fail = self.assertTempFailed(reps, ok)
+        self.assertGatewayServes(gw)
+        return up, fail
+
+    def test_huge_reply_to_ehlo(self):
+        self._hostile_case("huge_reply", at="EHLO")
+
+    def test_huge_reply_to_mail(self):
+        self._hostile_case("huge_reply", at="MAIL")
+
+    def test_reply_without_crlf(self):
+        self._hostile_case("no_crlf", at="EHLO")
+
+    def test_reply_without_crlf_at_mail(self):
+        self._hostile_case("no_crlf", at="MAIL")
+
+    def test_unexpected_354_to_mail(self):
+        up, _ = self._hostile_case("unexpected_354")
+        self.assertEqual(up.complete_messages(), [])
+
+    def test_unexpected_2xx_to_data(self):
+        up, _ = self._hostile_case("unexpected_2xx_data")
+        self.assertFalse(b"Subject: hostile" in up.all_bytes() and b"\r\n.\r\n" in up.all_bytes())
+
+    def test_silent_upstream(self):
+        self._hostile_case("slow")
+
+    def test_upstream_drops_mid_data(self):
+        self._hostile_case("drop_mid_data")
+
+    def test_hostile_greeting_without_crlf(self):
+        self._hostile_case("record", greeting=b"220 no line end")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,25 @@
+# Integration tests: Python 3 (standard library) dialogues against the real portcullis binary, with a
+# private Postfix, smtp-sink and a deliberately hostile upstream (tests/integration/hostile_upstream.py).
+# Included from tests/CMakeLists.txt. Each module is one CTest test, run serially (they start servers).
+if(TARGET portcullis)
+  set(PC_INTEGRATION_MODULES
+    test_fixtures
+    test_cli
+    test_smtp_basic
+    test_smtp_tls
+    test_smtp_attacks
+    test_smtp_limits
+    test_smtp_upstream_faults
+    test_smtp_identity
+  )
+  foreach(module IN LISTS PC_INTEGRATION_MODULES)
+    add_test(NAME integration.${module}
+             COMMAND ${Python3_EXECUTABLE} -m unittest -v ${module}
+             WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/integration)
+    set_tests_properties(integration.${module} PROPERTIES
+      ENVIRONMENT "PORTCULLIS_BIN=$<TARGET_FILE:portcullis>"
+      LABELS integration
+      TIMEOUT 600
+      RUN_SERIAL TRUE)
+  endforeach()
+endif()
