@@ -1029,7 +1029,7 @@ static void cmd_starttls(sess *s)
         pc_log_notice(s->sid, "event=limit limit=handshakes client=%s", s->client_ip);
         return;
     }
-    size_t junk = pc_conn_pending(s->c);
+    size_t junk = pc_conn_pending(s->c) - s->line_consumed;
     if (junk)
         pc_log_notice(s->sid, "event=starttls-injection client=%s discarded_bytes=%zu",
                       s->client_ip, junk);
@@ -1290,6 +1290,7 @@ static void process(sess *s)
             }
             if (!s->first_cmd)
                 pc_conn_set_timeout(s->c, s->cfg->timeouts.command_ms);
+            s->line_consumed = consumed;
             command(s, buf, linelen);
             pc_conn_consume(s->c, consumed);
         }
