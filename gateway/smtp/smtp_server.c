@@ -77,6 +77,7 @@ typedef struct sess {
     int again;
     int skip_line; /* discarding the rest of an over-long line */
     int first_cmd;
+    size_t line_consumed; /* bytes of the command line being handled, CRLF included */
     pc_buf out;
 
     /* session */
