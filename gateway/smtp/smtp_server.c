@@ -57,6 +57,7 @@ enum step {
     ST_RCPT,
     ST_MESSAGE,
     ST_AUTH,
+    ST_MAIL_RSET, /* RSET upstream left over from an earlier transaction, then MAIL */
 };
 
 typedef struct rcpt {
@@ -115,6 +116,7 @@ typedef struct sess {
     pc_chain_run *run;
     pc_smtpc *up;
     int up_opening;
+    int up_txn; /* the upstream accepted a MAIL whose transaction is not finished */
     char auth_line[1024];
     size_t auth_len;
 } sess;
@@ -299,6 +301,7 @@ static void upstream_failed_reply(sess *s, pc_smtpc_status st)
 
 static void drop_upstream(sess *s)
 {
+    s->up_txn = 0;
     pc_smtpc_free(s->up);
     s->up = NULL;
 }
@@ -409,6 +412,7 @@ static void up_cmd_done(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
             relay_reply(s, r);
             if (r->code / 100 == 2) {
                 s->in_txn = 1;
+                s->up_txn = 1;
                 s->txn_start_ms = now_ms();
             } else {
                 txn_reset(s);
@@ -437,6 +441,7 @@ static void up_cmd_done(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
             txn_reset(s);
             break;
         }
+        s->up_txn = 1;
         if (s->replay_idx < s->nrcpts) {
             up_send(s, s->rcpts[s->replay_idx++].line, 0);
             return;
@@ -444,6 +449,16 @@ static void up_cmd_done(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
         send_message(s);
         return;
     case ST_AUTH: auth_done(s, r); return;
+    case ST_MAIL_RSET:
+        s->step = ST_MAIL;
+        if (r->code / 100 != 2) {
+            drop_upstream(s);
+            open_upstream(s);
+            return;
+        }
+        s->up_txn = 0;
+        up_send(s, s->mail_line, 0);
+        return;
     default:
         if (r)
             relay_reply(s, r);
@@ -460,6 +475,7 @@ static void data_final(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
 {
     sess *s = ud;
     s->wait = W_NONE;
+    s->up_txn = 0;
     char rtext[300] = "";
     int code = 451;
     if (st != PC_SMTPC_OK) {
@@ -901,6 +917,13 @@ static void mail_after_filters(sess *s, const pc_verdict *v)
         return;
     }
     if (s->up && pc_smtpc_alive(s->up)) {
+        if (s->up_txn) {
+            /* An earlier transaction ended at the gateway (RSET, refused message): end it upstream
+             * too before the new MAIL. */
+            s->step = ST_MAIL_RSET;
+            up_send(s, "RSET", 0);
+            return;
+        }
         up_send(s, s->mail_line, 0);
         return;
     }
