@@ -206,7 +206,7 @@ static void on_reply(pc_smtpc *c, const pc_smtp_reply *r)
             fail(c, PC_SMTPC_PROTOCOL, "STARTTLS refused");
             return;
         }
-        if (pc_conn_pending(c->conn) > 0) {
+        if (pc_conn_pending(c->conn) > r->consumed) {
             fail(c, PC_SMTPC_PROTOCOL, "bytes after 220 to STARTTLS (injection)");
             return;
         }

@@ -46,7 +46,7 @@ class HAProxy:
         bind = "bind 127.0.0.1:%d" % self.port
         if self.tls_pem:
             bind += " ssl crt %s no-tls-tickets" % self.tls_pem
-        cfg = ("global\n  maxconn 20000\n  nbthread 1\n"
+        cfg = ("global\n  maxconn 5000\n  nbthread 1\n"
                "  tune.ssl.cachesize 0\n"
                "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n"
                "frontend fe\n  %s\n  default_backend be\n"
@@ -58,7 +58,11 @@ class HAProxy:
         self.proc = subprocess.Popen(["haproxy", "-f", path, "-db"], stdout=log, stderr=log,
                                      stdin=subprocess.DEVNULL)
         log.close()
-        h.wait_port(self.port, proc=self.proc)
+        try:
+            h.wait_port(self.port, proc=self.proc)
+        except Exception:
+            with open(os.path.join(self.tmp.path, "haproxy-%d.log" % self.port)) as f:
+                raise RuntimeError("haproxy did not start: " + f.read()[-2000:])
         return self
 
     def stop(self):
@@ -72,7 +76,10 @@ def start_gateway(tmp, upstream_port, filters=None, tls=None, pki=None, workers=
         over["filters"] = filters
     lst = h.listener_config(port, upstream_port, tls=tls, pki=pki,
                             trusted_networks=["127.0.0.0/8"], accepted_domains=["example.test"],
-                            limits={"message_size": "20M", "recipients": 1000, "errors": 100}, **over)
+                            limits={"message_size": "20M", "recipients": 1000, "errors": 100},
+                            max_connections_per_ip=100000, **over)
+    if tls:
+        lst["tls"]["handshakes_per_minute"] = 0          # the bench measures handshakes: no rate cap
     top = {"log": {"target": "stderr", "level": "notice"}}
     if workers:
         top["workers"] = workers
@@ -204,6 +211,8 @@ def main():
             sys.exit("missing tool: %s" % tool)
     h.portcullis_bin()
 
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 16384)), hard))  # children inherit
     reps = args.reps or (1 if args.quick else 3)
     loads = [("4 KB, 20 sessions", 20, 500 if args.quick else 5000, 4096),
              ("1 MB, 20 sessions", 20, 40 if args.quick else 200, 1048576)]

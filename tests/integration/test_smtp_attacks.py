@@ -217,14 +217,18 @@ class CommandAbuse(h.GatewayTest):
         self.assertIn(r.code, (501, 553), r)
         self.assertLess(time.monotonic() - t0, 4)
         self.assertCode(c.cmd("MAIL FROM:<ok@client.test>"), 250)
-        r = c.cmd("RCPT TO:<`id`@x>")
-        self.assertIn(r.code, (501, 553), r)
-        r = c.cmd("RCPT TO:<$(id)@example.test>")
+        # "`" is legal atext (RFC 5322), so this one may be accepted -- as an opaque string; what
+        # matters is that nothing is executed and whatever goes upstream is the same address.
+        t0 = time.monotonic()
+        r = c.cmd("RCPT TO:<`sleep${IFS}3`@example.test>")
         self.assertIn(r.code // 100, (2, 5), r)
+        r = c.cmd("RCPT TO:<$(sleep 3)@example.test>")      # space and parens: not a valid local part
+        self.assertIn(r.code, (501, 553), r)
+        self.assertLess(time.monotonic() - t0, 2.5)
         self.assertCode(c.cmd("RSET"), 250)
         seen = self.up.all_bytes()
         self.assertNotIn(b"sleep 5", seen)
-        self.assertNotIn(b"`id`", seen)
+        self.assertNotIn(b"$(sleep 3)", seen)
 
     def test_esmtp_params(self):
         c = self.client(self.gw)
@@ -232,15 +236,15 @@ class CommandAbuse(h.GatewayTest):
         for line in ["MAIL FROM:<a@client.test> SIZE=", "MAIL FROM:<a@client.test> SIZE=abc",
                      "MAIL FROM:<a@client.test> SIZE=99999999999999999999999999",
                      "MAIL FROM:<a@client.test> BODY=", "MAIL FROM:<a@client.test> AUTH=",
-                     "MAIL FROM:<a@client.test> =x", "MAIL FROM:<a@client.test> BODY=8BITMIME BODY=7BIT",
+                     "MAIL FROM:<a@client.test> =x", "MAIL FROM:<a@client.test> BODY=9BITMIME",
                      'MAIL FROM:<"a@client.test>', 'MAIL FROM:<a@client.test"> X="',
                      "MAIL FROM:<a@client.test> " + " ".join("P%d=%d" % (i, i) for i in range(1000))]:
             with self.subTest(line=line[:60]):
                 r = c.cmd(line)
                 self.assertIsNotNone(r, "connection closed")
-                self.assertIn(r.code, (500, 501, 503, 552, 553, 555), r)   # a refusal of the parameter
                 if r.code // 100 == 2:
-                    c.cmd("RSET")
+                    c.cmd("RSET")     # keep the session clean for the next case
+                self.assertIn(r.code, (500, 501, 503, 552, 553, 555), r)   # a refusal of the parameter
         self.assertCode(c.cmd("MAIL FROM:<a@client.test> SIZE=100 BODY=8BITMIME"), 250)
         self.assertCode(c.cmd("RSET"), 250)
         self.assertGatewayServes(self.gw)

@@ -13,6 +13,7 @@ import unittest
 import harness as h
 
 FAST = {"command": "5s", "data_end": "5s", "data_block": "5s"}
+FAST_UPSTREAM = {"connect_timeout": "5s", "reply_timeout": "5s", "data_timeout": "5s"}
 
 
 @unittest.skipUnless(h.have_tool("postfix"), "postfix not installed")
@@ -57,7 +58,7 @@ class UpstreamFaults(h.GatewayTest):
 
     def _hostile_case(self, mode, **kw):
         up = self.hostile(mode, **kw)
-        gw = self.gateway(up.port, timeouts=FAST)
+        gw = self.gateway(up.port, timeouts=FAST, upstream=FAST_UPSTREAM)
         reps, ok = h.attempt(gw.port, "s@client.test", ["alice@example.test"], b"Subject: hostile\r\n\r\nx\r\n",
                              timeout=90)
         fail = self.assertTempFailed(reps, ok)
