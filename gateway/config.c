@@ -747,7 +747,7 @@ static const section listener_sec = {.elem_size = sizeof(pc_listener_cfg), .fini
     {KEY("proxy_protocol", F_SECTION, NULL, L(proxy_trusted)), .sub = &proxy_sec},
     {KEY("trusted_networks", F_NETLIST, "127.0.0.0/8,::1/128", L(trusted_networks))},
     {KEY("accepted_domains", F_STRLIST, NULL, L(accepted_domains)), .flags = HOSTNAME},
-    {KEY("max_connections_per_ip", F_UINT, "20", L(max_connections_per_ip)), .min = 1},
+    {KEY("max_connections_per_ip", F_UINT, "50", L(max_connections_per_ip)), .min = 1},
     {KEY("smtp", F_SECTION, NULL, 0), .sub = &smtp_sec},
     {KEY("limits", F_SECTION, NULL, L(limits)), .sub = &limits_sec},
     {KEY("timeouts", F_SECTION, NULL, L(timeouts)), .sub = &timeouts_sec},

@@ -110,7 +110,7 @@ typedef struct pc_listener_cfg {
     int               xclient_trusted;      /* accept XCLIENT from proxy_trusted: not supported, 0 */
     pc_smtp_limits    limits;
     pc_smtp_timeouts  timeouts;
-    unsigned          max_connections_per_ip; /* default 20 */
+    unsigned          max_connections_per_ip; /* default 50; trusted networks exempt */
     pc_upstream_cfg   upstream;
     pc_filter_use    *filters;
     size_t            nfilters;

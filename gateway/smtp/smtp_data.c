@@ -104,6 +104,40 @@ static void content(pc_smtp_data *d, unsigned char c)
     }
 }
 
+/* Bookkeeping for a run of content bytes (no CR/LF): the first bytes of a header line one at a
+ * time (to recognise "Received:"), the rest in bulk. */
+static void content_run(pc_smtp_data *d, const char *p, size_t n)
+{
+    size_t k = 0;
+    while (k < n && d->in_headers && d->hdrlen < sizeof(d->hdrbuf))
+        content(d, (unsigned char)p[k++]);
+    if (k == n)
+        return;
+    p += k;
+    n -= k;
+    if (memchr(p, 0, n))
+        d->flags |= PC_DATA_NUL;
+    unsigned char acc = 0;
+    for (size_t j = 0; j < n; j++)
+        acc |= (unsigned char)p[j];
+    if (acc & 0x80)
+        d->flags |= PC_DATA_8BIT;
+    d->line_len += n;
+    if (d->max_line && d->line_len + 2 > d->max_line)
+        d->flags |= PC_DATA_LONG_LINE;
+}
+
+/* Length of the run of bytes at p that are neither CR nor LF. The search window is bounded so that
+ * input without line ends cannot make the scan quadratic. */
+static size_t plain_run(const char *p, size_t n)
+{
+    size_t w = n < 4096 ? n : 4096;
+    const char *lf = memchr(p, '\n', w);
+    size_t lim = lf ? (size_t)(lf - p) : w;
+    const char *cr = memchr(p, '\r', lim);
+    return cr ? (size_t)(cr - p) : lim;
+}
+
 /* A line ended (its CRLF already put); real says whether it was a real CRLF. */
 static void line_end(pc_smtp_data *d, int real)
 {
@@ -137,19 +171,24 @@ size_t pc_smtp_data_feed(pc_smtp_data *d, const char *in, size_t n, pc_data_emit
             }
             d->state = S_MID;
             continue; /* the byte as an ordinary one */
-        case S_MID:
+        case S_MID: {
+            size_t run = plain_run(in + i, n - i);
+            if (run > 0) {
+                content_run(d, in + i, run);
+                rc = put(&o, in + i, run);
+                i += run;
+                break;
+            }
             if (c == '\r') {
                 d->state = S_CR;
             } else if (c == '\n') {
                 d->flags |= PC_DATA_BARE_LF;
                 rc = put(&o, CRLF, 2);
                 line_end(d, 0);
-            } else {
-                content(d, c);
-                rc = put(&o, in + i, 1);
             }
             i++;
             break;
+        }
         case S_CR:
             if (c == '\n') {
                 rc = i > 0 ? put(&o, in + i - 1, 2) : put(&o, CRLF, 2);
@@ -228,6 +267,23 @@ int pc_smtp_stuff_feed(pc_smtp_stuff *s, const char *in, size_t n, pc_data_emit_
 {
     size_t start = 0;
     for (size_t i = 0; i < n; i++) {
+        /* Fast path: from a line start without a leading dot, or inside a line, a stretch that
+         * ends in CRLF (or holds no CR/LF at all) needs no change. */
+        if (!s->last_cr && !(s->at_bol && in[i] == '.')) {
+            size_t run = plain_run(in + i, n - i);
+            if (run + 1 < n - i && in[i + run] == '\r' && in[i + run + 1] == '\n') {
+                i += run + 1; /* at the LF */
+                s->at_bol = 1;
+                s->last_cr = 0;
+                continue;
+            }
+            if (run > 0) {
+                i += run - 1; /* at the last plain byte */
+                s->at_bol = 0;
+                s->last_cr = 0;
+                continue;
+            }
+        }
         char c = in[i];
         if (s->last_cr && c != '\n') {
             /* A bare CR in the content: complete it so the upstream only ever sees CRLF. */

@@ -1505,8 +1505,10 @@ void pc_smtp_session_start(pc_listener_rt *l, pc_conn *conn)
     /* Caps: connections per address and in total. */
     s->conn_counted = 1;
     unsigned n = pc_addr_conn_inc((struct sockaddr *)&conn->peer);
+    /* Trusted networks and load balancers are exempt, as Postfix exempts $mynetworks. */
     if (s->cfg->max_connections_per_ip && n > s->cfg->max_connections_per_ip &&
-        !pc_netlist_match(&s->cfg->proxy_trusted, (struct sockaddr *)&conn->peer)) {
+        !pc_netlist_match(&s->cfg->proxy_trusted, (struct sockaddr *)&conn->peer) &&
+        !pc_netlist_match(&s->cfg->trusted_networks, (struct sockaddr *)&conn->peer)) {
         reply(s, "421 4.7.0 %s Error: too many connections from your address", s->cfg->hostname);
         pc_log_notice(s->sid, "event=limit limit=connections_per_ip client=%s count=%u",
                       s->client_ip, n);

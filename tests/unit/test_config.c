@@ -166,7 +166,7 @@ static void test_minimal_defaults(void **state)
     assert_int_equal(l->timeouts.command_ms, 300000);
     assert_int_equal(l->timeouts.data_block_ms, 180000);
     assert_int_equal(l->timeouts.data_end_ms, 600000);
-    assert_int_equal(l->max_connections_per_ip, 20);
+    assert_int_equal(l->max_connections_per_ip, 50);
     assert_int_equal(l->nfilters, 0);
 
     const pc_upstream_cfg *u = &l->upstream;
