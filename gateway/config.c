@@ -763,7 +763,7 @@ static const section log_sec = {.fields = (const field[]){
 
 static const section spool_sec = {.finish = finish_spool, .fields = (const field[]){
     {KEY("directory", F_STR, "/var/tmp", G(spool_dir)), .flags = ABSPATH},
-    {KEY("memory_threshold", F_SIZE, "256K", G(spool_memory_threshold)), .min = 1},
+    {KEY("memory_threshold", F_SIZE, "4M", G(spool_memory_threshold)), .min = 1},
     {KEY("memory_total", F_SIZE, "256M", G(spool_memory_total)), .min = 1},
     {KEY("disk_total", F_SIZE, "4G", G(spool_disk_total)), .min = 1},
     END}};

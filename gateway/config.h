@@ -125,7 +125,7 @@ typedef struct pc_config {
     int              log_level;          /* pc_log_level */
     unsigned         max_connections;    /* total; default 10000 */
     char            *spool_dir;          /* for O_TMPFILE; default /var/tmp */
-    size_t           spool_memory_threshold;  /* per message, default 256 KiB */
+    size_t           spool_memory_threshold;  /* per message, default 4 MiB */
     size_t           spool_memory_total;      /* all messages, default 256 MiB */
     size_t           spool_disk_total;        /* all messages, default 4 GiB */
     unsigned         shutdown_timeout_ms;     /* SIGTERM grace; default 30 s */

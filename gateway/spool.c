@@ -151,12 +151,13 @@ static int spool_write(pc_spool *s, const void *p, size_t n)
                 ncap *= 2;
             if (ncap > s->threshold)
                 ncap = s->threshold;
+            /* Past the memory budget the message goes on disk instead. */
             if (budget_take(&mem_used, mem_limit, ncap - s->cap) < 0)
-                return PC_SPOOL_ENOSPC;
+                goto to_disk;
             char *nm = realloc(s->mem, ncap);
             if (!nm) {
                 budget_give(&mem_used, ncap - s->cap);
-                return PC_SPOOL_ENOSPC;
+                goto to_disk;
             }
             s->mem = nm;
             s->cap = ncap;
@@ -165,6 +166,7 @@ static int spool_write(pc_spool *s, const void *p, size_t n)
         s->len += n;
         return PC_SPOOL_OK;
     }
+to_disk:
     if (s->fd < 0) {
         int rc = spool_to_file(s);
         if (rc != PC_SPOOL_OK)

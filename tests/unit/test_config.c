@@ -120,7 +120,7 @@ static void test_minimal_defaults(void **state)
     assert_int_equal(cfg->log_level, PC_LOG_INFO);
     assert_int_equal(cfg->max_connections, 10000);
     assert_string_equal(cfg->spool_dir, "/var/tmp");
-    assert_int_equal(cfg->spool_memory_threshold, 256 * 1024);
+    assert_int_equal(cfg->spool_memory_threshold, 4 * 1024 * 1024);
     assert_int_equal(cfg->spool_memory_total, 256 * 1024 * 1024);
     assert_true(cfg->spool_disk_total == (size_t)4 << 30);
     assert_int_equal(cfg->shutdown_timeout_ms, 30000);

@@ -109,13 +109,18 @@ static void test_budgets(void **state)
     assert_int_equal(pc_spool_write(s, data, 8000), PC_SPOOL_OK);
     pc_spool_free(s);
 
-    /* memory budget shared by all spools */
-    assert_int_equal(pc_spool_setup("/tmp", 10000, 1u << 20, err, sizeof(err)), 0);
+    /* memory budget shared by all spools: past it, a spool moves to disk; past both, ENOSPC */
+    assert_int_equal(pc_spool_setup("/tmp", 10000, 7000, err, sizeof(err)), 0);
     pc_spool *a = pc_spool_new(1u << 20), *b = pc_spool_new(1u << 20);
     assert_int_equal(pc_spool_write(a, data, 6000), PC_SPOOL_OK);
-    assert_int_equal(pc_spool_write(b, data, 6000), PC_SPOOL_ENOSPC);
+    assert_int_equal(pc_spool_write(b, data, 6000), PC_SPOOL_OK); /* on disk */
+    assert_int_equal(pc_spool_read(b, 0, buf, 100), 100);
+    assert_memory_equal(buf, data, 100);
+    pc_spool *c = pc_spool_new(1u << 20);
+    assert_int_equal(pc_spool_write(c, data, 6000), PC_SPOOL_ENOSPC); /* neither budget has room */
     pc_spool_free(a);
     pc_spool_free(b);
+    pc_spool_free(c);
 
     assert_int_equal(pc_spool_setup("/nonexistent/dir", 0, 0, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "/nonexistent/dir"));
