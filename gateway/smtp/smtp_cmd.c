@@ -1,0 +1,584 @@
+/* smtp_cmd.c — the SMTP commands of the client-facing session: HELO/EHLO (what is advertised is
+ * the gateway's support intersected with the upstream's EHLO), MAIL and RCPT (strict parsing, only
+ * validated parameters go upstream, relay control by the gateway itself), DATA, STARTTLS (buffered
+ * plaintext discarded), AUTH relayed to the upstream (never before TLS by default, never logged,
+ * wiped after use), RSET, and the verb table. */
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "addrtable.h"
+#include "log.h"
+#include "sanitize.h"
+#include "smtp/smtp_session.h"
+
+/* ---- AUTH -------------------------------------------------------------------------------------
+ */
+
+static void auth_username(sess *s, const char *b64, size_t n)
+{
+    unsigned char out[600];
+    if (n == 0 || n > 790 || n % 4 != 0)
+        return;
+    int k = EVP_DecodeBlock(out, (const unsigned char *)b64, (int)n);
+    if (k <= 0)
+        return;
+    /* PLAIN: authzid NUL authcid NUL passwd; LOGIN's first response is the user name. */
+    const unsigned char *p = memchr(out, 0, (size_t)k);
+    const unsigned char *user = p ? p + 1 : out;
+    const unsigned char *end = p ? memchr(user, 0, (size_t)(out + k - user)) : out + k;
+    if (!end)
+        end = out + k;
+    pc_sanitize(s->user, sizeof(s->user), (const char *)user, (size_t)(end - user), 0);
+    explicit_bzero(out, sizeof(out));
+}
+
+void ss_auth_done(sess *s, const pc_smtp_reply *r)
+{
+    explicit_bzero(s->auth_line, sizeof(s->auth_line));
+    if (r->code == 334) {
+        ss_relay_reply(s, r);
+        s->phase = PH_AUTH;
+        s->step = ST_NONE;
+        ss_resume(s);
+        return;
+    }
+    s->phase = PH_CMD;
+    if (r->code == 235) {
+        s->authed = 1;
+        if (!s->user[0])
+            snprintf(s->user, sizeof(s->user), "%s", "(unknown)");
+        s->sv.user = s->user;
+        ss_relay_reply(s, r);
+        pc_log_info(s->sid, "event=auth result=ok user=%s client=%s", s->user, s->client_ip);
+    } else if (ss_reply_class_ok(r)) {
+        ss_relay_reply(s, r);
+        s->user[0] = '\0';
+        s->auth_failures++;
+        pc_addr_event((struct sockaddr *)&s->sv.client, PC_CNT_AUTHFAIL, 60);
+        pc_log_notice(s->sid, "event=auth result=failed client=%s failures=%u", s->client_ip,
+                      s->auth_failures);
+        if (s->auth_failures >= s->cfg->limits.auth_failures) {
+            ss_reply(s, "421 4.7.0 %s Error: too many failed authentications", s->cfg->hostname);
+            ss_close_session(s);
+        }
+    } else {
+        ss_drop_upstream(s);
+        ss_upstream_failed_reply(s, PC_SMTPC_PROTOCOL);
+    }
+    s->step = ST_NONE;
+    ss_resume(s);
+}
+
+/* A SASL response line from the client (PH_AUTH). */
+void ss_auth_continue(sess *s, char *line, size_t len)
+{
+    if (len + 1 > sizeof(s->auth_line)) {
+        explicit_bzero(line, len);
+        ss_reply(s, "500 5.5.6 Authentication exchange line is too long");
+        s->phase = PH_CMD;
+        ss_drop_upstream(s); /* the upstream is mid-exchange: start afresh */
+        return;
+    }
+    if (!s->user[0] && !(len == 1 && line[0] == '*'))
+        auth_username(s, line, len);
+    memcpy(s->auth_line, line, len);
+    s->auth_line[len] = '\0';
+    explicit_bzero(line, len);
+    s->step = ST_AUTH;
+    if (!s->up || !pc_smtpc_alive(s->up)) {
+        explicit_bzero(s->auth_line, sizeof(s->auth_line));
+        s->phase = PH_CMD;
+        ss_upstream_failed_reply(s, PC_SMTPC_UNAVAILABLE);
+        return;
+    }
+    ss_up_send(s, s->auth_line, 1);
+}
+
+/* ---- commands ---------------------------------------------------------------------------------
+ */
+
+static size_t announced_size(sess *s)
+{
+    size_t lim = s->cfg->limits.message_size;
+    if (s->l->up.caps.size && s->l->up.caps.size < lim)
+        lim = s->l->up.caps.size;
+    return lim;
+}
+
+static unsigned upcaps(sess *s)
+{
+    /* Until a probe succeeded, assume the common set. */
+    if (!s->l->up.caps.known)
+        return PC_CAP_8BITMIME | PC_CAP_PIPELINING | PC_CAP_ENHANCED;
+    return s->l->up.caps.flags;
+}
+
+static int auth_offered(sess *s)
+{
+    return (upcaps(s) & PC_CAP_AUTH) && (s->tls || s->cfg->plaintext_auth);
+}
+
+static void cmd_helo(sess *s, const pc_smtp_cmd *cmd, int ehlo)
+{
+    if (pc_smtp_helo_valid(cmd->arg.p, cmd->arg.n) < 0) {
+        ss_reply(s, "501 5.5.4 Invalid domain name");
+        ss_error_count(s);
+        return;
+    }
+    ss_txn_reset(s);
+    size_t n = cmd->arg.n < sizeof(s->helo) - 1 ? cmd->arg.n : sizeof(s->helo) - 1;
+    memcpy(s->helo, cmd->arg.p, n);
+    s->helo[n] = '\0';
+    s->sv.helo = s->helo;
+    s->esmtp = ehlo;
+    ss_run_hook(s, PC_HOOK_HELO, ST_HELO);
+}
+
+void ss_helo_after_filters(sess *s, const pc_verdict *v)
+{
+    if (ss_verdict_stops(s, v)) {
+        s->helo[0] = '\0';
+        s->sv.helo = NULL;
+        return;
+    }
+    const char *h = s->cfg->hostname;
+    if (!s->esmtp) {
+        ss_reply(s, "250 %s", h);
+        return;
+    }
+    unsigned caps = upcaps(s);
+    ss_reply(s, "250-%s", h);
+    ss_reply(s, "250-PIPELINING");
+    ss_reply(s, "250-SIZE %zu", announced_size(s));
+    if (caps & PC_CAP_8BITMIME)
+        ss_reply(s, "250-8BITMIME");
+    if (caps & PC_CAP_SMTPUTF8)
+        ss_reply(s, "250-SMTPUTF8");
+    if (caps & PC_CAP_DSN)
+        ss_reply(s, "250-DSN");
+    if (s->cfg->tls.mode == PC_TLS_STARTTLS && !s->tls && s->l->server_tls)
+        ss_reply(s, "250-STARTTLS");
+    if (auth_offered(s) && !s->authed)
+        ss_reply(s, "250-AUTH %s", s->l->up.caps.auth);
+    ss_reply(s, "250 ENHANCEDSTATUSCODES");
+}
+
+static int tls_required_refused(sess *s)
+{
+    if (s->cfg->require_tls && !s->tls) {
+        ss_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+        return 1;
+    }
+    return 0;
+}
+
+static int copy_path(char *out, size_t outlen, pc_slice p)
+{
+    if (p.n >= outlen)
+        return -1;
+    if (p.n)
+        memcpy(out, p.p, p.n);
+    out[p.n] = '\0';
+    return 0;
+}
+
+/* Rebuilds the MAIL/RCPT line for the upstream from the parsed pieces (never the raw line). */
+static int build_line(sess *s, char *out, size_t outlen, const char *verb, const char *path,
+                      const pc_smtp_cmd *cmd)
+{
+    int n = snprintf(out, outlen, "%s:<%s>", verb, path);
+    for (size_t i = 0; i < cmd->nparams; i++) {
+        const pc_smtp_param *pm = &cmd->params[i];
+        n += snprintf(out + n, outlen - (size_t)n, " %.*s", (int)pm->key.n, pm->key.p);
+        if (pm->value.n)
+            n += snprintf(out + n, outlen - (size_t)n, "=%.*s", (int)pm->value.n, pm->value.p);
+        if ((size_t)n >= outlen)
+            return -1;
+    }
+    (void)s;
+    return (size_t)n < outlen ? 0 : -1;
+}
+
+static int keyis(const pc_smtp_param *pm, const char *name)
+{
+    return pm->key.n == strlen(name) && strncasecmp(pm->key.p, name, pm->key.n) == 0;
+}
+
+static int valis(const pc_smtp_param *pm, const char *v)
+{
+    return pm->value.n == strlen(v) && strncasecmp(pm->value.p, v, pm->value.n) == 0;
+}
+
+static void cmd_mail(sess *s, const char *line, size_t len)
+{
+    if (!s->helo[0]) {
+        ss_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+        return;
+    }
+    if (tls_required_refused(s))
+        return;
+    if (s->in_txn) {
+        ss_reply(s, "503 5.5.1 Error: nested MAIL command");
+        return;
+    }
+    pc_smtp_cmd cmd;
+    int utf8 = (upcaps(s) & PC_CAP_SMTPUTF8) != 0;
+    pc_smtp_err e = pc_smtp_cmd_parse(line, len, utf8, &cmd);
+    if (e == PC_SMTP_E_ADDRESS) {
+        ss_reply(s, "501 5.1.7 Bad sender address syntax");
+        ss_error_count(s);
+        return;
+    }
+    if (e == PC_SMTP_E_PARAMS) {
+        ss_reply(s, "555 5.5.4 Unsupported or malformed parameters");
+        ss_error_count(s);
+        return;
+    }
+    if (e != PC_SMTP_E_OK) {
+        ss_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+        ss_error_count(s);
+        return;
+    }
+    unsigned caps = upcaps(s);
+    for (size_t i = 0; i < cmd.nparams; i++) {
+        const pc_smtp_param *pm = &cmd.params[i];
+        if (keyis(pm, "SIZE") && pm->value.n) {
+            char tmp[24];
+            if (pm->value.n >= sizeof(tmp)) {
+                ss_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+                return;
+            }
+            memcpy(tmp, pm->value.p, pm->value.n);
+            tmp[pm->value.n] = '\0';
+            char *end;
+            unsigned long long v = strtoull(tmp, &end, 10);
+            if (*end || tmp[0] < '0' || tmp[0] > '9') {
+                ss_reply(s, "501 5.5.4 Bad SIZE value");
+                ss_error_count(s);
+                return;
+            }
+            if (v > announced_size(s)) {
+                ss_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+                return;
+            }
+        } else if (keyis(pm, "BODY") && (valis(pm, "8BITMIME") || valis(pm, "7BIT"))) {
+            if (valis(pm, "8BITMIME") && !(caps & PC_CAP_8BITMIME)) {
+                ss_reply(s, "555 5.5.4 BODY=8BITMIME not supported");
+                return;
+            }
+            s->body8bit = valis(pm, "8BITMIME");
+        } else if (keyis(pm, "SMTPUTF8") && pm->value.n == 0 && (caps & PC_CAP_SMTPUTF8)) {
+            s->smtputf8 = 1;
+        } else if ((keyis(pm, "RET") || keyis(pm, "ENVID")) && (caps & PC_CAP_DSN)) {
+            /* relayed as given (validated printable by the parser) */
+        } else if (keyis(pm, "AUTH") && s->authed) {
+            /* relayed */
+        } else {
+            ss_reply(s, "555 5.5.4 Unsupported parameter %.*s",
+                     (int)(pm->key.n > 40 ? 40 : pm->key.n), pm->key.p);
+            ss_error_count(s);
+            return;
+        }
+    }
+    if (copy_path(s->sender, sizeof(s->sender), cmd.path) < 0 ||
+        build_line(s, s->mail_line, sizeof(s->mail_line), "MAIL FROM", s->sender, &cmd) < 0) {
+        ss_reply(s, "501 5.1.7 Sender address too long");
+        return;
+    }
+    s->sv.sender = s->sender;
+    ss_run_hook(s, PC_HOOK_MAIL, ST_MAIL);
+}
+
+void ss_mail_after_filters(sess *s, const pc_verdict *v)
+{
+    if (ss_verdict_stops(s, v)) {
+        ss_txn_reset(s);
+        s->step = ST_NONE;
+        return;
+    }
+    if (s->up && pc_smtpc_alive(s->up)) {
+        if (s->up_txn) {
+            /* An earlier transaction ended at the gateway (RSET, refused message): end it upstream
+             * too before the new MAIL. */
+            s->step = ST_MAIL_RSET;
+            ss_up_send(s, "RSET", 0);
+            return;
+        }
+        ss_up_send(s, s->mail_line, 0);
+        return;
+    }
+    ss_drop_upstream(s);
+    ss_open_upstream(s);
+}
+
+static int domain_accepted(sess *s, const char *dom)
+{
+    for (size_t i = 0; i < s->cfg->accepted_domains.n; i++)
+        if (strcasecmp(s->cfg->accepted_domains.v[i], dom) == 0)
+            return 1;
+    return 0;
+}
+
+static void cmd_rcpt(sess *s, const char *line, size_t len)
+{
+    if (!s->in_txn) {
+        ss_reply(s, "503 5.5.1 Error: need MAIL command");
+        return;
+    }
+    pc_smtp_cmd cmd;
+    pc_smtp_err e = pc_smtp_cmd_parse(line, len, s->smtputf8, &cmd);
+    if (e == PC_SMTP_E_ADDRESS) {
+        ss_reply(s, "501 5.1.3 Bad recipient address syntax");
+        ss_error_count(s);
+        return;
+    }
+    if (e == PC_SMTP_E_PARAMS) {
+        ss_reply(s, "555 5.5.4 Unsupported or malformed parameters");
+        ss_error_count(s);
+        return;
+    }
+    if (e != PC_SMTP_E_OK || cmd.path.n == 0) {
+        ss_reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
+        ss_error_count(s);
+        return;
+    }
+    unsigned caps = upcaps(s);
+    for (size_t i = 0; i < cmd.nparams; i++) {
+        const pc_smtp_param *pm = &cmd.params[i];
+        if ((keyis(pm, "NOTIFY") || keyis(pm, "ORCPT")) && (caps & PC_CAP_DSN))
+            continue;
+        ss_reply(s, "555 5.5.4 Unsupported parameter %.*s", (int)(pm->key.n > 40 ? 40 : pm->key.n),
+                 pm->key.p);
+        ss_error_count(s);
+        return;
+    }
+    if (s->nrcpts >= s->cfg->limits.recipients) {
+        ss_reply(s, "452 4.5.3 Error: too many recipients");
+        return;
+    }
+    if (copy_path(s->cur_rcpt, sizeof(s->cur_rcpt), cmd.path) < 0 ||
+        build_line(s, s->cur_line, sizeof(s->cur_line), "RCPT TO", s->cur_rcpt, &cmd) < 0) {
+        ss_reply(s, "501 5.1.3 Recipient address too long");
+        return;
+    }
+    /* Relay control is the gateway's own: the upstream often trusts the gateway's address. */
+    char dom[256];
+    int local_postmaster = cmd.domain.n == 0 && strcasecmp(s->cur_rcpt, "postmaster") == 0;
+    copy_path(dom, sizeof(dom), cmd.domain.n < sizeof(dom) ? cmd.domain : (pc_slice){"", 0});
+    if (!local_postmaster && !domain_accepted(s, dom) && !s->authed &&
+        !pc_netlist_match(&s->cfg->trusted_networks, (struct sockaddr *)&s->sv.client)) {
+        char r[300];
+        pc_sanitize(r, sizeof(r), s->cur_rcpt, strlen(s->cur_rcpt), 1);
+        ss_reply(s, "554 5.7.1 <%s>: Relay access denied", r);
+        pc_log_notice(s->sid, "event=relay-denied client=%s from=<%s> to=<%s>", s->client_ip,
+                      s->sender, r);
+        return;
+    }
+    s->sv.rcpt = s->cur_rcpt;
+    ss_run_hook(s, PC_HOOK_RCPT, ST_RCPT);
+}
+
+void ss_rcpt_after_filters(sess *s, const pc_verdict *v)
+{
+    s->sv.rcpt = NULL;
+    if (ss_verdict_stops(s, v)) {
+        s->step = ST_NONE;
+        return;
+    }
+    if (!s->up || !pc_smtpc_alive(s->up)) {
+        /* Lost since MAIL: the next DATA replays; this recipient cannot be verified now. */
+        ss_reply(s, "451 4.4.1 Upstream not available, try again later");
+        s->step = ST_NONE;
+        return;
+    }
+    ss_up_send(s, s->cur_line, 0);
+}
+
+static void cmd_data(sess *s)
+{
+    if (!s->in_txn) {
+        ss_reply(s, "503 5.5.1 Error: need MAIL command");
+        return;
+    }
+    if (s->nrcpts == 0) {
+        ss_reply(s, "554 5.5.1 Error: no valid recipients");
+        return;
+    }
+    s->spool = pc_spool_new(s->l->spool_threshold);
+    if (!s->spool) {
+        ss_reply(s, "451 4.3.0 Local error in processing");
+        return;
+    }
+    pc_smtp_data_init(&s->data, s->cfg->limits.text_line_length, s->cfg->limits.message_size,
+                      s->cfg->bare_lf_normalize);
+    ss_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+    s->phase = PH_DATA;
+    pc_conn_set_timeout(s->c, s->cfg->timeouts.data_block_ms);
+}
+
+static void cmd_starttls(sess *s)
+{
+    if (s->cfg->tls.mode != PC_TLS_STARTTLS || !s->l->server_tls) {
+        ss_reply(s, "502 5.5.1 Error: command not implemented");
+        return;
+    }
+    if (s->tls) {
+        ss_reply(s, "503 5.5.1 Error: TLS already active");
+        return;
+    }
+    if (s->cfg->tls.handshakes_per_minute &&
+        pc_addr_event((struct sockaddr *)&s->sv.client, PC_CNT_HANDSHAKES, 60) >
+            s->cfg->tls.handshakes_per_minute) {
+        ss_reply(s, "454 4.7.0 TLS not available: too many handshakes from your address");
+        pc_log_notice(s->sid, "event=limit limit=handshakes client=%s", s->client_ip);
+        return;
+    }
+    size_t junk = pc_conn_pending(s->c) - s->line_consumed;
+    if (junk)
+        pc_log_notice(s->sid, "event=starttls-injection client=%s discarded_bytes=%zu",
+                      s->client_ip, junk);
+    ss_reply(s, "220 2.0.0 Ready to start TLS");
+    ss_flush(s);
+    s->phase = PH_TLS;
+    pc_conn_set_timeout(s->c, s->cfg->tls.handshake_timeout_ms);
+    if (pc_conn_tls_server(s->c, s->l->server_tls) < 0)
+        ss_close_session(s);
+}
+
+static void cmd_auth(sess *s, const pc_smtp_cmd *cmd, char *line, size_t len)
+{
+    if (!s->helo[0] || !s->esmtp) {
+        ss_reply(s, "503 5.5.1 Error: send EHLO first");
+        return;
+    }
+    if (!s->tls && !s->cfg->plaintext_auth) {
+        explicit_bzero(line, len);
+        ss_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+        return;
+    }
+    if (!auth_offered(s)) {
+        ss_reply(s, "502 5.5.1 Error: authentication not enabled");
+        return;
+    }
+    /* Failures are counted per client address across sessions, not only in this one. */
+    if (pc_addr_count((struct sockaddr *)&s->sv.client, PC_CNT_AUTHFAIL, 60) >=
+        3 * s->cfg->limits.auth_failures) {
+        explicit_bzero(line, len);
+        ss_reply(s, "454 4.7.0 Too many failed authentications from your address, try again later");
+        pc_log_notice(s->sid, "event=limit limit=auth_failures_per_address client=%s",
+                      s->client_ip);
+        return;
+    }
+    if (s->authed) {
+        ss_reply(s, "503 5.5.1 Error: already authenticated");
+        return;
+    }
+    if (s->in_txn) {
+        ss_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+        return;
+    }
+    if (len >= sizeof(s->auth_line)) {
+        explicit_bzero(line, len);
+        ss_reply(s, "500 5.5.6 Authentication exchange line is too long");
+        return;
+    }
+    /* The mechanism must be one the upstream announced. */
+    size_t mlen = 0;
+    while (mlen < cmd->arg.n && cmd->arg.p[mlen] != ' ')
+        mlen++;
+    int found = 0;
+    const char *a = s->l->up.caps.auth;
+    while (*a) {
+        size_t k = strcspn(a, " ");
+        if (k == mlen && strncasecmp(a, cmd->arg.p, k) == 0)
+            found = 1;
+        a += k;
+        while (*a == ' ')
+            a++;
+    }
+    if (!found || mlen == 0) {
+        explicit_bzero(line, len);
+        ss_reply(s, "504 5.5.4 Unrecognized authentication type");
+        ss_error_count(s);
+        return;
+    }
+    s->user[0] = '\0';
+    if (cmd->arg.n > mlen + 1)
+        auth_username(s, cmd->arg.p + mlen + 1, cmd->arg.n - mlen - 1);
+    memcpy(s->auth_line, line, len);
+    s->auth_line[len] = '\0';
+    explicit_bzero(line, len);
+    s->step = ST_AUTH;
+    if (s->up && pc_smtpc_alive(s->up)) {
+        ss_up_send(s, s->auth_line, 1);
+        return;
+    }
+    ss_drop_upstream(s);
+    ss_open_upstream(s);
+}
+
+static void cmd_rset(sess *s)
+{
+    ss_txn_reset(s);
+    ss_reply(s, "250 2.0.0 Ok");
+}
+
+/* The table of verbs: what is legal when is decided in each handler; the table names them. */
+void ss_command(sess *s, char *line, size_t len)
+{
+    pc_smtp_cmd cmd;
+    int utf8 = (upcaps(s) & PC_CAP_SMTPUTF8) != 0;
+    pc_smtp_err e = pc_smtp_cmd_parse(line, len, utf8, &cmd);
+    s->first_cmd = 1;
+    if (e == PC_SMTP_E_NUL || e == PC_SMTP_E_8BIT) {
+        ss_reply(s, "500 5.5.2 Error: invalid characters in command");
+        ss_error_count(s);
+        return;
+    }
+    if (e == PC_SMTP_E_UNKNOWN) {
+        if (len >= 6 && strncmp(line, "PROXY ", 6) == 0) {
+            ss_reply(s, "421 4.7.0 %s PROXY protocol not accepted from your address",
+                     s->cfg->hostname);
+            ss_close_session(s);
+            return;
+        }
+        ss_reply(s, "500 5.5.1 Error: command not recognized");
+        ss_error_count(s);
+        return;
+    }
+    switch (cmd.verb) {
+    case PC_SMTP_MAIL: cmd_mail(s, line, len); return;
+    case PC_SMTP_RCPT: cmd_rcpt(s, line, len); return;
+    default: break;
+    }
+    if (e != PC_SMTP_E_OK) {
+        ss_reply(s, "501 5.5.4 Syntax error in parameters or arguments");
+        ss_error_count(s);
+        return;
+    }
+    switch (cmd.verb) {
+    case PC_SMTP_EHLO: cmd_helo(s, &cmd, 1); return;
+    case PC_SMTP_HELO: cmd_helo(s, &cmd, 0); return;
+    case PC_SMTP_DATA: cmd_data(s); return;
+    case PC_SMTP_RSET: cmd_rset(s); return;
+    case PC_SMTP_NOOP: ss_reply(s, "250 2.0.0 Ok"); return;
+    case PC_SMTP_QUIT:
+        ss_reply(s, "221 2.0.0 Bye");
+        ss_close_session(s);
+        return;
+    case PC_SMTP_VRFY: ss_reply(s, "252 2.5.2 Cannot VRFY user, but will accept message"); return;
+    case PC_SMTP_EXPN: ss_reply(s, "502 5.5.1 Error: command not implemented"); return;
+    case PC_SMTP_HELP: ss_reply(s, "214 2.0.0 See RFC 5321"); return;
+    case PC_SMTP_STARTTLS: cmd_starttls(s); return;
+    case PC_SMTP_AUTH: cmd_auth(s, &cmd, line, len); return;
+    case PC_SMTP_BDAT:
+    case PC_SMTP_XCLIENT:
+    default:
+        ss_reply(s, "502 5.5.1 Error: command not implemented");
+        ss_error_count(s);
+        return;
+    }
+}

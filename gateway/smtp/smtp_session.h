@@ -1,0 +1,137 @@
+/* smtp_session.h — the state of one client-facing SMTP session and the functions its two files
+ * share: smtp_server.c (session life, input, replies, filters, upstream, the message) and
+ * smtp_cmd.c (the commands and the AUTH exchange). Internal to the SMTP server; nothing outside
+ * includes it. */
+#ifndef PC_SMTP_SESSION_H
+#define PC_SMTP_SESSION_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chain.h"
+#include "conn.h"
+#include "listener.h"
+#include "smtp/smtp_client.h"
+#include "smtp/smtp_data.h"
+#include "smtp/smtp_parse.h"
+#include "smtp/smtp_reply.h"
+#include "spool.h"
+
+#define PATH_MAX_LEN 512
+#define AUTH_LINE_MAX 12288 /* RFC 4954 §4 */
+#define PROXY_TIMEOUT_MS 10000
+
+enum phase {
+    PH_PROXY,   /* waiting for the PROXY header of a trusted load balancer */
+    PH_CONNECT, /* connect hook running; no greeting yet */
+    PH_CMD,     /* reading commands */
+    PH_DATA,    /* reading the message */
+    PH_AUTH,    /* reading SASL responses for the upstream */
+    PH_TLS,     /* handshake in progress */
+    PH_CLOSING,
+};
+
+/* What the session is waiting for (busy != W_NONE: input stays buffered). */
+enum wait {
+    W_NONE,
+    W_CHAIN,
+    W_UPSTREAM,
+};
+
+/* What to do when the current asynchronous step finishes. */
+enum step {
+    ST_NONE,
+    ST_CONNECT,
+    ST_HELO,
+    ST_MAIL,
+    ST_RCPT,
+    ST_MESSAGE,
+    ST_AUTH,
+    ST_MAIL_RSET, /* RSET upstream left over from an earlier transaction, then MAIL */
+};
+
+typedef struct rcpt {
+    char *addr; /* path as given */
+    char *line; /* the RCPT line sent upstream, kept for replay */
+} rcpt;
+
+typedef struct sess {
+    pc_listener_rt *l;
+    const pc_listener_cfg *cfg;
+    pc_conn *c;
+    uint64_t sid;
+    uint64_t start_ms;
+    enum phase phase;
+    enum wait wait;
+    enum step step;
+    int in_process;
+    int again;
+    int skip_line; /* discarding the rest of an over-long line */
+    int first_cmd;
+    size_t line_consumed; /* bytes of the command line being handled, CRLF included */
+    pc_buf out;
+
+    /* session */
+    pc_session_view sv;
+    char client_ip[INET6_ADDRSTRLEN];
+    char helo[256];
+    int esmtp;
+    int tls;
+    int authed;
+    char user[256];
+    unsigned errors;
+    unsigned auth_failures;
+    unsigned messages;
+    unsigned conn_counted;
+
+    /* transaction */
+    int in_txn;
+    char sender[PATH_MAX_LEN];
+    char mail_line[1024];
+    rcpt *rcpts;
+    size_t nrcpts;
+    char **rcpt_addrs; /* the addresses of rcpts, for the filters' view */
+    char cur_rcpt[PATH_MAX_LEN];
+    char cur_line[1024];
+    int body8bit, smtputf8;
+    pc_smtp_data data;
+    pc_spool *spool;
+    int spool_err;
+    pc_message *msg;
+    pc_results results;
+    size_t replay_idx;
+    uint64_t txn_start_ms;
+
+    /* asynchronous work */
+    pc_chain_run *run;
+    pc_smtpc *up;
+    int up_opening;
+    int up_txn; /* the upstream accepted a MAIL whose transaction is not finished */
+    char auth_line[1024];
+    size_t auth_len;
+} sess;
+
+/* Replies (batched in s->out, written by ss_flush). */
+void ss_reply(sess *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ss_flush(sess *s);
+void ss_relay_reply(sess *s, const pc_smtp_reply *r);
+void ss_error_count(sess *s);
+void ss_txn_reset(sess *s);
+int ss_verdict_stops(sess *s, const pc_verdict *v);
+void ss_run_hook(sess *s, pc_hook hook, enum step step);
+void ss_upstream_failed_reply(sess *s, pc_smtpc_status st);
+void ss_drop_upstream(sess *s);
+void ss_open_upstream(sess *s);
+void ss_up_send(sess *s, const char *line, int secret);
+int ss_reply_class_ok(const pc_smtp_reply *r);
+void ss_resume(sess *s);
+void ss_close_session(sess *s);
+void ss_auth_done(sess *s, const pc_smtp_reply *r);
+void ss_auth_continue(sess *s, char *line, size_t len);
+void ss_helo_after_filters(sess *s, const pc_verdict *v);
+void ss_mail_after_filters(sess *s, const pc_verdict *v);
+void ss_rcpt_after_filters(sess *s, const pc_verdict *v);
+void ss_command(sess *s, char *line, size_t len);
+
+#endif
