@@ -117,6 +117,16 @@ class HostileUpstream:
         for t in list(self.threads):
             t.join(max(0.0, deadline - time.monotonic()))
 
+    def drop_connections(self):
+        """Closes every session open now (the listener stays): an upstream that lost its sessions."""
+        with self.lock:
+            conns = list(self.conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def __enter__(self):
         return self.start()
 

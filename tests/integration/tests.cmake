@@ -11,6 +11,7 @@ if(TARGET portcullis)
     test_smtp_limits
     test_smtp_upstream_faults
     test_smtp_identity
+    test_smtp_lifecycle
   )
   foreach(module IN LISTS PC_INTEGRATION_MODULES)
     add_test(NAME integration.${module}
