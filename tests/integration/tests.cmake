@@ -1,5 +1,6 @@
 # Integration tests: Python 3 (standard library) dialogues against the real portcullis binary, with a
-# private Postfix, smtp-sink and a deliberately hostile upstream (tests/integration/hostile_upstream.py).
+# private Postfix (SASL through a private Dovecot), smtp-sink and a deliberately hostile upstream
+# (tests/integration/hostile_upstream.py).
 # Included from tests/CMakeLists.txt. Each module is one CTest test, run serially (they start servers).
 if(TARGET portcullis)
   set(PC_INTEGRATION_MODULES
@@ -11,14 +12,16 @@ if(TARGET portcullis)
     test_smtp_limits
     test_smtp_upstream_faults
     test_smtp_identity
+    test_smtp_auth
     test_smtp_lifecycle
+    test_smtp_filters
   )
   foreach(module IN LISTS PC_INTEGRATION_MODULES)
     add_test(NAME integration.${module}
              COMMAND ${Python3_EXECUTABLE} -m unittest -v ${module}
              WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/integration)
     set_tests_properties(integration.${module} PROPERTIES
-      ENVIRONMENT "PORTCULLIS_BIN=$<TARGET_FILE:portcullis>"
+      ENVIRONMENT "PORTCULLIS_BIN=$<TARGET_FILE:portcullis>;PORTCULLIS_TEST_PLUGIN=$<TARGET_FILE:pc_testmark>"
       LABELS integration
       TIMEOUT 600
       RUN_SERIAL TRUE)
