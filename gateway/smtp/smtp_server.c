@@ -31,6 +31,13 @@
 static void process(sess *s);
 static void upstream_ready(void *ud, pc_smtpc_status st, const pc_smtp_reply *r);
 
+static const char *step_name(enum step st)
+{
+    static const char *const names[] = {"none", "connect", "helo", "mail",
+                                        "rcpt", "message", "auth", "mail"};
+    return (size_t)st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
+}
+
 static uint64_t now_ms(void)
 {
     struct timespec ts;
@@ -259,8 +266,9 @@ static void upstream_ready(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
     s->up_opening = 0;
     if (st != PC_SMTPC_OK) {
         ss_drop_upstream(s);
-        pc_log_notice(s->sid, "event=upstream status=%s step=%d",
-                      st == PC_SMTPC_PROTOCOL ? "protocol-error" : "unavailable", (int)s->step);
+        pc_log_notice(s->sid, "event=upstream status=%s step=%s",
+                      st == PC_SMTPC_PROTOCOL ? "protocol-error" : "unavailable",
+                      step_name(s->step));
         ss_upstream_failed_reply(s, st);
         if (s->step == ST_MESSAGE)
             ss_txn_reset(s);
