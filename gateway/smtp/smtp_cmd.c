@@ -17,20 +17,31 @@
 /* ---- AUTH -------------------------------------------------------------------------------------
  */
 
+/* Learns the user name from the first SASL response (for logs, filters and XCLIENT LOGIN): PLAIN
+ * carries authzid NUL authcid NUL password, LOGIN's first response is the name alone. Nothing else
+ * of the exchange is decoded, and the decoded copy is wiped. */
 static void auth_username(sess *s, const char *b64, size_t n)
 {
     unsigned char out[600];
-    if (n == 0 || n > 790 || n % 4 != 0)
+    if (!(s->auth_plain || s->auth_login) || n == 0 || n > 790 || n % 4 != 0)
         return;
     int k = EVP_DecodeBlock(out, (const unsigned char *)b64, (int)n);
     if (k <= 0)
         return;
-    /* PLAIN: authzid NUL authcid NUL passwd; LOGIN's first response is the user name. */
-    const unsigned char *p = memchr(out, 0, (size_t)k);
-    const unsigned char *user = p ? p + 1 : out;
-    const unsigned char *end = p ? memchr(user, 0, (size_t)(out + k - user)) : out + k;
-    if (!end)
-        end = out + k;
+    /* EVP_DecodeBlock counts the bytes the padding stands for: take them off. */
+    for (size_t i = n; i > 0 && b64[i - 1] == '=' && k > 0; i--)
+        k--;
+    const unsigned char *user = out, *end = out + k;
+    if (s->auth_plain) {
+        const unsigned char *nul = memchr(out, 0, (size_t)k);
+        if (!nul) {
+            explicit_bzero(out, sizeof(out));
+            return;
+        }
+        user = nul + 1;
+        const unsigned char *nul2 = memchr(user, 0, (size_t)(out + k - user));
+        end = nul2 ? nul2 : user;
+    }
     pc_sanitize(s->user, sizeof(s->user), (const char *)user, (size_t)(end - user), 0);
     explicit_bzero(out, sizeof(out));
 }
@@ -53,6 +64,11 @@ void ss_auth_done(sess *s, const pc_smtp_reply *r)
         s->sv.user = s->user;
         ss_relay_reply(s, r);
         pc_log_info(s->sid, "event=auth result=ok user=%s client=%s", s->user, s->client_ip);
+    } else if (ss_reply_class_ok(r) && s->auth_cancelled) {
+        /* The client gave up the exchange itself ("*"): not a failed attempt. */
+        ss_relay_reply(s, r);
+        s->user[0] = '\0';
+        pc_log_info(s->sid, "event=auth result=cancelled client=%s", s->client_ip);
     } else if (ss_reply_class_ok(r)) {
         ss_relay_reply(s, r);
         s->user[0] = '\0';
@@ -82,8 +98,10 @@ void ss_auth_continue(sess *s, char *line, size_t len)
         ss_drop_upstream(s); /* the upstream is mid-exchange: start afresh */
         return;
     }
-    if (!s->user[0] && !(len == 1 && line[0] == '*'))
+    s->auth_cancelled = len == 1 && line[0] == '*';
+    if (!s->auth_cancelled && s->auth_stage == 0)
         auth_username(s, line, len);
+    s->auth_stage++;
     memcpy(s->auth_line, line, len);
     s->auth_line[len] = '\0';
     explicit_bzero(line, len);
@@ -506,13 +524,25 @@ static void cmd_auth(sess *s, const pc_smtp_cmd *cmd, char *line, size_t len)
         return;
     }
     s->user[0] = '\0';
-    if (cmd->arg.n > mlen + 1)
+    s->auth_plain = mlen == 5 && strncasecmp(cmd->arg.p, "PLAIN", 5) == 0;
+    s->auth_login = mlen == 5 && strncasecmp(cmd->arg.p, "LOGIN", 5) == 0;
+    s->auth_stage = 0;
+    s->auth_cancelled = 0;
+    if (cmd->arg.n > mlen + 1) {
         auth_username(s, cmd->arg.p + mlen + 1, cmd->arg.n - mlen - 1);
+        s->auth_stage = 1;
+    }
     memcpy(s->auth_line, line, len);
     s->auth_line[len] = '\0';
     explicit_bzero(line, len);
     s->step = ST_AUTH;
     if (s->up && pc_smtpc_alive(s->up)) {
+        if (s->up_txn) {
+            /* A transaction the gateway already ended (RSET) is still open upstream. */
+            s->step = ST_AUTH_RSET;
+            ss_up_send(s, "RSET", 0);
+            return;
+        }
         ss_up_send(s, s->auth_line, 1);
         return;
     }

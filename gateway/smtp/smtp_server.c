@@ -33,8 +33,8 @@ static void upstream_ready(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
 
 static const char *step_name(enum step st)
 {
-    static const char *const names[] = {"none", "connect", "helo", "mail",
-                                        "rcpt", "message", "auth", "mail"};
+    static const char *const names[] = {"none",    "connect", "helo", "mail", "rcpt",
+                                        "message", "auth",    "auth", "mail"};
     return (size_t)st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
 }
 
@@ -304,7 +304,7 @@ static void up_cmd_done(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
         ss_upstream_failed_reply(s, st);
         if (s->step == ST_MAIL || s->step == ST_MESSAGE)
             ss_txn_reset(s);
-        if (s->step == ST_AUTH) {
+        if (s->step == ST_AUTH || s->step == ST_AUTH_RSET) {
             explicit_bzero(s->auth_line, sizeof(s->auth_line));
             s->phase = PH_CMD;
         }
@@ -360,15 +360,18 @@ static void up_cmd_done(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
         return;
     case ST_AUTH: ss_auth_done(s, r); return;
     case ST_MAIL_RSET:
-        s->step = ST_MAIL;
+    case ST_AUTH_RSET: {
+        int auth = s->step == ST_AUTH_RSET;
+        s->step = auth ? ST_AUTH : ST_MAIL;
         if (r->code / 100 != 2) {
             ss_drop_upstream(s);
             ss_open_upstream(s);
             return;
         }
         s->up_txn = 0;
-        ss_up_send(s, s->mail_line, 0);
+        ss_up_send(s, auth ? s->auth_line : s->mail_line, auth);
         return;
+    }
     default:
         if (r)
             ss_relay_reply(s, r);

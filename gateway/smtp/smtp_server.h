@@ -1,6 +1,6 @@
-/* smtp_server.h — the client-facing SMTP session: ESMTP state machine, limits, STARTTLS, AUTH relay,
- * relay control, DATA into the spool, the filter chain at every hook, and the hand-off to the
- * upstream client. */
+/* smtp_server.h — the client-facing SMTP session: ESMTP state machine, limits, STARTTLS, AUTH
+ * relay, relay control, DATA into the spool, the filter chain at every hook, and the hand-off to
+ * the upstream client. */
 #ifndef PC_SMTP_SERVER_H
 #define PC_SMTP_SERVER_H
 

@@ -48,6 +48,7 @@ enum step {
     ST_RCPT,
     ST_MESSAGE,
     ST_AUTH,
+    ST_AUTH_RSET, /* RSET upstream left over from an earlier transaction, then AUTH */
     ST_MAIL_RSET, /* RSET upstream left over from an earlier transaction, then MAIL */
 };
 
@@ -109,7 +110,10 @@ typedef struct sess {
     int up_opening;
     int up_txn; /* the upstream accepted a MAIL whose transaction is not finished */
     char auth_line[1024];
-    size_t auth_len;
+    int auth_plain;     /* the mechanism is PLAIN (user name in the first response) */
+    int auth_login;     /* the mechanism is LOGIN (first response is the user name) */
+    int auth_stage;     /* client responses seen in this exchange */
+    int auth_cancelled; /* the client answered "*" */
 } sess;
 
 /* Replies (batched in s->out, written by ss_flush). */
