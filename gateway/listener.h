@@ -1,7 +1,7 @@
 /* listener.h — a listener as one worker thread runs it: its configuration, TLS contexts, filter
  * chain and upstream state, and the accept path (connection caps, PROXY trust, hand-off to the
- * protocol). Everything here belongs to one loop thread; the config, TLS contexts and chain it points
- * to are shared, immutable, and kept alive by the snapshot. */
+ * protocol). Everything here belongs to one loop thread; the config, TLS contexts and chain it
+ * points to are shared, immutable, and kept alive by the snapshot. */
 #ifndef PC_LISTENER_H
 #define PC_LISTENER_H
 
@@ -13,19 +13,27 @@
 #include "upstream.h"
 
 struct pc_worker;
+struct pc_smtpc;
+
+/* Idle upstream sessions kept for reuse per listener and worker (identity none only). */
+#define PC_UPSTREAM_POOL 32
+#define PC_UPSTREAM_POOL_IDLE_MS 30000
 
 typedef struct pc_listener_rt {
     const pc_listener_cfg *cfg;
-    SSL_CTX               *server_tls;   /* NULL when tls.mode is none */
-    SSL_CTX               *upstream_tls; /* NULL when the upstream's tls is none */
-    const pc_chain        *chain;
-    pc_upstream            up;
-    uv_loop_t             *loop;
-    struct pc_worker      *worker;
-    uv_tcp_t              *servers;      /* one per bind address */
-    size_t                 nservers;
-    unsigned               chain_hooks;
-    size_t                 spool_threshold; /* bytes of a message kept in memory */
+    SSL_CTX *server_tls;   /* NULL when tls.mode is none */
+    SSL_CTX *upstream_tls; /* NULL when the upstream's tls is none */
+    const pc_chain *chain;
+    pc_upstream up;
+    uv_loop_t *loop;
+    struct pc_worker *worker;
+    uv_tcp_t *servers; /* one per bind address */
+    size_t nservers;
+    unsigned chain_hooks;
+    size_t spool_threshold;                  /* bytes of a message kept in memory */
+    struct pc_smtpc *pool[PC_UPSTREAM_POOL]; /* idle, unauthenticated, no transaction */
+    uint64_t pool_since[PC_UPSTREAM_POOL];
+    unsigned npool;
 } pc_listener_rt;
 
 /* Binds a listening socket with SO_REUSEPORT (and IPV6_V6ONLY for v6). Returns the fd or -1 with a
@@ -40,8 +48,8 @@ uint64_t pc_session_id(void);
 
 /* Sessions alive (all workers); used for the shutdown deadline. */
 /* Total sessions allowed at once (all workers). */
-void     pc_listener_set_max_total(unsigned n);
+void pc_listener_set_max_total(unsigned n);
 unsigned pc_sessions_alive(void);
-void     pc_session_count(int delta);
+void pc_session_count(int delta);
 
 #endif

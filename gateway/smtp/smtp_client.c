@@ -420,6 +420,11 @@ int pc_smtpc_data(pc_smtpc *c, const pc_message *m, pc_smtpc_cb cb, void *ud)
     return send_line(c, "DATA", 4);
 }
 
+void pc_smtpc_adopt(pc_smtpc *c, uint64_t sid)
+{
+    c->p.sid = sid;
+}
+
 int pc_smtpc_alive(const pc_smtpc *c)
 {
     return c && c->phase == P_READY;

@@ -49,6 +49,8 @@ int pc_smtpc_command(pc_smtpc *c, const char *line, size_t len, int secret, pc_s
                      void *ud);
 /* DATA, expects 354, streams m dot-stuffed, then cb with the final reply. 0 or -1. */
 int pc_smtpc_data(pc_smtpc *c, const pc_message *m, pc_smtpc_cb cb, void *ud);
+/* A session taken from the reuse pool logs under the new owner's session id. */
+void pc_smtpc_adopt(pc_smtpc *c, uint64_t sid);
 /* 1 while the session is usable (not lost, not failed). */
 int pc_smtpc_alive(const pc_smtpc *c);
 /* Ends the session (QUIT if idle and alive) and frees it once its handles are closed; no callback

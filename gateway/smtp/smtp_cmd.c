@@ -536,6 +536,7 @@ static void cmd_auth(sess *s, const pc_smtp_cmd *cmd, char *line, size_t len)
     s->auth_line[len] = '\0';
     explicit_bzero(line, len);
     s->step = ST_AUTH;
+    s->up_noreuse = 1;
     if (s->up && pc_smtpc_alive(s->up)) {
         if (s->up_txn) {
             /* A transaction the gateway already ended (RSET) is still open upstream. */

@@ -213,8 +213,41 @@ void ss_upstream_failed_reply(sess *s, pc_smtpc_status st)
 void ss_drop_upstream(sess *s)
 {
     s->up_txn = 0;
+    s->up_reused = 0;
     pc_smtpc_free(s->up);
     s->up = NULL;
+}
+
+/* At the end of a session, an upstream session that carries nothing of this client (no identity
+ * sent, no AUTH, no open transaction) goes back to the pool instead of being closed: the next
+ * client skips connect, greeting and EHLO. */
+static void release_upstream(sess *s)
+{
+    pc_listener_rt *l = s->l;
+    if (s->up && pc_smtpc_alive(s->up) && !s->up_txn && !s->up_noreuse &&
+        s->cfg->upstream.identity == PC_IDENT_NONE && l->npool < PC_UPSTREAM_POOL) {
+        l->pool[l->npool] = s->up;
+        l->pool_since[l->npool++] = now_ms();
+        s->up = NULL;
+        return;
+    }
+    ss_drop_upstream(s);
+}
+
+/* A live pooled upstream session, or NULL. */
+static pc_smtpc *take_pooled(sess *s)
+{
+    pc_listener_rt *l = s->l;
+    uint64_t now = now_ms();
+    while (l->npool > 0) {
+        pc_smtpc *c = l->pool[--l->npool];
+        if (pc_smtpc_alive(c) && now - l->pool_since[l->npool] < PC_UPSTREAM_POOL_IDLE_MS) {
+            pc_smtpc_adopt(c, s->sid);
+            return c;
+        }
+        pc_smtpc_free(c);
+    }
+    return NULL;
 }
 
 void ss_open_upstream(sess *s)
@@ -233,6 +266,12 @@ void ss_open_upstream(sess *s)
     s->wait = W_UPSTREAM;
     s->up_opening = 1;
     pc_conn_set_timeout(s->c, 0);
+    if (s->cfg->upstream.identity == PC_IDENT_NONE && s->step == ST_MAIL &&
+        (s->up = take_pooled(s)) != NULL) {
+        s->up_reused = 1;
+        upstream_ready(s, PC_SMTPC_OK, NULL);
+        return;
+    }
     if (!s->l->up.resolved && pc_upstream_resolve(&s->l->up) < 0) {
         s->up_opening = 0;
         upstream_ready(s, PC_SMTPC_UNAVAILABLE, NULL);
@@ -299,6 +338,13 @@ static void up_cmd_done(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
 {
     sess *s = ud;
     s->wait = W_NONE;
+    if (st != PC_SMTPC_OK && s->up_reused && s->step == ST_MAIL) {
+        /* A pooled session the upstream had closed meanwhile: open a fresh one instead. */
+        ss_drop_upstream(s);
+        ss_open_upstream(s);
+        return;
+    }
+    s->up_reused = 0;
     if (st != PC_SMTPC_OK) {
         ss_drop_upstream(s);
         ss_upstream_failed_reply(s, st);
@@ -817,7 +863,7 @@ void ss_close_session(sess *s)
     if ((s->l->chain_hooks & PC_HOOK_BIT(PC_HOOK_CLOSE)) && s->l->chain) {
         /* Fire-and-forget: the verdict of the close hook is ignored. */
     }
-    ss_drop_upstream(s);
+    release_upstream(s);
     ss_txn_reset(s);
     ss_flush(s);
     pc_log_info(

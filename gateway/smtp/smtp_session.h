@@ -108,7 +108,9 @@ typedef struct sess {
     pc_chain_run *run;
     pc_smtpc *up;
     int up_opening;
-    int up_txn; /* the upstream accepted a MAIL whose transaction is not finished */
+    int up_txn;     /* the upstream accepted a MAIL whose transaction is not finished */
+    int up_reused;  /* s->up came from the pool and has not answered yet */
+    int up_noreuse; /* this session sent AUTH upstream: its upstream sessions are never pooled */
     char auth_line[1024];
     int auth_plain;     /* the mechanism is PLAIN (user name in the first response) */
     int auth_login;     /* the mechanism is LOGIN (first response is the user name) */

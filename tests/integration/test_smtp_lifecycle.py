@@ -112,6 +112,35 @@ class Lifecycle(h.GatewayTest):
         self.assertEqual(len(msgs[0].rcpts), 2)
         self.assertIn("reconnect-replay", gw.log_text())
 
+    def test_upstream_sessions_are_reused_and_stale_ones_replaced(self):
+        up = self.hostile("record")
+        gw = self.gateway(up.port)  # client_identity: none, so upstream sessions may be shared
+        tags = [h.unique("pool") for _ in range(3)]
+        for tag in tags[:2]:
+            reps, ok = h.attempt(gw.port, "s@client.test", ["alice@example.test"],
+                                 h.simple_message(subject=tag))
+            self.assertTrue(ok, reps)
+        # The probe at start is one upstream session; both clients shared a second one.
+        self.assertEqual(len(up.sessions), 2)
+        # The upstream closes its idle sessions: the next client still gets through, on a new one.
+        up.drop_connections()
+        time.sleep(0.3)
+        reps, ok = h.attempt(gw.port, "s@client.test", ["alice@example.test"],
+                             h.simple_message(subject=tags[2]))
+        self.assertTrue(ok, reps)
+        self.assertEqual(len(up.sessions), 3)
+        for tag in tags:
+            self.assertEqual(len([m for m in up.complete_messages() if tag.encode() in m.data]), 1)
+
+    def test_upstream_sessions_with_client_identity_are_not_shared(self):
+        up = self.hostile("record")  # it announces XCLIENT
+        gw = self.gateway(up.port, upstream={"client_identity": "xclient"})
+        for _ in range(2):
+            reps, ok = h.attempt(gw.port, "s@client.test", ["alice@example.test"],
+                                 h.simple_message(subject=h.unique("ident")))
+            self.assertTrue(ok, reps)
+        self.assertEqual(len(up.sessions), 3)
+
 
 if __name__ == "__main__":
     unittest.main()
