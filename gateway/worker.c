@@ -88,6 +88,8 @@ static void on_async(uv_async_t *a)
                 SSL_CTX_free(w->ls[i].server_tls);
             w->ls[i].server_tls = w->reload_tls[i];
         }
+        /* What the upstream offers may have changed too: ask it again. */
+        pc_worker_probe_upstreams(w);
     }
     if (cmd & CMD_STOP) {
         for (size_t i = 0; i < w->rt->cfg->nlisteners; i++)
