@@ -317,19 +317,7 @@ void ss_mail_after_filters(sess *s, const pc_verdict *v)
         s->step = ST_NONE;
         return;
     }
-    if (s->up && pc_smtpc_alive(s->up)) {
-        if (s->up_txn) {
-            /* An earlier transaction ended at the gateway (RSET, refused message): end it upstream
-             * too before the new MAIL. */
-            s->step = ST_MAIL_RSET;
-            ss_up_send(s, "RSET", 0);
-            return;
-        }
-        ss_up_send(s, s->mail_line, 0);
-        return;
-    }
-    ss_drop_upstream(s);
-    ss_open_upstream(s);
+    ss_up_start(s);
 }
 
 static int domain_accepted(sess *s, const char *dom)
@@ -537,18 +525,7 @@ static void cmd_auth(sess *s, const pc_smtp_cmd *cmd, char *line, size_t len)
     explicit_bzero(line, len);
     s->step = ST_AUTH;
     s->up_noreuse = 1;
-    if (s->up && pc_smtpc_alive(s->up)) {
-        if (s->up_txn) {
-            /* A transaction the gateway already ended (RSET) is still open upstream. */
-            s->step = ST_AUTH_RSET;
-            ss_up_send(s, "RSET", 0);
-            return;
-        }
-        ss_up_send(s, s->auth_line, 1);
-        return;
-    }
-    ss_drop_upstream(s);
-    ss_open_upstream(s);
+    ss_up_start(s);
 }
 
 static void cmd_rset(sess *s)

@@ -296,6 +296,24 @@ void ss_up_send(sess *s, const char *line, int secret)
 
 static void send_message(sess *s);
 
+void ss_up_start(sess *s)
+{
+    int auth = s->step == ST_AUTH;
+    if (s->up && pc_smtpc_alive(s->up)) {
+        if (s->up_txn) {
+            /* An earlier transaction ended at the gateway (RSET, refused message) is still open
+             * upstream: end it there too first. */
+            s->step = auth ? ST_AUTH_RSET : ST_MAIL_RSET;
+            ss_up_send(s, "RSET", 0);
+            return;
+        }
+        ss_up_send(s, auth ? s->auth_line : s->mail_line, auth);
+        return;
+    }
+    ss_drop_upstream(s);
+    ss_open_upstream(s);
+}
+
 /* Continues the step that needed the upstream, once it is open. */
 static void upstream_ready(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
 {

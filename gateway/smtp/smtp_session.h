@@ -130,6 +130,9 @@ void ss_upstream_failed_reply(sess *s, pc_smtpc_status st);
 void ss_drop_upstream(sess *s);
 void ss_open_upstream(sess *s);
 void ss_up_send(sess *s, const char *line, int secret);
+/* Sends the MAIL (step ST_MAIL) or AUTH (step ST_AUTH) line upstream: on the live session, after an
+ * RSET if an earlier transaction is still open there, or on a new session. */
+void ss_up_start(sess *s);
 int ss_reply_class_ok(const pc_smtp_reply *r);
 void ss_resume(sess *s);
 void ss_close_session(sess *s);
