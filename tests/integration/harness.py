@@ -1101,6 +1101,17 @@ import threading  # noqa: E402
 import unittest  # noqa: E402
 
 
+def wait_for(predicate, timeout=5.0, interval=0.1):
+    """Polls predicate() until it is true or timeout passes (bounded). Returns its last value."""
+    deadline = time.monotonic() + timeout
+    for _ in range(int(timeout / interval) + 2):
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
 def proxy_v1(src, dst="127.0.0.1", sport=40000, dport=25):
     return ("PROXY TCP4 %s %s %d %d\r\n" % (src, dst, sport, dport)).encode()
 
@@ -1138,10 +1149,13 @@ class GatewayTest(unittest.TestCase):
         cls.tmp.cleanup()
 
     # -- starting things
-    def gateway(self, upstream_port, tls=None, top=None, **listener_over):
+    def gateway(self, upstream_port, tls=None, top=None, tls_over=None, **listener_over):
+        """tls: the mode (None, 'starttls', 'implicit'); tls_over: more keys for the tls section."""
         port = free_port()
-        cfg = gateway_config(self.tmp, listener_config(port, upstream_port, tls=tls, pki=self.pki,
-                                                       **listener_over), **(top or {}))
+        lst = listener_config(port, upstream_port, tls=tls, pki=self.pki, **listener_over)
+        if tls_over:
+            lst["tls"] = deep_merge(lst["tls"], tls_over)
+        cfg = gateway_config(self.tmp, lst, **(top or {}))
         gw = Gateway(self.tmp, cfg)
         self.addCleanup(self._stop_gateway, gw)
         gw.start()

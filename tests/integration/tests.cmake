@@ -15,6 +15,7 @@ if(TARGET portcullis)
     test_smtp_auth
     test_smtp_lifecycle
     test_smtp_filters
+    test_smtp_resources
   )
   foreach(module IN LISTS PC_INTEGRATION_MODULES)
     add_test(NAME integration.${module}
