@@ -860,6 +860,8 @@ static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
     case PC_CONN_EV_CONNECTED:
     case PC_CONN_EV_DRAIN: return;
     case PC_CONN_EV_CLOSED:
+        if (s->run)
+            pc_chain_abort(s->run);
         if (s->conn_counted)
             pc_addr_conn_dec((struct sockaddr *)&s->c->peer);
         pc_session_count(-1);
@@ -867,6 +869,13 @@ static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
         free(s);
         return;
     }
+}
+
+static void close_hook_done(void *ud, const pc_verdict *v)
+{
+    sess *s = ud;
+    (void)v;
+    s->run = NULL;
 }
 
 void ss_close_session(sess *s)
@@ -878,11 +887,15 @@ void ss_close_session(sess *s)
         pc_chain_abort(s->run);
         s->run = NULL;
     }
-    if ((s->l->chain_hooks & PC_HOOK_BIT(PC_HOOK_CLOSE)) && s->l->chain) {
-        /* Fire-and-forget: the verdict of the close hook is ignored. */
-    }
     release_upstream(s);
     ss_txn_reset(s);
+    if ((s->l->chain_hooks & PC_HOOK_BIT(PC_HOOK_CLOSE)) && s->l->chain) {
+        /* The verdict of the close hook is ignored; a filter still busy when the connection's
+         * handles are closed is cancelled then. */
+        pc_chain_run *r = pc_chain_start(s->l->chain, PC_HOOK_CLOSE, &s->sv, close_hook_done, s);
+        if (r)
+            s->run = r;
+    }
     ss_flush(s);
     pc_log_info(
         s->sid,

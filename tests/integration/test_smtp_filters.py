@@ -42,7 +42,9 @@ class PluginFilter(h.GatewayTest):
         self.assertIn(b"X-Test-Filter: passed\r\n", head)
         self.assertTrue(head.startswith(b"X-Test-Filter: passed\r\nReceived: from ")
                         or head.startswith(b"Received: from "), head[:200])
-        self.assertIn("filter=testmark", gw.log_text())
+        self.assertIn("filter=testmark hook=message action=tag", gw.log_text())
+        # The close hook runs when the client leaves.
+        self.assertTrue(h.wait_for(lambda: "filter=testmark hook=close" in gw.log_text(), timeout=5))
 
     def test_reject(self):
         gw = self.start()

@@ -16,7 +16,10 @@ static void *init(const pc_opt *options, char *err, size_t errlen)
     return &instance;
 }
 
-static void fini(void *self) { (void)self; }
+static void fini(void *self)
+{
+    (void)self;
+}
 
 static void run(void *self, pc_hook hook, pc_filter_ctx *ctx, pc_done_fn done)
 {
@@ -28,10 +31,15 @@ static void run(void *self, pc_hook hook, pc_filter_ctx *ctx, pc_done_fn done)
         pc_message_header(m, "X-Test-Verdict", 0, v, sizeof(v));
     pc_verdict r = {.action = PC_CONTINUE};
     if (strcmp(v, "reject") == 0) {
-        r = (pc_verdict){.action = PC_REJECT, .code = 550, .enhanced = "5.7.1",
-                         .text = "Marked for rejection by testmark", .symbol = "TESTMARK_REJECT"};
+        r = (pc_verdict){.action = PC_REJECT,
+                         .code = 550,
+                         .enhanced = "5.7.1",
+                         .text = "Marked for rejection by testmark",
+                         .symbol = "TESTMARK_REJECT"};
     } else if (strcmp(v, "tempfail") == 0) {
-        r = (pc_verdict){.action = PC_TEMPFAIL, .code = 451, .enhanced = "4.7.1",
+        r = (pc_verdict){.action = PC_TEMPFAIL,
+                         .code = 451,
+                         .enhanced = "4.7.1",
                          .text = "Marked for tempfail by testmark"};
     } else if (strcmp(v, "quarantine") == 0) {
         r = (pc_verdict){.action = PC_QUARANTINE};
@@ -49,11 +57,15 @@ static void run(void *self, pc_hook hook, pc_filter_ctx *ctx, pc_done_fn done)
 static const pc_filter testmark = {
     .abi = PC_FILTER_ABI,
     .name = "testmark",
-    .hooks = PC_HOOK_BIT(PC_HOOK_MESSAGE) | PC_HOOK_BIT(PC_HOOK_RETRIEVE),
+    .hooks =
+        PC_HOOK_BIT(PC_HOOK_MESSAGE) | PC_HOOK_BIT(PC_HOOK_RETRIEVE) | PC_HOOK_BIT(PC_HOOK_CLOSE),
     .init = init,
     .fini = fini,
     .run = run,
 };
 
 const pc_filter *pc_filter_entry(void);
-const pc_filter *pc_filter_entry(void) { return &testmark; }
+const pc_filter *pc_filter_entry(void)
+{
+    return &testmark;
+}
