@@ -1,11 +1,10 @@
 /* pop3_parse.c — POP3 command table and argument checks, status lines, CAPA, multi-line bodies.
- * Defends against CR/NUL command injection, number overflow, oversize lines and bodies, and body
- * smuggling (<LF>.<LF>, <CR>.<CR>: only CRLF "." CRLF ends a body). */
+ * Defends against CR/NUL injection, number overflow, oversize input, <LF>.<LF> body smuggling. */
 #include "pop3/pop3_parse.h"
 
 #include <string.h>
 
-/* ---- character helpers -------------------------------------------------------------------- */
+/* ---- character helpers ---------------------------------------------------------------------- */
 
 static int lower(unsigned char c)
 {
@@ -33,33 +32,33 @@ static int is_ctl(unsigned char c)
     return c < 0x20 || c == 0x7f;
 }
 
-/* ---- the command table (STYLE.md habit 3) ------------------------------------------------- */
+/* ---- the command table (STYLE.md habit 3) --------------------------------------------------- */
 
 typedef enum {
-    A_NONE,     /* no argument */
-    A_OPT_MSG,  /* [msg] */
-    A_MSG,      /* msg */
-    A_MSG_LINES,/* msg lines */
-    A_REST,     /* the rest of the line, 8-bit allowed */
-    A_TWO,      /* two words */
-    A_AUTH,     /* mechanism [initial-response] */
+    A_NONE,      /* no argument */
+    A_OPT_MSG,   /* [msg] */
+    A_MSG,       /* msg */
+    A_MSG_LINES, /* msg lines */
+    A_REST,      /* the rest of the line, 8-bit allowed */
+    A_TWO,       /* two words */
+    A_AUTH,      /* mechanism [initial-response] */
 } argkind;
 
 typedef struct verbdef {
-    const char  *name;
+    const char *name;
     pc_pop3_verb verb;
-    argkind      args;
-    int          multi; /* 1: multi-line answer; 2: multi-line only without argument */
+    argkind args;
+    int multi; /* 1: multi-line answer; 2: multi-line only without argument */
 } verbdef;
 
 static const verbdef verbs[] = {
-    {"USER", PC_POP3_USER, A_REST, 0},      {"PASS", PC_POP3_PASS, A_REST, 0},
-    {"APOP", PC_POP3_APOP, A_TWO, 0},       {"AUTH", PC_POP3_AUTH, A_AUTH, 0},
-    {"STLS", PC_POP3_STLS, A_NONE, 0},      {"CAPA", PC_POP3_CAPA, A_NONE, 1},
-    {"QUIT", PC_POP3_QUIT, A_NONE, 0},      {"STAT", PC_POP3_STAT, A_NONE, 0},
-    {"LIST", PC_POP3_LIST, A_OPT_MSG, 2},   {"UIDL", PC_POP3_UIDL, A_OPT_MSG, 2},
-    {"RETR", PC_POP3_RETR, A_MSG, 1},       {"TOP", PC_POP3_TOP, A_MSG_LINES, 1},
-    {"DELE", PC_POP3_DELE, A_MSG, 0},       {"NOOP", PC_POP3_NOOP, A_NONE, 0},
+    {"USER", PC_POP3_USER, A_REST, 0},    {"PASS", PC_POP3_PASS, A_REST, 0},
+    {"APOP", PC_POP3_APOP, A_TWO, 0},     {"AUTH", PC_POP3_AUTH, A_AUTH, 0},
+    {"STLS", PC_POP3_STLS, A_NONE, 0},    {"CAPA", PC_POP3_CAPA, A_NONE, 1},
+    {"QUIT", PC_POP3_QUIT, A_NONE, 0},    {"STAT", PC_POP3_STAT, A_NONE, 0},
+    {"LIST", PC_POP3_LIST, A_OPT_MSG, 2}, {"UIDL", PC_POP3_UIDL, A_OPT_MSG, 2},
+    {"RETR", PC_POP3_RETR, A_MSG, 1},     {"TOP", PC_POP3_TOP, A_MSG_LINES, 1},
+    {"DELE", PC_POP3_DELE, A_MSG, 0},     {"NOOP", PC_POP3_NOOP, A_NONE, 0},
     {"RSET", PC_POP3_RSET, A_NONE, 0},
 };
 #define NVERBS (sizeof(verbs) / sizeof(verbs[0]))
@@ -119,8 +118,7 @@ static int mech_valid(const char *p, size_t n)
 
 static int b64_char(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || is_digit(c) || c == '+' ||
-           c == '/';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || is_digit(c) || c == '+' || c == '/';
 }
 
 int pc_pop3_base64_valid(const char *p, size_t n)
@@ -257,11 +255,11 @@ pc_pop3_err pc_pop3_cmd_parse(const char *line, size_t len, pc_pop3_cmd *cmd)
     return e;
 }
 
-/* ---- SASL mechanisms and CAPA ------------------------------------------------------------- */
+/* ---- SASL mechanisms and CAPA --------------------------------------------------------------- */
 
 static const struct {
     const char *name;
-    unsigned    bit;
+    unsigned bit;
 } mechs[] = {
     {"PLAIN", PC_POP3_MECH_PLAIN},
     {"LOGIN", PC_POP3_MECH_LOGIN},
@@ -478,7 +476,7 @@ int pc_pop3_resp_parse(const char *buf, size_t len, size_t max, pc_pop3_resp *r,
     return PC_OK;
 }
 
-/* ---- multi-line body reader --------------------------------------------------------------- */
+/* ---- multi-line body reader ----------------------------------------------------------------- */
 
 enum {
     S_BOL = 0, /* after a real CRLF, or at the start */
@@ -499,11 +497,11 @@ void pc_pop3_body_init(pc_pop3_body *b, size_t max_line, size_t max_size)
 
 /* Output batching: slices adjacent in memory go out in one emit call. */
 typedef struct out {
-    pc_pop3_body   *b;
+    pc_pop3_body *b;
     pc_data_emit_fn emit;
-    void           *ud;
-    const char     *rp;
-    size_t          rn;
+    void *ud;
+    const char *rp;
+    size_t rn;
 } out;
 
 static int flush(out *o)

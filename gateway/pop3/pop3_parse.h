@@ -1,5 +1,7 @@
-/* pop3_parse.h — POP3 commands from the client and responses from the upstream (RFC 1939, 2449,
- * 2595, 3206, 5034). Pure functions over the caller's buffer; slices point into that buffer.
+/* pop3_parse.h — POP3 client commands and upstream responses (RFC 1939, 2449, 2595, 3206, 5034).
+ * Defends against CR/NUL command injection, bad numbers, oversize lines/bodies, body smuggling. */
+
+/* Pure functions over the caller's buffer; slices point into that buffer (borrowed).
  *
  * Client side: a command line is framed with pc_smtp_line_find() (smtp_parse.h: a line ends at CRLF
  * and nowhere else, a bare LF is reported) with max = PC_POP3_CMD_MAX, or a larger limit such as
@@ -8,9 +10,10 @@
  * "+ " continuation); after a "+OK" to a verb for which pc_pop3_multiline() is true, a pc_pop3_body
  * reads the multi-line body (dot-unstuffed, ending only at CRLF "." CRLF).
  *
- * Writing a multi-line body (serving a replaced message) uses pc_smtp_stuff_* from smtp_data.h: POP3
- * multi-line responses use exactly the byte-stuffing of SMTP DATA (RFC 1939 §3), so there is no
- * POP3 copy of the writer. It turns bare CR/LF into CRLF and ends the body with CRLF "." CRLF. */
+ * Writing a multi-line body (serving a replaced message) uses pc_smtp_stuff_* from smtp_data.h:
+ * POP3 multi-line responses use exactly the byte-stuffing of SMTP DATA (RFC 1939 §3), so there is
+ * no POP3 copy of the writer. It turns bare CR/LF into CRLF and ends the body with CRLF "." CRLF.
+ */
 #ifndef PC_POP3_PARSE_H
 #define PC_POP3_PARSE_H
 
@@ -20,7 +23,7 @@
 #include "smtp/smtp_data.h"  /* pc_data_emit_fn, PC_DATA_* flags, the pc_smtp_stuff writer */
 #include "smtp/smtp_parse.h" /* pc_smtp_line_find, pc_line_result */
 
-/* ---- limits (STYLE.md habit 5: the caller makes them configurable and passes them in) --------- */
+/* ---- limits (STYLE.md habit 5: the caller makes them configurable and passes them in) ------- */
 
 #define PC_POP3_CMD_MAX 255         /* RFC 2449 §4: a command line, CRLF included */
 #define PC_POP3_AUTH_LINE_MAX 12288 /* suggested limit for SASL client lines, CRLF included */
@@ -31,17 +34,29 @@
 
 typedef enum {
     PC_POP3_UNKNOWN = 0,
-    PC_POP3_USER, PC_POP3_PASS, PC_POP3_APOP, PC_POP3_AUTH, PC_POP3_STLS, PC_POP3_CAPA,
-    PC_POP3_QUIT, PC_POP3_STAT, PC_POP3_LIST, PC_POP3_UIDL, PC_POP3_RETR, PC_POP3_TOP,
-    PC_POP3_DELE, PC_POP3_NOOP, PC_POP3_RSET,
+    PC_POP3_USER,
+    PC_POP3_PASS,
+    PC_POP3_APOP,
+    PC_POP3_AUTH,
+    PC_POP3_STLS,
+    PC_POP3_CAPA,
+    PC_POP3_QUIT,
+    PC_POP3_STAT,
+    PC_POP3_LIST,
+    PC_POP3_UIDL,
+    PC_POP3_RETR,
+    PC_POP3_TOP,
+    PC_POP3_DELE,
+    PC_POP3_NOOP,
+    PC_POP3_RSET,
     PC_POP3_VERB_COUNT
 } pc_pop3_verb;
 
 typedef struct pc_pop3_cmd {
     pc_pop3_verb verb;
-    size_t       nargs;  /* 0..2 */
-    pc_slice     arg[2]; /* unused slots are {NULL, 0} */
-    uint32_t     num[2]; /* the decoded numbers of LIST/UIDL/RETR/DELE/TOP arguments, else 0 */
+    size_t nargs;    /* 0..2 */
+    pc_slice arg[2]; /* unused slots are {NULL, 0} */
+    uint32_t num[2]; /* the decoded numbers of LIST/UIDL/RETR/DELE/TOP arguments, else 0 */
 } pc_pop3_cmd;
 
 typedef enum {
@@ -91,7 +106,7 @@ typedef enum {
 /* Classifies a client line (without CRLF) sent during an AUTH exchange. */
 pc_pop3_sasl_line pc_pop3_sasl_line_parse(const char *line, size_t len);
 
-/* ---- SASL mechanisms and CAPA ------------------------------------------------------------- */
+/* ---- SASL mechanisms and CAPA --------------------------------------------------------------- */
 
 enum {
     PC_POP3_MECH_PLAIN = 1u << 0,
@@ -135,18 +150,18 @@ typedef struct pc_pop3_capa {
     unsigned other_mechs; /* SASL mechanisms not in the PC_POP3_MECH_ list */
     unsigned other_caps;  /* capability lines with an unknown tag (ignored) */
     unsigned bad_lines;   /* malformed lines (ignored) */
-    long     expire;      /* EXPIRE days, PC_POP3_EXPIRE_NEVER; 0 when absent */
-    int      expire_user; /* EXPIRE ... USER: the value may differ after login */
-    long     login_delay; /* LOGIN-DELAY seconds; 0 when absent */
-    int      login_delay_user;
+    long expire;          /* EXPIRE days, PC_POP3_EXPIRE_NEVER; 0 when absent */
+    int expire_user;      /* EXPIRE ... USER: the value may differ after login */
+    long login_delay;     /* LOGIN-DELAY seconds; 0 when absent */
+    int login_delay_user;
 } pc_pop3_capa;
 
 void pc_pop3_capa_init(pc_pop3_capa *c);
 
 /* Adds one capability line (without CRLF) to *c. Tags are case-insensitive; unknown tags are
  * counted in other_caps. Returns 0, or -1 for a malformed line (counted in bad_lines): empty,
- * leading or double space (trailing spaces are ignored), a control or 8-bit byte, a bad EXPIRE/LOGIN-DELAY value, a bad
- * mechanism name. */
+ * leading or double space (trailing spaces are ignored), a control or 8-bit byte, a bad
+ * EXPIRE/LOGIN-DELAY value, a bad mechanism name. */
 int pc_pop3_capa_line(pc_pop3_capa *c, const char *line, size_t len);
 
 /* Parses a whole CAPA body as delivered by pc_pop3_body (dot-unstuffed, lines ending in CRLF; a
@@ -154,7 +169,7 @@ int pc_pop3_capa_line(pc_pop3_capa *c, const char *line, size_t len);
  * any line was malformed (the others are still taken). */
 int pc_pop3_capa_parse(pc_pop3_capa *c, const char *body, size_t len);
 
-/* ---- responses -------------------------------------------------------------------------------- */
+/* ---- responses ------------------------------------------------------------------------------ */
 
 typedef enum {
     PC_POP3_RESP_OK = 1,   /* "+OK" */
@@ -164,9 +179,9 @@ typedef enum {
 
 typedef struct pc_pop3_resp {
     pc_pop3_status status;
-    pc_slice       code; /* RFC 2449 §8 response code without its brackets ("SYS/TEMP"), else empty */
-    pc_slice       text; /* after the indicator, one SP and the code with its SP; CONT: the base64 */
-    pc_slice       line; /* the whole line without CRLF */
+    pc_slice code; /* RFC 2449 §8 response code without its brackets ("SYS/TEMP"), else empty */
+    pc_slice text; /* after the indicator, one SP and the code with its SP; CONT: the base64 */
+    pc_slice line; /* the whole line without CRLF */
 } pc_pop3_resp;
 
 /* Parses the status line at the start of buf[0..len). max is the longest line accepted, CRLF
@@ -181,7 +196,7 @@ typedef struct pc_pop3_resp {
  * server without RESP-CODES may say anything. Whether to trust a code is the caller's choice. */
 int pc_pop3_resp_parse(const char *buf, size_t len, size_t max, pc_pop3_resp *r, size_t *consumed);
 
-/* ---- multi-line body reader ------------------------------------------------------------------ */
+/* ---- multi-line body reader ----------------------------------------------------------------- */
 
 /* Streaming reader of a multi-line body (after its "+OK" line). Input may be split anywhere.
  * Content is delivered dot-unstuffed and otherwise byte for byte: the CRLF before the final "."
@@ -190,23 +205,23 @@ int pc_pop3_resp_parse(const char *buf, size_t len, size_t max, pc_pop3_resp *r,
  * are plain content. Flags (PC_DATA_* from smtp_data.h):
  *   PC_DATA_BARE_LF, PC_DATA_BARE_CR  seen (passed as-is), also the line "." ended by them
  *   PC_DATA_NUL, PC_DATA_8BIT         seen
- *   PC_DATA_LONG_LINE                 a line (bytes other than CR since the last LF, plus 2) > max_line
- *   PC_DATA_TOO_BIG                   more than max_size content bytes: the first max_size were
- *                                     emitted, the rest is consumed up to the end and dropped */
+ *   PC_DATA_LONG_LINE                 a line (bytes other than CR since the last LF, plus 2) >
+ * max_line PC_DATA_TOO_BIG                   more than max_size content bytes: the first max_size
+ * were emitted, the rest is consumed up to the end and dropped */
 typedef struct pc_pop3_body {
-    int      state;
+    int state;
     unsigned flags;
-    size_t   max_line; /* 0 = no limit */
-    size_t   max_size; /* 0 = no limit */
-    size_t   line_len; /* content bytes other than CR since the last LF */
-    size_t   size;     /* content bytes counted (also past max_size) */
+    size_t max_line; /* 0 = no limit */
+    size_t max_size; /* 0 = no limit */
+    size_t line_len; /* content bytes other than CR since the last LF */
+    size_t size;     /* content bytes counted (also past max_size) */
 } pc_pop3_body;
 
 void pc_pop3_body_init(pc_pop3_body *b, size_t max_line, size_t max_size);
 
 /* Feeds n bytes; content goes to emit (borrowed bytes, valid during the call; never empty). Returns
- * the number of bytes consumed; *done becomes 1 once CRLF "." CRLF was consumed, and the bytes after
- * it (the next response) are not consumed. Returns (size_t)-1 if emit returned < 0. */
+ * the number of bytes consumed; *done becomes 1 once CRLF "." CRLF was consumed, and the bytes
+ * after it (the next response) are not consumed. Returns (size_t)-1 if emit returned < 0. */
 size_t pc_pop3_body_feed(pc_pop3_body *b, const char *in, size_t n, pc_data_emit_fn emit, void *ud,
                          int *done);
 

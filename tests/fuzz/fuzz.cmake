@@ -35,3 +35,28 @@ add_test(NAME fuzz.config
           ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/config
           ${CMAKE_SOURCE_DIR}/tests/fixtures/config)
 set_tests_properties(fuzz.config PROPERTIES LABELS fuzz TIMEOUT 180)
+
+# POP3 command lines and the upstream response stream (status lines, multi-line bodies).
+add_executable(fuzz_pop3_parse ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_pop3_parse.c
+  ${CMAKE_SOURCE_DIR}/gateway/pop3/pop3_parse.c ${CMAKE_SOURCE_DIR}/gateway/smtp/smtp_parse.c
+  ${CMAKE_SOURCE_DIR}/gateway/smtp/smtp_data.c)
+target_compile_options(fuzz_pop3_parse PRIVATE ${PC_FUZZ_FLAGS})
+target_link_options(fuzz_pop3_parse PRIVATE ${PC_FUZZ_FLAGS})
+file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/pop3_parse)
+add_test(NAME fuzz.pop3_parse
+  COMMAND fuzz_pop3_parse -max_total_time=20 -rss_limit_mb=1024
+          ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/pop3_parse
+          ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/pop3_parse)
+set_tests_properties(fuzz.pop3_parse PROPERTIES LABELS fuzz TIMEOUT 180)
+
+# The IMAP tokenizer in both directions (literals, quoting, limits) and its line-head helpers.
+add_executable(fuzz_imap_token ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_imap_token.c
+  ${CMAKE_SOURCE_DIR}/gateway/imap/imap_token.c)
+target_compile_options(fuzz_imap_token PRIVATE ${PC_FUZZ_FLAGS})
+target_link_options(fuzz_imap_token PRIVATE ${PC_FUZZ_FLAGS})
+file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/imap_token)
+add_test(NAME fuzz.imap_token
+  COMMAND fuzz_imap_token -max_total_time=20 -rss_limit_mb=1024
+          ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/imap_token
+          ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/imap_token)
+set_tests_properties(fuzz.imap_token PROPERTIES LABELS fuzz TIMEOUT 180)
