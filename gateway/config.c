@@ -640,6 +640,7 @@ static const int onerr_values[] = {PC_ONERR_TEMPFAIL, PC_ONERR_CONTINUE, PC_ONER
 static const char *const fmode_names[] = {"enforce", "monitor", NULL};
 static const char *const bare_lf_names[] = {"reject", "normalize", NULL};
 static const char *const ptauth_names[] = {"never", "allow", NULL};
+static const char *const oversize_names[] = {"pass", "refuse", NULL};
 static const int zero_one[] = {0, 1};
 static const char *const target_names[] = {"stderr", "syslog", NULL};
 static const char *const level_names[] = {"error", "warning", "notice", "info", "debug", NULL};
@@ -667,6 +668,7 @@ static int finish_spool(struct ctx *, void *, const pc_opt *, const pc_opt *, si
 #define LIM(f) offsetof(pc_smtp_limits, f)
 #define TMO(f) offsetof(pc_smtp_timeouts, f)
 #define FU(f) offsetof(pc_filter_use, f)
+#define MB(f) offsetof(pc_mbox_cfg, f)
 
 static const section cert_sec = {.elem_size = sizeof(pc_cert_cfg), .fields = (const field[]){
     {KEY("cert", F_STR, NULL, CE(cert_file)), .flags = REQUIRED | READABLE},
@@ -711,6 +713,21 @@ static const section timeouts_sec = {.fields = (const field[]){
     {KEY("data_end", F_DURATION, "10m", TMO(data_end_ms))},
     END}};
 
+/* POP3/IMAP listeners. Keys without a default here get the protocol's own in finish_listener. */
+static const section mailbox_sec = {.fields = (const field[]){
+    {KEY("plaintext_auth", F_ENUM, "never", MB(plaintext_auth)), .names = ptauth_names, .values = zero_one},
+    {KEY("line_length", F_SIZE, NULL, MB(line_length)), .min = 64, .max = 65536},
+    {KEY("literal_max", F_SIZE, "50M", MB(literal_max)), .min = 1},
+    {KEY("nonsync_literal_max", F_SIZE, "4K", MB(nonsync_literal_max)), .max = 1048576},
+    {KEY("scan_max", F_SIZE, "50M", MB(scan_max)), .min = 1},
+    {KEY("oversize", F_ENUM, "pass", MB(oversize_refuse)), .names = oversize_names, .values = zero_one},
+    {KEY("auth_failures", F_UINT, "3", MB(auth_failures)), .min = 1},
+    {KEY("errors", F_UINT, "10", MB(errors)), .min = 1},
+    {KEY("prelogin_timeout", F_DURATION, "3m", MB(prelogin_timeout_ms))},
+    {KEY("idle_timeout", F_DURATION, NULL, MB(idle_timeout_ms))},
+    {KEY("verdict_cache", F_UINT, "10000", MB(verdict_cache))},
+    END}};
+
 static const section upstream_sec = {.fields = (const field[]){
     {KEY("name", F_STR, NULL, U(name)), .flags = HOSTNAME},
     {KEY("address", F_HOSTPORT, NULL, U(host)), .off2 = U(port), .flags = REQUIRED},
@@ -751,6 +768,7 @@ static const section listener_sec = {.elem_size = sizeof(pc_listener_cfg), .fini
     {KEY("smtp", F_SECTION, NULL, 0), .sub = &smtp_sec},
     {KEY("limits", F_SECTION, NULL, L(limits)), .sub = &limits_sec},
     {KEY("timeouts", F_SECTION, NULL, L(timeouts)), .sub = &timeouts_sec},
+    {KEY("mailbox", F_SECTION, NULL, L(mailbox)), .sub = &mailbox_sec},
     {KEY("upstream", F_SECTION, NULL, L(upstream)), .sub = &upstream_sec},
     {KEY("filters", F_SEQ, NULL, L(filters)), .off2 = L(nfilters), .sub = &filter_sec},
     END}};
@@ -1147,6 +1165,11 @@ static int finish_listener(struct ctx *c, void *base, const pc_opt *map, const p
     const pc_opt *tls = pc_opt_get(map, "tls"), *up = pc_opt_get(map, "upstream");
     char buf[256];
 
+    /* The mailbox protocols' own defaults: RFC 2449 line, RFC 1939 §3 / RFC 9051 §5.4 timers. */
+    if (!l->mailbox.line_length)
+        l->mailbox.line_length = l->proto == PC_PROTO_IMAP ? 8192 : 255;
+    if (!l->mailbox.idle_timeout_ms)
+        l->mailbox.idle_timeout_ms = l->proto == PC_PROTO_IMAP ? 30 * 60 * 1000 : 10 * 60 * 1000;
     if (!l->name) {
         snprintf(buf, sizeof(buf), "listener%zu", index);
         l->name = pc_arena_strdup(c->a, buf);

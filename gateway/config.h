@@ -94,6 +94,25 @@ typedef struct pc_smtp_timeouts {
     unsigned data_end_ms;        /* waiting for the upstream's final reply: 10 min */
 } pc_smtp_timeouts;
 
+/* POP3 and IMAP listeners: the `mailbox:` section of a listener. */
+typedef struct pc_mbox_cfg {
+    int      plaintext_auth;      /* never (0, default) | allow (1): USER/PASS, LOGIN, AUTH before TLS */
+    size_t   line_length;         /* command line, CRLF included; default POP3 255 (RFC 2449),
+                                     IMAP 8192 */
+    size_t   literal_max;         /* largest IMAP literal accepted from a client; default 50M */
+    size_t   nonsync_literal_max; /* largest IMAP {n+} literal; default 4096 (LITERAL-) */
+    size_t   scan_max;            /* messages up to this size go through the retrieve/message hooks;
+                                     default 50M */
+    int      oversize_refuse;     /* larger messages: pass unscanned with a log line (0, default)
+                                     or refuse (1) */
+    unsigned auth_failures;       /* failed logins per session before it is closed; default 3 */
+    unsigned errors;              /* bad commands per session before it is closed; default 10 */
+    unsigned prelogin_timeout_ms; /* before login; default 3 min */
+    unsigned idle_timeout_ms;     /* after login; default POP3 10 min (RFC 1939 §3), IMAP 30 min
+                                     (RFC 9051 §5.4), IDLE included */
+    unsigned verdict_cache;       /* entries of the per-worker retrieve verdict cache; default 10000 */
+} pc_mbox_cfg;
+
 typedef struct pc_listener_cfg {
     char             *name;
     pc_proto          proto;
@@ -110,6 +129,7 @@ typedef struct pc_listener_cfg {
     int               xclient_trusted;      /* accept XCLIENT from proxy_trusted: not supported, 0 */
     pc_smtp_limits    limits;
     pc_smtp_timeouts  timeouts;
+    pc_mbox_cfg       mailbox;        /* POP3/IMAP listeners */
     unsigned          max_connections_per_ip; /* default 50; trusted networks exempt */
     pc_upstream_cfg   upstream;
     pc_filter_use    *filters;

@@ -34,6 +34,11 @@ typedef struct pc_listener_rt {
     struct pc_smtpc *pool[PC_UPSTREAM_POOL]; /* idle, unauthenticated, no transaction */
     uint64_t pool_since[PC_UPSTREAM_POOL];
     unsigned npool;
+    /* POP3/IMAP: the upstream's capabilities as last seen (CAPA / CAPABILITY), kept by that
+     * protocol's code: the text (sanitised) and protocol-defined flags. */
+    char caps_text[1024];
+    unsigned caps_flags;
+    int caps_known;
 } pc_listener_rt;
 
 /* Binds a listening socket with SO_REUSEPORT (and IPV6_V6ONLY for v6). Returns the fd or -1 with a

@@ -434,6 +434,31 @@ static pc_config *cli(const char *first, ...)
     return pc_config_from_args(argc, argv, err, sizeof(err));
 }
 
+static void test_mailbox_defaults_per_protocol(void **state)
+{
+    (void)state;
+    pc_config *cfg = cli("--listen", "pop3://127.0.0.1:2110", "--upstream", "pop3://127.0.0.1",
+                         "--listen", "imap://127.0.0.1:2143", "--upstream", "imap://127.0.0.1",
+                         "--listen", "smtp://127.0.0.1:2525", "--upstream", "smtp://127.0.0.1", NULL);
+    if (!cfg)
+        print_error("%s\n", err);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->nlisteners, 3);
+    const pc_mbox_cfg *pop3 = &cfg->listeners[0].mailbox, *imap = &cfg->listeners[1].mailbox;
+    assert_int_equal(cfg->listeners[0].proto, PC_PROTO_POP3);
+    assert_int_equal(pop3->line_length, 255);
+    assert_int_equal(pop3->idle_timeout_ms, 10 * 60 * 1000);
+    assert_int_equal(cfg->listeners[1].proto, PC_PROTO_IMAP);
+    assert_int_equal(imap->line_length, 8192);
+    assert_int_equal(imap->idle_timeout_ms, 30 * 60 * 1000);
+    assert_int_equal(imap->nonsync_literal_max, 4096);
+    assert_int_equal(imap->plaintext_auth, 0);
+    assert_int_equal(imap->oversize_refuse, 0);
+    assert_int_equal(imap->prelogin_timeout_ms, 3 * 60 * 1000);
+    assert_int_equal(cfg->listeners[1].upstream.port, 143);
+    pc_config_free(cfg);
+}
+
 static void expect_cli_error(pc_config *cfg, const char *want)
 {
     if (cfg || !strstr(err, want))
@@ -732,6 +757,7 @@ int main(void)
         cmocka_unit_test(test_example_loads),
         cmocka_unit_test(test_every_key_documented),
         cmocka_unit_test(test_cli_basic),
+        cmocka_unit_test(test_mailbox_defaults_per_protocol),
         cmocka_unit_test(test_cli_full),
         cmocka_unit_test(test_cli_errors),
         cmocka_unit_test(test_durations),
