@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "log.h"
 #include "sanitize.h"
 #include "smtp/smtp_reply.h"
 
@@ -61,6 +62,33 @@ void pc_upstream_caps_parse(pc_upstream_caps *caps, const struct pc_smtp_reply *
             pc_sanitize(caps->auth, sizeof(caps->auth), rest, rl, 0);
         }
     }
+}
+
+static void resolved_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    pc_upstream *u = req->data;
+    u->resolving = 0;
+    if (status == 0 && res) {
+        memset(&u->addr, 0, sizeof(u->addr));
+        memcpy(&u->addr, res->ai_addr, res->ai_addrlen);
+        u->resolved = 1;
+        pc_log_notice(0, "event=upstream-resolve host=%s result=ok", u->cfg->host);
+    }
+    uv_freeaddrinfo(res);
+}
+
+void pc_upstream_resolve_async(pc_upstream *u, uv_loop_t *loop)
+{
+    if (u->resolving || u->resolved)
+        return;
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    char port[8];
+    snprintf(port, sizeof(port), "%u", (unsigned)u->cfg->port);
+    u->gai.data = u;
+    if (uv_getaddrinfo(loop, &u->gai, resolved_cb, u->cfg->host, port, &hints) == 0)
+        u->resolving = 1;
 }
 
 int pc_upstream_resolve(pc_upstream *u)

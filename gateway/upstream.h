@@ -34,6 +34,8 @@ typedef struct pc_upstream {
     const pc_upstream_cfg  *cfg;
     struct sockaddr_storage addr;   /* resolved once; re-resolved on failure */
     int                     resolved;
+    int                     resolving;      /* an asynchronous lookup is under way */
+    uv_getaddrinfo_t        gai;
     pc_upstream_caps        caps;
 } pc_upstream;
 
@@ -41,8 +43,11 @@ typedef struct pc_upstream {
 struct pc_smtp_reply;
 void pc_upstream_caps_parse(pc_upstream_caps *caps, const struct pc_smtp_reply *r);
 
-/* Resolves cfg->host:port synchronously (numeric fast path; getaddrinfo otherwise — called at start
- * and from the threadpool only). Returns 0 or -1. */
+/* Resolves cfg->host:port synchronously (getaddrinfo). Called by a worker before its loop runs only.
+ * Returns 0 or -1. */
 int pc_upstream_resolve(pc_upstream *u);
+/* Starts an asynchronous lookup on loop (the threadpool does the blocking part) unless one is under
+ * way; u->resolved becomes 1 when it succeeds. Used when the lookup at start failed. */
+void pc_upstream_resolve_async(pc_upstream *u, uv_loop_t *loop);
 
 #endif

@@ -272,7 +272,9 @@ void ss_open_upstream(sess *s)
         upstream_ready(s, PC_SMTPC_OK, NULL);
         return;
     }
-    if (!s->l->up.resolved && pc_upstream_resolve(&s->l->up) < 0) {
+    if (!s->l->up.resolved) {
+        /* The lookup at start failed: never block the loop on DNS; try again in the background. */
+        pc_upstream_resolve_async(&s->l->up, s->l->loop);
         s->up_opening = 0;
         upstream_ready(s, PC_SMTPC_UNAVAILABLE, NULL);
         return;
