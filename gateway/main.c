@@ -185,11 +185,6 @@ int main(int argc, char **argv)
     snprintf(tp, sizeof(tp), "%u", cfg->threadpool_size ? cfg->threadpool_size : 4);
     setenv("UV_THREADPOOL_SIZE", tp, 1);
     signal(SIGPIPE, SIG_IGN);
-    if (pc_spool_setup(cfg->spool_dir, cfg->spool_memory_total, cfg->spool_disk_total, err,
-                       sizeof(err)) < 0) {
-        fprintf(stderr, "portcullis: spool: %s\n", err);
-        return 1;
-    }
     pc_addrtable_init(65536);
     pc_listener_set_max_total(cfg->max_connections);
 
@@ -227,6 +222,12 @@ int main(int argc, char **argv)
     }
     if (drop_privileges(cfg) < 0)
         return 1;
+    /* After the drop: the spool directory must be usable by the user the gateway runs as. */
+    if (pc_spool_setup(cfg->spool_dir, cfg->spool_memory_total, cfg->spool_disk_total, err,
+                       sizeof(err)) < 0) {
+        fprintf(stderr, "portcullis: spool: %s\n", err);
+        return 1;
+    }
     for (unsigned w = 0; w < nworkers; w++)
         if (pc_worker_start(&workers[w]) < 0) {
             fprintf(stderr, "portcullis: cannot start worker %u\n", w);

@@ -141,6 +141,41 @@ class Lifecycle(h.GatewayTest):
             self.assertTrue(ok, reps)
         self.assertEqual(len(up.sessions), 3)
 
+    def _uid(self, pid):
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return int(line.split()[1])
+        return None
+
+    def test_privileges_dropped_after_bind(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to start as root")
+        spool = self.tmp.sub("spool-nobody-%s" % h.unique("s"))
+        os.chmod(spool, 0o1777)
+        up = self.hostile("record")
+        gw = self.gateway(up.port, top={"user": "nobody", "spool": {"directory": spool}})
+        self.assertTrue(h.wait_for(lambda: self._uid(gw.proc.pid) == h.NOBODY_UID, timeout=5))
+        tag = h.unique("nobody")
+        body = ("y" * 70 + "\r\n") * 5000  # ~360 KB: spooled to a file by the unprivileged user
+        reps, ok = h.attempt(gw.port, "s@client.test", ["alice@example.test"],
+                             h.simple_message(subject=tag, body=body))
+        self.assertTrue(ok, reps)
+        self.assertEqual(len([m for m in up.complete_messages() if tag.encode() in m.data]), 1)
+
+    def test_spool_unusable_by_the_service_user_is_refused_at_start(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to start as root")
+        spool = self.tmp.sub("spool-root-%s" % h.unique("s"))
+        os.chmod(spool, 0o755)  # root's: nobody cannot create files there
+        port = h.free_port()
+        cfg = h.gateway_config(self.tmp, h.listener_config(port, self.pf.port),
+                               user="nobody", spool={"directory": spool})
+        path = h.Gateway(self.tmp, cfg).write_config()
+        r = h.run_portcullis(["-c", path], timeout=20)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("spool directory %s" % spool, r.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()
