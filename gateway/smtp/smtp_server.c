@@ -450,6 +450,33 @@ static void up_cmd_done(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
 /* ---- message ----------------------------------------------------------------------------------
  */
 
+/* The one log line of a transaction: who, what, how big, what the filters and the upstream said. */
+static void log_message(sess *s, pc_log_level level, const char *result, const char *detail,
+                        size_t size)
+{
+    char to[512];
+    size_t n = 0;
+    to[0] = '\0';
+    for (size_t i = 0; i < s->nrcpts && n + 4 < sizeof(to); i++) {
+        char a[300];
+        pc_sanitize(a, sizeof(a), s->rcpts[i].addr, strlen(s->rcpts[i].addr), 1);
+        int k = snprintf(to + n, sizeof(to) - n, "%s<%s>", i ? "," : "", a);
+        if (k < 0 || (size_t)k >= sizeof(to) - n) {
+            snprintf(to + (n < sizeof(to) - 4 ? n : sizeof(to) - 4), 4, "...");
+            break;
+        }
+        n += (size_t)k;
+    }
+    char from[300];
+    pc_sanitize(from, sizeof(from), s->sender, strlen(s->sender), 1);
+    pc_log(level, s->sid,
+           "event=message client=%s tls=%s from=<%s> to=%s rcpts=%zu size=%zu score=%.2f "
+           "result=%s %s duration_ms=%llu",
+           s->client_ip, s->tls ? pc_conn_tls_version(s->c) : "no", from, to[0] ? to : "-",
+           s->nrcpts, size, s->results.score, result, detail,
+           (unsigned long long)(now_ms() - s->txn_start_ms));
+}
+
 static void data_final(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
 {
     sess *s = ud;
@@ -471,11 +498,11 @@ static void data_final(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
     }
     if (code == 250)
         s->messages++;
-    pc_log_info(s->sid,
-                "event=message client=%s from=<%s> rcpts=%zu size=%zu score=%.2f result=%d "
-                "upstream=\"%s\" duration_ms=%llu",
-                s->client_ip, s->sender, s->nrcpts, s->msg ? pc_message_size(s->msg) : 0,
-                s->results.score, code, rtext, (unsigned long long)(now_ms() - s->txn_start_ms));
+    char detail[400];
+    snprintf(detail, sizeof(detail), "upstream=\"%d %s\"", code, rtext);
+    log_message(s, code == 250 ? PC_LOG_INFO : PC_LOG_NOTICE,
+                code == 250 ? "delivered" : (code / 100 == 5 ? "refused-upstream" : "tempfail"),
+                detail, s->msg ? pc_message_size(s->msg) : 0);
     ss_txn_reset(s);
     s->step = ST_NONE;
     ss_resume(s);
@@ -548,9 +575,9 @@ static void end_of_data(sess *s)
         why = "hops";
     }
     if (why) {
-        pc_log_notice(
-            s->sid, "event=message client=%s from=<%s> rcpts=%zu size=%zu result=refused reason=%s",
-            s->client_ip, s->sender, s->nrcpts, s->data.size, why);
+        char detail[64];
+        snprintf(detail, sizeof(detail), "reason=%s", why);
+        log_message(s, PC_LOG_NOTICE, "refused", detail, s->data.size);
         ss_txn_reset(s);
         ss_resume(s);
         return;
@@ -571,18 +598,20 @@ static void end_of_data(sess *s)
 static void message_after_filters(sess *s, const pc_verdict *v)
 {
     if (ss_verdict_stops(s, v)) {
-        pc_log_notice(s->sid,
-                      "event=message client=%s from=<%s> rcpts=%zu result=filtered action=%d",
-                      s->client_ip, s->sender, s->nrcpts, (int)v->action);
+        char detail[64];
+        snprintf(detail, sizeof(detail), "action=%s",
+                 v->action == PC_REJECT     ? "reject"
+                 : v->action == PC_TEMPFAIL ? "tempfail"
+                                            : "quarantine");
+        log_message(s, PC_LOG_NOTICE, "filtered", detail, pc_message_size(s->msg));
         ss_txn_reset(s);
         s->step = ST_NONE;
         ss_resume(s);
         return;
     }
     if (v->action == PC_DISCARD) {
-        pc_log_notice(s->sid,
-                      "event=message client=%s from=<%s> rcpts=%zu result=discarded-by-policy",
-                      s->client_ip, s->sender, s->nrcpts);
+        log_message(s, PC_LOG_NOTICE, "discarded-by-policy", "action=discard",
+                    pc_message_size(s->msg));
         ss_reply(s, "250 2.0.0 Ok: discarded by policy");
         ss_txn_reset(s);
         s->step = ST_NONE;
