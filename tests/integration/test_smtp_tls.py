@@ -79,6 +79,45 @@ class Tls(h.GatewayTest):
                         c.close()
         self.assertGatewayServes_tls(gw)
 
+    def test_weak_ciphers_refused(self):
+        """TLS 1.2 with only suites outside the intermediate profile (static RSA key exchange, CBC
+        with SHA-1, 3DES) finds no common cipher."""
+        gw = self.gateway(self.pf.port, tls="implicit")
+        tried = 0
+        for suite in ("AES128-SHA", "AES256-SHA256", "DES-CBC3-SHA"):
+            with self.subTest(cipher=suite):
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+                try:
+                    ctx.set_ciphers(suite)
+                except ssl.SSLError:
+                    continue  # the client's own library refuses it already
+                tried += 1
+                with self.assertRaises((ssl.SSLError, OSError, EOFError)):
+                    c = h.SmtpClient(gw.port, tls_context=ctx, timeout=10)
+                    try:
+                        if c.greeting is None:
+                            raise EOFError("closed")
+                    finally:
+                        c.close()
+        self.assertGreaterEqual(tried, 1, "no weak suite could be offered by the test client")
+        self.assertGatewayServes_tls(gw)
+
+    def test_intermediate_tls12_suite_accepted(self):
+        gw = self.gateway(self.pf.port, tls="implicit")
+        ctx = self.ca_context()
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers("ECDHE-RSA-AES128-GCM-SHA256")
+        c = h.SmtpClient(gw.port, tls_context=ctx, server_hostname="localhost")
+        try:
+            self.assertCode(c.greeting, 220)
+            self.assertEqual(c.sock.version(), "TLSv1.2")
+            self.assertEqual(c.sock.cipher()[0], "ECDHE-RSA-AES128-GCM-SHA256")
+        finally:
+            c.close()
+
     def assertGatewayServes_tls(self, gw):
         c = h.SmtpClient(gw.port, tls_context=self.ca_context())
         try:
