@@ -7,13 +7,20 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-typedef enum { PC_CNT_CONNS, PC_CNT_HANDSHAKES, PC_CNT_AUTHFAIL, PC_CNT_PREGREET, PC_CNT__MAX } pc_counter;
+typedef enum {
+    PC_CNT_CONNS,
+    PC_CNT_HANDSHAKES,
+    PC_CNT_AUTHFAIL,
+    PC_CNT_PREGREET,
+    PC_CNT__MAX
+} pc_counter;
 
-/* Initialises the table (nslots entries, rounded up to a power of two). Call once before workers. */
+/* Initialises the table (nslots entries, rounded up to a power of two). Call once before workers.
+ */
 int pc_addrtable_init(unsigned nslots);
 /* Connections in flight: +1 / -1. pc_addr_conn_inc returns the count after the increment. */
 unsigned pc_addr_conn_inc(const struct sockaddr *sa);
-void     pc_addr_conn_dec(const struct sockaddr *sa);
+void pc_addr_conn_dec(const struct sockaddr *sa);
 /* Events in a sliding window of window_s seconds: records one and returns how many are in the
  * window now, this one included. */
 unsigned pc_addr_event(const struct sockaddr *sa, pc_counter which, unsigned window_s);

@@ -1,8 +1,8 @@
 /* chain.h — runs a listener's filters for one hook: in configured order, each with its own timeout
  * and on-error action, short-circuiting on a final verdict, adding scores and symbols to the
  * transaction's results, honouring monitor mode, and logging each filter's verdict and time.
- * A pc_chain (the filter instances of one listener) is immutable and shared by all threads; a run is
- * per session and lives on the session's loop. */
+ * A pc_chain (the filter instances of one listener) is immutable and shared by all threads; a run
+ * is per session and lives on the session's loop. */
 #ifndef PC_CHAIN_H
 #define PC_CHAIN_H
 
@@ -18,11 +18,11 @@ struct pc_conn;
 
 /* Shared results of one transaction (see message.h: pc_ctx_result_*, scores and symbols). */
 typedef struct pc_results {
-    char  **keys, **values;
-    size_t  nkv;
-    char  **symbols;
-    size_t  nsymbols;
-    double  score;
+    char **keys, **values;
+    size_t nkv;
+    char **symbols;
+    size_t nsymbols;
+    double score;
 } pc_results;
 
 void pc_results_reset(pc_results *r); /* frees everything, leaves an empty set */
@@ -30,34 +30,35 @@ void pc_results_reset(pc_results *r); /* frees everything, leaves an empty set *
 /* What a protocol session exposes to filters. Owned by the session; the chain only reads it, except
  * results and msg which filters change through the API. */
 typedef struct pc_session_view {
-    uint64_t                sid;
-    uv_loop_t              *loop;
-    const char             *protocol;          /* "smtp" */
-    const char             *listener;          /* listener name */
+    uint64_t sid;
+    uv_loop_t *loop;
+    const char *protocol; /* "smtp" */
+    const char *listener; /* listener name */
     struct sockaddr_storage client;
-    char                    client_ip[INET6_ADDRSTRLEN];
-    int                     tls;
-    const char             *user;
-    const char             *helo;
-    const char             *sender;
-    char                  **rcpts;
-    size_t                  nrcpts;
-    const char             *rcpt;              /* the recipient under test at PC_HOOK_RCPT */
-    struct pc_conn         *conn;              /* the client connection (pending input) */
-    pc_message             *msg;               /* at MESSAGE / RETRIEVE */
-    pc_results             *results;           /* the transaction's */
+    char client_ip[INET6_ADDRSTRLEN];
+    int tls;
+    const char *user;
+    const char *helo;
+    const char *sender;
+    char **rcpts;
+    size_t nrcpts;
+    const char *rcpt;     /* the recipient under test at PC_HOOK_RCPT */
+    struct pc_conn *conn; /* the client connection (pending input) */
+    pc_message *msg;      /* at MESSAGE / RETRIEVE */
+    pc_results *results;  /* the transaction's */
 } pc_session_view;
 
 typedef struct pc_chain pc_chain;
 
-/* Instantiates every filter a listener uses (pc_filter_lookup + init with its options). Returns NULL
- * with "filter NAME: reason" in err. */
+/* Instantiates every filter a listener uses (pc_filter_lookup + init with its options). Returns
+ * NULL with "filter NAME: reason" in err. */
 pc_chain *pc_chain_build(const pc_filter_use *uses, size_t n, char *err, size_t errlen);
-void      pc_chain_free(pc_chain *ch);
+void pc_chain_free(pc_chain *ch);
 /* Bit set of the hooks at least one filter uses. */
-unsigned  pc_chain_hooks(const pc_chain *ch);
+unsigned pc_chain_hooks(const pc_chain *ch);
 
-/* The merged result: action CONTINUE when no filter objected. Strings valid during the call only. */
+/* The merged result: action CONTINUE when no filter objected. Strings valid during the call only.
+ */
 typedef void (*pc_chain_cb)(void *ud, const pc_verdict *v);
 
 typedef struct pc_chain_run pc_chain_run;
@@ -68,6 +69,6 @@ typedef struct pc_chain_run pc_chain_run;
  * filter for hook answers CONTINUE at once. */
 pc_chain_run *pc_chain_start(const pc_chain *ch, pc_hook hook, pc_session_view *sv, pc_chain_cb cb,
                              void *ud);
-void          pc_chain_abort(pc_chain_run *run);
+void pc_chain_abort(pc_chain_run *run);
 
 #endif

@@ -19,142 +19,142 @@ typedef enum { PC_ONERR_TEMPFAIL, PC_ONERR_CONTINUE, PC_ONERR_REJECT } pc_onerr;
 
 /* A CIDR block. */
 typedef struct pc_net {
-    int             family;   /* AF_INET or AF_INET6 */
-    unsigned char   addr[16];
-    unsigned        prefix;
+    int family; /* AF_INET or AF_INET6 */
+    unsigned char addr[16];
+    unsigned prefix;
 } pc_net;
 
 typedef struct pc_netlist {
     pc_net *v;
-    size_t  n;
+    size_t n;
 } pc_netlist;
 
 typedef struct pc_strlist {
-    char  **v;
-    size_t  n;
+    char **v;
+    size_t n;
 } pc_strlist;
 
 typedef struct pc_cert_cfg {
-    char *cert_file;   /* PEM chain */
+    char *cert_file; /* PEM chain */
     char *key_file;
 } pc_cert_cfg;
 
 typedef struct pc_tls_cfg {
-    pc_tls_mode  mode;
-    pc_cert_cfg *certs;          /* first is the default; others picked by SNI from their names */
-    size_t       ncerts;
-    char        *min_version;    /* "TLSv1.2" (default) or "TLSv1.3" */
-    char        *ciphers;        /* TLS 1.2 list; default Mozilla intermediate */
-    char        *ciphersuites;   /* TLS 1.3 list; default OpenSSL's */
-    unsigned     handshake_timeout_ms;      /* default 30 s */
-    unsigned     handshakes_per_minute;     /* per client address; 0 = unlimited; default 60 */
+    pc_tls_mode mode;
+    pc_cert_cfg *certs; /* first is the default; others picked by SNI from their names */
+    size_t ncerts;
+    char *min_version;              /* "TLSv1.2" (default) or "TLSv1.3" */
+    char *ciphers;                  /* TLS 1.2 list; default Mozilla intermediate */
+    char *ciphersuites;             /* TLS 1.3 list; default OpenSSL's */
+    unsigned handshake_timeout_ms;  /* default 30 s */
+    unsigned handshakes_per_minute; /* per client address; 0 = unlimited; default 60 */
 } pc_tls_cfg;
 
 typedef struct pc_upstream_cfg {
-    char          *name;
-    char          *host;          /* address or name to connect to */
-    uint16_t       port;
-    pc_proto       proto;
-    pc_tls_mode    tls;           /* none | starttls | implicit */
-    int            verify;        /* verify chain and name; default 1 */
-    char          *ca_file;       /* NULL = system default store */
-    char          *sni;           /* name to send and verify; default host */
-    char          *client_cert;   /* optional client certificate */
-    char          *client_key;
-    pc_ident_mode  identity;      /* how the client's address reaches the upstream */
-    char          *helo_name;     /* our EHLO name; default the listener's hostname */
-    unsigned       connect_timeout_ms;   /* default 30 s */
-    unsigned       reply_timeout_ms;     /* default 5 min */
-    unsigned       data_timeout_ms;      /* final reply after the dot; default 10 min */
+    char *name;
+    char *host; /* address or name to connect to */
+    uint16_t port;
+    pc_proto proto;
+    pc_tls_mode tls;   /* none | starttls | implicit */
+    int verify;        /* verify chain and name; default 1 */
+    char *ca_file;     /* NULL = system default store */
+    char *sni;         /* name to send and verify; default host */
+    char *client_cert; /* optional client certificate */
+    char *client_key;
+    pc_ident_mode identity;      /* how the client's address reaches the upstream */
+    char *helo_name;             /* our EHLO name; default the listener's hostname */
+    unsigned connect_timeout_ms; /* default 30 s */
+    unsigned reply_timeout_ms;   /* default 5 min */
+    unsigned data_timeout_ms;    /* final reply after the dot; default 10 min */
 } pc_upstream_cfg;
 
 typedef struct pc_filter_use {
-    char          *name;          /* a built-in filter or a plugin's name */
-    unsigned       timeout_ms;    /* default 30 s */
-    pc_onerr       on_error;      /* default tempfail */
-    int            monitor;       /* 1: log the verdict, do not act on it */
-    const pc_opt  *options;       /* the filter's own options; may be NULL */
+    char *name;            /* a built-in filter or a plugin's name */
+    unsigned timeout_ms;   /* default 30 s */
+    pc_onerr on_error;     /* default tempfail */
+    int monitor;           /* 1: log the verdict, do not act on it */
+    const pc_opt *options; /* the filter's own options; may be NULL */
 } pc_filter_use;
 
 typedef struct pc_smtp_limits {
-    size_t   line_length;        /* command line, CRLF included; default 512 (RFC 5321 4.5.3.1.4) */
-    size_t   text_line_length;   /* DATA line, CRLF included; default 1000 (RFC 5321 4.5.3.1.6) */
-    size_t   message_size;       /* default 50 MiB; also announced in SIZE */
-    unsigned recipients;         /* per transaction; default 100 (RFC 5321 4.5.3.1.8) */
-    unsigned errors;             /* per session before 421; default 10 */
-    unsigned max_received;       /* Received headers before 554 5.4.6; default 30 */
-    unsigned auth_failures;      /* per session before 421; default 3 */
-    unsigned pregreet_bytes;     /* bytes the client may send before the greeting; default 0 */
+    size_t line_length;      /* command line, CRLF included; default 512 (RFC 5321 4.5.3.1.4) */
+    size_t text_line_length; /* DATA line, CRLF included; default 1000 (RFC 5321 4.5.3.1.6) */
+    size_t message_size;     /* default 50 MiB; also announced in SIZE */
+    unsigned recipients;     /* per transaction; default 100 (RFC 5321 4.5.3.1.8) */
+    unsigned errors;         /* per session before 421; default 10 */
+    unsigned max_received;   /* Received headers before 554 5.4.6; default 30 */
+    unsigned auth_failures;  /* per session before 421; default 3 */
+    unsigned pregreet_bytes; /* bytes the client may send before the greeting; default 0 */
 } pc_smtp_limits;
 
 typedef struct pc_smtp_timeouts {
-    unsigned greeting_ms;        /* whole session before the client's first command: 5 min */
-    unsigned command_ms;         /* 5 min */
-    unsigned data_block_ms;      /* 3 min */
-    unsigned data_end_ms;        /* waiting for the upstream's final reply: 10 min */
+    unsigned greeting_ms;   /* whole session before the client's first command: 5 min */
+    unsigned command_ms;    /* 5 min */
+    unsigned data_block_ms; /* 3 min */
+    unsigned data_end_ms;   /* waiting for the upstream's final reply: 10 min */
 } pc_smtp_timeouts;
 
 /* POP3 and IMAP listeners: the `mailbox:` section of a listener. */
 typedef struct pc_mbox_cfg {
-    int      plaintext_auth;      /* never (0, default) | allow (1): USER/PASS, LOGIN, AUTH before TLS */
-    size_t   line_length;         /* command line, CRLF included; default POP3 255 (RFC 2449),
-                                     IMAP 8192 */
-    size_t   literal_max;         /* largest IMAP literal accepted from a client; default 50M */
-    size_t   nonsync_literal_max; /* largest IMAP {n+} literal; default 4096 (LITERAL-) */
-    size_t   scan_max;            /* messages up to this size go through the retrieve/message hooks;
+    int plaintext_auth; /* never (0, default) | allow (1): USER/PASS, LOGIN, AUTH before TLS */
+    size_t line_length; /* command line, CRLF included; default POP3 255 (RFC 2449),
+                           IMAP 8192 */
+    size_t literal_max; /* largest IMAP literal accepted from a client; default 50M */
+    size_t nonsync_literal_max;   /* largest IMAP {n+} literal; default 4096 (LITERAL-) */
+    size_t scan_max;              /* messages up to this size go through the retrieve/message hooks;
                                      default 50M */
-    int      oversize_refuse;     /* larger messages: pass unscanned with a log line (0, default)
+    int oversize_refuse;          /* larger messages: pass unscanned with a log line (0, default)
                                      or refuse (1) */
     unsigned auth_failures;       /* failed logins per session before it is closed; default 3 */
     unsigned errors;              /* bad commands per session before it is closed; default 10 */
     unsigned prelogin_timeout_ms; /* before login; default 3 min */
     unsigned idle_timeout_ms;     /* after login; default POP3 10 min (RFC 1939 §3), IMAP 30 min
                                      (RFC 9051 §5.4), IDLE included */
-    unsigned verdict_cache;       /* entries of the per-worker retrieve verdict cache; default 10000 */
+    unsigned verdict_cache; /* entries of the per-worker retrieve verdict cache; default 10000 */
 } pc_mbox_cfg;
 
 typedef struct pc_listener_cfg {
-    char             *name;
-    pc_proto          proto;
-    struct sockaddr_storage *addrs;     /* bind addresses */
-    size_t            naddrs;
-    pc_tls_cfg        tls;
-    int               require_tls;      /* refuse MAIL FROM / AUTH before TLS */
-    char             *hostname;         /* greeting and Received; default gethostname() */
-    pc_netlist        proxy_trusted;    /* PROXY protocol accepted only from these; empty = off */
-    pc_netlist        trusted_networks; /* may relay anywhere; default loopback */
-    pc_strlist        accepted_domains; /* recipients' domains accepted from anyone */
-    int               bare_lf_normalize;    /* smtp.bare_lf: reject (0, default) | normalize (1) */
-    int               plaintext_auth;       /* smtp.plaintext_auth: never (0, default) | allow (1) */
-    int               xclient_trusted;      /* accept XCLIENT from proxy_trusted: not supported, 0 */
-    pc_smtp_limits    limits;
-    pc_smtp_timeouts  timeouts;
-    pc_mbox_cfg       mailbox;        /* POP3/IMAP listeners */
-    unsigned          max_connections_per_ip; /* default 50; trusted networks exempt */
-    pc_upstream_cfg   upstream;
-    pc_filter_use    *filters;
-    size_t            nfilters;
+    char *name;
+    pc_proto proto;
+    struct sockaddr_storage *addrs; /* bind addresses */
+    size_t naddrs;
+    pc_tls_cfg tls;
+    int require_tls;             /* refuse MAIL FROM / AUTH before TLS */
+    char *hostname;              /* greeting and Received; default gethostname() */
+    pc_netlist proxy_trusted;    /* PROXY protocol accepted only from these; empty = off */
+    pc_netlist trusted_networks; /* may relay anywhere; default loopback */
+    pc_strlist accepted_domains; /* recipients' domains accepted from anyone */
+    int bare_lf_normalize;       /* smtp.bare_lf: reject (0, default) | normalize (1) */
+    int plaintext_auth;          /* smtp.plaintext_auth: never (0, default) | allow (1) */
+    int xclient_trusted;         /* accept XCLIENT from proxy_trusted: not supported, 0 */
+    pc_smtp_limits limits;
+    pc_smtp_timeouts timeouts;
+    pc_mbox_cfg mailbox;             /* POP3/IMAP listeners */
+    unsigned max_connections_per_ip; /* default 50; trusted networks exempt */
+    pc_upstream_cfg upstream;
+    pc_filter_use *filters;
+    size_t nfilters;
 } pc_listener_cfg;
 
 typedef struct pc_config {
-    char            *file;               /* NULL in one-line mode */
-    unsigned         workers;            /* 0 in the file = auto = number of cores */
-    char            *user;               /* drop privileges to; NULL = stay */
-    char            *group;
-    char            *log_target;         /* "stderr" | "syslog" */
-    int              log_level;          /* pc_log_level */
-    unsigned         max_connections;    /* total; default 10000 */
-    char            *spool_dir;          /* for O_TMPFILE; default /var/tmp */
-    size_t           spool_memory_threshold;  /* per message, default 4 MiB */
-    size_t           spool_memory_total;      /* all messages, default 256 MiB */
-    size_t           spool_disk_total;        /* all messages, default 4 GiB */
-    unsigned         shutdown_timeout_ms;     /* SIGTERM grace; default 30 s */
-    unsigned         threadpool_size;         /* UV_THREADPOOL_SIZE; default 4 */
-    pc_strlist       plugins;                 /* shared objects to load */
+    char *file;       /* NULL in one-line mode */
+    unsigned workers; /* 0 in the file = auto = number of cores */
+    char *user;       /* drop privileges to; NULL = stay */
+    char *group;
+    char *log_target;              /* "stderr" | "syslog" */
+    int log_level;                 /* pc_log_level */
+    unsigned max_connections;      /* total; default 10000 */
+    char *spool_dir;               /* for O_TMPFILE; default /var/tmp */
+    size_t spool_memory_threshold; /* per message, default 4 MiB */
+    size_t spool_memory_total;     /* all messages, default 256 MiB */
+    size_t spool_disk_total;       /* all messages, default 4 GiB */
+    unsigned shutdown_timeout_ms;  /* SIGTERM grace; default 30 s */
+    unsigned threadpool_size;      /* UV_THREADPOOL_SIZE; default 4 */
+    pc_strlist plugins;            /* shared objects to load */
     pc_listener_cfg *listeners;
-    size_t           nlisteners;
-    pc_opt          *opt_root;                /* owns every pc_opt node referenced above */
-    void            *arena;                   /* owns every string; freed by pc_config_free */
+    size_t nlisteners;
+    pc_opt *opt_root; /* owns every pc_opt node referenced above */
+    void *arena;      /* owns every string; freed by pc_config_free */
 } pc_config;
 
 /* Loads and validates a YAML file. On error returns NULL and writes "FILE:LINE: key: problem" into

@@ -13,8 +13,8 @@
 
 #include "addrtable.h"
 #include "chain.h"
-#include "conn.h"
 #include "config.h"
+#include "conn.h"
 #include "listener.h"
 #include "log.h"
 #include "plugin.h"

@@ -7,15 +7,15 @@
 
 enum {
     PC_OK = 0,
-    PC_NEED_MORE = 1,   /* a complete unit is not in the buffer yet */
-    PC_INVALID = -1,    /* malformed: the caller answers with a protocol error */
-    PC_TOO_LONG = -2,   /* a limit was crossed */
+    PC_NEED_MORE = 1, /* a complete unit is not in the buffer yet */
+    PC_INVALID = -1,  /* malformed: the caller answers with a protocol error */
+    PC_TOO_LONG = -2, /* a limit was crossed */
 };
 
 /* A view into a buffer owned by someone else; valid as long as that buffer is unchanged. */
 typedef struct pc_slice {
     const char *p;
-    size_t      n;
+    size_t n;
 } pc_slice;
 
 #endif

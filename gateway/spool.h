@@ -23,18 +23,18 @@ typedef struct pc_spool pc_spool;
 pc_spool *pc_spool_new(size_t mem_threshold);
 /* Appends; returns PC_SPOOL_OK, PC_SPOOL_ENOSPC (budget or disk full) or PC_SPOOL_EIO. After an
  * error the spool stays readable but further writes fail. */
-int       pc_spool_write(pc_spool *s, const void *p, size_t n);
-size_t    pc_spool_size(const pc_spool *s);
+int pc_spool_write(pc_spool *s, const void *p, size_t n);
+size_t pc_spool_size(const pc_spool *s);
 /* Reads from off; returns bytes read, 0 at the end, -1 on error. */
-ssize_t   pc_spool_read(const pc_spool *s, size_t off, void *buf, size_t len);
+ssize_t pc_spool_read(const pc_spool *s, size_t off, void *buf, size_t len);
 /* Releases memory, closes the file and returns the bytes to the budgets. NULL is fine. */
-void      pc_spool_free(pc_spool *s);
+void pc_spool_free(pc_spool *s);
 
 /* Message object (implements portcullis/message.h). Owns spool. */
 pc_message *pc_message_new(pc_spool *spool);
-void        pc_message_free(pc_message *m);
+void pc_message_free(pc_message *m);
 /* Headers the gateway itself prepends (Received), same rules as pc_message_add_header but raw:
  * line must be a complete field with its CRLF (folded lines allowed). 0 or -1. */
-int         pc_message_prepend_raw(pc_message *m, const char *line, size_t n);
+int pc_message_prepend_raw(pc_message *m, const char *line, size_t n);
 
 #endif

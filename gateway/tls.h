@@ -1,6 +1,6 @@
 /* tls.h — OpenSSL 3 contexts: one server context per listener (several certificates chosen by SNI)
- * and one client context per upstream. Safe defaults: TLS 1.2 minimum, Mozilla intermediate ciphers,
- * no renegotiation, no compression, session tickets on, SSL_MODE_RELEASE_BUFFERS for idle
+ * and one client context per upstream. Safe defaults: TLS 1.2 minimum, Mozilla intermediate
+ * ciphers, no renegotiation, no compression, session tickets on, SSL_MODE_RELEASE_BUFFERS for idle
  * connections. Contexts are immutable once built and shared by all worker threads; a reload builds
  * new ones. */
 #ifndef PC_TLS_H

@@ -25,26 +25,26 @@ enum {
 
 typedef struct pc_upstream_caps {
     unsigned flags;
-    size_t   size;           /* SIZE limit announced; 0 = none announced */
-    char     auth[128];      /* "PLAIN LOGIN" as announced (sanitised) */
-    int      known;          /* 1 once a real EHLO was seen */
+    size_t size;    /* SIZE limit announced; 0 = none announced */
+    char auth[128]; /* "PLAIN LOGIN" as announced (sanitised) */
+    int known;      /* 1 once a real EHLO was seen */
 } pc_upstream_caps;
 
 typedef struct pc_upstream {
-    const pc_upstream_cfg  *cfg;
-    struct sockaddr_storage addr;   /* resolved once; re-resolved on failure */
-    int                     resolved;
-    int                     resolving;      /* an asynchronous lookup is under way */
-    uv_getaddrinfo_t        gai;
-    pc_upstream_caps        caps;
+    const pc_upstream_cfg *cfg;
+    struct sockaddr_storage addr; /* resolved once; re-resolved on failure */
+    int resolved;
+    int resolving; /* an asynchronous lookup is under way */
+    uv_getaddrinfo_t gai;
+    pc_upstream_caps caps;
 } pc_upstream;
 
 /* Parses EHLO reply lines (after the first) into caps. */
 struct pc_smtp_reply;
 void pc_upstream_caps_parse(pc_upstream_caps *caps, const struct pc_smtp_reply *r);
 
-/* Resolves cfg->host:port synchronously (getaddrinfo). Called by a worker before its loop runs only.
- * Returns 0 or -1. */
+/* Resolves cfg->host:port synchronously (getaddrinfo). Called by a worker before its loop runs
+ * only. Returns 0 or -1. */
 int pc_upstream_resolve(pc_upstream *u);
 /* Starts an asynchronous lookup on loop (the threadpool does the blocking part) unless one is under
  * way; u->resolved becomes 1 when it succeeds. Used when the lookup at start failed. */

@@ -12,30 +12,31 @@
 #include "config.h"
 #include "listener.h"
 
-/* What all workers share: the configuration and, per listener, TLS contexts and the filter chain. */
+/* What all workers share: the configuration and, per listener, TLS contexts and the filter chain.
+ */
 typedef struct pc_runtime {
-    pc_config  *cfg;
-    SSL_CTX   **server_tls;   /* per listener; NULL for tls none */
-    SSL_CTX   **upstream_tls; /* per listener; NULL for upstream tls none */
-    pc_chain  **chains;       /* per listener */
+    pc_config *cfg;
+    SSL_CTX **server_tls;   /* per listener; NULL for tls none */
+    SSL_CTX **upstream_tls; /* per listener; NULL for upstream tls none */
+    pc_chain **chains;      /* per listener */
 } pc_runtime;
 
 typedef struct pc_worker {
-    int             id;
-    uv_thread_t     thread;
-    uv_loop_t       loop;
-    uv_async_t      async;
-    uv_timer_t      stop_timer;
-    pc_runtime     *rt;
+    int id;
+    uv_thread_t thread;
+    uv_loop_t loop;
+    uv_async_t async;
+    uv_timer_t stop_timer;
+    pc_runtime *rt;
     pc_listener_rt *ls;
-    int           **fds;        /* fds[listener][address] */
-    atomic_int      cmd;        /* bit 1 stop, bit 2 reload TLS */
-    SSL_CTX       **reload_tls; /* new server contexts, set by main before a reload */
-    uint64_t        stop_deadline;
+    int **fds;            /* fds[listener][address] */
+    atomic_int cmd;       /* bit 1 stop, bit 2 reload TLS */
+    SSL_CTX **reload_tls; /* new server contexts, set by main before a reload */
+    uint64_t stop_deadline;
 } pc_worker;
 
 /* Creates the worker's loop and listener state and starts its thread. 0 or -1. */
-int  pc_worker_start(pc_worker *w);
+int pc_worker_start(pc_worker *w);
 /* Asks to stop accepting and to end once sessions are done or the deadline passed. */
 void pc_worker_stop(pc_worker *w);
 /* Asks to swap server TLS contexts for w->reload_tls (one reference each is taken). */

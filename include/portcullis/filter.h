@@ -36,9 +36,9 @@ typedef enum {
 typedef void (*pc_done_fn)(pc_filter_ctx *ctx, const pc_verdict *v);
 
 typedef struct pc_filter {
-    int         abi;   /* PC_FILTER_ABI */
+    int abi; /* PC_FILTER_ABI */
     const char *name;
-    unsigned    hooks; /* PC_HOOK_BIT()s */
+    unsigned hooks; /* PC_HOOK_BIT()s */
     /* Builds an instance from its options (may be NULL). Returns NULL with a reason in err. */
     void *(*init)(const pc_opt *options, char *err, size_t errlen);
     void (*fini)(void *self);
@@ -55,8 +55,8 @@ typedef struct pc_filter {
  * Returns 0 or -1. */
 int pc_filter_offload(pc_filter_ctx *ctx, void (*work)(void *arg),
                       void (*after)(pc_filter_ctx *ctx, void *arg), void *arg);
-/* Calls cb(ctx, arg) once after ms on the session's loop, unless the hook was answered, timed out or
- * cancelled first. Returns 0 or -1. */
+/* Calls cb(ctx, arg) once after ms on the session's loop, unless the hook was answered, timed out
+ * or cancelled first. Returns 0 or -1. */
 int pc_filter_timer(pc_filter_ctx *ctx, unsigned ms, void (*cb)(pc_filter_ctx *ctx, void *arg),
                     void *arg);
 int pc_ctx_cancelled(const pc_filter_ctx *ctx);

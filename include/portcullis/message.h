@@ -13,45 +13,45 @@ typedef struct pc_filter_ctx pc_filter_ctx;
 typedef struct pc_message pc_message;
 
 /* Session. */
-uint64_t               pc_ctx_session_id(const pc_filter_ctx *ctx);
-const char            *pc_ctx_protocol(const pc_filter_ctx *ctx);    /* "smtp", "pop3", "imap" */
-const char            *pc_ctx_listener(const pc_filter_ctx *ctx);    /* listener name */
+uint64_t pc_ctx_session_id(const pc_filter_ctx *ctx);
+const char *pc_ctx_protocol(const pc_filter_ctx *ctx);               /* "smtp", "pop3", "imap" */
+const char *pc_ctx_listener(const pc_filter_ctx *ctx);               /* listener name */
 const struct sockaddr *pc_ctx_client_addr(const pc_filter_ctx *ctx); /* from PROXY when trusted */
-const char            *pc_ctx_client_ip(const pc_filter_ctx *ctx);   /* "192.0.2.1" */
-int                    pc_ctx_tls(const pc_filter_ctx *ctx);         /* TLS active */
-const char            *pc_ctx_user(const pc_filter_ctx *ctx);        /* authenticated user or NULL */
+const char *pc_ctx_client_ip(const pc_filter_ctx *ctx);              /* "192.0.2.1" */
+int pc_ctx_tls(const pc_filter_ctx *ctx);                            /* TLS active */
+const char *pc_ctx_user(const pc_filter_ctx *ctx); /* authenticated user or NULL */
 /* Bytes the client sent that the session has not read yet (pregreet detection). */
-size_t                 pc_ctx_pending_input(const pc_filter_ctx *ctx);
+size_t pc_ctx_pending_input(const pc_filter_ctx *ctx);
 
 /* Envelope (SMTP; NULL or 0 where not known yet). */
 const char *pc_ctx_helo(const pc_filter_ctx *ctx);
-const char *pc_ctx_sender(const pc_filter_ctx *ctx);     /* "" for the null sender */
-const char *pc_ctx_rcpt(const pc_filter_ctx *ctx);       /* at PC_HOOK_RCPT: the one being checked */
-size_t      pc_ctx_rcpt_count(const pc_filter_ctx *ctx); /* accepted so far */
+const char *pc_ctx_sender(const pc_filter_ctx *ctx); /* "" for the null sender */
+const char *pc_ctx_rcpt(const pc_filter_ctx *ctx);   /* at PC_HOOK_RCPT: the one being checked */
+size_t pc_ctx_rcpt_count(const pc_filter_ctx *ctx);  /* accepted so far */
 const char *pc_ctx_rcpt_at(const pc_filter_ctx *ctx, size_t i);
 
 /* Shared results of the transaction: what earlier filters found, readable by later ones. */
-int         pc_ctx_result_set(pc_filter_ctx *ctx, const char *key, const char *value);
+int pc_ctx_result_set(pc_filter_ctx *ctx, const char *key, const char *value);
 const char *pc_ctx_result_get(const pc_filter_ctx *ctx, const char *key);
-double      pc_ctx_score(const pc_filter_ctx *ctx);
+double pc_ctx_score(const pc_filter_ctx *ctx);
 /* Symbols seen so far, by index (NULL past the end). */
 const char *pc_ctx_symbol_at(const pc_filter_ctx *ctx, size_t i);
 
 /* The message, at PC_HOOK_MESSAGE and PC_HOOK_RETRIEVE; NULL at other hooks. */
 pc_message *pc_ctx_message(pc_filter_ctx *ctx);
 /* Size of the message as it will be sent on (with header changes). */
-size_t      pc_message_size(const pc_message *m);
+size_t pc_message_size(const pc_message *m);
 /* Reads the message as it will be sent on, from off. Returns bytes read, 0 at the end, -1 error. */
-ssize_t     pc_message_read(const pc_message *m, size_t off, void *buf, size_t len);
+ssize_t pc_message_read(const pc_message *m, size_t off, void *buf, size_t len);
 /* The i-th (0-based) field named name (case-insensitive), unfolded value without the name and
  * colon, copied into out (NUL-terminated, truncated). Returns its full length or -1 if absent. */
-ssize_t     pc_message_header(const pc_message *m, const char *name, size_t i, char *out,
-                              size_t outlen);
+ssize_t pc_message_header(const pc_message *m, const char *name, size_t i, char *out,
+                          size_t outlen);
 /* Adds a field at the top (value must not contain CR/LF except as proper folding). 0 or -1. */
-int         pc_message_add_header(pc_message *m, const char *name, const char *value);
+int pc_message_add_header(pc_message *m, const char *name, const char *value);
 /* Removes the i-th field named name. 0, or -1 if absent. */
-int         pc_message_remove_header(pc_message *m, const char *name, size_t i);
+int pc_message_remove_header(pc_message *m, const char *name, size_t i);
 /* Replaces the whole message (headers and body) by data (copied, canonical CRLF). 0 or -1. */
-int         pc_message_replace(pc_message *m, const void *data, size_t len);
+int pc_message_replace(pc_message *m, const void *data, size_t len);
 
 #endif

@@ -9,13 +9,13 @@
 typedef enum { PC_OPT_SCALAR, PC_OPT_MAP, PC_OPT_SEQ } pc_opt_kind;
 
 typedef struct pc_opt {
-    pc_opt_kind     kind;
-    const char     *key;      /* key in the parent map, NULL in a sequence or at the root */
-    const char     *value;    /* scalars only, NUL-terminated */
-    int             line;     /* 1-based line in file, 0 when from the command line */
-    const char     *file;
-    struct pc_opt  *child;    /* first child (map entries or sequence items) */
-    struct pc_opt  *next;     /* next sibling */
+    pc_opt_kind kind;
+    const char *key;   /* key in the parent map, NULL in a sequence or at the root */
+    const char *value; /* scalars only, NUL-terminated */
+    int line;          /* 1-based line in file, 0 when from the command line */
+    const char *file;
+    struct pc_opt *child; /* first child (map entries or sequence items) */
+    struct pc_opt *next;  /* next sibling */
 } pc_opt;
 
 /* Map lookup by key; NULL if absent or opt is not a map. */

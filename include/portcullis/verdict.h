@@ -6,20 +6,21 @@ typedef enum {
     PC_CONTINUE = 0, /* no objection; the next filter runs */
     PC_ACCEPT,       /* final: accept now, skip the remaining filters of this hook */
     PC_TAG,          /* not final: add the score/symbol (and any headers added), go on */
-    PC_QUARANTINE,   /* final: keep the message in quarantine (SMTP: 451 4.7.1 until the store exists) */
-    PC_TEMPFAIL,     /* final: 4xx */
-    PC_REJECT,       /* final: 5xx */
-    PC_DISCARD,      /* final: accept and drop; only by explicit admin policy, always logged */
-    PC_REPLACE,      /* final: retrieval only, serve the replaced message */
+    PC_QUARANTINE, /* final: keep the message in quarantine (SMTP: 451 4.7.1 until the store exists)
+                    */
+    PC_TEMPFAIL,   /* final: 4xx */
+    PC_REJECT,     /* final: 5xx */
+    PC_DISCARD,    /* final: accept and drop; only by explicit admin policy, always logged */
+    PC_REPLACE,    /* final: retrieval only, serve the replaced message */
 } pc_action;
 
 /* Strings are borrowed: the chain copies what it keeps before done() returns. */
 typedef struct pc_verdict {
-    pc_action   action;
-    int         code;     /* SMTP reply code; 0 = the protocol's default for the action */
+    pc_action action;
+    int code;             /* SMTP reply code; 0 = the protocol's default for the action */
     const char *enhanced; /* "5.7.1"; NULL = default */
     const char *text;     /* reply text; NULL = default */
-    double      score;    /* added to the transaction's total */
+    double score;         /* added to the transaction's total */
     const char *symbol;   /* "ACCESS_DENY_SENDER"; NULL = none */
 } pc_verdict;
 

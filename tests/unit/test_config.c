@@ -437,9 +437,10 @@ static pc_config *cli(const char *first, ...)
 static void test_mailbox_defaults_per_protocol(void **state)
 {
     (void)state;
-    pc_config *cfg = cli("--listen", "pop3://127.0.0.1:2110", "--upstream", "pop3://127.0.0.1",
-                         "--listen", "imap://127.0.0.1:2143", "--upstream", "imap://127.0.0.1",
-                         "--listen", "smtp://127.0.0.1:2525", "--upstream", "smtp://127.0.0.1", NULL);
+    pc_config *cfg =
+        cli("--listen", "pop3://127.0.0.1:2110", "--upstream", "pop3://127.0.0.1", "--listen",
+            "imap://127.0.0.1:2143", "--upstream", "imap://127.0.0.1", "--listen",
+            "smtp://127.0.0.1:2525", "--upstream", "smtp://127.0.0.1", NULL);
     if (!cfg)
         print_error("%s\n", err);
     assert_non_null(cfg);
