@@ -190,7 +190,7 @@ int main(int argc, char **argv)
 
     for (size_t l = 0; l < cfg->nlisteners; l++) {
         pc_listener_cfg *lc = &cfg->listeners[l];
-        if (lc->accepted_domains.n == 0)
+        if (lc->proto == PC_PROTO_SMTP && lc->accepted_domains.n == 0)
             pc_log_warn(0,
                         "listener=%s accepted_domains=none: only clients from trusted networks "
                         "and authenticated clients may send mail through it",
