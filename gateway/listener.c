@@ -15,6 +15,8 @@
 
 #include "conn.h"
 #include "log.h"
+#include "pop3/pop3_server.h"
+#include "imap/imap_server.h"
 #include "smtp/smtp_server.h"
 
 #define CLIENT_IN_MAX (64 * 1024)
@@ -104,6 +106,8 @@ static void on_accept(uv_stream_t *server, int status)
     }
     switch (l->cfg->proto) {
     case PC_PROTO_SMTP: pc_smtp_session_start(l, c); return;
+    case PC_PROTO_IMAP: pc_imap_session_start(l, c); return;
+    case PC_PROTO_POP3: pc_pop3_session_start(l, c); return;
     default: pc_conn_close(c); return;
     }
 }

@@ -8,6 +8,8 @@
 
 #include "conn.h"
 #include "log.h"
+#include "pop3/pop3_client.h"
+#include "imap/imap_client.h"
 #include "smtp/smtp_client.h"
 
 enum { CMD_STOP = 1, CMD_RELOAD = 2 };
@@ -42,6 +44,14 @@ void pc_worker_probe_upstreams(pc_worker *w)
 {
     for (size_t i = 0; i < w->rt->cfg->nlisteners; i++) {
         pc_listener_rt *l = &w->ls[i];
+        if (l->cfg->proto == PC_PROTO_POP3 && l->up.resolved) {
+            pc_pop3_probe(l, &w->loop);
+            continue;
+        }
+        if (l->cfg->proto == PC_PROTO_IMAP && l->up.resolved) {
+            pc_imap_probe(l);
+            continue;
+        }
         if (l->cfg->proto != PC_PROTO_SMTP || !l->up.resolved)
             continue;
         probe *p = calloc(1, sizeof(*p));

@@ -1314,3 +1314,323 @@ def send_in_thread(sock_send, data, chunk=65536):
     t.error = None
     t.start()
     return t
+
+
+# ---- POP3 (test_pop3*.py): a raw client, Dovecot pop3 settings, Maildir seeding, a listener ----
+
+class Pop3Client:
+    """A raw POP3 client: status lines and multi-line bodies as bytes (CRLF stripped from status
+    lines; bodies returned as received on the wire, dot-stuffing kept, without the final ".\\r\\n")."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=10.0, tls_context=None,
+                 server_hostname="localhost", greeting=True):
+        self.timeout = timeout
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        if tls_context is not None:
+            self.sock = tls_context.wrap_socket(self.sock, server_hostname=server_hostname)
+        self.buf = b""
+        self.greeting = self.read_line() if greeting else None
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def _fill(self):
+        try:
+            d = self.sock.recv(65536)
+        except (socket.timeout, ConnectionError, ssl.SSLError, OSError):
+            return False
+        if not d:
+            return False
+        self.buf += d
+        return True
+
+    def read_line(self):
+        """One line without CRLF, or None if the connection closed first."""
+        while b"\r\n" not in self.buf:
+            if not self._fill():
+                return None
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def read_body(self):
+        """The multi-line body after a +OK, wire form, up to (excluding) the final ".\\r\\n"."""
+        while True:
+            if self.buf.startswith(b".\r\n"):
+                self.buf = self.buf[3:]
+                return b""
+            i = self.buf.find(b"\r\n.\r\n")
+            if i >= 0:
+                body, self.buf = self.buf[:i + 2], self.buf[i + 5:]
+                return body
+            if not self._fill():
+                return None
+
+    def cmd(self, line):
+        self.send(line + "\r\n")
+        return self.read_line()
+
+    def cmd_multi(self, line):
+        """(status, body or None)."""
+        st = self.cmd(line)
+        if st is None or not st.startswith(b"+OK"):
+            return st, None
+        return st, self.read_body()
+
+    def login(self, user, password):
+        self.cmd("USER " + user)
+        return self.cmd("PASS " + password)
+
+    def stls(self, context, server_hostname="localhost"):
+        st = self.cmd("STLS")
+        if st is None or not st.startswith(b"+OK"):
+            return st
+        self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
+        self.buf = b""
+        return st
+
+    def closed(self, timeout=5.0):
+        """True if the peer closes within timeout (pending bytes are discarded)."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                d = self.sock.recv(65536)
+                if not d:
+                    return True
+        except (ConnectionError, ssl.SSLError):
+            return True
+        except (socket.timeout, OSError):
+            return False
+        finally:
+            self.sock.settimeout(self.timeout)
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def unstuff(body):
+    """A POP3 multi-line body in wire form → the message (dot-stuffing removed)."""
+    lines = body.split(b"\r\n")
+    return b"\r\n".join(l[1:] if l.startswith(b".") else l for l in lines)
+
+
+def dovecot_pop3_conf(directory, port, pop3s_port=0, pki=None, haproxy=False):
+    """extra_conf for Dovecot(protocols="pop3", ...): a pop3 inet_listener on 127.0.0.1:port (STLS
+    offered when pki is given), a pop3s one on pop3s_port (0 = off), Maildir under each user's home.
+    The settings go into DIRECTORY/dovecot-pop3.conf and extra_conf is one `!include` line (the
+    template's header comment also names the @EXTRA@ placeholder, so it must stay one line)."""
+    ssl_conf = ""
+    if pki:
+        ssl_conf = "ssl = yes\nssl_cert = <%s\nssl_key = <%s\n" % (pki["cert"], pki["key"])
+    hap = ""
+    if haproxy:
+        hap = "haproxy_trusted_networks = 127.0.0.0/8\n"
+    text = (
+        "mail_location = maildir:~/Maildir\n"
+        "pop3_uidl_format = %%08Xu%%08Xv\n"
+        "%s%s"
+        "service pop3-login {\n"
+        "  inet_listener pop3 {\n    address = 127.0.0.1\n    port = %d\n%s  }\n"
+        "  inet_listener pop3s {\n    address = 127.0.0.1\n    port = %d\n    ssl = yes\n  }\n"
+        "}\n"
+    ) % (ssl_conf, hap, port, "    haproxy = yes\n" if haproxy else "", pop3s_port)
+    path = os.path.join(str(directory), "dovecot-pop3.conf")
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o644)
+    return "!include %s" % path
+
+
+def seed_maildir(dovecot, user, messages):
+    """Writes messages (bytes, CRLF or LF) into home/<user>/Maildir/new before Dovecot starts.
+    Dovecot stores them as given; POP3 serves them with CRLF line ends. Returns the file names."""
+    md = os.path.join(dovecot.home, user, "Maildir")
+    names = []
+    for sub in ("new", "cur", "tmp"):
+        os.makedirs(os.path.join(md, sub), exist_ok=True)
+    for i, m in enumerate(messages):
+        name = "%d.M%dP%d.portcullis-test" % (1700000000 + i, i, os.getpid())
+        with open(os.path.join(md, "new", name), "wb") as f:
+            f.write(m.replace(b"\r\n", b"\n"))
+        names.append(name)
+    for root, dirs, files in os.walk(os.path.join(dovecot.home, user)):
+        for n in [root] + [os.path.join(root, x) for x in dirs + files]:
+            os.chown(n, NOBODY_UID, NOBODY_GID)
+    os.chown(dovecot.home, NOBODY_UID, NOBODY_GID)
+    return names
+
+
+def pop3_listener_config(port, upstream_port, tls=None, pki=None, name="pop", upstream=None, **over):
+    """One POP3 listener; tls: None | 'starttls' | 'implicit'; upstream: extra upstream keys."""
+    lst = {
+        "name": name,
+        "protocol": "pop3",
+        "listen": ["127.0.0.1:%d" % port],
+        "hostname": "gw.test",
+        "upstream": deep_merge({"address": "127.0.0.1:%d" % upstream_port, "tls": "none",
+                                "client_identity": "none"}, upstream or {}),
+    }
+    if tls:
+        lst["tls"] = {"mode": tls, "certificates": [{"cert": pki["cert"], "key": pki["key"]}],
+                      "handshake_timeout": "10s"}
+    return deep_merge(lst, over)
+
+
+# --------------------------------------------------------------------------- IMAP (test_imap*.py)
+
+def dovecot_imap_conf(port):
+    """extra_conf for Dovecot(protocols="imap"): an imap inet_listener on 127.0.0.1:port, no imaps,
+    Maildir in the users' homes (home/<user>/Maildir, owned by uid/gid 65534).
+    dovecot.conf.in also names @EXTRA@ inside a comment line ending in "."; the text therefore
+    starts with a newline and ends with "#" so that both copies parse (Dovecot merges the repeated
+    named sections)."""
+    return "\n" + ("mail_location = maildir:~/Maildir\n"
+            "service imap-login {\n"
+            "  inet_listener imap {\n    address = 127.0.0.1\n    port = %d\n  }\n"
+            "  inet_listener imaps {\n    port = 0\n  }\n}\n" % port) + "#"
+
+
+def seed_maildir(dovecot, user, messages):
+    """Replaces user's Maildir by a fresh one holding messages (bytes, CRLF or LF) in cur/."""
+    md = os.path.join(dovecot.home, user, "Maildir")
+    shutil.rmtree(os.path.join(dovecot.home, user), ignore_errors=True)
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(md, sub), exist_ok=True)
+    for i, m in enumerate(messages):
+        with open(os.path.join(md, "cur", "%d.M%dP1.test:2," % (1700000000 + i, i)), "wb") as f:
+            f.write(m)
+    for root, dirs, files in os.walk(os.path.join(dovecot.home, user)):
+        for n in dirs + files:
+            os.chown(os.path.join(root, n), NOBODY_UID, NOBODY_GID)
+    os.chown(os.path.join(dovecot.home, user), NOBODY_UID, NOBODY_GID)
+    return md
+
+
+def imap_listener_config(port, upstream_port, tls=None, pki=None, name="imap", **over):
+    """One IMAP listener in front of upstream_port; tls: None | 'starttls' | 'implicit'."""
+    lst = {
+        "name": name,
+        "protocol": "imap",
+        "listen": ["127.0.0.1:%d" % port],
+        "hostname": "gw.test",
+        "upstream": {"address": "127.0.0.1:%d" % upstream_port, "tls": "none",
+                     "client_identity": "none"},
+    }
+    if tls:
+        lst["tls"] = {"mode": tls, "certificates": [{"cert": pki["cert"], "key": pki["key"]}],
+                      "handshake_timeout": "10s"}
+    return deep_merge(lst, over)
+
+
+class ImapClient:
+    """Raw-socket IMAP client: raw writes, literal-aware response reading (a response is returned
+    as bytes with its literals inline), STARTTLS, implicit TLS. Every read is bounded by timeout."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=10.0, tls_context=None,
+                 server_hostname="localhost", greeting=True):
+        self.timeout = timeout
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        if tls_context is not None:
+            self.sock = tls_context.wrap_socket(self.sock, server_hostname=server_hostname)
+        self.buf = b""
+        self.n = 0
+        self.greeting = self.read_response() if greeting else None
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def _fill(self, timeout):
+        self.sock.settimeout(timeout)
+        d = self.sock.recv(65536)
+        if not d:
+            raise EOFError("connection closed")
+        self.buf += d
+
+    def read_response(self, timeout=None):
+        """One response (a logical line, literals included, CRLF included) or None on close."""
+        t = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + t
+        out = b""
+        while True:
+            try:
+                while b"\r\n" not in self.buf:
+                    if time.monotonic() > deadline:
+                        raise socket.timeout("no response")
+                    self._fill(max(0.05, deadline - time.monotonic()))
+            except EOFError:
+                return None if not out and not self.buf else out + self.buf
+            i = self.buf.index(b"\r\n") + 2
+            line, self.buf = self.buf[:i], self.buf[i:]
+            out += line
+            m = re.search(rb"\{(\d+)\+?\}\r\n$", line)
+            if not m or line.startswith((b"+ ", b"+\r")):
+                return out
+            size = int(m.group(1))
+            while len(self.buf) < size:
+                if time.monotonic() > deadline:
+                    raise socket.timeout("literal incomplete")
+                self._fill(max(0.05, deadline - time.monotonic()))
+            out += self.buf[:size]
+            self.buf = self.buf[size:]
+
+    def tag(self):
+        self.n += 1
+        return "t%d" % self.n
+
+    def until_tagged(self, tag, timeout=None):
+        """Responses up to and including the tagged one (list of bytes); stops early at close."""
+        res = []
+        for _ in range(100000):
+            r = self.read_response(timeout)
+            if r is None:
+                return res
+            res.append(r)
+            if r.startswith(tag.encode() + b" "):
+                return res
+        return res
+
+    def cmd(self, text, timeout=None):
+        """Sends 'TAG text' and returns all responses up to the tagged one."""
+        t = self.tag()
+        self.send("%s %s\r\n" % (t, text))
+        return self.until_tagged(t, timeout)
+
+    def starttls(self, context, server_hostname="localhost"):
+        r = self.cmd("STARTTLS")
+        if not r or b" OK " not in r[-1]:
+            return r
+        self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
+        self.buf = b""
+        return r
+
+    def closed(self, timeout=5.0):
+        """True when the peer closes within timeout (pending bytes are read and dropped)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self._fill(max(0.05, deadline - time.monotonic()))
+            except EOFError:
+                return True
+            except socket.timeout:
+                return False
+            except OSError:
+                return True
+        return False
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

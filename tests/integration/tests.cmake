@@ -16,6 +16,8 @@ if(TARGET portcullis)
     test_smtp_lifecycle
     test_smtp_filters
     test_smtp_resources
+    test_imap
+    test_pop3
   )
   foreach(module IN LISTS PC_INTEGRATION_MODULES)
     add_test(NAME integration.${module}

@@ -1,0 +1,604 @@
+/* imap_server.c — the client-facing IMAP session (RFC 9051/3501, 2595, 4959, 2971, 7888): its life
+ * (PROXY, TLS, timeouts, close) and the not-authenticated state, answered by the gateway itself.
+ * Defends against: credentials before TLS (LOGINDISABLED, NO [PRIVACYREQUIRED]), STARTTLS injection
+ * (buffered plaintext discarded, state reset), literal abuse (pre-login literals capped at 8 KiB,
+ * no allocation sized by a claim), junk (errors counted, BAD, close at the limit). */
+#include "imap/imap_server.h"
+#include "imap/imap_server_session.h"
+
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "addrtable.h"
+#include "log.h"
+#include "proxy.h"
+#include "sanitize.h"
+
+#define PROXY_TIMEOUT_MS 10000
+
+uint64_t is_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- replies --------------------------------------------------------------------------------- */
+
+void is_reply(isess *s, const char *fmt, ...)
+{
+    char line[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n > sizeof(line) - 3)
+        n = (int)sizeof(line) - 3;
+    line[n++] = '\r';
+    line[n++] = '\n';
+    pc_buf_append(&s->out, line, (size_t)n);
+}
+
+void is_flush(isess *s)
+{
+    if (pc_buf_used(&s->out) == 0)
+        return;
+    pc_conn_write(s->c, pc_buf_ptr(&s->out), pc_buf_used(&s->out));
+    pc_buf_release(&s->out);
+}
+
+void is_error_count(isess *s)
+{
+    if (++s->errors >= s->cfg->mailbox.errors) {
+        is_reply(s, "* BYE Too many errors");
+        pc_log_notice(s->sid, "event=limit limit=errors client=%s", s->client_ip);
+        is_close(s);
+    }
+}
+
+static int auth_allowed(const isess *s)
+{
+    return s->tls || s->cfg->mailbox.plaintext_auth;
+}
+
+static void caps_prelogin(isess *s, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "IMAP4rev1 SASL-IR ID%s%s",
+             s->cfg->tls.mode == PC_TLS_STARTTLS && !s->tls && s->l->server_tls ? " STARTTLS" : "",
+             auth_allowed(s) ? " AUTH=PLAIN" : " LOGINDISABLED");
+}
+
+/* ---- tokenizer set-up ------------------------------------------------------------------------ */
+
+void is_tok_client_init(isess *s, int relay)
+{
+    pc_imap_tok_cfg tc;
+    pc_imap_tok_cfg_default(&tc, 0);
+    tc.max_line = s->cfg->mailbox.line_length ? s->cfg->mailbox.line_length : 8192;
+    if (!relay) {
+        tc.max_literal = IMAP_PRELOGIN_LITERAL_MAX;
+        tc.max_nonsync = 0; /* nothing but synchronising literals before login */
+    } else {
+        unsigned f = s->l->caps_flags;
+        size_t cfgmax = s->cfg->mailbox.nonsync_literal_max;
+        tc.max_literal = s->cfg->mailbox.literal_max ? s->cfg->mailbox.literal_max : 50u << 20;
+        if ((f & PC_IMAPCAP_LITPLUS) && cfgmax >= tc.max_literal)
+            tc.max_nonsync = cfgmax;
+        else if ((f & (PC_IMAPCAP_LITPLUS | PC_IMAPCAP_LITMINUS)) &&
+                 cfgmax >= PC_IMAP_LITERAL_MINUS_MAX)
+            tc.max_nonsync = PC_IMAP_LITERAL_MINUS_MAX;
+        else
+            tc.max_nonsync = 0;
+    }
+    pc_imap_tok_init(&s->ctok, &tc);
+    s->c_first = 1;
+}
+
+/* ---- pre-login commands ---------------------------------------------------------------------- */
+
+static void args_reset(isess *s)
+{
+    if (pc_buf_used(&s->args))
+        explicit_bzero(s->args.data + s->args.off, pc_buf_used(&s->args));
+    pc_buf_release(&s->args);
+    s->nargs = 0;
+    s->args_bad = 0;
+}
+
+static void arg_begin(isess *s)
+{
+    if (s->nargs >= IMAP_MAX_ARGS) {
+        s->args_bad = 1;
+        return;
+    }
+    s->arg_off[s->nargs] = pc_buf_used(&s->args);
+    s->arg_len[s->nargs++] = 0;
+}
+
+static void arg_add(isess *s, const char *p, size_t n)
+{
+    if (s->args_bad || !s->nargs)
+        return;
+    if (pc_buf_append(&s->args, p, n) < 0)
+        s->args_bad = 1;
+    else
+        s->arg_len[s->nargs - 1] += n;
+}
+
+/* Splits a text segment into astrings (atoms, quoted strings); a trailing literal announcement is
+ * skipped (the literal's content arrives as LITERAL_DATA). Parentheses mark the line as not
+ * parsed here (only ID has them, and its arguments are not used). */
+static void args_parse(isess *s, const char *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n && !s->args_bad) {
+        char ch = p[i];
+        if (ch == ' ') {
+            i++;
+        } else if (ch == '"') {
+            arg_begin(s);
+            for (i++; i < n && p[i] != '"'; i++) {
+                if (p[i] == '\\' && i + 1 < n)
+                    i++;
+                arg_add(s, p + i, 1);
+            }
+            i++;
+        } else if (ch == '{' || ch == '~' || ch == '\r') {
+            return; /* an announcement ends the segment */
+        } else if (ch == '(' || ch == ')') {
+            s->args_bad = 2;
+            return;
+        } else {
+            arg_begin(s);
+            size_t st = i;
+            while (i < n && p[i] != ' ' && p[i] != '(' && p[i] != ')')
+                i++;
+            arg_add(s, p + st, i - st);
+        }
+    }
+}
+
+static pc_slice arg(const isess *s, size_t i)
+{
+    pc_slice r = {s->args.data ? s->args.data + s->args.off + s->arg_off[i] : "", s->arg_len[i]};
+    return r;
+}
+
+static void privacy_required(isess *s)
+{
+    is_reply(s,
+             "%s NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure "
+             "connections",
+             s->tag);
+    pc_log_notice(s->sid, "event=auth-refused reason=plaintext client=%s", s->client_ip);
+}
+
+/* Keeps the credentials as authzid NUL user NUL password and starts the upstream login. */
+static void login_with(isess *s, pc_slice authz, pc_slice user, pc_slice pass)
+{
+    pc_buf_init(&s->cred, 0);
+    if (user.n == 0 || user.n >= sizeof(s->user) || memchr(user.p, 0, user.n) ||
+        memchr(pass.p, 0, pass.n) || pc_buf_append(&s->cred, authz.p, authz.n) < 0 ||
+        pc_buf_append(&s->cred, "", 1) < 0 || pc_buf_append(&s->cred, user.p, user.n) < 0 ||
+        pc_buf_append(&s->cred, "", 1) < 0 || pc_buf_append(&s->cred, pass.p, pass.n) < 0) {
+        is_reply(s, "%s NO [AUTHENTICATIONFAILED] Authentication failed", s->tag);
+        pc_buf_release(&s->cred);
+        is_error_count(s);
+        return;
+    }
+    pc_sanitize(s->user, sizeof(s->user), user.p, user.n, 1);
+    snprintf(s->login_tag, sizeof(s->login_tag), "%s", s->tag);
+    is_login_start(s);
+}
+
+static void auth_plain(isess *s, const char *b64, size_t n)
+{
+    if (n == 1 && b64[0] == '*') {
+        is_reply(s, "%s BAD Authentication cancelled", s->tag);
+        return;
+    }
+    unsigned char dec[3 * 1024];
+    int k = -1;
+    if (n > 0 && n % 4 == 0 && n / 4 * 3 <= sizeof(dec))
+        k = EVP_DecodeBlock(dec, (const unsigned char *)b64, (int)n);
+    if (k > 0)
+        for (size_t i = n; i > 0 && b64[i - 1] == '=' && k > 0; i--)
+            k--;
+    const unsigned char *z1 = k > 0 ? memchr(dec, 0, (size_t)k) : NULL;
+    const unsigned char *z2 = z1 ? memchr(z1 + 1, 0, (size_t)k - (size_t)(z1 + 1 - dec)) : NULL;
+    if (!z2) {
+        explicit_bzero(dec, sizeof(dec));
+        is_reply(s, "%s BAD Invalid SASL response", s->tag);
+        is_error_count(s);
+        return;
+    }
+    pc_slice authz = {(const char *)dec, (size_t)(z1 - dec)};
+    pc_slice user = {(const char *)z1 + 1, (size_t)(z2 - z1 - 1)};
+    pc_slice pass = {(const char *)z2 + 1, (size_t)k - (size_t)(z2 + 1 - dec)};
+    login_with(s, authz, user, pass);
+    explicit_bzero(dec, sizeof(dec));
+}
+
+static void cmd_starttls(isess *s)
+{
+    if (s->cfg->tls.mode != PC_TLS_STARTTLS || !s->l->server_tls || s->tls) {
+        is_reply(s, "%s BAD STARTTLS not available", s->tag);
+        is_error_count(s);
+        return;
+    }
+    if (s->cfg->tls.handshakes_per_minute &&
+        pc_addr_event((struct sockaddr *)&s->sv.client, PC_CNT_HANDSHAKES, 60) >
+            s->cfg->tls.handshakes_per_minute) {
+        is_reply(s, "%s NO [UNAVAILABLE] Too many TLS handshakes from your address", s->tag);
+        pc_log_notice(s->sid, "event=limit limit=handshakes client=%s", s->client_ip);
+        return;
+    }
+    size_t junk = pc_conn_pending(s->c);
+    if (junk)
+        pc_log_notice(s->sid, "event=starttls-injection client=%s discarded_bytes=%zu",
+                      s->client_ip, junk);
+    is_reply(s, "%s OK Begin TLS negotiation now", s->tag);
+    is_flush(s);
+    s->phase = IP_TLS;
+    pc_conn_set_timeout(s->c, s->cfg->tls.handshake_timeout_ms);
+    if (pc_conn_tls_server(s->c, s->l->server_tls) < 0)
+        is_close(s);
+}
+
+/* A whole pre-login command has been read (arguments in s->args). */
+static void command(isess *s)
+{
+    const char *n = s->name;
+    char caps[256];
+    if (strcmp(n, "CAPABILITY") == 0) {
+        caps_prelogin(s, caps, sizeof(caps));
+        is_reply(s, "* CAPABILITY %s", caps);
+        is_reply(s, "%s OK CAPABILITY completed", s->tag);
+    } else if (strcmp(n, "NOOP") == 0) {
+        is_reply(s, "%s OK NOOP completed", s->tag);
+    } else if (strcmp(n, "LOGOUT") == 0) {
+        is_reply(s, "* BYE Logging out");
+        is_reply(s, "%s OK LOGOUT completed", s->tag);
+        is_close(s);
+    } else if (strcmp(n, "ID") == 0) {
+        is_reply(s, "* ID NIL");
+        is_reply(s, "%s OK ID completed", s->tag);
+    } else if (strcmp(n, "STARTTLS") == 0) {
+        cmd_starttls(s);
+    } else if (strcmp(n, "LOGIN") == 0) {
+        if (!auth_allowed(s)) {
+            privacy_required(s);
+        } else if (s->args_bad || s->nargs != 2) {
+            is_reply(s, "%s BAD Invalid arguments", s->tag);
+            is_error_count(s);
+        } else {
+            pc_slice none = {"", 0};
+            login_with(s, none, arg(s, 0), arg(s, 1));
+        }
+    } else if (strcmp(n, "AUTHENTICATE") == 0) {
+        if (!auth_allowed(s)) {
+            privacy_required(s);
+        } else if (s->args_bad || s->nargs < 1 || s->nargs > 2) {
+            is_reply(s, "%s BAD Invalid arguments", s->tag);
+            is_error_count(s);
+        } else if (!pc_imap_word_is(arg(s, 0), "PLAIN")) {
+            is_reply(s, "%s NO Unsupported authentication mechanism", s->tag);
+        } else if (s->nargs == 2) {
+            pc_slice ir = arg(s, 1);
+            if (ir.n == 1 && ir.p[0] == '=')
+                ir.n = 0; /* RFC 4959: "=" is an empty initial response */
+            auth_plain(s, ir.p, ir.n);
+        } else {
+            s->auth_wait = 1;
+            is_reply(s, "+ ");
+        }
+    } else {
+        is_reply(s, "%s BAD Command unknown or not valid before login", s->tag);
+        is_error_count(s);
+    }
+}
+
+/* Reads pre-login input through the tokenizer. */
+static void prelogin_input(isess *s)
+{
+    while (s->phase == IP_PRE) {
+        pc_imap_ev ev;
+        char *buf = (char *)in_ptr(s->c);
+        int rc = pc_imap_tok_next(&s->ctok, buf, pc_conn_pending(s->c), &ev);
+        if (rc == PC_IMAP_EV_NEED_MORE)
+            return;
+        if (rc < 0) {
+            if (rc == PC_IMAP_E_LITERAL_TOO_BIG && pc_imap_tok_resume(&s->ctok) == 0) {
+                pc_imap_cmd_head h;
+                if (s->c_first && pc_imap_cmd_split(ev.data.p, ev.data.n, &h) == PC_OK &&
+                    h.tag.n < sizeof(s->tag))
+                    snprintf(s->tag, sizeof(s->tag), "%.*s", (int)h.tag.n, h.tag.p);
+                else if (s->c_first)
+                    snprintf(s->tag, sizeof(s->tag), "*");
+                explicit_bzero(buf, ev.data.n);
+                pc_conn_consume(s->c, ev.data.n);
+                is_reply(s, "%s BAD Literal too big", s->tag);
+                args_reset(s);
+                s->auth_wait = 0;
+                s->c_first = 1;
+                is_error_count(s);
+                continue;
+            }
+            char why[80];
+            pc_sanitize(why, sizeof(why), ev.data.p, ev.data.n, 0);
+            pc_log_notice(s->sid, "event=protocol-error client=%s code=%d near=\"%s\"",
+                          s->client_ip, rc, why);
+            is_reply(s, "* BAD %s", rc == PC_IMAP_E_TOO_LONG ? "Line too long" : "Syntax error");
+            is_reply(s, "* BYE Protocol error");
+            is_close(s);
+            return;
+        }
+        switch (rc) {
+        case PC_IMAP_EV_TEXT:
+            if (s->auth_wait) {
+                arg_begin(s);
+                arg_add(s, ev.data.p, ev.data.n);
+            } else if (s->c_first) {
+                pc_imap_cmd_head h;
+                args_reset(s);
+                if (pc_imap_cmd_split(ev.data.p, ev.data.n, &h) != PC_OK ||
+                    h.tag.n >= sizeof(s->tag) || h.name.n >= sizeof(s->name)) {
+                    snprintf(s->tag, sizeof(s->tag), "*");
+                    s->name[0] = '\0';
+                    s->args_bad = 1;
+                } else {
+                    snprintf(s->tag, sizeof(s->tag), "%.*s", (int)h.tag.n, h.tag.p);
+                    for (size_t i = 0; i < h.name.n; i++)
+                        s->name[i] =
+                            (char)((h.name.p[i] >= 'a' && h.name.p[i] <= 'z') ? h.name.p[i] - 32
+                                                                              : h.name.p[i]);
+                    s->name[h.name.n] = '\0';
+                    if (h.sub.n)
+                        s->args_bad = 1;
+                    args_parse(s, h.args.p, h.args.n);
+                }
+            } else {
+                args_parse(s, ev.data.p, ev.data.n);
+            }
+            s->c_first = 0;
+            break;
+        case PC_IMAP_EV_LITERAL:
+            arg_begin(s);
+            if (ev.lit_flags & PC_IMAP_LIT_SYNC) {
+                is_reply(s, "+ Ready for literal data");
+                is_flush(s);
+            }
+            break;
+        case PC_IMAP_EV_LITERAL_DATA: arg_add(s, ev.data.p, ev.data.n); break;
+        default: break;
+        }
+        explicit_bzero(buf, ev.consumed); /* credentials may pass here */
+        pc_conn_consume(s->c, ev.consumed);
+        if (rc != PC_IMAP_EV_LINE_END)
+            continue;
+        s->c_first = 1;
+        if (s->auth_wait) {
+            s->auth_wait = 0;
+            pc_slice r = s->nargs ? arg(s, 0) : (pc_slice){"", 0};
+            auth_plain(s, r.p, r.n);
+        } else if (!s->name[0]) {
+            is_reply(s, "%s BAD Invalid command", s->tag);
+            is_error_count(s);
+        } else {
+            command(s);
+        }
+        args_reset(s);
+    }
+}
+
+void is_process(isess *s)
+{
+    if (s->in_process) {
+        s->again = 1;
+        return;
+    }
+    s->in_process = 1;
+    do {
+        s->again = 0;
+        if (s->phase == IP_PRE)
+            prelogin_input(s);
+        else if (s->phase == IP_RELAY)
+            is_relay_client(s);
+    } while (s->again && s->phase != IP_CLOSING);
+    s->in_process = 0;
+    if (s->phase == IP_CLOSING)
+        return;
+    is_flush(s);
+    if (s->phase == IP_PRE)
+        pc_conn_set_timeout(s->c, s->cfg->mailbox.prelogin_timeout_ms);
+}
+
+/* ---- session life ---------------------------------------------------------------------------- */
+
+static void greet(isess *s)
+{
+    char caps[256];
+    caps_prelogin(s, caps, sizeof(caps));
+    s->phase = IP_PRE;
+    is_tok_client_init(s, 0);
+    is_reply(s, "* OK [CAPABILITY %s] Portcullis IMAP ready", caps);
+    is_flush(s);
+    pc_conn_set_timeout(s->c, s->cfg->mailbox.prelogin_timeout_ms);
+    pc_conn_read_start(s->c);
+    is_process(s);
+}
+
+static void session_ready(isess *s)
+{
+    pc_addr_str((struct sockaddr *)&s->sv.client, s->client_ip, sizeof(s->client_ip));
+    memcpy(s->sv.client_ip, s->client_ip, sizeof(s->client_ip));
+    pc_log_info(s->sid, "event=connect client=%s listener=%s proto=imap", s->client_ip,
+                s->cfg->name);
+    if (s->cfg->tls.mode == PC_TLS_IMPLICIT) {
+        if (s->cfg->tls.handshakes_per_minute &&
+            pc_addr_event((struct sockaddr *)&s->sv.client, PC_CNT_HANDSHAKES, 60) >
+                s->cfg->tls.handshakes_per_minute) {
+            pc_log_notice(s->sid, "event=limit limit=handshakes client=%s", s->client_ip);
+            is_close(s);
+            return;
+        }
+        s->phase = IP_TLS;
+        pc_conn_set_timeout(s->c, s->cfg->tls.handshake_timeout_ms);
+        if (pc_conn_tls_server(s->c, s->l->server_tls) < 0) {
+            is_close(s);
+            return;
+        }
+        pc_conn_read_start(s->c);
+        return;
+    }
+    greet(s);
+}
+
+static void process_proxy(isess *s)
+{
+    pc_proxy_info info;
+    size_t used = 0;
+    int rc = pc_proxy_parse((const unsigned char *)pc_buf_ptr(&s->c->in), pc_conn_pending(s->c),
+                            &info, &used);
+    if (rc == PC_NEED_MORE)
+        return;
+    if (rc != PC_OK) {
+        pc_log_notice(s->sid, "event=proxy-invalid peer=%s", s->client_ip);
+        is_close(s);
+        return;
+    }
+    pc_conn_consume(s->c, used);
+    if (!info.local)
+        s->sv.client = info.src;
+    pc_conn_read_stop(s->c);
+    session_ready(s);
+}
+
+static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
+{
+    isess *s = ud;
+    switch (ev) {
+    case PC_CONN_EV_READ:
+        if (s->phase == IP_PROXY)
+            process_proxy(s);
+        else
+            is_process(s);
+        return;
+    case PC_CONN_EV_TLS_DONE:
+        s->tls = 1;
+        s->sv.tls = 1;
+        pc_log_info(s->sid, "event=tls client=%s version=%s cipher=%s", s->client_ip,
+                    pc_conn_tls_version(c), pc_conn_tls_cipher(c));
+        /* RFC 9051 §6.2.1: forget everything from before TLS; greet only on implicit TLS. */
+        args_reset(s);
+        s->auth_wait = 0;
+        if (s->cfg->tls.mode == PC_TLS_IMPLICIT) {
+            greet(s);
+            return;
+        }
+        s->phase = IP_PRE;
+        is_tok_client_init(s, 0);
+        pc_conn_set_timeout(s->c, s->cfg->mailbox.prelogin_timeout_ms);
+        is_process(s);
+        return;
+    case PC_CONN_EV_TLS_FAILED:
+        pc_log_notice(s->sid, "event=tls-failed client=%s reason=\"%s\"", s->client_ip, c->errtext);
+        is_close(s);
+        return;
+    case PC_CONN_EV_TIMEOUT:
+        if (s->phase != IP_TLS && s->phase != IP_PROXY) {
+            is_reply(s, "* BYE Autologout; idle for too long");
+            is_flush(s);
+        }
+        pc_log_notice(s->sid, "event=timeout client=%s phase=%d", s->client_ip, (int)s->phase);
+        is_close(s);
+        return;
+    case PC_CONN_EV_EOF:
+    case PC_CONN_EV_ERROR: is_close(s); return;
+    case PC_CONN_EV_DRAIN: is_client_drained(s); return;
+    case PC_CONN_EV_CONNECTED: return;
+    case PC_CONN_EV_CLOSED:
+        if (s->conn_counted)
+            pc_addr_conn_dec((struct sockaddr *)&s->c->peer);
+        pc_session_count(-1);
+        pc_buf_release(&s->out);
+        free(s);
+        return;
+    }
+}
+
+void is_close(isess *s)
+{
+    if (s->phase == IP_CLOSING)
+        return;
+    s->phase = IP_CLOSING;
+    is_relay_free(s);
+    args_reset(s);
+    if (pc_buf_used(&s->cred))
+        explicit_bzero(s->cred.data + s->cred.off, pc_buf_used(&s->cred));
+    pc_buf_release(&s->cred);
+    is_flush(s);
+    pc_log_info(s->sid,
+                "event=disconnect client=%s tls=%s user=%s fetched=%u errors=%u duration_ms=%llu",
+                s->client_ip, s->tls ? pc_conn_tls_version(s->c) : "no", s->user[0] ? s->user : "-",
+                s->fetched, s->errors, (unsigned long long)(is_now_ms() - s->start_ms));
+    explicit_bzero(s->user, sizeof(s->user));
+    pc_conn_close(s->c);
+}
+
+void pc_imap_session_start(pc_listener_rt *l, pc_conn *conn)
+{
+    isess *s = calloc(1, sizeof(*s));
+    if (!s) {
+        pc_conn_close(conn);
+        return;
+    }
+    s->l = l;
+    s->cfg = l->cfg;
+    s->c = conn;
+    s->sid = pc_session_id();
+    s->start_ms = is_now_ms();
+    pc_buf_init(&s->out, 0);
+    pc_buf_init(&s->uout, 0);
+    pc_buf_init(&s->args, 0);
+    pc_buf_init(&s->cred, 0);
+    pc_buf_init(&s->notice, 0);
+    conn->cb = on_conn;
+    conn->ud = s;
+    pc_session_count(+1);
+    s->sv.sid = s->sid;
+    s->sv.loop = l->loop;
+    s->sv.protocol = "imap";
+    s->sv.listener = s->cfg->name;
+    s->sv.client = conn->peer;
+    s->sv.conn = conn;
+    s->sv.results = &s->results;
+    pc_addr_str((struct sockaddr *)&conn->peer, s->client_ip, sizeof(s->client_ip));
+
+    s->conn_counted = 1;
+    unsigned n = pc_addr_conn_inc((struct sockaddr *)&conn->peer);
+    if (s->cfg->max_connections_per_ip && n > s->cfg->max_connections_per_ip &&
+        !pc_netlist_match(&s->cfg->proxy_trusted, (struct sockaddr *)&conn->peer) &&
+        !pc_netlist_match(&s->cfg->trusted_networks, (struct sockaddr *)&conn->peer)) {
+        if (s->cfg->tls.mode != PC_TLS_IMPLICIT)
+            is_reply(s, "* BYE Too many connections from your address");
+        pc_log_notice(s->sid, "event=limit limit=connections_per_ip client=%s count=%u",
+                      s->client_ip, n);
+        is_close(s);
+        return;
+    }
+    if (s->cfg->proxy_trusted.n &&
+        pc_netlist_match(&s->cfg->proxy_trusted, (struct sockaddr *)&conn->peer)) {
+        s->phase = IP_PROXY;
+        pc_conn_set_timeout(conn, PROXY_TIMEOUT_MS);
+        pc_conn_read_start(conn);
+        return;
+    }
+    session_ready(s);
+}

@@ -1,0 +1,803 @@
+/* imap_server_relay.c — the IMAP session from the login on: the login relayed to the upstream, then
+ * both directions relayed through the literal-aware tokenizer, CAPABILITY rewritten, and whole
+ * messages in FETCH responses held, spooled and run through the retrieve hook. Defends against
+ * framing desync (both streams tokenized, sync literals held until the upstream answers), features
+ * the gateway cannot inspect (COMPRESS, STARTTLS, literal8, UNAUTHENTICATE refused and not
+ * advertised) and unbounded buffering (literal contents streamed, flow control on both sides). */
+#include "imap/imap_server_session.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "addrtable.h"
+#include "log.h"
+#include "sanitize.h"
+
+static void up_send(isess *s, const void *p, size_t n)
+{
+    pc_buf_append(&s->uout, p, n);
+}
+
+static void up_flush(isess *s)
+{
+    if (!s->up || pc_buf_used(&s->uout) == 0)
+        return;
+    pc_conn_write(s->up, pc_buf_ptr(&s->uout), pc_buf_used(&s->uout));
+    if (s->phase != IP_RELAY) /* the login command carries credentials */
+        explicit_bzero(s->uout.data + s->uout.off, pc_buf_used(&s->uout));
+    pc_buf_release(&s->uout);
+}
+
+static void out_add(isess *s, const void *p, size_t n)
+{
+    pc_buf_append(&s->out, p, n);
+    if (pc_buf_used(&s->out) >= IMAP_CHUNK)
+        is_flush(s);
+}
+
+static void drop_upstream(isess *s)
+{
+    pc_imapc_free(s->opening);
+    s->opening = NULL;
+    pc_imapc_close_conn(s->up);
+    s->up = NULL;
+    pc_buf_release(&s->uout);
+}
+
+void is_relay_free(isess *s)
+{
+    if (s->run) {
+        pc_chain_abort(s->run);
+        s->run = NULL;
+    }
+    if (s->msg)
+        pc_message_free(s->msg);
+    else
+        pc_spool_free(s->spool);
+    s->msg = NULL;
+    s->spool = NULL;
+    pc_buf_release(&s->notice);
+    pc_results_reset(&s->results);
+    drop_upstream(s);
+}
+
+/* ---- CAPABILITY ------------------------------------------------------------------------------ */
+
+/* What the gateway cannot proxy: compression and TLS (it must see the bytes), literal8 (BINARY,
+ * IMAP4rev2, which includes it), MULTIAPPEND/CATENATE/URLAUTH (APPEND forms not inspected), and
+ * UNAUTHENTICATE (a second login behind the gateway's back). LITERAL+/- follow the gateway's own
+ * limit. */
+static int cap_removed(pc_slice w)
+{
+    static const char *const drop[] = {
+        "STARTTLS",       "LOGINDISABLED", "MULTIAPPEND", "BINARY",  "CATENATE", "IMAP4rev2",
+        "UNAUTHENTICATE", "LITERAL+",      "LITERAL-",    "SASL-IR", NULL};
+    for (size_t i = 0; drop[i]; i++)
+        if (pc_imap_word_is(w, drop[i]))
+            return 1;
+    static const char *const prefixes[] = {"COMPRESS=", "AUTH=", "URLAUTH", "UTF8=", NULL};
+    for (size_t i = 0; prefixes[i]; i++) {
+        size_t k = strlen(prefixes[i]);
+        pc_slice head = {w.p, k};
+        if (w.n >= k && pc_imap_word_is(head, prefixes[i]))
+            return 1;
+    }
+    return 0;
+}
+
+void is_caps_rewrite(isess *s, const char *caps, size_t n, pc_buf *out)
+{
+    size_t i = 0;
+    int first = 1;
+    while (i < n) {
+        while (i < n && caps[i] == ' ')
+            i++;
+        size_t st = i;
+        while (i < n && caps[i] != ' ')
+            i++;
+        pc_slice w = {caps + st, i - st};
+        if (!w.n || cap_removed(w))
+            continue;
+        if (!first)
+            pc_buf_append(out, " ", 1);
+        pc_buf_append(out, w.p, w.n);
+        first = 0;
+    }
+    uint64_t mx = s->ctok.cfg.max_nonsync;
+    if (s->phase == IP_RELAY || s->phase == IP_LOGIN) {
+        unsigned f = s->l->caps_flags;
+        size_t cfgmax = s->cfg->mailbox.nonsync_literal_max;
+        size_t lmax = s->cfg->mailbox.literal_max ? s->cfg->mailbox.literal_max : 50u << 20;
+        if ((f & PC_IMAPCAP_LITPLUS) && cfgmax >= lmax)
+            mx = cfgmax;
+        else if ((f & (PC_IMAPCAP_LITPLUS | PC_IMAPCAP_LITMINUS)) &&
+                 cfgmax >= PC_IMAP_LITERAL_MINUS_MAX)
+            mx = PC_IMAP_LITERAL_MINUS_MAX;
+        else
+            mx = 0;
+    }
+    if (mx > PC_IMAP_LITERAL_MINUS_MAX)
+        pc_buf_append(out, " LITERAL+", 9);
+    else if (mx == PC_IMAP_LITERAL_MINUS_MAX)
+        pc_buf_append(out, " LITERAL-", 9);
+}
+
+/* Rewrites a whole status or CAPABILITY response line (no CRLF) into s->out, with CRLF.
+ * Returns 1 if it did (the caller drops the original), 0 if the line needs no change. */
+static int rewrite_line(isess *s, const char *p, size_t n, const pc_imap_resp_head *h)
+{
+    if (h->kind == PC_IMAP_RESP_UNTAGGED && h->status == PC_IMAP_ST_NONE &&
+        pc_imap_word_is(h->name, "CAPABILITY")) {
+        pc_buf_append(&s->out, "* CAPABILITY ", 13);
+        is_caps_rewrite(s, h->text.p, h->text.n, &s->out);
+        pc_buf_append(&s->out, "\r\n", 2);
+        return 1;
+    }
+    if (h->code.n && pc_imap_word_is(h->code_name, "CAPABILITY")) {
+        const char *cs = h->code_name.p + h->code_name.n;
+        const char *ce = h->code.p + h->code.n;
+        pc_buf_append(&s->out, p, (size_t)(h->code.p - p));
+        pc_buf_append(&s->out, "CAPABILITY ", 11);
+        is_caps_rewrite(s, cs, (size_t)(ce - cs), &s->out);
+        pc_buf_append(&s->out, ce, n - (size_t)(ce - p));
+        pc_buf_append(&s->out, "\r\n", 2);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- login ----------------------------------------------------------------------------------- */
+
+static void wipe_cred(isess *s)
+{
+    if (pc_buf_used(&s->cred))
+        explicit_bzero(s->cred.data + s->cred.off, pc_buf_used(&s->cred));
+    pc_buf_release(&s->cred);
+}
+
+/* The SASL PLAIN response for the credentials, base64, into out (wiped by the caller). */
+static size_t plain_b64(isess *s, char *out, size_t outlen)
+{
+    size_t n = pc_buf_used(&s->cred);
+    if (n == 0 || (n + 2) / 3 * 4 + 1 > outlen)
+        return 0;
+    return (size_t)EVP_EncodeBlock((unsigned char *)out,
+                                   (const unsigned char *)pc_buf_ptr(&s->cred), (int)n);
+}
+
+static int quotable(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)p[i] < 0x20 || (unsigned char)p[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
+static void add_quoted(pc_buf *b, const char *p, size_t n)
+{
+    pc_buf_append(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '"' || p[i] == '\\')
+            pc_buf_append(b, "\\", 1);
+        pc_buf_append(b, p + i, 1);
+    }
+    pc_buf_append(b, "\"", 1);
+}
+
+static void login_failed_here(isess *s, const char *why)
+{
+    is_reply(s, "%s NO [UNAVAILABLE] Upstream not available, try again later", s->login_tag);
+    pc_log_notice(s->sid, "event=upstream status=%s step=login", why);
+    wipe_cred(s);
+    drop_upstream(s);
+    s->phase = IP_PRE;
+    is_tok_client_init(s, 0);
+    is_process(s);
+}
+
+/* Sends the login command, rebuilt from the credentials: AUTHENTICATE PLAIN (with SASL-IR when
+ * offered) if the upstream has AUTH=PLAIN, otherwise LOGIN with quoted strings. */
+static void send_login(isess *s)
+{
+    unsigned f = s->l->caps_flags;
+    const char *cred = pc_buf_ptr(&s->cred);
+    size_t n = pc_buf_used(&s->cred);
+    const char *user = (const char *)memchr(cred, 0, n) + 1;
+    const char *pass = (const char *)memchr(user, 0, n - (size_t)(user - cred)) + 1;
+    size_t ulen = (size_t)(pass - user) - 1, plen = n - (size_t)(pass - cred);
+    size_t zlen = (size_t)(user - cred) - 1;
+    char b64[4200];
+    s->login_stage = 0;
+    if (f & PC_IMAPCAP_AUTHPLAIN) {
+        size_t k = plain_b64(s, b64, sizeof(b64));
+        if (!k) {
+            login_failed_here(s, "credentials-too-long");
+            return;
+        }
+        up_send(s, s->login_tag, strlen(s->login_tag));
+        if (f & PC_IMAPCAP_SASLIR) {
+            up_send(s, " AUTHENTICATE PLAIN ", 20);
+            up_send(s, b64, k);
+        } else {
+            up_send(s, " AUTHENTICATE PLAIN", 19);
+            s->login_stage = 1;
+        }
+        up_send(s, "\r\n", 2);
+        explicit_bzero(b64, sizeof(b64));
+    } else if (!(f & PC_IMAPCAP_LOGINDISABLED) && zlen == 0 && quotable(user, ulen) &&
+               quotable(pass, plen)) {
+        up_send(s, s->login_tag, strlen(s->login_tag));
+        up_send(s, " LOGIN ", 7);
+        add_quoted(&s->uout, user, ulen);
+        up_send(s, " ", 1);
+        add_quoted(&s->uout, pass, plen);
+        up_send(s, "\r\n", 2);
+    } else {
+        login_failed_here(s, "no-usable-login-method");
+        return;
+    }
+    s->phase = IP_LOGIN;
+    if (s->login_stage == 0)
+        wipe_cred(s);
+    up_flush(s);
+    pc_conn_set_timeout(s->up, s->cfg->upstream.reply_timeout_ms);
+    pc_conn_read_start(s->up);
+}
+
+static void up_opened(void *ud, pc_imapc_status st)
+{
+    isess *s = ud;
+    if (st != PC_IMAPC_OK) {
+        login_failed_here(s, st == PC_IMAPC_PROTOCOL ? "protocol-error" : "unavailable");
+        return;
+    }
+    s->up = pc_imapc_take(s->opening, is_up_event, s);
+    s->opening = NULL;
+    pc_imap_tok_cfg tc;
+    pc_imap_tok_cfg_default(&tc, 1);
+    tc.max_line = PC_IMAPC_MAX_LINE;
+    pc_imap_tok_init(&s->utok, &tc);
+    s->u_skip_end = 0;
+    send_login(s);
+}
+
+void is_login_start(isess *s)
+{
+    pc_imapc_params p;
+    memset(&p, 0, sizeof(p));
+    p.l = s->l;
+    p.sid = s->sid;
+    p.client = s->sv.client;
+    p.local = s->c->local;
+    p.send_id = s->cfg->upstream.identity == PC_IDENT_IMAP_ID;
+    s->phase = IP_UPOPEN;
+    pc_conn_set_timeout(s->c, 0);
+    s->opening = pc_imapc_open(&p, up_opened, s);
+    if (!s->opening)
+        login_failed_here(s, "unavailable");
+}
+
+/* The upstream's tagged answer to the login (line without CRLF). */
+static void login_result(isess *s, const char *p, size_t n, const pc_imap_resp_head *h)
+{
+    if (!rewrite_line(s, p, n, h)) {
+        pc_buf_append(&s->out, p, n);
+        pc_buf_append(&s->out, "\r\n", 2);
+    }
+    wipe_cred(s);
+    if (h->status == PC_IMAP_ST_OK) {
+        s->phase = IP_RELAY;
+        s->sv.user = s->user;
+        is_tok_client_init(s, 1);
+        pc_conn_set_timeout(s->up, 0);
+        pc_log_info(s->sid, "event=login client=%s user=%s result=ok", s->client_ip, s->user);
+        s->again = 1;
+        return;
+    }
+    pc_log_notice(s->sid, "event=login client=%s user=%s result=failed", s->client_ip, s->user);
+    pc_addr_event((struct sockaddr *)&s->sv.client, PC_CNT_AUTHFAIL, 600);
+    s->user[0] = '\0';
+    drop_upstream(s);
+    s->phase = IP_PRE;
+    is_tok_client_init(s, 0);
+    if (++s->auth_failures >= s->cfg->mailbox.auth_failures) {
+        is_reply(s, "* BYE Too many authentication failures");
+        pc_log_notice(s->sid, "event=limit limit=auth_failures client=%s", s->client_ip);
+        is_close(s);
+    }
+}
+
+/* ---- the retrieve hook ----------------------------------------------------------------------- */
+
+static void pump(isess *s);
+
+static void hdr_value(isess *s, const char *name, char *out, size_t outlen, const char *def)
+{
+    char raw[512];
+    if (!s->msg || pc_message_header(s->msg, name, 0, raw, sizeof(raw)) < 0) {
+        snprintf(out, outlen, "%s", def);
+        return;
+    }
+    const char *p = raw;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    pc_sanitize(out, outlen, p, strlen(p), 0);
+}
+
+/* Builds the short message that stands in for a withheld one. */
+static void build_notice(isess *s, const char *reason, const char *ref)
+{
+    char from[300], subj[300], date[100], why[300];
+    char deffrom[300];
+    snprintf(deffrom, sizeof(deffrom), "Mail gateway <postmaster@%s>", s->cfg->hostname);
+    hdr_value(s, "From", from, sizeof(from), deffrom);
+    hdr_value(s, "Subject", subj, sizeof(subj), "(no subject)");
+    hdr_value(s, "Date", date, sizeof(date), "Thu, 01 Jan 1970 00:00:00 +0000");
+    pc_sanitize(why, sizeof(why), reason, strlen(reason), 0);
+    pc_buf_reset(&s->notice);
+    pc_buf_printf(&s->notice,
+                  "From: %s\r\nSubject: [withheld by the mail gateway] %s\r\nDate: %s\r\n"
+                  "Message-ID: <%s@%s>\r\nMIME-Version: 1.0\r\n"
+                  "Content-Type: text/plain; charset=us-ascii\r\n"
+                  "Content-Transfer-Encoding: 7bit\r\nX-Portcullis-Reference: %s\r\n\r\n"
+                  "The mail gateway withheld this message.\r\n\r\nReason: %s\r\n"
+                  "Reference: %s\r\n\r\n"
+                  "Ask your administrator about it and quote the reference.\r\n",
+                  from, subj, date, ref, s->cfg->hostname, ref, why, ref);
+}
+
+static void scan_finish(isess *s)
+{
+    if (s->msg)
+        pc_message_free(s->msg);
+    else
+        pc_spool_free(s->spool);
+    s->msg = NULL;
+    s->spool = NULL;
+    s->sv.msg = NULL;
+    pc_buf_release(&s->notice);
+    pc_results_reset(&s->results);
+    s->scan = 0;
+    s->wait = IW_NONE;
+    s->fetched++;
+}
+
+static void emit(isess *s, const pc_verdict *v)
+{
+    char ref[64], hdr[40];
+    snprintf(ref, sizeof(ref), "pc-%llu-%u", (unsigned long long)s->sid, s->fetched + 1);
+    const char *action = "pass";
+    int withhold = s->scan == 2 || s->spool_err || !s->msg;
+    const char *reason = s->scan == 2 ? "message too large to be scanned" : "local error";
+    if (v && (v->action == PC_REJECT || v->action == PC_TEMPFAIL || v->action == PC_QUARANTINE ||
+              v->action == PC_DISCARD)) {
+        withhold = 1;
+        reason = v->text ? v->text : "rejected by policy";
+    }
+    if (withhold) {
+        build_notice(s, reason, ref);
+        action = "withheld";
+        int n = snprintf(hdr, sizeof(hdr), "{%zu}\r\n", pc_buf_used(&s->notice));
+        out_add(s, hdr, (size_t)n);
+        out_add(s, pc_buf_ptr(&s->notice), pc_buf_used(&s->notice));
+        pc_log_info(s->sid, "event=retrieve user=%s size=%llu action=%s reason=\"%s\" ref=%s",
+                    s->user, (unsigned long long)s->scan_size, action, reason, ref);
+        scan_finish(s);
+        return;
+    }
+    size_t sz = pc_message_size(s->msg);
+    int n = snprintf(hdr, sizeof(hdr), "{%zu}\r\n", sz);
+    out_add(s, hdr, (size_t)n);
+    pc_log_info(s->sid, "event=retrieve user=%s size=%llu sent=%zu action=%s duration_ms=%llu",
+                s->user, (unsigned long long)s->scan_size, sz,
+                v && v->action == PC_TAG ? "tag" : action,
+                (unsigned long long)(is_now_ms() - s->t0));
+    s->emit_off = 0;
+    s->wait = IW_PUMP;
+    pump(s);
+}
+
+/* Streams the message to the client while its write queue is low; continues on DRAIN. */
+static void pump(isess *s)
+{
+    char chunk[IMAP_CHUNK];
+    is_flush(s);
+    while (s->wait == IW_PUMP && s->c->wpending < IMAP_HIGH_WATER) {
+        ssize_t n = pc_message_read(s->msg, s->emit_off, chunk, sizeof(chunk));
+        if (n < 0) {
+            pc_log_err(s->sid, "event=spool-read-error");
+            is_close(s);
+            return;
+        }
+        if (n == 0) {
+            s->c->want_drain = 0;
+            scan_finish(s);
+            s->again = 1;
+            return;
+        }
+        s->emit_off += (size_t)n;
+        pc_conn_write(s->c, chunk, (size_t)n);
+    }
+    s->c->want_drain = 1;
+}
+
+static void chain_cb(void *ud, const pc_verdict *v)
+{
+    isess *s = ud;
+    s->run = NULL;
+    emit(s, v);
+    if (s->wait == IW_NONE && s->phase != IP_CLOSING) {
+        is_relay_upstream(s);
+        is_process(s);
+    }
+}
+
+static void scan_done(isess *s)
+{
+    if (s->scan == 1 && !s->spool_err) {
+        s->msg = pc_message_new(s->spool);
+        if (s->msg)
+            s->spool = NULL;
+    }
+    if (s->scan == 2 || s->spool_err || !s->msg) {
+        emit(s, NULL);
+        return;
+    }
+    s->sv.msg = s->msg;
+    s->wait = IW_CHAIN;
+    pc_chain_run *r = pc_chain_start(s->l->chain, PC_HOOK_RETRIEVE, &s->sv, chain_cb, s);
+    if (r)
+        s->run = r;
+}
+
+static void scan_begin(isess *s, const pc_imap_ev *ev)
+{
+    s->scan_size = ev->lit_size;
+    s->t0 = is_now_ms();
+    s->spool_err = 0;
+    if (ev->lit_size > s->cfg->mailbox.scan_max) {
+        if (!s->cfg->mailbox.oversize_refuse) {
+            pc_log_notice(s->sid, "event=retrieve user=%s size=%llu action=unscanned reason=size",
+                          s->user, (unsigned long long)ev->lit_size);
+            out_add(s, s->ann, s->ann_len);
+            return;
+        }
+        s->scan = 2;
+        return;
+    }
+    s->scan = 1;
+    s->spool = pc_spool_new(s->l->spool_threshold);
+    if (!s->spool)
+        s->spool_err = PC_SPOOL_EIO;
+}
+
+/* ---- upstream to client ---------------------------------------------------------------------- */
+
+static int scannable(const isess *s)
+{
+    return s->l->chain && (s->l->chain_hooks & PC_HOOK_BIT(PC_HOOK_RETRIEVE));
+}
+
+/* The first TEXT of a line without literals is the whole line: status and CAPABILITY responses
+ * are handled here. Returns 1 when the line was taken care of (consumed, LINE_END to be dropped),
+ * -1 when the session left the relay (the caller stops). */
+static int line_head(isess *s, const pc_imap_ev *ev)
+{
+    pc_imap_resp_head h;
+    if (pc_imap_resp_split(ev->data.p, ev->data.n, &h) != PC_OK)
+        return 0;
+    if (h.kind == PC_IMAP_RESP_CONTINUE) {
+        if (s->phase == IP_LOGIN) {
+            char b64[4200];
+            size_t k = s->login_stage == 1 ? plain_b64(s, b64, sizeof(b64)) : 0;
+            up_send(s, b64, k);
+            up_send(s, "\r\n", 2); /* an empty line (or "*") ends anything unexpected */
+            explicit_bzero(b64, sizeof(b64));
+            s->login_stage = 0;
+            wipe_cred(s);
+            up_flush(s);
+            pc_conn_consume(s->up, ev->consumed);
+            return 1;
+        }
+        s->sync_wait = 0; /* the client goes on with its literal (or IDLE) */
+        s->again = 1;
+        return 0;
+    }
+    if (h.kind == PC_IMAP_RESP_TAGGED) {
+        if (s->phase == IP_LOGIN && h.tag.n == strlen(s->login_tag) &&
+            memcmp(h.tag.p, s->login_tag, h.tag.n) == 0) {
+            s->u_skip_end = 1;
+            login_result(s, ev->data.p, ev->data.n, &h);
+            if (s->phase != IP_RELAY)
+                return -1;
+            pc_conn_consume(s->up, ev->consumed);
+            return 1;
+        }
+        if (s->sync_wait) {
+            /* Refused instead of "+": the client will not send that literal. */
+            s->sync_wait = 0;
+            is_tok_client_init(s, 1);
+            s->line_fwd = 0;
+            s->again = 1;
+        }
+    }
+    if (rewrite_line(s, ev->data.p, ev->data.n, &h)) {
+        s->u_skip_end = 1;
+        pc_conn_consume(s->up, ev->consumed);
+        return 1;
+    }
+    return 0;
+}
+
+static void up_text(isess *s, const pc_imap_ev *ev)
+{
+    const char *p = ev->data.p;
+    size_t n = ev->data.n;
+    int ann = n >= 2 && p[n - 1] == '\n';
+    if (ev->first && ann && scannable(s)) {
+        pc_imap_resp_head h;
+        s->u_fetch = pc_imap_resp_split(p, n, &h) == PC_OK && h.kind == PC_IMAP_RESP_UNTAGGED &&
+                     h.number.n && pc_imap_word_is(h.name, "FETCH");
+    }
+    if (!ann) {
+        out_add(s, p, n);
+        return;
+    }
+    size_t k = n;
+    while (k > 0 && p[k - 1] != '{')
+        k--;
+    if (k > 1 && p[k - 2] == '~')
+        k--;
+    if (k == 0 || n - (k - 1) > sizeof(s->ann)) {
+        out_add(s, p, n);
+        s->ann_len = 0;
+        s->u_kind = PC_IMAP_ITEM_NONE;
+        return;
+    }
+    k--;
+    s->ann_len = n - k;
+    memcpy(s->ann, p + k, s->ann_len);
+    pc_slice item;
+    s->u_kind = s->u_fetch ? pc_imap_fetch_item(p, k, &item) : PC_IMAP_ITEM_NONE;
+    out_add(s, p, k);
+}
+
+void is_relay_upstream(isess *s)
+{
+    while (s->up && s->wait == IW_NONE && !s->u_paused &&
+           (s->phase == IP_LOGIN || s->phase == IP_RELAY)) {
+        pc_imap_ev ev;
+        int rc = pc_imap_tok_next(&s->utok, in_ptr(s->up), pc_conn_pending(s->up), &ev);
+        if (rc == PC_IMAP_EV_NEED_MORE)
+            break;
+        if (rc < 0) {
+            char near[80];
+            pc_sanitize(near, sizeof(near), ev.data.p, ev.data.n, 0);
+            pc_log_notice(s->sid, "event=upstream-protocol-error code=%d near=\"%s\"", rc, near);
+            is_reply(s, "* BYE Upstream protocol error");
+            is_close(s);
+            return;
+        }
+        switch (rc) {
+        case PC_IMAP_EV_TEXT:
+            if (ev.first) {
+                s->u_fetch = 0;
+                s->u_skip_end = 0;
+                if (ev.data.n < 2 || ev.data.p[ev.data.n - 1] != '\n') {
+                    int r = line_head(s, &ev);
+                    if (r < 0)
+                        return;
+                    if (r > 0)
+                        continue;
+                }
+            }
+            up_text(s, &ev);
+            break;
+        case PC_IMAP_EV_LITERAL:
+            if (s->u_fetch && ev.depth == 1 && s->u_kind == PC_IMAP_ITEM_MESSAGE &&
+                ev.lit_size > 0 && s->ann_len)
+                scan_begin(s, &ev);
+            else
+                out_add(s, s->ann, s->ann_len);
+            s->ann_len = 0;
+            break;
+        case PC_IMAP_EV_LITERAL_DATA:
+            if (s->scan == 1 && !s->spool_err) {
+                int w = pc_spool_write(s->spool, ev.data.p, ev.data.n);
+                if (w != PC_SPOOL_OK)
+                    s->spool_err = w;
+            } else if (!s->scan) {
+                out_add(s, ev.data.p, ev.data.n);
+            }
+            if (s->scan && ev.lit_left == 0) {
+                pc_conn_consume(s->up, ev.consumed);
+                scan_done(s);
+                continue;
+            }
+            break;
+        case PC_IMAP_EV_LINE_END:
+            if (!s->u_skip_end)
+                out_add(s, ev.data.p, ev.data.n);
+            s->u_skip_end = 0;
+            s->u_fetch = 0;
+            break;
+        default: break;
+        }
+        pc_conn_consume(s->up, ev.consumed);
+        if (s->c->wpending > IMAP_HIGH_WATER) {
+            s->u_paused = 1;
+            s->c->want_drain = 1;
+            pc_conn_read_stop(s->up);
+        }
+    }
+    if (s->phase != IP_CLOSING)
+        is_flush(s);
+}
+
+void is_client_drained(isess *s)
+{
+    if (s->phase == IP_CLOSING)
+        return;
+    if (s->wait == IW_PUMP) {
+        pump(s);
+        if (s->wait != IW_NONE)
+            return;
+    }
+    s->c->want_drain = 0;
+    if (s->u_paused && s->up) {
+        s->u_paused = 0;
+        pc_conn_read_start(s->up);
+    }
+    is_relay_upstream(s);
+    is_process(s);
+}
+
+void is_up_event(pc_conn *c, pc_conn_event ev, void *ud)
+{
+    isess *s = ud;
+    (void)c;
+    switch (ev) {
+    case PC_CONN_EV_READ:
+        is_relay_upstream(s);
+        if (s->phase == IP_PRE || s->phase == IP_RELAY)
+            is_process(s);
+        return;
+    case PC_CONN_EV_DRAIN:
+        if (s->c_paused) {
+            s->c_paused = 0;
+            s->up->want_drain = 0;
+            pc_conn_read_start(s->c);
+            is_process(s);
+        }
+        return;
+    case PC_CONN_EV_EOF:
+    case PC_CONN_EV_ERROR:
+    case PC_CONN_EV_TIMEOUT:
+        is_relay_upstream(s);
+        if (s->phase == IP_CLOSING)
+            return;
+        if (s->phase == IP_LOGIN) {
+            login_failed_here(s, "lost");
+            return;
+        }
+        if (!s->logout)
+            is_reply(s, "* BYE Upstream connection lost");
+        pc_log_info(s->sid, "event=upstream-closed logout=%d", s->logout);
+        is_close(s);
+        return;
+    default: return;
+    }
+}
+
+/* ---- client to upstream ---------------------------------------------------------------------- */
+
+/* Commands answered by the gateway after login instead of being relayed. */
+static const char *intercepted(pc_slice name)
+{
+    if (pc_imap_word_is(name, "STARTTLS"))
+        return "BAD TLS is already handled by the gateway";
+    if (pc_imap_word_is(name, "COMPRESS"))
+        return "NO [CANNOT] Compression is not available";
+    if (pc_imap_word_is(name, "UNAUTHENTICATE"))
+        return "BAD Command not available";
+    if (pc_imap_word_is(name, "LOGIN") || pc_imap_word_is(name, "AUTHENTICATE"))
+        return "BAD Already logged in";
+    return NULL;
+}
+
+static void set_tag(isess *s, const pc_imap_ev *ev)
+{
+    pc_imap_cmd_head h;
+    if (pc_imap_cmd_split(ev->data.p, ev->data.n, &h) == PC_OK && h.tag.n < sizeof(s->tag))
+        snprintf(s->tag, sizeof(s->tag), "%.*s", (int)h.tag.n, h.tag.p);
+    else
+        snprintf(s->tag, sizeof(s->tag), "*");
+}
+
+void is_relay_client(isess *s)
+{
+    while (s->phase == IP_RELAY && s->up && !s->sync_wait && !s->c_paused) {
+        pc_imap_ev ev;
+        int rc = pc_imap_tok_next(&s->ctok, in_ptr(s->c), pc_conn_pending(s->c), &ev);
+        if (rc == PC_IMAP_EV_NEED_MORE)
+            break;
+        if (rc < 0) {
+            if (rc == PC_IMAP_E_LITERAL_TOO_BIG && s->line_fwd == 0 &&
+                pc_imap_tok_resume(&s->ctok) == 0) {
+                if (s->c_first)
+                    set_tag(s, &ev);
+                pc_conn_consume(s->c, ev.data.n);
+                is_reply(s, "%s %s", s->tag, "NO [TOOBIG] Literal too big");
+                s->c_first = 1;
+                s->swallow = 0;
+                is_error_count(s);
+                continue;
+            }
+            char near[80];
+            pc_sanitize(near, sizeof(near), ev.data.p, ev.data.n, 0);
+            pc_log_notice(s->sid, "event=protocol-error client=%s code=%d near=\"%s\"",
+                          s->client_ip, rc, near);
+            is_reply(s, "* BYE Protocol error");
+            is_close(s);
+            return;
+        }
+        switch (rc) {
+        case PC_IMAP_EV_TEXT:
+            if (s->c_first) {
+                pc_imap_cmd_head h;
+                set_tag(s, &ev);
+                s->swallow = 0;
+                if (pc_imap_cmd_split(ev.data.p, ev.data.n, &h) == PC_OK) {
+                    s->swallow_reply = intercepted(h.name);
+                    s->swallow = s->swallow_reply != NULL;
+                    if (pc_imap_word_is(h.name, "LOGOUT"))
+                        s->logout = 1;
+                }
+                s->c_first = 0;
+            }
+            if (!s->swallow) {
+                up_send(s, ev.data.p, ev.data.n);
+                s->line_fwd += ev.data.n;
+            }
+            break;
+        case PC_IMAP_EV_LITERAL:
+            if (s->swallow && (ev.lit_flags & PC_IMAP_LIT_SYNC)) {
+                /* Answered now: the client will not send the literal. */
+                is_reply(s, "%s %s", s->tag, s->swallow_reply);
+                is_tok_client_init(s, 1);
+                s->swallow = 0;
+                continue;
+            }
+            if (!s->swallow && (ev.lit_flags & PC_IMAP_LIT_SYNC))
+                s->sync_wait = 1;
+            break;
+        case PC_IMAP_EV_LITERAL_DATA:
+            if (!s->swallow)
+                up_send(s, ev.data.p, ev.data.n);
+            break;
+        case PC_IMAP_EV_LINE_END:
+            if (s->swallow)
+                is_reply(s, "%s %s", s->tag, s->swallow_reply);
+            else
+                up_send(s, ev.data.p, ev.data.n);
+            s->swallow = 0;
+            s->c_first = 1;
+            s->line_fwd = 0;
+            break;
+        default: break;
+        }
+        pc_conn_consume(s->c, ev.consumed);
+        if (pc_buf_used(&s->uout) >= IMAP_CHUNK)
+            up_flush(s);
+        if (s->up->wpending > IMAP_HIGH_WATER) {
+            s->c_paused = 1;
+            s->up->want_drain = 1;
+            pc_conn_read_stop(s->c);
+        }
+    }
+    up_flush(s);
+    if (s->phase == IP_RELAY)
+        pc_conn_set_timeout(s->c, s->cfg->mailbox.idle_timeout_ms);
+}

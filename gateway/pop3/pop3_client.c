@@ -1,0 +1,467 @@
+/* pop3_client.c — POP3 client session towards the upstream (see pop3_client.h). Defends against a
+ * hostile upstream: bounded status lines, strict multi-line framing, no STLS skip or injection. */
+#include "pop3/pop3_client.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "log.h"
+#include "proxy.h"
+#include "sanitize.h"
+
+enum phase {
+    P_CONNECT,
+    P_TLS,
+    P_GREETING,
+    P_CAPA,      /* CAPA sent, waiting for its status line */
+    P_CAPA_BODY, /* reading the CAPA list */
+    P_STLS,
+    P_READY,
+    P_CMD,  /* a caller's command is in flight */
+    P_BODY, /* its multi-line body */
+    P_DEAD,
+};
+
+#define CAPA_MAX 8192
+#define UP_IN_MAX (256 * 1024)
+
+struct pc_pop3c {
+    pc_conn *conn;
+    enum phase phase;
+    pc_pop3c_params p;
+    const pc_upstream_cfg *cfg;
+    pc_pop3c_ready_fn ready;
+    void *ready_ud;
+    pc_pop3c_handler h;
+    int tls_done;
+    int freed;
+    int paused;
+    int in_pump;
+    int multiline; /* the command in flight has a multi-line answer */
+    pc_pop3_body body;
+    pc_buf capa;
+};
+
+static void fail(pc_pop3c *c, pc_pop3c_status st, const char *why)
+{
+    if (c->phase == P_DEAD)
+        return;
+    enum phase was = c->phase;
+    pc_log_info(c->p.sid, "upstream=failed proto=pop3 reason=\"%s\"", why);
+    c->phase = P_DEAD;
+    pc_conn_set_timeout(c->conn, 0);
+    pc_conn_read_stop(c->conn);
+    if (c->freed)
+        return;
+    if (was == P_CMD || was == P_BODY) {
+        if (c->h.done) {
+            void (*done)(void *, pc_pop3c_status, unsigned) = c->h.done;
+            c->h.done = NULL;
+            done(c->h.ud, st, 0);
+        }
+    } else if (c->ready) {
+        pc_pop3c_ready_fn r = c->ready;
+        c->ready = NULL;
+        r(c->ready_ud, st);
+    }
+}
+
+static int send_line(pc_pop3c *c, const char *line, size_t len, int secret)
+{
+    char tmp[PC_POP3_AUTH_LINE_MAX + 2];
+    if (len + 2 > sizeof(tmp))
+        return -1;
+    memcpy(tmp, line, len);
+    tmp[len] = '\r';
+    tmp[len + 1] = '\n';
+    int rc = pc_conn_write(c->conn, tmp, len + 2);
+    if (secret)
+        explicit_bzero(tmp, len + 2);
+    return rc;
+}
+
+static void store_caps(pc_pop3c *c)
+{
+    pc_listener_rt *l = c->p.l;
+    pc_pop3_capa cap;
+    pc_pop3_capa_init(&cap);
+    const char *b = pc_buf_used(&c->capa) ? pc_buf_ptr(&c->capa) : "";
+    size_t n = pc_buf_used(&c->capa);
+    pc_pop3_capa_parse(&cap, b, n);
+    l->caps_flags = cap.caps | ((cap.mechs & PC_POP3_MECH_PLAIN) ? PC_POP3C_CAPF_PLAIN : 0);
+    /* The text (for logs): the lines joined by ", ", sanitised. */
+    char tmp[sizeof(l->caps_text)];
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 3 < sizeof(tmp); i++) {
+        if (b[i] == '\r')
+            continue;
+        if (b[i] == '\n') {
+            if (i + 1 < n) {
+                tmp[o++] = ',';
+                tmp[o++] = ' ';
+            }
+            continue;
+        }
+        tmp[o++] = b[i];
+    }
+    pc_sanitize(l->caps_text, sizeof(l->caps_text), tmp, o, 0);
+    l->caps_known = 1;
+    pc_buf_release(&c->capa);
+}
+
+static void send_capa(pc_pop3c *c)
+{
+    c->phase = P_CAPA;
+    pc_buf_release(&c->capa);
+    send_line(c, "CAPA", 4, 0);
+}
+
+static void become_ready(pc_pop3c *c)
+{
+    c->phase = P_READY;
+    pc_conn_set_timeout(c->conn, 0);
+    if (c->ready && !c->freed) {
+        pc_pop3c_ready_fn r = c->ready;
+        c->ready = NULL;
+        r(c->ready_ud, PC_POP3C_OK);
+    }
+}
+
+static void after_capa(pc_pop3c *c)
+{
+    if (c->cfg->tls == PC_TLS_STARTTLS && !c->tls_done) {
+        if (!(c->p.l->caps_flags & PC_POP3_CAP_STLS)) {
+            fail(c, PC_POP3C_PROTOCOL, "upstream does not offer STLS");
+            return;
+        }
+        c->phase = P_STLS;
+        send_line(c, "STLS", 4, 0);
+        return;
+    }
+    become_ready(c);
+}
+
+static int capa_emit(void *ud, const char *p, size_t n)
+{
+    pc_pop3c *c = ud;
+    pc_buf_append(&c->capa, p, n); /* past CAPA_MAX the rest is ignored */
+    return 0;
+}
+
+static int content_emit(void *ud, const char *p, size_t n)
+{
+    pc_pop3c *c = ud;
+    if (c->h.content && !c->freed)
+        return c->h.content(c->h.ud, p, n);
+    return 0;
+}
+
+static int start_tls(pc_pop3c *c)
+{
+    const char *name = c->cfg->sni ? c->cfg->sni : c->cfg->host;
+    c->phase = P_TLS;
+    return pc_conn_tls_client(c->conn, c->p.l->upstream_tls, name, c->cfg->verify ? name : NULL);
+}
+
+/* One status line in phase c->phase. Returns 0 to go on, -1 when the buffer must not be touched. */
+static int on_status(pc_pop3c *c, const pc_pop3_resp *r, size_t consumed)
+{
+    switch (c->phase) {
+    case P_GREETING:
+        if (r->status != PC_POP3_RESP_OK) {
+            fail(c, PC_POP3C_UNAVAILABLE, "bad greeting");
+            return -1;
+        }
+        pc_conn_consume(c->conn, consumed);
+        send_capa(c);
+        return 0;
+    case P_CAPA:
+        pc_conn_consume(c->conn, consumed);
+        if (r->status == PC_POP3_RESP_OK) {
+            c->phase = P_CAPA_BODY;
+            pc_buf_init(&c->capa, CAPA_MAX);
+            pc_pop3_body_init(&c->body, 0, CAPA_MAX);
+            return 0;
+        }
+        if (r->status != PC_POP3_RESP_ERR) {
+            fail(c, PC_POP3C_PROTOCOL, "bad answer to CAPA");
+            return -1;
+        }
+        store_caps(c); /* no CAPA: nothing known to be offered */
+        after_capa(c);
+        return 0;
+    case P_STLS:
+        if (r->status != PC_POP3_RESP_OK) {
+            fail(c, PC_POP3C_PROTOCOL, "STLS refused");
+            return -1;
+        }
+        if (pc_conn_pending(c->conn) > consumed) {
+            fail(c, PC_POP3C_PROTOCOL, "bytes after +OK to STLS (injection)");
+            return -1;
+        }
+        if (start_tls(c) < 0) {
+            fail(c, PC_POP3C_PROTOCOL, "TLS setup failed");
+            return -1;
+        }
+        return -1; /* the buffer was discarded */
+    case P_CMD: {
+        int multi = c->multiline;
+        if (r->status == PC_POP3_RESP_CONT) {
+            fail(c, PC_POP3C_PROTOCOL, "unexpected SASL continuation");
+            return -1;
+        }
+        if (c->h.status && !c->freed)
+            c->h.status(c->h.ud, r);
+        if (c->phase != P_CMD)
+            return -1;
+        pc_conn_consume(c->conn, consumed);
+        if (multi && r->status == PC_POP3_RESP_OK) {
+            c->phase = P_BODY;
+            return 0;
+        }
+        c->phase = P_READY;
+        pc_conn_set_timeout(c->conn, 0);
+        if (c->h.done && !c->freed) {
+            void (*done)(void *, pc_pop3c_status, unsigned) = c->h.done;
+            c->h.done = NULL;
+            done(c->h.ud, PC_POP3C_OK, 0);
+        }
+        return 0;
+    }
+    default: fail(c, PC_POP3C_PROTOCOL, "unsolicited response"); return -1;
+    }
+}
+
+static void pump(pc_pop3c *c)
+{
+    if (c->in_pump)
+        return;
+    c->in_pump = 1;
+    while (c->phase != P_DEAD && !c->paused && c->phase != P_TLS && pc_conn_pending(c->conn) > 0) {
+        const char *buf = pc_buf_ptr(&c->conn->in);
+        size_t avail = pc_conn_pending(c->conn);
+        if (c->phase == P_BODY || c->phase == P_CAPA_BODY) {
+            int done = 0, capa = c->phase == P_CAPA_BODY;
+            size_t n =
+                pc_pop3_body_feed(&c->body, buf, avail, capa ? capa_emit : content_emit, c, &done);
+            if (n == (size_t)-1) {
+                fail(c, PC_POP3C_PROTOCOL, "body aborted");
+                break;
+            }
+            if (!capa && c->h.raw && !c->freed && n > 0 && c->h.raw(c->h.ud, buf, n) < 0) {
+                fail(c, PC_POP3C_PROTOCOL, "body aborted");
+                break;
+            }
+            if (c->phase == P_DEAD)
+                break;
+            pc_conn_consume(c->conn, n);
+            if (!done)
+                continue;
+            if (capa) {
+                store_caps(c);
+                after_capa(c);
+                continue;
+            }
+            c->phase = P_READY;
+            pc_conn_set_timeout(c->conn, 0);
+            if (c->h.done && !c->freed) {
+                void (*fin)(void *, pc_pop3c_status, unsigned) = c->h.done;
+                c->h.done = NULL;
+                fin(c->h.ud, PC_POP3C_OK, c->body.flags);
+            }
+            continue;
+        }
+        pc_pop3_resp r;
+        size_t consumed = 0;
+        int rc = pc_pop3_resp_parse(buf, avail, PC_POP3_RESP_MAX, &r, &consumed);
+        if (rc == PC_NEED_MORE)
+            break;
+        if (rc != PC_OK) {
+            fail(c, PC_POP3C_PROTOCOL, rc == PC_TOO_LONG ? "response too long" : "bad response");
+            break;
+        }
+        if (on_status(c, &r, consumed) < 0)
+            break;
+    }
+    c->in_pump = 0;
+}
+
+static void after_connect(pc_pop3c *c)
+{
+    if (c->cfg->identity == PC_IDENT_PROXY) {
+        unsigned char hdr[64];
+        size_t n = pc_proxy_v2_build(hdr, sizeof(hdr), (struct sockaddr *)&c->p.client,
+                                     (struct sockaddr *)&c->p.local);
+        if (n == 0) {
+            fail(c, PC_POP3C_UNAVAILABLE, "cannot build PROXY header");
+            return;
+        }
+        pc_conn_write(c->conn, hdr, n);
+    }
+    pc_conn_set_timeout(c->conn, c->cfg->reply_timeout_ms);
+    if (c->cfg->tls == PC_TLS_IMPLICIT) {
+        if (start_tls(c) < 0)
+            fail(c, PC_POP3C_PROTOCOL, "TLS setup failed");
+        return;
+    }
+    c->phase = P_GREETING;
+    pc_conn_read_start(c->conn);
+}
+
+static void on_conn(pc_conn *conn, pc_conn_event ev, void *ud)
+{
+    pc_pop3c *c = ud;
+    switch (ev) {
+    case PC_CONN_EV_CONNECTED: after_connect(c); return;
+    case PC_CONN_EV_READ: pump(c); return;
+    case PC_CONN_EV_TLS_DONE:
+        c->tls_done = 1;
+        pc_log_debug(c->p.sid, "upstream_tls=%s cipher=%s", pc_conn_tls_version(conn),
+                     pc_conn_tls_cipher(conn));
+        pc_conn_read_start(conn);
+        if (c->cfg->tls == PC_TLS_IMPLICIT) {
+            c->phase = P_GREETING;
+            pump(c);
+        } else {
+            send_capa(c); /* RFC 2595 §4: what was learnt before TLS is forgotten */
+        }
+        return;
+    case PC_CONN_EV_TLS_FAILED:
+        pc_log_warn(c->p.sid, "upstream_tls=failed reason=\"%s\"", conn->errtext);
+        fail(c, PC_POP3C_PROTOCOL, "TLS handshake with upstream failed");
+        return;
+    case PC_CONN_EV_DRAIN: return;
+    case PC_CONN_EV_EOF: fail(c, PC_POP3C_UNAVAILABLE, "upstream closed the connection"); return;
+    case PC_CONN_EV_ERROR:
+        fail(c, PC_POP3C_UNAVAILABLE,
+             c->phase == P_CONNECT ? "connect failed" : "connection error");
+        return;
+    case PC_CONN_EV_TIMEOUT: fail(c, PC_POP3C_UNAVAILABLE, "upstream timeout"); return;
+    case PC_CONN_EV_CLOSED:
+        pc_buf_release(&c->capa);
+        free(c);
+        return;
+    }
+}
+
+pc_pop3c *pc_pop3c_open(const pc_pop3c_params *p, pc_pop3c_ready_fn ready, void *ud)
+{
+    pc_listener_rt *l = p->l;
+    if (!l->up.resolved && pc_upstream_resolve(&l->up) < 0)
+        return NULL;
+    pc_pop3c *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->p = *p;
+    c->cfg = &l->cfg->upstream;
+    c->ready = ready;
+    c->ready_ud = ud;
+    pc_buf_init(&c->capa, CAPA_MAX);
+    c->conn = pc_conn_new(p->loop, UP_IN_MAX, on_conn, c);
+    if (!c->conn) {
+        free(c);
+        return NULL;
+    }
+    c->phase = P_CONNECT;
+    if (pc_conn_connect(c->conn, (struct sockaddr *)&l->up.addr, c->cfg->connect_timeout_ms) < 0) {
+        c->freed = 1;
+        c->phase = P_DEAD;
+        pc_conn_close(c->conn);
+        return NULL;
+    }
+    return c;
+}
+
+int pc_pop3c_command(pc_pop3c *c, const char *line, size_t len, int secret, int multiline,
+                     size_t max_body, const pc_pop3c_handler *h)
+{
+    if (!c || c->phase != P_READY)
+        return -1;
+    c->h = *h;
+    c->phase = P_CMD;
+    pc_pop3_body_init(&c->body, 0, max_body);
+    c->multiline = multiline;
+    pc_conn_set_timeout(c->conn, c->cfg->reply_timeout_ms);
+    if (send_line(c, line, len, secret) < 0) {
+        c->phase = P_READY;
+        c->h.done = NULL;
+        return -1;
+    }
+    pump(c); /* bytes may already be buffered (they would be unsolicited: fail) */
+    return 0;
+}
+
+void pc_pop3c_pause(pc_pop3c *c, int paused)
+{
+    if (!c || c->phase == P_DEAD)
+        return;
+    c->paused = paused;
+    if (paused) {
+        pc_conn_read_stop(c->conn);
+        return;
+    }
+    pc_conn_read_start(c->conn);
+    pump(c);
+}
+
+int pc_pop3c_alive(const pc_pop3c *c)
+{
+    return c && c->phase == P_READY;
+}
+
+void pc_pop3c_free(pc_pop3c *c, int quit)
+{
+    if (!c)
+        return;
+    c->freed = 1;
+    c->ready = NULL;
+    c->h.done = NULL;
+    if (quit && c->phase == P_READY)
+        send_line(c, "QUIT", 4, 0);
+    c->phase = P_DEAD;
+    pc_conn_close(c->conn);
+}
+
+/* ---- start-up probe -------------------------------------------------------------------------- */
+
+typedef struct probe {
+    pc_pop3c *c;
+    pc_listener_rt *l;
+} probe;
+
+static void probe_ready(void *ud, pc_pop3c_status st)
+{
+    probe *p = ud;
+    if (st == PC_POP3C_OK)
+        pc_log_info(0, "event=upstream-probe listener=%s result=ok capa=\"%s\"", p->l->cfg->name,
+                    p->l->caps_text);
+    else
+        pc_log_warn(0, "event=upstream-probe listener=%s result=%s", p->l->cfg->name,
+                    st == PC_POP3C_PROTOCOL ? "protocol-error" : "unavailable");
+    pc_pop3c_free(p->c, 1);
+    free(p);
+}
+
+void pc_pop3_probe(pc_listener_rt *l, uv_loop_t *loop)
+{
+    probe *p = calloc(1, sizeof(*p));
+    if (!p)
+        return;
+    p->l = l;
+    pc_pop3c_params pp;
+    memset(&pp, 0, sizeof(pp));
+    pp.loop = loop;
+    pp.l = l;
+    struct sockaddr_in *lo = (struct sockaddr_in *)&pp.client;
+    lo->sin_family = AF_INET;
+    lo->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    memcpy(&pp.local, &pp.client, sizeof(pp.local));
+    p->c = pc_pop3c_open(&pp, probe_ready, p);
+    if (!p->c) {
+        pc_log_warn(0, "event=upstream-probe listener=%s result=unavailable", l->cfg->name);
+        free(p);
+    }
+}

@@ -1,0 +1,573 @@
+/* pop3_retr.c — RETR and TOP through the retrieve hook: UIDL and LIST first (cache key, size), the
+ * body spooled, the chain run, then the original bytes, the tagged message or a notice served. */
+#include "pop3/pop3_session.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "sanitize.h"
+
+/* ---- verdict cache: one per worker thread, direct-mapped, keyed by listener + user + UIDL ---- */
+
+typedef struct vc_ent {
+    uint64_t h;
+    char *key;
+    char *info; /* NULL: clean; else the notice's fields "from\0subject\0date\0reason\0action" */
+    size_t info_len;
+} vc_ent;
+
+typedef struct vcache {
+    vc_ent *v;
+    size_t n;
+} vcache;
+
+static pthread_key_t vc_key;
+static pthread_once_t vc_once = PTHREAD_ONCE_INIT;
+static _Thread_local vcache *tl_vc;
+
+static void vc_destroy(void *p)
+{
+    vcache *c = p;
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->v[i].key);
+        free(c->v[i].info);
+    }
+    free(c->v);
+    free(c);
+}
+
+static void vc_init_key(void)
+{
+    pthread_key_create(&vc_key, vc_destroy);
+}
+
+static vcache *vc_get(size_t n)
+{
+    if (tl_vc)
+        return tl_vc;
+    pthread_once(&vc_once, vc_init_key);
+    vcache *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->v = calloc(n, sizeof(*c->v));
+    if (!c->v) {
+        free(c);
+        return NULL;
+    }
+    c->n = n;
+    pthread_setspecific(vc_key, c);
+    tl_vc = c;
+    return c;
+}
+
+static uint64_t fnv(const char *k)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *k; k++)
+        h = (h ^ (unsigned char)*k) * 1099511628211ull;
+    return h;
+}
+
+static int vc_keyof(p3sess *s, char *out, size_t outlen)
+{
+    int n = snprintf(out, outlen, "%s\n%s\n%s", s->cfg->name, s->user, s->uidl);
+    return n > 0 && (size_t)n < outlen ? 0 : -1;
+}
+
+static vc_ent *vc_lookup(p3sess *s)
+{
+    char key[512];
+    vcache *c;
+    if (!s->uidl[0] || vc_keyof(s, key, sizeof(key)) < 0 || !(c = vc_get(s->cache_size)))
+        return NULL;
+    uint64_t h = fnv(key);
+    vc_ent *e = &c->v[h % c->n];
+    return e->key && e->h == h && strcmp(e->key, key) == 0 ? e : NULL;
+}
+
+static void vc_store(p3sess *s, const char *info, size_t info_len)
+{
+    char key[512];
+    vcache *c;
+    if (!s->uidl[0] || vc_keyof(s, key, sizeof(key)) < 0 || !(c = vc_get(s->cache_size)))
+        return;
+    uint64_t h = fnv(key);
+    vc_ent *e = &c->v[h % c->n];
+    free(e->key);
+    free(e->info);
+    memset(e, 0, sizeof(*e));
+    e->key = strdup(key);
+    if (info && (e->info = malloc(info_len)) != NULL) {
+        memcpy(e->info, info, info_len);
+        e->info_len = info_len;
+    } else if (info || !e->key) {
+        free(e->key);
+        free(e->info);
+        memset(e, 0, sizeof(*e));
+        return;
+    }
+    e->h = h;
+}
+
+/* ---- session helpers ----------------------------------------------------------------------- */
+
+void p3_retr_reset(p3sess *s)
+{
+    if (s->run) {
+        pc_chain_abort(s->run);
+        s->run = NULL;
+    }
+    if (s->msg)
+        pc_message_free(s->msg);
+    else
+        pc_spool_free(s->spool);
+    s->msg = NULL;
+    s->spool = NULL;
+    s->spool_err = 0;
+    s->sv.msg = NULL;
+    pc_results_reset(&s->results);
+    free(s->notice);
+    s->notice = NULL;
+    s->notice_len = 0;
+    s->serving = 0;
+    s->rstep = R_NONE;
+}
+
+static void finish(p3sess *s)
+{
+    p3_retr_reset(s);
+    s->c->want_drain = 0;
+    s->busy = 0;
+    p3_resume(s);
+}
+
+/* ---- serving a body ------------------------------------------------------------------------ */
+
+#define SERVE_CHUNK 32768
+
+/* Writes the source (notice or message) dot-stuffed exactly as RFC 1939 §3 asks: a '.' starting a
+ * line (after a CRLF) is doubled and nothing else changes, so an unmodified message goes out
+ * byte-exact as the upstream sent it. */
+void p3_serve_pump(p3sess *s)
+{
+    char in[SERVE_CHUNK], out[2 * SERVE_CHUNK + 8];
+    while (s->serving && s->c->wpending < P3_OUT_HIGH) {
+        ssize_t n;
+        if (s->notice) {
+            size_t left = s->notice_len - s->serve_off;
+            n = (ssize_t)(left < sizeof(in) ? left : sizeof(in));
+            memcpy(in, s->notice + s->serve_off, (size_t)n);
+        } else {
+            n = pc_message_read(s->msg, s->serve_off, in, sizeof(in));
+        }
+        if (n < 0) {
+            pc_log_err(s->sid, "event=retrieve error=spool-read");
+            p3_close(s);
+            return;
+        }
+        size_t o = 0;
+        if (n == 0) {
+            if (s->serve_off > 0 && s->serve_last2 != (('\r' << 8) | '\n')) {
+                out[o++] = '\r';
+                out[o++] = '\n';
+            }
+            memcpy(out + o, ".\r\n", 3);
+            p3_write(s, out, o + 3);
+            finish(s);
+            return;
+        }
+        for (ssize_t i = 0; i < n; i++) {
+            char b = in[i];
+            if (s->serve_bol && b == '.')
+                out[o++] = '.';
+            out[o++] = b;
+            s->serve_bol = s->serve_cr && b == '\n';
+            s->serve_cr = b == '\r';
+            s->serve_last2 = ((s->serve_last2 << 8) | (unsigned char)b) & 0xffff;
+        }
+        s->serve_off += (size_t)n;
+        if (p3_write(s, out, o) < 0) {
+            p3_close(s);
+            return;
+        }
+    }
+    if (s->serving)
+        s->c->want_drain = 1;
+}
+
+static void serve(p3sess *s, const char *okline)
+{
+    p3_reply(s, "%s", okline);
+    p3_flush(s);
+    s->serving = 1;
+    s->serve_off = 0;
+    s->serve_bol = 1;
+    s->serve_cr = 0;
+    s->serve_last2 = 0;
+    p3_serve_pump(s);
+}
+
+/* ---- the notice ---------------------------------------------------------------------------- */
+
+static void header_of(const pc_message *m, const char *name, char *out, size_t outlen)
+{
+    char raw[512];
+    out[0] = '\0';
+    ssize_t n = pc_message_header(m, name, 0, raw, sizeof(raw));
+    if (n < 0)
+        return;
+    size_t len = strlen(raw), a = 0;
+    while (a < len && (raw[a] == ' ' || raw[a] == '\t'))
+        a++;
+    pc_sanitize(out, outlen, raw + a, len - a, 0);
+}
+
+/* fields: from, subject, date, reason, action (NUL-separated, as cached). */
+static void notice_make(p3sess *s, const char *info, size_t info_len)
+{
+    const char *f[5] = {"", "", "", "", ""};
+    size_t k = 0;
+    for (size_t i = 0; i < info_len && k < 5; k++) {
+        f[k] = info + i;
+        i += strlen(info + i) + 1;
+    }
+    char date[64];
+    if (!f[2][0]) {
+        time_t t = time(NULL);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+        f[2] = date;
+    }
+    unsigned num = (unsigned)s->cmd.num[0];
+    char text[4096];
+    int n = snprintf(text, sizeof(text),
+                     "From: %s\r\n"
+                     "Subject: [Withheld] %s\r\n"
+                     "Date: %s\r\n"
+                     "Message-ID: <%016llx.%u@portcullis.invalid>\r\n"
+                     "MIME-Version: 1.0\r\n"
+                     "Content-Type: text/plain; charset=us-ascii\r\n"
+                     "Content-Transfer-Encoding: 7bit\r\n"
+                     "X-Portcullis-Verdict: %s\r\n"
+                     "\r\n"
+                     "This message was withheld by the mail gateway (Portcullis).\r\n"
+                     "\r\n"
+                     "Finding: %s\r\n"
+                     "Original sender: %s\r\n"
+                     "Original subject: %s\r\n"
+                     "Original date: %s\r\n"
+                     "Reference: %016llx-%u\r\n"
+                     "\r\n"
+                     "Quote the reference to your administrator to ask about this message.\r\n",
+                     f[0][0] ? f[0] : "Portcullis <postmaster@portcullis.invalid>", f[1], f[2],
+                     (unsigned long long)s->sid, num, f[4], f[3][0] ? f[3] : "withheld by policy",
+                     f[0], f[1], f[2], (unsigned long long)s->sid, num);
+    if (n < 0)
+        return;
+    size_t len = (size_t)n < sizeof(text) ? (size_t)n : sizeof(text) - 1;
+    if (s->cmd.verb == PC_POP3_TOP) { /* the header and the first `lines` lines of the body */
+        char *hdr_end = strstr(text, "\r\n\r\n");
+        if (hdr_end) {
+            size_t pos = (size_t)(hdr_end - text) + 4, lines = s->cmd.num[1];
+            while (lines > 0 && pos < len) {
+                char *lf = memchr(text + pos, '\n', len - pos);
+                pos = lf ? (size_t)(lf - text) + 1 : len;
+                lines--;
+            }
+            len = pos;
+        }
+    }
+    s->notice = malloc(len);
+    if (!s->notice)
+        return;
+    memcpy(s->notice, text, len);
+    s->notice_len = len;
+}
+
+static void serve_notice(p3sess *s, const char *info, size_t info_len)
+{
+    notice_make(s, info, info_len);
+    if (!s->notice) {
+        p3_reply(s, "-ERR [SYS/TEMP] Local error in processing.");
+        finish(s);
+        return;
+    }
+    char ok[64];
+    snprintf(ok, sizeof(ok), "+OK %zu octets", s->notice_len);
+    if (s->msg) {
+        pc_message_free(s->msg);
+        s->msg = NULL;
+        s->sv.msg = NULL;
+    }
+    serve(s, ok);
+}
+
+static const char *action_name(pc_action a)
+{
+    switch (a) {
+    case PC_REJECT: return "rejected";
+    case PC_QUARANTINE: return "quarantined";
+    case PC_DISCARD: return "discarded";
+    case PC_REPLACE: return "replaced";
+    case PC_TEMPFAIL: return "tempfail";
+    case PC_TAG: return "tagged";
+    case PC_ACCEPT: return "accepted";
+    default: return "clean";
+    }
+}
+
+/* ---- the steps ----------------------------------------------------------------------------- */
+
+static void step_list(p3sess *s);
+static void step_body(p3sess *s);
+
+static void chain_cb(void *ud, const pc_verdict *v)
+{
+    p3sess *s = ud;
+    s->run = NULL;
+    s->rstep = R_SERVE;
+    size_t size = pc_message_size(s->msg);
+    pc_log_info(s->sid, "event=retrieve user=%s msg=%u uidl=%s size=%zu verdict=%s score=%.2f",
+                s->user_log, (unsigned)s->cmd.num[0], s->uidl[0] ? s->uidl : "-", s->spool_size,
+                action_name(v->action), s->results.score);
+    switch (v->action) {
+    case PC_TEMPFAIL: {
+        char t[200];
+        const char *txt = v->text ? v->text : "Message cannot be checked now";
+        pc_sanitize(t, sizeof(t), txt, strlen(txt), 0);
+        p3_reply(s, "-ERR [SYS/TEMP] %s, try again later.", t);
+        finish(s);
+        return;
+    }
+    case PC_REJECT:
+    case PC_QUARANTINE:
+    case PC_DISCARD: {
+        char info[1200], reason[300], rtext[200], sym[64];
+        const char *txt = v->text ? v->text : "withheld by policy";
+        pc_sanitize(rtext, sizeof(rtext), txt, strlen(txt), 0);
+        if (v->symbol) {
+            pc_sanitize(sym, sizeof(sym), v->symbol, strlen(v->symbol), 0);
+            snprintf(reason, sizeof(reason), "%s (%s)", rtext, sym);
+        } else {
+            snprintf(reason, sizeof(reason), "%s", rtext);
+        }
+        char from[256], subj[256], date[100];
+        header_of(s->msg, "From", from, sizeof(from));
+        header_of(s->msg, "Subject", subj, sizeof(subj));
+        header_of(s->msg, "Date", date, sizeof(date));
+        int n = snprintf(info, sizeof(info), "%s%c%s%c%s%c%s%c%s", from, 0, subj, 0, date, 0,
+                         reason, 0, action_name(v->action));
+        size_t ilen = n > 0 ? ((size_t)n < sizeof(info) ? (size_t)n + 1 : sizeof(info)) : 0;
+        s->replaced++;
+        if (s->cmd.verb == PC_POP3_RETR)
+            vc_store(s, info, ilen);
+        serve_notice(s, info, ilen);
+        return;
+    }
+    case PC_REPLACE: /* the filter replaced the message (pc_message_replace): serve its version */
+        s->replaced++;
+        break;
+    default:
+        if (size == s->spool_size) {
+            s->passed++;
+            if (s->cmd.verb == PC_POP3_RETR)
+                vc_store(s, NULL, 0);
+        } else {
+            s->tagged++;
+        }
+        break;
+    }
+    serve(s, s->okline);
+}
+
+static int body_content(void *ud, const char *p, size_t n)
+{
+    p3sess *s = ud;
+    if (s->spool_err || !s->spool)
+        return 0;
+    int rc = pc_spool_write(s->spool, p, n);
+    if (rc != PC_SPOOL_OK)
+        s->spool_err = rc;
+    return 0;
+}
+
+static void body_status(void *ud, const pc_pop3_resp *r)
+{
+    p3sess *s = ud;
+    pc_sanitize(s->okline, sizeof(s->okline), r->line.p, r->line.n, 0);
+    s->status_sent = 0;
+    s->rstep = r->status == PC_POP3_RESP_OK ? R_BODY : R_NONE;
+}
+
+static void body_done(void *ud, pc_pop3c_status st, unsigned flags)
+{
+    p3sess *s = ud;
+    if (st != PC_POP3C_OK) {
+        p3_retr_reset(s);
+        p3_upstream_lost(s);
+        return;
+    }
+    if (s->rstep != R_BODY) { /* -ERR */
+        p3_reply(s, "%s", s->okline);
+        finish(s);
+        return;
+    }
+    if ((flags & PC_DATA_TOO_BIG) || s->spool_err) {
+        pc_log_notice(s->sid, "event=retrieve msg=%u result=error reason=%s",
+                      (unsigned)s->cmd.num[0], s->spool_err ? "spool" : "size");
+        p3_reply(s, "-ERR [SYS/TEMP] Message could not be checked, try again later.");
+        finish(s);
+        return;
+    }
+    s->spool_size = pc_spool_size(s->spool);
+    s->msg = pc_message_new(s->spool);
+    if (!s->msg) {
+        p3_reply(s, "-ERR [SYS/TEMP] Local error in processing.");
+        finish(s);
+        return;
+    }
+    s->spool = NULL;
+    s->sv.msg = s->msg;
+    s->scanned++;
+    s->rstep = R_CHAIN;
+    pc_chain_run *run = pc_chain_start(s->l->chain, PC_HOOK_RETRIEVE, &s->sv, chain_cb, s);
+    if (run)
+        s->run = run;
+}
+
+static void step_body(p3sess *s)
+{
+    s->spool = pc_spool_new(s->l->spool_threshold ? s->l->spool_threshold : 4 * 1024 * 1024);
+    if (!s->spool) {
+        p3_reply(s, "-ERR [SYS/TEMP] Local error in processing.");
+        finish(s);
+        return;
+    }
+    s->rstep = R_BODY;
+    pc_pop3c_handler h = {
+        .status = body_status, .content = body_content, .done = body_done, .ud = s};
+    p3_up_send(s, s->upline, 1, s->scan_max, &h);
+}
+
+/* Status of UIDL n / LIST n: "+OK n value". */
+static void single_status(void *ud, const pc_pop3_resp *r)
+{
+    p3sess *s = ud;
+    pc_sanitize(s->okline, sizeof(s->okline), r->line.p, r->line.n, 0);
+    s->status_sent = 0;
+    if (r->status != PC_POP3_RESP_OK) {
+        s->list_size = (size_t)-1;
+        return;
+    }
+    const char *p = r->text.p, *e = r->text.p + r->text.n;
+    while (p < e && *p >= '0' && *p <= '9')
+        p++;
+    while (p < e && *p == ' ')
+        p++;
+    const char *v = p;
+    while (p < e && *p != ' ')
+        p++;
+    if (s->rstep == R_UIDL) {
+        if (p > v && (size_t)(p - v) < sizeof(s->uidl))
+            pc_sanitize(s->uidl, sizeof(s->uidl), v, (size_t)(p - v), 0);
+        s->list_size = 0;
+        return;
+    }
+    size_t n = 0;
+    for (const char *q = v; q < p && n < ((size_t)-1) / 20; q++)
+        n = n * 10 + (size_t)(*q - '0');
+    s->list_size = p > v ? n : 0;
+}
+
+static void single_done(void *ud, pc_pop3c_status st, unsigned flags)
+{
+    p3sess *s = ud;
+    (void)flags;
+    if (st != PC_POP3C_OK) {
+        p3_retr_reset(s);
+        p3_upstream_lost(s);
+        return;
+    }
+    if (s->list_size == (size_t)-1) { /* -ERR: no such message */
+        p3_reply(s, "%s", s->okline);
+        finish(s);
+        return;
+    }
+    if (s->rstep == R_UIDL) {
+        vc_ent *e = vc_lookup(s);
+        if (e) {
+            s->cache_hits++;
+            pc_log_info(s->sid, "event=retrieve user=%s msg=%u uidl=%s verdict=%s cached=1",
+                        s->user_log, (unsigned)s->cmd.num[0], s->uidl,
+                        e->info ? "notice" : "clean");
+            if (e->info) {
+                s->replaced++;
+                s->rstep = R_SERVE;
+                char *copy = malloc(e->info_len);
+                if (!copy) {
+                    p3_reply(s, "-ERR [SYS/TEMP] Local error in processing.");
+                    finish(s);
+                    return;
+                }
+                memcpy(copy, e->info, e->info_len);
+                serve_notice(s, copy, e->info_len);
+                free(copy);
+                return;
+            }
+            s->passed++;
+            s->rstep = R_NONE;
+            p3_relay(s);
+            return;
+        }
+        step_list(s);
+        return;
+    }
+    if (s->list_size > s->scan_max) {
+        s->unscanned++;
+        pc_log_notice(s->sid, "event=retrieve user=%s msg=%u size=%zu result=%s reason=scan_max",
+                      s->user_log, (unsigned)s->cmd.num[0], s->list_size,
+                      s->cfg->mailbox.oversize_refuse ? "refused" : "unscanned");
+        if (s->cfg->mailbox.oversize_refuse) {
+            p3_reply(s, "-ERR Message too large to be checked.");
+            finish(s);
+            return;
+        }
+        s->rstep = R_NONE;
+        p3_relay(s);
+        return;
+    }
+    step_body(s);
+}
+
+static void step_list(p3sess *s)
+{
+    char line[40];
+    snprintf(line, sizeof(line), "LIST %u", (unsigned)s->cmd.num[0]);
+    s->rstep = R_LIST;
+    pc_pop3c_handler h = {.status = single_status, .done = single_done, .ud = s};
+    p3_up_send(s, line, 0, 0, &h);
+}
+
+void p3_retrieve(p3sess *s)
+{
+    if (!(s->l->chain_hooks & PC_HOOK_BIT(PC_HOOK_RETRIEVE)) || !s->l->chain) {
+        p3_relay(s);
+        return;
+    }
+    p3_retr_reset(s);
+    s->uidl[0] = '\0';
+    if (s->cache_size && (!s->l->caps_known || (s->l->caps_flags & PC_POP3_CAP_UIDL))) {
+        char line[40];
+        snprintf(line, sizeof(line), "UIDL %u", (unsigned)s->cmd.num[0]);
+        s->rstep = R_UIDL;
+        pc_pop3c_handler h = {.status = single_status, .done = single_done, .ud = s};
+        p3_up_send(s, line, 0, 0, &h);
+        return;
+    }
+    step_list(s);
+}

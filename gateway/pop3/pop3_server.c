@@ -1,0 +1,920 @@
+/* pop3_server.c — client-facing POP3 session (RFC 1939, 2449, 2595, 5034): login here, then relay.
+ * Defends against STLS injection, plaintext logins, APOP, smuggling, floods, a hostile upstream. */
+#include "pop3/pop3_server.h"
+#include "pop3/pop3_session.h"
+
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "addrtable.h"
+#include "log.h"
+#include "proxy.h"
+#include "sanitize.h"
+
+#define PROXY_TIMEOUT_MS 10000
+
+static void process(p3sess *s);
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- output -----------------------------------------------------------------------------------
+ */
+
+void p3_reply(p3sess *s, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n > sizeof(line) - 3)
+        n = (int)sizeof(line) - 3;
+    line[n++] = '\r';
+    line[n++] = '\n';
+    pc_buf_append(&s->out, line, (size_t)n);
+}
+
+void p3_flush(p3sess *s)
+{
+    if (pc_buf_used(&s->out) == 0)
+        return;
+    s->bytes_out += pc_buf_used(&s->out);
+    pc_conn_write(s->c, pc_buf_ptr(&s->out), pc_buf_used(&s->out));
+    pc_buf_release(&s->out);
+}
+
+int p3_write(p3sess *s, const void *p, size_t n)
+{
+    p3_flush(s);
+    s->bytes_out += n;
+    return pc_conn_write(s->c, p, n);
+}
+
+static void error_count(p3sess *s)
+{
+    if (++s->errors >= s->max_errors) {
+        p3_reply(s, "-ERR Too many errors, closing connection.");
+        pc_log_notice(s->sid, "event=limit limit=errors client=%s", s->client_ip);
+        p3_close(s);
+    }
+}
+
+static int plaintext_refused(p3sess *s)
+{
+    if (s->tls || s->cfg->mailbox.plaintext_auth)
+        return 0;
+    p3_reply(s, "-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) "
+                "connections.");
+    return 1;
+}
+
+/* ---- upstream ------------------------------------------------------------------------------- */
+
+void p3_upstream_lost(p3sess *s)
+{
+    pc_pop3c_free(s->up, 0);
+    s->up = NULL;
+    s->up_paused = 0;
+    if (!s->status_sent)
+        p3_reply(s, "-ERR [SYS/TEMP] Upstream server not available, try again later.");
+    pc_log_notice(s->sid, "event=upstream status=lost client=%s", s->client_ip);
+    p3_close(s);
+}
+
+void p3_up_send(p3sess *s, const char *line, int multiline, size_t max_body,
+                const pc_pop3c_handler *h)
+{
+    s->busy = 1;
+    s->status_sent = 0;
+    pc_conn_set_timeout(s->c, 0); /* the upstream's own timeouts apply while it works */
+    if (pc_pop3c_command(s->up, line, strlen(line), 0, multiline, max_body, h) < 0)
+        p3_upstream_lost(s);
+}
+
+/* ---- relaying a transaction command --------------------------------------------------------- */
+
+static void relay_status(void *ud, const pc_pop3_resp *r)
+{
+    p3sess *s = ud;
+    char text[PC_POP3_RESP_MAX];
+    pc_sanitize(text, sizeof(text), r->line.p, r->line.n, 0);
+    p3_reply(s, "%s", text);
+    p3_flush(s);
+    s->status_sent = 1;
+}
+
+static int relay_raw(void *ud, const char *p, size_t n)
+{
+    p3sess *s = ud;
+    if (s->cmd.verb == PC_POP3_CAPA)
+        return 0;
+    if (p3_write(s, p, n) < 0)
+        return -1;
+    if (s->c->wpending > P3_OUT_HIGH && !s->up_paused) {
+        s->up_paused = 1;
+        s->c->want_drain = 1;
+        pc_pop3c_pause(s->up, 1);
+    }
+    return 0;
+}
+
+static int relay_content(void *ud, const char *p, size_t n)
+{
+    p3sess *s = ud;
+    if (s->cmd.verb == PC_POP3_CAPA)
+        pc_buf_append(&s->capa, p, n); /* bounded; the rest is dropped */
+    return 0;
+}
+
+/* CAPA after login: only what the gateway relays faithfully is passed on. */
+static void capa_filtered(p3sess *s)
+{
+    static const char *const keep[] = {"TOP",    "UIDL",        "RESP-CODES", "AUTH-RESP-CODE",
+                                       "EXPIRE", "LOGIN-DELAY", NULL};
+    const char *b = pc_buf_used(&s->capa) ? pc_buf_ptr(&s->capa) : "";
+    size_t n = pc_buf_used(&s->capa), i = 0;
+    while (i < n) {
+        const char *lf = memchr(b + i, '\n', n - i);
+        size_t end = lf ? (size_t)(lf - b) : n;
+        size_t len = end - i;
+        if (len && b[i + len - 1] == '\r')
+            len--;
+        size_t tag = 0;
+        while (tag < len && b[i + tag] != ' ')
+            tag++;
+        for (int k = 0; keep[k]; k++) {
+            if (strlen(keep[k]) == tag && strncasecmp(b + i, keep[k], tag) == 0) {
+                char line[256];
+                pc_sanitize(line, sizeof(line), b + i, len, 0);
+                p3_reply(s, "%s", line);
+                break;
+            }
+        }
+        i = end + 1;
+    }
+    p3_reply(s, ".");
+    pc_buf_release(&s->capa);
+}
+
+static void relay_done(void *ud, pc_pop3c_status st, unsigned flags)
+{
+    p3sess *s = ud;
+    (void)flags;
+    s->busy = 0;
+    if (s->up_paused) {
+        s->up_paused = 0;
+        s->c->want_drain = 0;
+    }
+    if (st != PC_POP3C_OK) {
+        pc_buf_release(&s->capa);
+        p3_upstream_lost(s);
+        return;
+    }
+    if (s->cmd.verb == PC_POP3_CAPA && s->capa.max) {
+        capa_filtered(s);
+        s->capa.max = 0;
+    }
+    if (s->cmd.verb == PC_POP3_QUIT) {
+        pc_pop3c_free(s->up, 0);
+        s->up = NULL;
+        p3_close(s);
+        return;
+    }
+    p3_resume(s);
+}
+
+static void capa_status(void *ud, const pc_pop3_resp *r)
+{
+    p3sess *s = ud;
+    relay_status(ud, r);
+    if (r->status == PC_POP3_RESP_OK)
+        pc_buf_init(&s->capa, 8192); /* capa.max != 0 marks the list as expected */
+}
+
+void p3_relay(p3sess *s)
+{
+    pc_pop3c_handler h = {.status = s->cmd.verb == PC_POP3_CAPA ? capa_status : relay_status,
+                          .content = relay_content,
+                          .raw = relay_raw,
+                          .done = relay_done,
+                          .ud = s};
+    s->capa.max = 0;
+    p3_up_send(s, s->upline, pc_pop3_multiline(s->cmd.verb, s->cmd.nargs), 0, &h);
+}
+
+/* ---- login ---------------------------------------------------------------------------------- */
+
+static void wipe_cred(p3sess *s)
+{
+    explicit_bzero(s->cred, sizeof(s->cred));
+}
+
+static void login_unavailable(p3sess *s, pc_pop3c_status st)
+{
+    wipe_cred(s);
+    pc_pop3c_free(s->up, 0);
+    s->up = NULL;
+    s->busy = 0;
+    pc_log_notice(s->sid, "event=upstream status=%s step=login client=%s",
+                  st == PC_POP3C_PROTOCOL ? "protocol-error" : "unavailable", s->client_ip);
+    p3_reply(s, "-ERR [SYS/TEMP] Upstream server not available, try again later.");
+    p3_close(s);
+}
+
+static void login_failed(p3sess *s)
+{
+    char u[128];
+    pc_sanitize(u, sizeof(u), s->user, strlen(s->user), 0);
+    wipe_cred(s);
+    pc_pop3c_free(s->up, 0);
+    s->up = NULL;
+    s->busy = 0;
+    s->auth_failures++;
+    pc_addr_event((struct sockaddr *)&s->sv.client, PC_CNT_AUTHFAIL, 60);
+    pc_log_notice(s->sid, "event=auth result=failed user=%s client=%s failures=%u", u, s->client_ip,
+                  s->auth_failures);
+    explicit_bzero(s->user, sizeof(s->user));
+    if (s->auth_failures >= s->max_authfail) {
+        p3_reply(s, "-ERR [AUTH] Too many failed logins, closing connection.");
+        p3_close(s);
+        return;
+    }
+    p3_resume(s);
+}
+
+static void login_status(void *ud, const pc_pop3_resp *r)
+{
+    p3sess *s = ud;
+    char text[PC_POP3_RESP_MAX];
+    pc_sanitize(text, sizeof(text), r->line.p, r->line.n, 0);
+    s->status_sent = r->status == PC_POP3_RESP_OK ? 1 : 2;
+    snprintf(s->okline, sizeof(s->okline), "%s", text);
+}
+
+static void pass_done(void *ud, pc_pop3c_status st, unsigned flags)
+{
+    p3sess *s = ud;
+    (void)flags;
+    wipe_cred(s);
+    if (st != PC_POP3C_OK) {
+        login_unavailable(s, st);
+        return;
+    }
+    p3_reply(s, "%s", s->okline);
+    if (s->status_sent != 1) {
+        login_failed(s);
+        return;
+    }
+    s->busy = 0;
+    s->authed = 1;
+    s->phase = P3_TRANS;
+    s->sv.user = s->user;
+    pc_sanitize(s->user_log, sizeof(s->user_log), s->user, strlen(s->user), 0);
+    pc_log_info(s->sid, "event=auth result=ok user=%s client=%s mech=%s", s->user_log, s->client_ip,
+                s->login_sasl ? "PLAIN" : "USER");
+    p3_resume(s);
+}
+
+static void send_cred(p3sess *s)
+{
+    pc_pop3c_handler h = {.status = login_status, .done = pass_done, .ud = s};
+    s->busy = 1;
+    s->status_sent = 0;
+    if (pc_pop3c_command(s->up, s->cred, strlen(s->cred), 1, 0, 0, &h) < 0)
+        login_unavailable(s, PC_POP3C_UNAVAILABLE);
+    wipe_cred(s);
+}
+
+static void user_done(void *ud, pc_pop3c_status st, unsigned flags)
+{
+    p3sess *s = ud;
+    (void)flags;
+    if (st != PC_POP3C_OK) {
+        login_unavailable(s, st);
+        return;
+    }
+    if (s->status_sent != 1) {
+        p3_reply(s, "%s", s->okline);
+        login_failed(s);
+        return;
+    }
+    send_cred(s);
+}
+
+static void login_ready(void *ud, pc_pop3c_status st)
+{
+    p3sess *s = ud;
+    if (st != PC_POP3C_OK) {
+        login_unavailable(s, st);
+        return;
+    }
+    if (s->login_sasl) {
+        if (s->l->caps_known && !(s->l->caps_flags & PC_POP3C_CAPF_PLAIN)) {
+            wipe_cred(s);
+            pc_pop3c_free(s->up, 1);
+            s->up = NULL;
+            s->busy = 0;
+            p3_reply(s, "-ERR [AUTH] Unsupported authentication mechanism.");
+            p3_resume(s);
+            return;
+        }
+        send_cred(s);
+        return;
+    }
+    char line[300];
+    snprintf(line, sizeof(line), "USER %s", s->user);
+    pc_pop3c_handler h = {.status = login_status, .done = user_done, .ud = s};
+    s->status_sent = 0;
+    if (pc_pop3c_command(s->up, line, strlen(line), 0, 0, 0, &h) < 0)
+        login_unavailable(s, PC_POP3C_UNAVAILABLE);
+}
+
+/* s->cred holds the line for the upstream ("PASS ..." or "AUTH PLAIN ..."). */
+static void login_start(p3sess *s)
+{
+    pc_pop3c_params p;
+    memset(&p, 0, sizeof(p));
+    p.loop = s->l->loop;
+    p.sid = s->sid;
+    p.l = s->l;
+    p.client = s->sv.client;
+    p.local = s->c->local;
+    s->busy = 1;
+    pc_conn_set_timeout(s->c, 0);
+    s->up = pc_pop3c_open(&p, login_ready, s);
+    if (!s->up)
+        login_unavailable(s, PC_POP3C_UNAVAILABLE);
+}
+
+static int addr_blocked(p3sess *s)
+{
+    if (pc_addr_count((struct sockaddr *)&s->sv.client, PC_CNT_AUTHFAIL, 60) < 3 * s->max_authfail)
+        return 0;
+    p3_reply(s, "-ERR [SYS/TEMP] Too many failed logins from your address, try again later.");
+    pc_log_notice(s->sid, "event=limit limit=auth_failures_per_address client=%s", s->client_ip);
+    return 1;
+}
+
+/* The user name of a PLAIN response (authzid NUL authcid NUL passwd), for logs and the filters. */
+static void plain_user(p3sess *s, const char *b64, size_t n)
+{
+    unsigned char dec[P3_CRED_MAX];
+    s->user[0] = '\0';
+    if (n == 0 || n > (sizeof(dec) / 3) * 4 || n % 4)
+        return;
+    int len = EVP_DecodeBlock(dec, (const unsigned char *)b64, (int)n);
+    if (len > 0) {
+        const unsigned char *z = memchr(dec, 0, (size_t)len);
+        if (z) {
+            const unsigned char *a = z + 1;
+            const unsigned char *z2 = memchr(a, 0, (size_t)len - (size_t)(a - dec));
+            size_t ul = z2 ? (size_t)(z2 - a) : 0;
+            if (ul >= sizeof(s->user))
+                ul = sizeof(s->user) - 1;
+            memcpy(s->user, a, ul);
+            s->user[ul] = '\0';
+        }
+    }
+    explicit_bzero(dec, sizeof(dec));
+}
+
+static void auth_plain(p3sess *s, const char *ir, size_t n)
+{
+    if (n + 12 >= sizeof(s->cred)) {
+        p3_reply(s, "-ERR [AUTH] Authentication line too long.");
+        error_count(s);
+        return;
+    }
+    plain_user(s, ir, n);
+    memcpy(s->cred, "AUTH PLAIN ", 11);
+    memcpy(s->cred + 11, ir, n);
+    s->cred[11 + n] = '\0';
+    s->login_sasl = 1;
+    login_start(s);
+}
+
+/* ---- commands ------------------------------------------------------------------------------- */
+
+static int caps_have(p3sess *s, unsigned f)
+{
+    return !s->l->caps_known || (s->l->caps_flags & f);
+}
+
+static void capa_local(p3sess *s)
+{
+    int auth_ok = s->tls || s->cfg->mailbox.plaintext_auth;
+    p3_reply(s, "+OK Capability list follows");
+    if (caps_have(s, PC_POP3_CAP_TOP))
+        p3_reply(s, "TOP");
+    if (caps_have(s, PC_POP3_CAP_UIDL))
+        p3_reply(s, "UIDL");
+    p3_reply(s, "RESP-CODES");
+    p3_reply(s, "AUTH-RESP-CODE");
+    if (auth_ok)
+        p3_reply(s, "USER");
+    if (auth_ok && caps_have(s, PC_POP3C_CAPF_PLAIN))
+        p3_reply(s, "SASL PLAIN");
+    if (s->cfg->tls.mode == PC_TLS_STARTTLS && s->l->server_tls && !s->tls)
+        p3_reply(s, "STLS");
+    p3_reply(s, "IMPLEMENTATION Portcullis");
+    p3_reply(s, ".");
+}
+
+static void cmd_stls(p3sess *s)
+{
+    if (s->cfg->tls.mode != PC_TLS_STARTTLS || !s->l->server_tls) {
+        p3_reply(s, "-ERR STLS not available.");
+        return;
+    }
+    if (s->tls) {
+        p3_reply(s, "-ERR TLS already active.");
+        return;
+    }
+    if (s->cfg->tls.handshakes_per_minute &&
+        pc_addr_event((struct sockaddr *)&s->sv.client, PC_CNT_HANDSHAKES, 60) >
+            s->cfg->tls.handshakes_per_minute) {
+        p3_reply(s, "-ERR [SYS/TEMP] Too many TLS handshakes from your address.");
+        pc_log_notice(s->sid, "event=limit limit=handshakes client=%s", s->client_ip);
+        return;
+    }
+    size_t junk = pc_conn_pending(s->c) - s->line_consumed;
+    if (junk)
+        pc_log_notice(s->sid, "event=stls-injection client=%s discarded_bytes=%zu", s->client_ip,
+                      junk);
+    p3_reply(s, "+OK Begin TLS negotiation now.");
+    p3_flush(s);
+    s->phase = P3_TLS;
+    pc_conn_set_timeout(s->c, s->cfg->tls.handshake_timeout_ms);
+    if (pc_conn_tls_server(s->c, s->l->server_tls) < 0)
+        p3_close(s);
+}
+
+static void cmd_authz(p3sess *s, const pc_pop3_cmd *cmd, char *line, size_t len)
+{
+    switch (cmd->verb) {
+    case PC_POP3_CAPA: capa_local(s); return;
+    case PC_POP3_STLS: cmd_stls(s); return;
+    case PC_POP3_QUIT:
+        p3_reply(s, "+OK Portcullis POP3 signing off.");
+        p3_close(s);
+        return;
+    case PC_POP3_APOP:
+        explicit_bzero(line, len);
+        p3_reply(s, "-ERR [AUTH] APOP is not supported, use USER/PASS or AUTH PLAIN over TLS.");
+        error_count(s);
+        return;
+    case PC_POP3_USER:
+        if (plaintext_refused(s))
+            return;
+        if (cmd->arg[0].n >= sizeof(s->user)) {
+            p3_reply(s, "-ERR [AUTH] User name too long.");
+            error_count(s);
+            return;
+        }
+        memcpy(s->user, cmd->arg[0].p, cmd->arg[0].n);
+        s->user[cmd->arg[0].n] = '\0';
+        p3_reply(s, "+OK");
+        return;
+    case PC_POP3_PASS:
+        if (plaintext_refused(s)) {
+            explicit_bzero(line, len);
+            return;
+        }
+        if (!s->user[0]) {
+            explicit_bzero(line, len);
+            p3_reply(s, "-ERR No user name given.");
+            error_count(s);
+            return;
+        }
+        if (addr_blocked(s) || cmd->arg[0].n + 6 >= sizeof(s->cred)) {
+            explicit_bzero(line, len);
+            return;
+        }
+        memcpy(s->cred, "PASS ", 5);
+        memcpy(s->cred + 5, cmd->arg[0].p, cmd->arg[0].n);
+        s->cred[5 + cmd->arg[0].n] = '\0';
+        explicit_bzero(line, len);
+        s->login_sasl = 0;
+        login_start(s);
+        return;
+    case PC_POP3_AUTH: {
+        if (plaintext_refused(s)) {
+            explicit_bzero(line, len);
+            return;
+        }
+        int plain_ok = caps_have(s, PC_POP3C_CAPF_PLAIN);
+        if (cmd->nargs == 0) { /* the mechanisms, as many servers answer a bare AUTH */
+            p3_reply(s, "+OK");
+            if (plain_ok)
+                p3_reply(s, "PLAIN");
+            p3_reply(s, ".");
+            return;
+        }
+        if (!plain_ok || cmd->arg[0].n != 5 || strncasecmp(cmd->arg[0].p, "PLAIN", 5) != 0) {
+            explicit_bzero(line, len);
+            p3_reply(s, "-ERR [AUTH] Unsupported authentication mechanism.");
+            error_count(s);
+            return;
+        }
+        if (addr_blocked(s)) {
+            explicit_bzero(line, len);
+            return;
+        }
+        if (cmd->nargs == 2) {
+            auth_plain(s, cmd->arg[1].p, cmd->arg[1].n);
+            explicit_bzero(line, len);
+            return;
+        }
+        p3_reply(s, "+ ");
+        s->phase = P3_SASL;
+        return;
+    }
+    case PC_POP3_STAT:
+    case PC_POP3_LIST:
+    case PC_POP3_UIDL:
+    case PC_POP3_RETR:
+    case PC_POP3_TOP:
+    case PC_POP3_DELE:
+    case PC_POP3_NOOP:
+    case PC_POP3_RSET:
+        p3_reply(s, "-ERR Not logged in.");
+        error_count(s);
+        return;
+    default:
+        p3_reply(s, "-ERR Unknown command.");
+        error_count(s);
+        return;
+    }
+}
+
+static void cmd_trans(p3sess *s, const pc_pop3_cmd *cmd)
+{
+    const char *name = pc_pop3_verb_name(cmd->verb);
+    switch (cmd->verb) {
+    case PC_POP3_STAT:
+    case PC_POP3_NOOP:
+    case PC_POP3_RSET:
+    case PC_POP3_QUIT:
+    case PC_POP3_CAPA: snprintf(s->upline, sizeof(s->upline), "%s", name); break;
+    case PC_POP3_LIST:
+    case PC_POP3_UIDL:
+        if (cmd->nargs)
+            snprintf(s->upline, sizeof(s->upline), "%s %u", name, (unsigned)cmd->num[0]);
+        else
+            snprintf(s->upline, sizeof(s->upline), "%s", name);
+        break;
+    case PC_POP3_RETR:
+    case PC_POP3_DELE:
+        snprintf(s->upline, sizeof(s->upline), "%s %u", name, (unsigned)cmd->num[0]);
+        break;
+    case PC_POP3_TOP:
+        snprintf(s->upline, sizeof(s->upline), "TOP %u %u", (unsigned)cmd->num[0],
+                 (unsigned)cmd->num[1]);
+        break;
+    case PC_POP3_USER:
+    case PC_POP3_PASS:
+    case PC_POP3_AUTH:
+    case PC_POP3_APOP:
+    case PC_POP3_STLS:
+        p3_reply(s, "-ERR Command not valid after login.");
+        error_count(s);
+        return;
+    default:
+        p3_reply(s, "-ERR Unknown command.");
+        error_count(s);
+        return;
+    }
+    s->cmd = *cmd;
+    memset(s->cmd.arg, 0, sizeof(s->cmd.arg)); /* they point into the input buffer */
+    if (!s->up) {
+        p3_upstream_lost(s);
+        return;
+    }
+    if (cmd->verb == PC_POP3_RETR || cmd->verb == PC_POP3_TOP) {
+        p3_retrieve(s);
+        return;
+    }
+    p3_relay(s);
+}
+
+static void command(p3sess *s, char *line, size_t len)
+{
+    pc_pop3_cmd cmd;
+    s->commands++;
+    pc_pop3_err e = pc_pop3_cmd_parse(line, len, &cmd);
+    if (e == PC_POP3_E_SYNTAX && cmd.verb == PC_POP3_AUTH && len == 4 && s->phase == P3_AUTHZ) {
+        cmd.nargs = 0;
+        e = PC_POP3_E_OK;
+    }
+    if (e != PC_POP3_E_OK) {
+        if (cmd.verb == PC_POP3_PASS || cmd.verb == PC_POP3_AUTH || cmd.verb == PC_POP3_APOP)
+            explicit_bzero(line, len);
+        p3_reply(s, e == PC_POP3_E_UNKNOWN ? "-ERR Unknown command." : "-ERR Invalid arguments.");
+        error_count(s);
+        return;
+    }
+    if (s->phase == P3_TRANS)
+        cmd_trans(s, &cmd);
+    else
+        cmd_authz(s, &cmd, line, len);
+}
+
+static void sasl_line(p3sess *s, char *line, size_t len)
+{
+    s->phase = P3_AUTHZ;
+    switch (pc_pop3_sasl_line_parse(line, len)) {
+    case PC_POP3_SASL_CANCEL: p3_reply(s, "-ERR [AUTH] Authentication cancelled."); return;
+    case PC_POP3_SASL_INVALID:
+        p3_reply(s, "-ERR [AUTH] Invalid base64 response.");
+        error_count(s);
+        return;
+    case PC_POP3_SASL_DATA:
+        if (len == 0)
+            auth_plain(s, "=", 1);
+        else
+            auth_plain(s, line, len);
+        return;
+    }
+}
+
+/* ---- input ---------------------------------------------------------------------------------- */
+
+static void process(p3sess *s)
+{
+    if (s->in_process) {
+        s->again = 1;
+        return;
+    }
+    s->in_process = 1;
+    do {
+        s->again = 0;
+        while (!s->busy && (s->phase == P3_AUTHZ || s->phase == P3_SASL || s->phase == P3_TRANS) &&
+               pc_conn_pending(s->c) > 0) {
+            char *buf = (char *)pc_buf_ptr(&s->c->in);
+            size_t avail = pc_conn_pending(s->c), linelen = 0, consumed = 0;
+            size_t max = s->phase == P3_SASL ? PC_POP3_AUTH_LINE_MAX : s->line_max;
+            if (s->skip_line) {
+                char *lf = memchr(buf, '\n', avail);
+                size_t n = lf ? (size_t)(lf - buf) + 1 : avail;
+                explicit_bzero(buf, n);
+                s->bytes_in += n;
+                pc_conn_consume(s->c, n);
+                if (lf)
+                    s->skip_line = 0;
+                continue;
+            }
+            pc_line_result lr = pc_smtp_line_find(buf, avail, max, &linelen, &consumed);
+            if (lr == PC_LINE_NEED_MORE)
+                break;
+            if (lr == PC_LINE_TOO_LONG) {
+                p3_reply(s, "-ERR Line too long.");
+                s->skip_line = 1;
+                if (s->phase == P3_SASL)
+                    s->phase = P3_AUTHZ;
+                error_count(s);
+                continue;
+            }
+            s->bytes_in += consumed;
+            if (lr == PC_LINE_BARE_LF) {
+                explicit_bzero(buf, consumed);
+                pc_conn_consume(s->c, consumed);
+                p3_reply(s, "-ERR Lines must end with CRLF.");
+                error_count(s);
+                continue;
+            }
+            s->line_consumed = consumed;
+            if (s->phase == P3_SASL)
+                sasl_line(s, buf, linelen);
+            else
+                command(s, buf, linelen);
+            if (s->phase == P3_CLOSING)
+                break;
+            if (s->phase != P3_TLS)
+                pc_conn_consume(s->c, consumed);
+        }
+    } while (s->again);
+    s->in_process = 0;
+    if (s->phase == P3_CLOSING)
+        return;
+    p3_flush(s);
+    if (!s->busy && (s->phase == P3_AUTHZ || s->phase == P3_SASL))
+        pc_conn_set_timeout(s->c, s->prelogin_ms);
+    else if (!s->busy && s->phase == P3_TRANS)
+        pc_conn_set_timeout(s->c, s->idle_ms);
+}
+
+void p3_resume(p3sess *s)
+{
+    if (s->phase == P3_CLOSING)
+        return;
+    process(s);
+}
+
+/* ---- connection events ---------------------------------------------------------------------- */
+
+static void greet(p3sess *s)
+{
+    s->phase = P3_AUTHZ;
+    p3_reply(s, "+OK Portcullis POP3 ready.");
+    pc_conn_read_start(s->c);
+    process(s);
+}
+
+static void session_ready(p3sess *s)
+{
+    pc_addr_str((struct sockaddr *)&s->sv.client, s->client_ip, sizeof(s->client_ip));
+    memcpy(s->sv.client_ip, s->client_ip, sizeof(s->client_ip));
+    pc_log_info(s->sid, "event=connect proto=pop3 client=%s listener=%s", s->client_ip,
+                s->cfg->name);
+    if (s->cfg->tls.mode == PC_TLS_IMPLICIT) {
+        if (s->cfg->tls.handshakes_per_minute &&
+            pc_addr_event((struct sockaddr *)&s->sv.client, PC_CNT_HANDSHAKES, 60) >
+                s->cfg->tls.handshakes_per_minute) {
+            pc_log_notice(s->sid, "event=limit limit=handshakes client=%s", s->client_ip);
+            p3_close(s);
+            return;
+        }
+        s->phase = P3_TLS;
+        pc_conn_set_timeout(s->c, s->cfg->tls.handshake_timeout_ms);
+        if (pc_conn_tls_server(s->c, s->l->server_tls) < 0) {
+            p3_close(s);
+            return;
+        }
+        pc_conn_read_start(s->c);
+        return;
+    }
+    greet(s);
+}
+
+static void process_proxy(p3sess *s)
+{
+    pc_proxy_info info;
+    size_t used = 0;
+    int rc = pc_proxy_parse((const unsigned char *)pc_buf_ptr(&s->c->in), pc_conn_pending(s->c),
+                            &info, &used);
+    if (rc == PC_NEED_MORE)
+        return;
+    if (rc != PC_OK) {
+        pc_log_notice(s->sid, "event=proxy-invalid peer=%s", s->client_ip);
+        p3_close(s);
+        return;
+    }
+    pc_conn_consume(s->c, used);
+    if (!info.local)
+        s->sv.client = info.src;
+    pc_conn_read_stop(s->c);
+    session_ready(s);
+}
+
+static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
+{
+    p3sess *s = ud;
+    switch (ev) {
+    case PC_CONN_EV_READ:
+        if (s->phase == P3_PROXY)
+            process_proxy(s);
+        else
+            process(s);
+        return;
+    case PC_CONN_EV_TLS_DONE:
+        s->tls = 1;
+        s->sv.tls = 1;
+        pc_log_info(s->sid, "event=tls client=%s version=%s cipher=%s", s->client_ip,
+                    pc_conn_tls_version(c), pc_conn_tls_cipher(c));
+        if (s->cfg->tls.mode == PC_TLS_IMPLICIT) {
+            greet(s);
+            return;
+        }
+        /* RFC 2595 §4: forget everything learnt before TLS. */
+        explicit_bzero(s->user, sizeof(s->user));
+        s->phase = P3_AUTHZ;
+        process(s);
+        return;
+    case PC_CONN_EV_TLS_FAILED:
+        pc_log_notice(s->sid, "event=tls-failed client=%s reason=\"%s\"", s->client_ip, c->errtext);
+        p3_close(s);
+        return;
+    case PC_CONN_EV_TIMEOUT:
+        if (s->phase != P3_TLS && s->phase != P3_PROXY) {
+            p3_reply(s, "-ERR Disconnected for inactivity.");
+            p3_flush(s);
+        }
+        pc_log_notice(s->sid, "event=timeout client=%s phase=%d", s->client_ip, (int)s->phase);
+        p3_close(s);
+        return;
+    case PC_CONN_EV_DRAIN:
+        if (s->serving) {
+            p3_serve_pump(s);
+        } else if (s->up_paused) {
+            s->up_paused = 0;
+            c->want_drain = 0;
+            pc_pop3c_pause(s->up, 0);
+        }
+        return;
+    case PC_CONN_EV_EOF:
+    case PC_CONN_EV_ERROR: p3_close(s); return;
+    case PC_CONN_EV_CONNECTED: return;
+    case PC_CONN_EV_CLOSED:
+        if (s->conn_counted)
+            pc_addr_conn_dec((struct sockaddr *)&s->c->peer);
+        pc_session_count(-1);
+        pc_buf_release(&s->out);
+        pc_buf_release(&s->capa);
+        free(s);
+        return;
+    }
+}
+
+void p3_close(p3sess *s)
+{
+    if (s->phase == P3_CLOSING)
+        return;
+    s->phase = P3_CLOSING;
+    wipe_cred(s);
+    p3_retr_reset(s);
+    /* No QUIT upstream unless the client sent it: a lost client must not commit its DELEs. */
+    pc_pop3c_free(s->up, 0);
+    s->up = NULL;
+    p3_flush(s);
+    char u[128];
+    pc_sanitize(u, sizeof(u), s->user, strlen(s->user), 0);
+    pc_log_info(s->sid,
+                "event=disconnect proto=pop3 client=%s user=%s tls=%s commands=%u scanned=%u "
+                "passed=%u tagged=%u replaced=%u unscanned=%u cache_hits=%u errors=%u "
+                "auth_failures=%u bytes_in=%llu bytes_out=%llu duration_ms=%llu",
+                s->client_ip, s->authed && u[0] ? u : "-",
+                s->tls ? pc_conn_tls_version(s->c) : "no", s->commands, s->scanned, s->passed,
+                s->tagged, s->replaced, s->unscanned, s->cache_hits, s->errors, s->auth_failures,
+                s->bytes_in, s->bytes_out, (unsigned long long)(now_ms() - s->start_ms));
+    explicit_bzero(s->user, sizeof(s->user));
+    pc_conn_close(s->c);
+}
+
+void pc_pop3_session_start(pc_listener_rt *l, pc_conn *conn)
+{
+    p3sess *s = calloc(1, sizeof(*s));
+    if (!s) {
+        pc_conn_close(conn);
+        return;
+    }
+    const pc_mbox_cfg *m = &l->cfg->mailbox;
+    s->l = l;
+    s->cfg = l->cfg;
+    s->c = conn;
+    s->sid = pc_session_id();
+    s->start_ms = now_ms();
+    s->line_max = m->line_length ? m->line_length : PC_POP3_CMD_MAX;
+    s->scan_max = m->scan_max ? m->scan_max : (size_t)50 * 1024 * 1024;
+    s->max_errors = m->errors ? m->errors : 10;
+    s->max_authfail = m->auth_failures ? m->auth_failures : 3;
+    s->prelogin_ms = m->prelogin_timeout_ms ? m->prelogin_timeout_ms : 3 * 60 * 1000;
+    s->idle_ms = m->idle_timeout_ms ? m->idle_timeout_ms : 10 * 60 * 1000;
+    s->cache_size = m->verdict_cache ? m->verdict_cache : 10000;
+    pc_buf_init(&s->out, 0);
+    pc_buf_init(&s->capa, 8192);
+    s->capa.max = 0;
+    conn->cb = on_conn;
+    conn->ud = s;
+    pc_session_count(+1);
+    s->sv.sid = s->sid;
+    s->sv.loop = l->loop;
+    s->sv.protocol = "pop3";
+    s->sv.listener = s->cfg->name;
+    s->sv.client = conn->peer;
+    s->sv.conn = conn;
+    s->sv.results = &s->results;
+    pc_addr_str((struct sockaddr *)&conn->peer, s->client_ip, sizeof(s->client_ip));
+
+    s->conn_counted = 1;
+    unsigned n = pc_addr_conn_inc((struct sockaddr *)&conn->peer);
+    if (s->cfg->max_connections_per_ip && n > s->cfg->max_connections_per_ip &&
+        !pc_netlist_match(&s->cfg->proxy_trusted, (struct sockaddr *)&conn->peer) &&
+        !pc_netlist_match(&s->cfg->trusted_networks, (struct sockaddr *)&conn->peer)) {
+        if (s->cfg->tls.mode != PC_TLS_IMPLICIT)
+            p3_reply(s, "-ERR [SYS/TEMP] Too many connections from your address.");
+        pc_log_notice(s->sid, "event=limit limit=connections_per_ip client=%s count=%u",
+                      s->client_ip, n);
+        p3_close(s);
+        return;
+    }
+    if (s->cfg->proxy_trusted.n &&
+        pc_netlist_match(&s->cfg->proxy_trusted, (struct sockaddr *)&conn->peer)) {
+        s->phase = P3_PROXY;
+        pc_conn_set_timeout(conn, PROXY_TIMEOUT_MS);
+        pc_conn_read_start(conn);
+        return;
+    }
+    session_ready(s);
+}

@@ -1,0 +1,113 @@
+/* pop3_session.h — the state of one client-facing POP3 session and the functions its two files
+ * share: pop3_server.c (session life, input, commands, login, relaying) and pop3_retr.c (RETR/TOP
+ * through the retrieve hook, serving bodies, the replacement notice, the verdict cache). Internal
+ * to the POP3 server; nothing outside includes it. */
+#ifndef PC_POP3_SESSION_H
+#define PC_POP3_SESSION_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chain.h"
+#include "conn.h"
+#include "listener.h"
+#include "pop3/pop3_client.h"
+#include "pop3/pop3_parse.h"
+#include "spool.h"
+
+#define P3_CRED_MAX 2048          /* the PASS / AUTH PLAIN line sent upstream */
+#define P3_OUT_HIGH (1024 * 1024) /* client write queue above which the upstream is paused */
+
+enum p3_phase {
+    P3_PROXY, /* waiting for the PROXY header of a trusted load balancer */
+    P3_TLS,   /* handshake in progress */
+    P3_AUTHZ, /* AUTHORIZATION state (RFC 1939 §4) */
+    P3_SASL,  /* AUTH PLAIN without initial response: waiting for the client's line */
+    P3_TRANS, /* TRANSACTION state */
+    P3_CLOSING,
+};
+
+/* Steps of a RETR/TOP that goes through the retrieve hook. */
+enum p3_rstep { R_NONE, R_UIDL, R_LIST, R_BODY, R_CHAIN, R_SERVE };
+
+typedef struct p3sess {
+    pc_listener_rt *l;
+    const pc_listener_cfg *cfg;
+    pc_conn *c;
+    uint64_t sid;
+    uint64_t start_ms;
+    enum p3_phase phase;
+    int busy; /* waiting for the upstream or the chain: input stays buffered */
+    int in_process, again, skip_line;
+    size_t line_consumed;
+    pc_buf out;
+
+    /* limits (0 in the configuration → defaults) */
+    size_t line_max;
+    size_t scan_max;
+    unsigned max_errors, max_authfail, prelogin_ms, idle_ms, cache_size;
+
+    /* session */
+    pc_session_view sv;
+    char client_ip[INET6_ADDRSTRLEN];
+    int tls;
+    int authed;
+    char user[256];     /* USER argument, then the logged-in user */
+    char user_log[128]; /* the user, sanitised for log lines */
+    char cred[P3_CRED_MAX];
+    int login_sasl; /* the login in flight is AUTH PLAIN */
+    unsigned errors, auth_failures, commands;
+    unsigned scanned, passed, tagged, replaced, unscanned, cache_hits;
+    unsigned long long bytes_in, bytes_out;
+    unsigned conn_counted;
+
+    /* upstream */
+    pc_pop3c *up;
+    int up_paused;
+    int status_sent; /* the status line of the relayed answer went to the client */
+    int quitting;
+
+    /* the command in flight after login */
+    pc_pop3_cmd cmd;
+    char upline[64];
+    pc_buf capa; /* CAPA after login, filtered before it is relayed */
+
+    /* retrieve */
+    enum p3_rstep rstep;
+    char uidl[80];
+    size_t list_size;
+    char okline[PC_POP3_RESP_MAX];
+    pc_spool *spool;
+    int spool_err;
+    size_t spool_size;
+    pc_message *msg;
+    pc_results results;
+    pc_chain_run *run;
+    char *notice; /* the replacement notice being served */
+    size_t notice_len;
+    size_t serve_off;
+    int serve_bol, serve_cr;
+    size_t serve_last2;
+    int serving;
+} p3sess;
+
+/* pop3_server.c */
+void p3_reply(p3sess *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void p3_flush(p3sess *s);
+int p3_write(p3sess *s, const void *p, size_t n);
+void p3_resume(p3sess *s);
+void p3_close(p3sess *s);
+void p3_upstream_lost(p3sess *s);
+/* Relays the command in s->upline (s->cmd) as it is: status line sanitised, body byte-exact. */
+void p3_relay(p3sess *s);
+/* Sends a command upstream with handler h; on failure answers -ERR [SYS/TEMP] and closes. */
+void p3_up_send(p3sess *s, const char *line, int multiline, size_t max_body,
+                const pc_pop3c_handler *h);
+
+/* pop3_retr.c */
+void p3_retrieve(p3sess *s);
+void p3_retr_reset(p3sess *s);
+void p3_serve_pump(p3sess *s);
+
+#endif
