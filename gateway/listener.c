@@ -13,13 +13,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "addrtable.h"
 #include "conn.h"
-#include "log.h"
-#include "pop3/pop3_server.h"
 #include "imap/imap_server.h"
+#include "log.h"
+#include "parse.h"
+#include "pop3/pop3_server.h"
+#include "proxy.h"
 #include "smtp/smtp_server.h"
 
 #define CLIENT_IN_MAX (64 * 1024)
+#define PROXY_TIMEOUT_MS 10000 /* a trusted load balancer sends its header at once */
 
 static atomic_uint sessions_alive;
 static atomic_uint_fast64_t sid_counter;
@@ -84,32 +88,134 @@ int pc_listener_bind(const struct sockaddr_storage *ss, char *err, size_t errlen
     return fd;
 }
 
+/* What the accept path needs of each protocol (STYLE habit 2): its name, the refusal it writes
+ * when a cap is hit (without CRLF), and where a session starts. */
+typedef struct proto_ops {
+    const char *name;
+    const char *busy;
+    void (*start)(pc_listener_rt *l, pc_conn *c, const struct sockaddr_storage *client);
+} proto_ops;
+
+static const proto_ops protos[] = {
+    [PC_PROTO_SMTP] = {"smtp", "421 4.7.0 Error: too many connections, try again later",
+                       pc_smtp_session_start},
+    [PC_PROTO_POP3] = {"pop3", "-ERR [SYS/TEMP] Too many connections, try again later.",
+                       pc_pop3_session_start},
+    [PC_PROTO_IMAP] = {"imap", "* BYE [UNAVAILABLE] Too many connections, try again later",
+                       pc_imap_session_start},
+};
+
+/* A connection between accept and its session: waiting for the PROXY header of a trusted load
+ * balancer, or refused. Owns the per-address count of `client` until a session takes it over. */
+typedef struct gate {
+    pc_listener_rt *l;
+    struct sockaddr_storage client;
+    int counted;
+} gate;
+
+static void refuse(pc_listener_rt *l, pc_conn *c)
+{
+    const char *busy = protos[l->cfg->proto].busy;
+    /* On an implicit-TLS port a plaintext line would be noise inside the handshake. */
+    if (busy && l->cfg->tls.mode != PC_TLS_IMPLICIT) {
+        pc_conn_write(c, busy, strlen(busy));
+        pc_conn_write(c, "\r\n", 2);
+    }
+    pc_conn_close(c);
+}
+
+/* Counts the client's connection and hands it to the protocol, or refuses it over the cap.
+ * Trusted networks are exempt, as Postfix exempts $mynetworks. */
+static void admit(gate *g, pc_conn *c)
+{
+    pc_listener_rt *l = g->l;
+    unsigned n = pc_addr_conn_inc((struct sockaddr *)&g->client);
+    g->counted = 1;
+    if (l->cfg->max_connections_per_ip && n > l->cfg->max_connections_per_ip &&
+        !pc_netlist_match(&l->cfg->trusted_networks, (struct sockaddr *)&g->client)) {
+        char a[INET6_ADDRSTRLEN];
+        pc_log_notice(0, "event=limit limit=connections_per_ip listener=%s client=%s count=%u",
+                      l->cfg->name, pc_addr_str((struct sockaddr *)&g->client, a, sizeof(a)), n);
+        refuse(l, c); /* the gate keeps the count until CLOSED */
+        return;
+    }
+    g->counted = 0; /* the session releases it now */
+    c->cb = NULL;
+    c->ud = NULL;
+    struct sockaddr_storage client = g->client;
+    free(g);
+    protos[l->cfg->proto].start(l, c, &client);
+}
+
+static void on_gate(pc_conn *c, pc_conn_event ev, void *ud)
+{
+    gate *g = ud;
+    switch (ev) {
+    case PC_CONN_EV_READ: {
+        pc_proxy_info info;
+        size_t used = 0;
+        int rc = pc_proxy_parse((const unsigned char *)pc_buf_ptr(&c->in), pc_conn_pending(c),
+                                &info, &used);
+        if (rc == PC_NEED_MORE)
+            return;
+        if (rc != PC_OK) {
+            char a[INET6_ADDRSTRLEN];
+            pc_log_notice(0, "event=proxy-invalid listener=%s peer=%s", g->l->cfg->name,
+                          pc_addr_str((struct sockaddr *)&c->peer, a, sizeof(a)));
+            pc_conn_close(c);
+            return;
+        }
+        pc_conn_consume(c, used);
+        if (!info.local)
+            g->client = info.src;
+        pc_conn_read_stop(c);
+        pc_conn_set_timeout(c, 0);
+        admit(g, c);
+        return;
+    }
+    case PC_CONN_EV_CLOSED:
+        if (g->counted)
+            pc_addr_conn_dec((struct sockaddr *)&g->client);
+        free(g);
+        return;
+    case PC_CONN_EV_TIMEOUT:
+    case PC_CONN_EV_EOF:
+    case PC_CONN_EV_ERROR: pc_conn_close(c); return;
+    default: return;
+    }
+}
+
 static void on_accept(uv_stream_t *server, int status)
 {
     pc_listener_rt *l = server->data;
     if (status < 0)
         return;
-    pc_conn *c = pc_conn_new(l->loop, CLIENT_IN_MAX, NULL, NULL);
-    if (!c)
+    gate *g = calloc(1, sizeof(*g));
+    pc_conn *c = g ? pc_conn_new(l->loop, CLIENT_IN_MAX, on_gate, g) : NULL;
+    if (!c) {
+        free(g);
         return;
+    }
+    g->l = l;
     if (pc_conn_accept(c, server) < 0) {
         pc_conn_close(c);
         return;
     }
-    if (pc_sessions_alive() >= max_total) {
-        static const char msg[] = "421 4.7.0 Server busy, try again later\r\n";
-        if (l->cfg->tls.mode != PC_TLS_IMPLICIT)
-            pc_conn_write(c, msg, sizeof(msg) - 1);
+    g->client = c->peer;
+    if (pc_sessions_alive() >= max_total ||
+        (size_t)l->cfg->proto >= sizeof(protos) / sizeof(protos[0])) {
         pc_log_notice(0, "event=limit limit=max_connections listener=%s", l->cfg->name);
-        pc_conn_close(c);
+        refuse(l, c);
         return;
     }
-    switch (l->cfg->proto) {
-    case PC_PROTO_SMTP: pc_smtp_session_start(l, c); return;
-    case PC_PROTO_IMAP: pc_imap_session_start(l, c); return;
-    case PC_PROTO_POP3: pc_pop3_session_start(l, c); return;
-    default: pc_conn_close(c); return;
+    if (l->cfg->proxy_trusted.n &&
+        pc_netlist_match(&l->cfg->proxy_trusted, (struct sockaddr *)&c->peer)) {
+        /* Only a configured load balancer may say who the client is. */
+        pc_conn_set_timeout(c, PROXY_TIMEOUT_MS);
+        pc_conn_read_start(c);
+        return;
     }
+    admit(g, c);
 }
 
 static void on_server_close(uv_handle_t *h)

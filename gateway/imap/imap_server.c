@@ -18,8 +18,6 @@
 #include "proxy.h"
 #include "sanitize.h"
 
-#define PROXY_TIMEOUT_MS 10000
-
 uint64_t is_now_ms(void)
 {
     struct timespec ts;
@@ -460,36 +458,11 @@ static void session_ready(isess *s)
     greet(s);
 }
 
-static void process_proxy(isess *s)
-{
-    pc_proxy_info info;
-    size_t used = 0;
-    int rc = pc_proxy_parse((const unsigned char *)pc_buf_ptr(&s->c->in), pc_conn_pending(s->c),
-                            &info, &used);
-    if (rc == PC_NEED_MORE)
-        return;
-    if (rc != PC_OK) {
-        pc_log_notice(s->sid, "event=proxy-invalid peer=%s", s->client_ip);
-        is_close(s);
-        return;
-    }
-    pc_conn_consume(s->c, used);
-    if (!info.local)
-        s->sv.client = info.src;
-    pc_conn_read_stop(s->c);
-    session_ready(s);
-}
-
 static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
 {
     isess *s = ud;
     switch (ev) {
-    case PC_CONN_EV_READ:
-        if (s->phase == IP_PROXY)
-            process_proxy(s);
-        else
-            is_process(s);
-        return;
+    case PC_CONN_EV_READ: is_process(s); return;
     case PC_CONN_EV_TLS_DONE:
         s->tls = 1;
         s->sv.tls = 1;
@@ -512,7 +485,7 @@ static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
         is_close(s);
         return;
     case PC_CONN_EV_TIMEOUT:
-        if (s->phase != IP_TLS && s->phase != IP_PROXY) {
+        if (s->phase != IP_TLS) {
             is_reply(s, "* BYE Autologout; idle for too long");
             is_flush(s);
         }
@@ -525,7 +498,7 @@ static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
     case PC_CONN_EV_CONNECTED: return;
     case PC_CONN_EV_CLOSED:
         if (s->conn_counted)
-            pc_addr_conn_dec((struct sockaddr *)&s->c->peer);
+            pc_addr_conn_dec((struct sockaddr *)&s->sv.client);
         pc_session_count(-1);
         pc_buf_release(&s->out);
         free(s);
@@ -552,7 +525,7 @@ void is_close(isess *s)
     pc_conn_close(s->c);
 }
 
-void pc_imap_session_start(pc_listener_rt *l, pc_conn *conn)
+void pc_imap_session_start(pc_listener_rt *l, pc_conn *conn, const struct sockaddr_storage *client)
 {
     isess *s = calloc(1, sizeof(*s));
     if (!s) {
@@ -576,29 +549,11 @@ void pc_imap_session_start(pc_listener_rt *l, pc_conn *conn)
     s->sv.loop = l->loop;
     s->sv.protocol = "imap";
     s->sv.listener = s->cfg->name;
-    s->sv.client = conn->peer;
+    s->sv.client = *client;
     s->sv.conn = conn;
     s->sv.results = &s->results;
-    pc_addr_str((struct sockaddr *)&conn->peer, s->client_ip, sizeof(s->client_ip));
+    pc_addr_str((struct sockaddr *)client, s->client_ip, sizeof(s->client_ip));
 
-    s->conn_counted = 1;
-    unsigned n = pc_addr_conn_inc((struct sockaddr *)&conn->peer);
-    if (s->cfg->max_connections_per_ip && n > s->cfg->max_connections_per_ip &&
-        !pc_netlist_match(&s->cfg->proxy_trusted, (struct sockaddr *)&conn->peer) &&
-        !pc_netlist_match(&s->cfg->trusted_networks, (struct sockaddr *)&conn->peer)) {
-        if (s->cfg->tls.mode != PC_TLS_IMPLICIT)
-            is_reply(s, "* BYE Too many connections from your address");
-        pc_log_notice(s->sid, "event=limit limit=connections_per_ip client=%s count=%u",
-                      s->client_ip, n);
-        is_close(s);
-        return;
-    }
-    if (s->cfg->proxy_trusted.n &&
-        pc_netlist_match(&s->cfg->proxy_trusted, (struct sockaddr *)&conn->peer)) {
-        s->phase = IP_PROXY;
-        pc_conn_set_timeout(conn, PROXY_TIMEOUT_MS);
-        pc_conn_read_start(conn);
-        return;
-    }
+    s->conn_counted = 1; /* the listener counted this address: released at close */
     session_ready(s);
 }

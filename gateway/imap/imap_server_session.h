@@ -22,7 +22,6 @@
 #define IMAP_HIGH_WATER (1024 * 1024)
 
 enum iphase {
-    IP_PROXY,  /* waiting for the PROXY header of a trusted load balancer */
     IP_TLS,    /* handshake in progress */
     IP_PRE,    /* not authenticated: the gateway answers */
     IP_UPOPEN, /* opening the upstream for a login */

@@ -8,6 +8,6 @@
 #include "listener.h"
 
 /* Takes over an accepted connection of a POP3 listener (owns it from now on). */
-void pc_pop3_session_start(pc_listener_rt *l, pc_conn *conn);
+void pc_pop3_session_start(pc_listener_rt *l, pc_conn *conn, const struct sockaddr_storage *client);
 
 #endif

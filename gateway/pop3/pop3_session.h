@@ -20,7 +20,6 @@
 #define P3_OUT_HIGH (1024 * 1024) /* client write queue above which the upstream is paused */
 
 enum p3_phase {
-    P3_PROXY, /* waiting for the PROXY header of a trusted load balancer */
     P3_TLS,   /* handshake in progress */
     P3_AUTHZ, /* AUTHORIZATION state (RFC 1939 §4) */
     P3_SASL,  /* AUTH PLAIN without initial response: waiting for the client's line */

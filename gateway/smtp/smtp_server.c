@@ -716,7 +716,7 @@ static void process(sess *s)
     do {
         s->again = 0;
         while (s->wait == W_NONE && s->phase != PH_CLOSING && s->phase != PH_TLS &&
-               s->phase != PH_CONNECT && s->phase != PH_PROXY && pc_conn_pending(s->c) > 0) {
+               s->phase != PH_CONNECT && pc_conn_pending(s->c) > 0) {
             if (s->phase == PH_DATA) {
                 process_data(s);
                 if (s->phase == PH_DATA)
@@ -819,38 +819,11 @@ static void session_ready(sess *s)
     start_connect_hook(s);
 }
 
-static void process_proxy(sess *s)
-{
-    pc_proxy_info info;
-    size_t used = 0;
-    int rc = pc_proxy_parse((const unsigned char *)pc_buf_ptr(&s->c->in), pc_conn_pending(s->c),
-                            &info, &used);
-    if (rc == PC_NEED_MORE)
-        return;
-    if (rc != PC_OK) {
-        char peer[INET6_ADDRSTRLEN];
-        pc_addr_str((struct sockaddr *)&s->c->peer, peer, sizeof(peer));
-        pc_log_notice(s->sid, "event=proxy-invalid peer=%s", peer);
-        ss_close_session(s);
-        return;
-    }
-    pc_conn_consume(s->c, used);
-    if (!info.local)
-        s->sv.client = info.src;
-    pc_conn_read_stop(s->c);
-    session_ready(s);
-}
-
 static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
 {
     sess *s = ud;
     switch (ev) {
-    case PC_CONN_EV_READ:
-        if (s->phase == PH_PROXY)
-            process_proxy(s);
-        else
-            process(s);
-        return;
+    case PC_CONN_EV_READ: process(s); return;
     case PC_CONN_EV_TLS_DONE:
         s->tls = 1;
         s->sv.tls = 1;
@@ -874,7 +847,7 @@ static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
         ss_close_session(s);
         return;
     case PC_CONN_EV_TIMEOUT:
-        if (s->phase != PH_TLS && s->phase != PH_PROXY) {
+        if (s->phase != PH_TLS) {
             ss_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
             ss_flush(s);
         }
@@ -894,7 +867,7 @@ static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
         if (s->run)
             pc_chain_abort(s->run);
         if (s->conn_counted)
-            pc_addr_conn_dec((struct sockaddr *)&s->c->peer);
+            pc_addr_conn_dec((struct sockaddr *)&s->sv.client);
         pc_session_count(-1);
         pc_buf_release(&s->out);
         free(s);
@@ -938,7 +911,7 @@ void ss_close_session(sess *s)
     pc_conn_close(s->c);
 }
 
-void pc_smtp_session_start(pc_listener_rt *l, pc_conn *conn)
+void pc_smtp_session_start(pc_listener_rt *l, pc_conn *conn, const struct sockaddr_storage *client)
 {
     sess *s = calloc(1, sizeof(*s));
     if (!s) {
@@ -958,30 +931,11 @@ void pc_smtp_session_start(pc_listener_rt *l, pc_conn *conn)
     s->sv.loop = l->loop;
     s->sv.protocol = "smtp";
     s->sv.listener = s->cfg->name;
-    s->sv.client = conn->peer;
+    s->sv.client = *client;
     s->sv.conn = conn;
     s->sv.results = &s->results;
-    pc_addr_str((struct sockaddr *)&conn->peer, s->client_ip, sizeof(s->client_ip));
+    pc_addr_str((struct sockaddr *)client, s->client_ip, sizeof(s->client_ip));
 
-    /* Caps: connections per address and in total. */
-    s->conn_counted = 1;
-    unsigned n = pc_addr_conn_inc((struct sockaddr *)&conn->peer);
-    /* Trusted networks and load balancers are exempt, as Postfix exempts $mynetworks. */
-    if (s->cfg->max_connections_per_ip && n > s->cfg->max_connections_per_ip &&
-        !pc_netlist_match(&s->cfg->proxy_trusted, (struct sockaddr *)&conn->peer) &&
-        !pc_netlist_match(&s->cfg->trusted_networks, (struct sockaddr *)&conn->peer)) {
-        ss_reply(s, "421 4.7.0 %s Error: too many connections from your address", s->cfg->hostname);
-        pc_log_notice(s->sid, "event=limit limit=connections_per_ip client=%s count=%u",
-                      s->client_ip, n);
-        ss_close_session(s);
-        return;
-    }
-    if (s->cfg->proxy_trusted.n &&
-        pc_netlist_match(&s->cfg->proxy_trusted, (struct sockaddr *)&conn->peer)) {
-        s->phase = PH_PROXY;
-        pc_conn_set_timeout(conn, PROXY_TIMEOUT_MS);
-        pc_conn_read_start(conn);
-        return;
-    }
+    s->conn_counted = 1; /* the listener counted this address: released at close */
     session_ready(s);
 }

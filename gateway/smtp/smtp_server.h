@@ -8,6 +8,6 @@
 #include "listener.h"
 
 /* Takes over an accepted connection (peer/local filled). The session owns conn from now on. */
-void pc_smtp_session_start(pc_listener_rt *l, pc_conn *conn);
+void pc_smtp_session_start(pc_listener_rt *l, pc_conn *conn, const struct sockaddr_storage *client);
 
 #endif

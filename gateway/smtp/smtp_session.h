@@ -20,10 +20,8 @@
 
 #define PATH_MAX_LEN 512
 #define AUTH_LINE_MAX 12288 /* RFC 4954 §4 */
-#define PROXY_TIMEOUT_MS 10000
 
 enum phase {
-    PH_PROXY,   /* waiting for the PROXY header of a trusted load balancer */
     PH_CONNECT, /* connect hook running; no greeting yet */
     PH_CMD,     /* reading commands */
     PH_DATA,    /* reading the message */
