@@ -24,6 +24,8 @@ struct pc_imapc {
     pc_buf line;
     int tls_done;
     int tagn;
+    unsigned caps; /* PC_IMAPCAP_* of this session's last CAPABILITY answer */
+    char caps_text[sizeof(((pc_listener_rt *)0)->caps_text)];
 };
 
 static void noop_cb(pc_conn *conn, pc_conn_event ev, void *ud)
@@ -72,11 +74,11 @@ static void send_cmd(pc_imapc *c, const char *what, enum cphase next)
     pc_conn_write(c->conn, line, (size_t)n);
 }
 
+/* Keeps this session's view; the listener's copy is updated only by commit_caps(). */
 static void parse_caps(pc_imapc *c, pc_slice t)
 {
-    pc_listener_rt *l = c->p.l;
     unsigned f = 0;
-    pc_sanitize(l->caps_text, sizeof(l->caps_text), t.p, t.n, 0);
+    pc_sanitize(c->caps_text, sizeof(c->caps_text), t.p, t.n, 0);
     size_t i = 0;
     while (i < t.n) {
         while (i < t.n && t.p[i] == ' ')
@@ -100,8 +102,25 @@ static void parse_caps(pc_imapc *c, pc_slice t)
         else if (pc_imap_word_is(w, "IDLE"))
             f |= PC_IMAPCAP_IDLE;
     }
-    l->caps_flags = f;
+    c->caps = f;
+}
+
+/* The capabilities become the listener's (used by every session of it: login method, LITERAL+/-)
+ * only when they were read over the connection as it will be used: never the plaintext ones read
+ * before STARTTLS, which an attacker on the path could have written (RFC 9051 §6.2.1). */
+static void commit_caps(pc_imapc *c)
+{
+    pc_listener_rt *l = c->p.l;
+    l->caps_flags = c->caps;
+    memcpy(l->caps_text, c->caps_text, sizeof(l->caps_text));
     l->caps_known = 1;
+}
+
+static void ask_caps(pc_imapc *c)
+{
+    c->caps = 0;
+    c->caps_text[0] = '\0';
+    send_cmd(c, "CAPABILITY", C_CAPA);
 }
 
 static void start_tls(pc_imapc *c)
@@ -122,13 +141,14 @@ static int after_capa(pc_imapc *c)
 {
     const pc_upstream_cfg *u = &c->p.l->cfg->upstream;
     if (u->tls == PC_TLS_STARTTLS && !c->tls_done) {
-        if (!(c->p.l->caps_flags & PC_IMAPCAP_STARTTLS)) {
+        if (!(c->caps & PC_IMAPCAP_STARTTLS)) {
             finish(c, PC_IMAPC_PROTOCOL, "upstream does not offer STARTTLS");
             return 1;
         }
         send_cmd(c, "STARTTLS", C_STARTTLS);
         return 0;
     }
+    commit_caps(c);
     if (c->p.send_id) {
         char ip[INET6_ADDRSTRLEN], cmd[128];
         pc_addr_str((struct sockaddr *)&c->p.client, ip, sizeof(ip));
@@ -167,7 +187,7 @@ static int on_line(pc_imapc *c, const char *p, size_t n)
             finish(c, PC_IMAPC_PROTOCOL, "bad greeting");
             return -1;
         }
-        send_cmd(c, "CAPABILITY", C_CAPA);
+        ask_caps(c);
         return 0;
     case C_CAPA:
         if (h.kind == PC_IMAP_RESP_UNTAGGED && pc_imap_word_is(h.name, "CAPABILITY")) {
@@ -276,7 +296,7 @@ static void on_conn(pc_conn *conn, pc_conn_event ev, void *ud)
             c->phase = C_GREETING;
             read_responses(c);
         } else {
-            send_cmd(c, "CAPABILITY", C_CAPA); /* RFC 9051 §6.2.1: ask again after TLS */
+            ask_caps(c); /* RFC 9051 §6.2.1: ask again after TLS, forget the old answer */
         }
         return;
     case PC_CONN_EV_TLS_FAILED:

@@ -1,6 +1,7 @@
 /* imap_client.h — opening an IMAP session towards the upstream, up to the point where a login can
  * be sent: connect, PROXY v2 header (identity proxy), implicit TLS or STARTTLS (fail closed),
- * greeting (PREAUTH refused), CAPABILITY (kept in the listener's caps_*), ID x-originating-ip
+ * greeting (PREAUTH refused), CAPABILITY (kept in the listener's caps_*, never the plaintext
+ * answer read before STARTTLS), ID x-originating-ip
  * (identity imap_id). Then the caller takes the connection over and relays through it. */
 #ifndef PC_IMAP_CLIENT_H
 #define PC_IMAP_CLIENT_H

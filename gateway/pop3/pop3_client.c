@@ -41,6 +41,7 @@ struct pc_pop3c {
     int paused;
     int in_pump;
     int multiline; /* the command in flight has a multi-line answer */
+    unsigned caps; /* this session's last CAPA (PC_POP3_CAP_* and PC_POP3C_CAPF_PLAIN) */
     pc_pop3_body body;
     pc_buf capa;
 };
@@ -83,6 +84,10 @@ static int send_line(pc_pop3c *c, const char *line, size_t len, int secret)
     return rc;
 }
 
+/* Parses the CAPA list just read into this session's flags. It becomes the listener's (what the
+ * gateway offers its clients, which login to use) only when it was read over the connection as it
+ * will be used: never the plaintext list read before STLS, which an attacker on the path could have
+ * written (RFC 2595 §4). */
 static void store_caps(pc_pop3c *c)
 {
     pc_listener_rt *l = c->p.l;
@@ -91,7 +96,12 @@ static void store_caps(pc_pop3c *c)
     const char *b = pc_buf_used(&c->capa) ? pc_buf_ptr(&c->capa) : "";
     size_t n = pc_buf_used(&c->capa);
     pc_pop3_capa_parse(&cap, b, n);
-    l->caps_flags = cap.caps | ((cap.mechs & PC_POP3_MECH_PLAIN) ? PC_POP3C_CAPF_PLAIN : 0);
+    c->caps = cap.caps | ((cap.mechs & PC_POP3_MECH_PLAIN) ? PC_POP3C_CAPF_PLAIN : 0);
+    if (c->cfg->tls == PC_TLS_STARTTLS && !c->tls_done) {
+        pc_buf_release(&c->capa);
+        return;
+    }
+    l->caps_flags = c->caps;
     /* The text (for logs): the lines joined by ", ", sanitised. */
     char tmp[sizeof(l->caps_text)];
     size_t o = 0;
@@ -115,6 +125,7 @@ static void store_caps(pc_pop3c *c)
 static void send_capa(pc_pop3c *c)
 {
     c->phase = P_CAPA;
+    c->caps = 0;
     pc_buf_release(&c->capa);
     send_line(c, "CAPA", 4, 0);
 }
@@ -133,7 +144,7 @@ static void become_ready(pc_pop3c *c)
 static void after_capa(pc_pop3c *c)
 {
     if (c->cfg->tls == PC_TLS_STARTTLS && !c->tls_done) {
-        if (!(c->p.l->caps_flags & PC_POP3_CAP_STLS)) {
+        if (!(c->caps & PC_POP3_CAP_STLS)) {
             fail(c, PC_POP3C_PROTOCOL, "upstream does not offer STLS");
             return;
         }
@@ -166,6 +177,20 @@ static int start_tls(pc_pop3c *c)
     return pc_conn_tls_client(c->conn, c->p.l->upstream_tls, name, c->cfg->verify ? name : NULL);
 }
 
+/* POP3 has no unsolicited responses and the gateway sends one command at a time, so bytes already
+ * buffered when an answer is complete came before the next command was sent: taking them as its
+ * answer would desynchronise the session (an injected reply). Fails and returns 1 when there are
+ * any. */
+static int extra_bytes(pc_pop3c *c)
+{
+    if (pc_conn_pending(c->conn) == 0)
+        return 0;
+    pc_log_notice(c->p.sid, "event=upstream-unsolicited proto=pop3 bytes=%zu",
+                  pc_conn_pending(c->conn));
+    fail(c, PC_POP3C_PROTOCOL, "bytes after a complete answer");
+    return 1;
+}
+
 /* One status line in phase c->phase. Returns 0 to go on, -1 when the buffer must not be touched. */
 static int on_status(pc_pop3c *c, const pc_pop3_resp *r, size_t consumed)
 {
@@ -176,6 +201,8 @@ static int on_status(pc_pop3c *c, const pc_pop3_resp *r, size_t consumed)
             return -1;
         }
         pc_conn_consume(c->conn, consumed);
+        if (extra_bytes(c))
+            return -1;
         send_capa(c);
         return 0;
     case P_CAPA:
@@ -190,6 +217,8 @@ static int on_status(pc_pop3c *c, const pc_pop3_resp *r, size_t consumed)
             fail(c, PC_POP3C_PROTOCOL, "bad answer to CAPA");
             return -1;
         }
+        if (extra_bytes(c))
+            return -1;
         store_caps(c); /* no CAPA: nothing known to be offered */
         after_capa(c);
         return 0;
@@ -222,6 +251,8 @@ static int on_status(pc_pop3c *c, const pc_pop3_resp *r, size_t consumed)
             c->phase = P_BODY;
             return 0;
         }
+        if (extra_bytes(c))
+            return -1;
         c->phase = P_READY;
         pc_conn_set_timeout(c->conn, 0);
         if (c->h.done && !c->freed) {
@@ -260,6 +291,8 @@ static void pump(pc_pop3c *c)
             pc_conn_consume(c->conn, n);
             if (!done)
                 continue;
+            if (extra_bytes(c))
+                break;
             if (capa) {
                 store_caps(c);
                 after_capa(c);

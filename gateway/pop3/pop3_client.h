@@ -1,10 +1,12 @@
 /* pop3_client.h — a POP3 client session towards the upstream: connect (with an outbound PROXY v2
  * header when the identity mode is proxy), implicit TLS or STLS (RFC 2595) with chain and name
- * verification, greeting, CAPA (stored in the listener's caps_text/caps_flags), then one command at
- * a time with its status line and, for multi-line answers, the body streamed to the caller: wire
- * bytes (byte-exact, still dot-stuffed) and/or the dot-unstuffed content. Fails closed: STLS
- * missing where configured, or bytes after the +OK to STLS, end the session before any credential
- * is sent. Used by the POP3 server (pop3_server.c) and the start-up probe (worker.c). */
+ * verification, greeting, CAPA (stored in the listener's caps_text/caps_flags, never the plaintext
+ * list read before STLS), then one command at a time with its status line and, for multi-line
+ * answers, the body streamed to the caller: wire bytes (byte-exact, still dot-stuffed) and/or the
+ * dot-unstuffed content. Fails closed: STLS missing where configured, or bytes after the +OK to
+ * STLS, end the session before any credential is sent; bytes after any complete answer (POP3 has
+ * no unsolicited responses) end it too. Used by the POP3 server (pop3_server.c) and the start-up
+ * probe (worker.c). */
 #ifndef PC_POP3_CLIENT_H
 #define PC_POP3_CLIENT_H
 

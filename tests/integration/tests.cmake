@@ -18,6 +18,7 @@ if(TARGET portcullis)
     test_smtp_resources
     test_imap
     test_pop3
+    test_mailbox_attacks
   )
   foreach(module IN LISTS PC_INTEGRATION_MODULES)
     add_test(NAME integration.${module}
