@@ -15,12 +15,12 @@
 #include "log.h"
 #include "sanitize.h"
 
-static void up_send(isess *s, const void *p, size_t n)
+void is_up_send(isess *s, const void *p, size_t n)
 {
     pc_buf_append(&s->uout, p, n);
 }
 
-static void up_flush(isess *s)
+void is_up_flush(isess *s)
 {
     if (!s->up || pc_buf_used(&s->uout) == 0)
         return;
@@ -30,7 +30,7 @@ static void up_flush(isess *s)
     pc_buf_release(&s->uout);
 }
 
-static void out_add(isess *s, const void *p, size_t n)
+void is_out_add(isess *s, const void *p, size_t n)
 {
     pc_buf_append(&s->out, p, n);
     if (pc_buf_used(&s->out) >= IMAP_CHUNK)
@@ -48,17 +48,8 @@ static void drop_upstream(isess *s)
 
 void is_relay_free(isess *s)
 {
-    if (s->run) {
-        pc_chain_abort(s->run);
-        s->run = NULL;
-    }
-    if (s->msg)
-        pc_message_free(s->msg);
-    else
-        pc_spool_free(s->spool);
-    s->msg = NULL;
-    s->spool = NULL;
-    pc_buf_release(&s->notice);
+    is_retrieve_free(s);
+    is_ap_free(s);
     pc_results_reset(&s->results);
     drop_upstream(s);
 }
@@ -216,24 +207,24 @@ static void send_login(isess *s)
             login_failed_here(s, "credentials-too-long");
             return;
         }
-        up_send(s, s->login_tag, strlen(s->login_tag));
+        is_up_send(s, s->login_tag, strlen(s->login_tag));
         if (f & PC_IMAPCAP_SASLIR) {
-            up_send(s, " AUTHENTICATE PLAIN ", 20);
-            up_send(s, b64, k);
+            is_up_send(s, " AUTHENTICATE PLAIN ", 20);
+            is_up_send(s, b64, k);
         } else {
-            up_send(s, " AUTHENTICATE PLAIN", 19);
+            is_up_send(s, " AUTHENTICATE PLAIN", 19);
             s->login_stage = 1;
         }
-        up_send(s, "\r\n", 2);
+        is_up_send(s, "\r\n", 2);
         explicit_bzero(b64, sizeof(b64));
     } else if (!(f & PC_IMAPCAP_LOGINDISABLED) && zlen == 0 && quotable(user, ulen) &&
                quotable(pass, plen)) {
-        up_send(s, s->login_tag, strlen(s->login_tag));
-        up_send(s, " LOGIN ", 7);
+        is_up_send(s, s->login_tag, strlen(s->login_tag));
+        is_up_send(s, " LOGIN ", 7);
         add_quoted(&s->uout, user, ulen);
-        up_send(s, " ", 1);
+        is_up_send(s, " ", 1);
         add_quoted(&s->uout, pass, plen);
-        up_send(s, "\r\n", 2);
+        is_up_send(s, "\r\n", 2);
     } else {
         login_failed_here(s, "no-usable-login-method");
         return;
@@ -241,7 +232,7 @@ static void send_login(isess *s)
     s->phase = IP_LOGIN;
     if (s->login_stage == 0)
         wipe_cred(s);
-    up_flush(s);
+    is_up_flush(s);
     pc_conn_set_timeout(s->up, s->cfg->upstream.reply_timeout_ms);
     pc_conn_read_start(s->up);
 }
@@ -309,176 +300,7 @@ static void login_result(isess *s, const char *p, size_t n, const pc_imap_resp_h
     }
 }
 
-/* ---- the retrieve hook ----------------------------------------------------------------------- */
-
-static void pump(isess *s);
-
-static void hdr_value(isess *s, const char *name, char *out, size_t outlen, const char *def)
-{
-    char raw[512];
-    if (!s->msg || pc_message_header(s->msg, name, 0, raw, sizeof(raw)) < 0) {
-        snprintf(out, outlen, "%s", def);
-        return;
-    }
-    const char *p = raw;
-    while (*p == ' ' || *p == '\t')
-        p++;
-    pc_sanitize(out, outlen, p, strlen(p), 0);
-}
-
-/* Builds the short message that stands in for a withheld one. */
-static void build_notice(isess *s, const char *reason, const char *ref)
-{
-    char from[300], subj[300], date[100], why[300];
-    char deffrom[300];
-    snprintf(deffrom, sizeof(deffrom), "Mail gateway <postmaster@%s>", s->cfg->hostname);
-    hdr_value(s, "From", from, sizeof(from), deffrom);
-    hdr_value(s, "Subject", subj, sizeof(subj), "(no subject)");
-    hdr_value(s, "Date", date, sizeof(date), "Thu, 01 Jan 1970 00:00:00 +0000");
-    pc_sanitize(why, sizeof(why), reason, strlen(reason), 0);
-    pc_buf_reset(&s->notice);
-    pc_buf_printf(&s->notice,
-                  "From: %s\r\nSubject: [withheld by the mail gateway] %s\r\nDate: %s\r\n"
-                  "Message-ID: <%s@%s>\r\nMIME-Version: 1.0\r\n"
-                  "Content-Type: text/plain; charset=us-ascii\r\n"
-                  "Content-Transfer-Encoding: 7bit\r\nX-Portcullis-Reference: %s\r\n\r\n"
-                  "The mail gateway withheld this message.\r\n\r\nReason: %s\r\n"
-                  "Reference: %s\r\n\r\n"
-                  "Ask your administrator about it and quote the reference.\r\n",
-                  from, subj, date, ref, s->cfg->hostname, ref, why, ref);
-}
-
-static void scan_finish(isess *s)
-{
-    if (s->msg)
-        pc_message_free(s->msg);
-    else
-        pc_spool_free(s->spool);
-    s->msg = NULL;
-    s->spool = NULL;
-    s->sv.msg = NULL;
-    pc_buf_release(&s->notice);
-    pc_results_reset(&s->results);
-    s->scan = 0;
-    s->wait = IW_NONE;
-    s->fetched++;
-}
-
-static void emit(isess *s, const pc_verdict *v)
-{
-    char ref[64], hdr[40];
-    snprintf(ref, sizeof(ref), "pc-%llu-%u", (unsigned long long)s->sid, s->fetched + 1);
-    const char *action = "pass";
-    int withhold = s->scan == 2 || s->spool_err || !s->msg;
-    const char *reason = s->scan == 2 ? "message too large to be scanned" : "local error";
-    if (v && (v->action == PC_REJECT || v->action == PC_TEMPFAIL || v->action == PC_QUARANTINE ||
-              v->action == PC_DISCARD)) {
-        withhold = 1;
-        reason = v->text ? v->text : "rejected by policy";
-    }
-    if (withhold) {
-        build_notice(s, reason, ref);
-        action = "withheld";
-        int n = snprintf(hdr, sizeof(hdr), "{%zu}\r\n", pc_buf_used(&s->notice));
-        out_add(s, hdr, (size_t)n);
-        out_add(s, pc_buf_ptr(&s->notice), pc_buf_used(&s->notice));
-        pc_log_info(s->sid, "event=retrieve user=%s size=%llu action=%s reason=\"%s\" ref=%s",
-                    s->user, (unsigned long long)s->scan_size, action, reason, ref);
-        scan_finish(s);
-        return;
-    }
-    size_t sz = pc_message_size(s->msg);
-    int n = snprintf(hdr, sizeof(hdr), "{%zu}\r\n", sz);
-    out_add(s, hdr, (size_t)n);
-    pc_log_info(s->sid, "event=retrieve user=%s size=%llu sent=%zu action=%s duration_ms=%llu",
-                s->user, (unsigned long long)s->scan_size, sz,
-                v && v->action == PC_TAG ? "tag" : action,
-                (unsigned long long)(is_now_ms() - s->t0));
-    s->emit_off = 0;
-    s->wait = IW_PUMP;
-    pump(s);
-}
-
-/* Streams the message to the client while its write queue is low; continues on DRAIN. */
-static void pump(isess *s)
-{
-    char chunk[IMAP_CHUNK];
-    is_flush(s);
-    while (s->wait == IW_PUMP && s->c->wpending < IMAP_HIGH_WATER) {
-        ssize_t n = pc_message_read(s->msg, s->emit_off, chunk, sizeof(chunk));
-        if (n < 0) {
-            pc_log_err(s->sid, "event=spool-read-error");
-            is_close(s);
-            return;
-        }
-        if (n == 0) {
-            s->c->want_drain = 0;
-            scan_finish(s);
-            s->again = 1;
-            return;
-        }
-        s->emit_off += (size_t)n;
-        pc_conn_write(s->c, chunk, (size_t)n);
-    }
-    s->c->want_drain = 1;
-}
-
-static void chain_cb(void *ud, const pc_verdict *v)
-{
-    isess *s = ud;
-    s->run = NULL;
-    emit(s, v);
-    if (s->wait == IW_NONE && s->phase != IP_CLOSING) {
-        is_relay_upstream(s);
-        is_process(s);
-    }
-}
-
-static void scan_done(isess *s)
-{
-    if (s->scan == 1 && !s->spool_err) {
-        s->msg = pc_message_new(s->spool);
-        if (s->msg)
-            s->spool = NULL;
-    }
-    if (s->scan == 2 || s->spool_err || !s->msg) {
-        emit(s, NULL);
-        return;
-    }
-    s->sv.msg = s->msg;
-    s->wait = IW_CHAIN;
-    pc_chain_run *r = pc_chain_start(s->l->chain, PC_HOOK_RETRIEVE, &s->sv, chain_cb, s);
-    if (r)
-        s->run = r;
-}
-
-static void scan_begin(isess *s, const pc_imap_ev *ev)
-{
-    s->scan_size = ev->lit_size;
-    s->t0 = is_now_ms();
-    s->spool_err = 0;
-    if (ev->lit_size > s->cfg->mailbox.scan_max) {
-        if (!s->cfg->mailbox.oversize_refuse) {
-            pc_log_notice(s->sid, "event=retrieve user=%s size=%llu action=unscanned reason=size",
-                          s->user, (unsigned long long)ev->lit_size);
-            out_add(s, s->ann, s->ann_len);
-            return;
-        }
-        s->scan = 2;
-        return;
-    }
-    s->scan = 1;
-    s->spool = pc_spool_new(s->l->spool_threshold);
-    if (!s->spool)
-        s->spool_err = PC_SPOOL_EIO;
-}
-
 /* ---- upstream to client ---------------------------------------------------------------------- */
-
-static int scannable(const isess *s)
-{
-    return s->l->chain && (s->l->chain_hooks & PC_HOOK_BIT(PC_HOOK_RETRIEVE));
-}
 
 /* The first TEXT of a line without literals is the whole line: status and CAPABILITY responses
  * are handled here. Returns 1 when the line was taken care of (consumed, LINE_END to be dropped),
@@ -492,18 +314,32 @@ static int line_head(isess *s, const pc_imap_ev *ev)
         if (s->phase == IP_LOGIN) {
             char b64[4200];
             size_t k = s->login_stage == 1 ? plain_b64(s, b64, sizeof(b64)) : 0;
-            up_send(s, b64, k);
-            up_send(s, "\r\n", 2); /* an empty line (or "*") ends anything unexpected */
+            is_up_send(s, b64, k);
+            is_up_send(s, "\r\n", 2); /* an empty line (or "*") ends anything unexpected */
             explicit_bzero(b64, sizeof(b64));
             s->login_stage = 0;
             wipe_cred(s);
-            up_flush(s);
+            is_up_flush(s);
+            pc_conn_consume(s->up, ev->consumed);
+            return 1;
+        }
+        if (is_ap_upstream_line(s, &h)) {
             pc_conn_consume(s->up, ev->consumed);
             return 1;
         }
         s->sync_wait = 0; /* the client goes on with its literal (or IDLE) */
         s->again = 1;
         return 0;
+    }
+    if (s->phase == IP_RELAY && is_pf_line(s, ev->data.p, ev->data.n, &h)) {
+        s->u_skip_end = 1;
+        pc_conn_consume(s->up, ev->consumed);
+        return 1;
+    }
+    if (h.kind == PC_IMAP_RESP_TAGGED && s->phase == IP_RELAY) {
+        if (s->outstanding)
+            s->outstanding--;
+        is_ap_upstream_line(s, &h);
     }
     if (h.kind == PC_IMAP_RESP_TAGGED) {
         if (s->phase == IP_LOGIN && h.tag.n == strlen(s->login_tag) &&
@@ -536,13 +372,23 @@ static void up_text(isess *s, const pc_imap_ev *ev)
     const char *p = ev->data.p;
     size_t n = ev->data.n;
     int ann = n >= 2 && p[n - 1] == '\n';
-    if (ev->first && ann && scannable(s)) {
+    if (ev->first && is_scannable(s) && s->phase == IP_RELAY) {
         pc_imap_resp_head h;
         s->u_fetch = pc_imap_resp_split(p, n, &h) == PC_OK && h.kind == PC_IMAP_RESP_UNTAGGED &&
                      h.number.n && pc_imap_word_is(h.name, "FETCH");
+        s->u_seq = 0;
+        s->u_uid = 0;
+        s->u_pdepth = 0;
+        if (s->u_fetch) {
+            for (size_t i = 0; i < h.number.n && i < 10; i++)
+                s->u_seq = s->u_seq * 10 + (uint32_t)(h.number.p[i] - '0');
+            s->u_own = ann && is_pf_own_line(s, p, n);
+        }
     }
+    is_pf_text(s, p, n);
     if (!ann) {
-        out_add(s, p, n);
+        if (!s->u_own)
+            is_out_add(s, p, n);
         return;
     }
     size_t k = n;
@@ -551,7 +397,8 @@ static void up_text(isess *s, const pc_imap_ev *ev)
     if (k > 1 && p[k - 2] == '~')
         k--;
     if (k == 0 || n - (k - 1) > sizeof(s->ann)) {
-        out_add(s, p, n);
+        if (!s->u_own)
+            is_out_add(s, p, n);
         s->ann_len = 0;
         s->u_kind = PC_IMAP_ITEM_NONE;
         return;
@@ -559,14 +406,16 @@ static void up_text(isess *s, const pc_imap_ev *ev)
     k--;
     s->ann_len = n - k;
     memcpy(s->ann, p + k, s->ann_len);
-    pc_slice item;
+    pc_slice item = {"", 0};
     s->u_kind = s->u_fetch ? pc_imap_fetch_item(p, k, &item) : PC_IMAP_ITEM_NONE;
-    out_add(s, p, k);
+    snprintf(s->u_item, sizeof(s->u_item), "%.*s", (int)item.n, item.p);
+    if (!s->u_own)
+        is_out_add(s, p, k);
 }
 
 void is_relay_upstream(isess *s)
 {
-    while (s->up && s->wait == IW_NONE && !s->u_paused &&
+    while (s->up && s->wait == IW_NONE && !s->u_paused && s->ap != AP_CHAIN &&
            (s->phase == IP_LOGIN || s->phase == IP_RELAY)) {
         pc_imap_ev ev;
         int rc = pc_imap_tok_next(&s->utok, in_ptr(s->up), pc_conn_pending(s->up), &ev);
@@ -584,6 +433,7 @@ void is_relay_upstream(isess *s)
         case PC_IMAP_EV_TEXT:
             if (ev.first) {
                 s->u_fetch = 0;
+                s->u_own = 0;
                 s->u_skip_end = 0;
                 if (ev.data.n < 2 || ev.data.p[ev.data.n - 1] != '\n') {
                     int r = line_head(s, &ev);
@@ -597,10 +447,16 @@ void is_relay_upstream(isess *s)
             break;
         case PC_IMAP_EV_LITERAL:
             if (s->u_fetch && ev.depth == 1 && s->u_kind == PC_IMAP_ITEM_MESSAGE &&
-                ev.lit_size > 0 && s->ann_len)
-                scan_begin(s, &ev);
-            else
-                out_add(s, s->ann, s->ann_len);
+                ev.lit_size > 0 && s->ann_len) {
+                is_scan_begin(s, &ev);
+            } else if (s->u_own) {
+                s->scan = ev.lit_size > 0 ? 3 : 0; /* the gateway's own response: dropped */
+            } else if (s->u_fetch && ev.depth == 1 && s->u_kind == PC_IMAP_ITEM_PART &&
+                       s->ann_len && is_pf_part_literal(s, &ev)) {
+                s->scan = ev.lit_size > 0 ? 3 : 0; /* replaced by a notice part */
+            } else {
+                is_out_add(s, s->ann, s->ann_len);
+            }
             s->ann_len = 0;
             break;
         case PC_IMAP_EV_LITERAL_DATA:
@@ -608,20 +464,23 @@ void is_relay_upstream(isess *s)
                 int w = pc_spool_write(s->spool, ev.data.p, ev.data.n);
                 if (w != PC_SPOOL_OK)
                     s->spool_err = w;
-            } else if (!s->scan) {
-                out_add(s, ev.data.p, ev.data.n);
+            } else if (!s->scan && !s->u_own) {
+                is_out_add(s, ev.data.p, ev.data.n);
             }
-            if (s->scan && ev.lit_left == 0) {
+            if (s->scan == 3 && ev.lit_left == 0) {
+                s->scan = 0;
+            } else if (s->scan && ev.lit_left == 0) {
                 pc_conn_consume(s->up, ev.consumed);
-                scan_done(s);
+                is_scan_done(s);
                 continue;
             }
             break;
         case PC_IMAP_EV_LINE_END:
-            if (!s->u_skip_end)
-                out_add(s, ev.data.p, ev.data.n);
+            if (!s->u_skip_end && !s->u_own)
+                is_out_add(s, ev.data.p, ev.data.n);
             s->u_skip_end = 0;
             s->u_fetch = 0;
+            s->u_own = 0;
             break;
         default: break;
         }
@@ -641,7 +500,7 @@ void is_client_drained(isess *s)
     if (s->phase == IP_CLOSING)
         return;
     if (s->wait == IW_PUMP) {
-        pump(s);
+        is_pump(s);
         if (s->wait != IW_NONE)
             return;
     }
@@ -665,7 +524,9 @@ void is_up_event(pc_conn *c, pc_conn_event ev, void *ud)
             is_process(s);
         return;
     case PC_CONN_EV_DRAIN:
-        if (s->c_paused) {
+        if (s->ap == AP_SEND)
+            is_ap_pump(s);
+        if (s->c_paused && s->ap != AP_SEND) {
             s->c_paused = 0;
             s->up->want_drain = 0;
             pc_conn_read_start(s->c);
@@ -716,22 +577,33 @@ static void set_tag(isess *s, const pc_imap_ev *ev)
         snprintf(s->tag, sizeof(s->tag), "*");
 }
 
+/* The client waits: a held APPEND or a pre-scanned FETCH is in progress. */
+static int client_blocked(const isess *s)
+{
+    return s->ap >= AP_READY || (s->pf != PF_NONE && s->c_first);
+}
+
 void is_relay_client(isess *s)
 {
-    while (s->phase == IP_RELAY && s->up && !s->sync_wait && !s->c_paused) {
+    if (s->phase == IP_RELAY && s->ap == AP_READY)
+        is_ap_try_start(s);
+    if (s->phase == IP_RELAY && s->pf == PF_HELD)
+        is_pf_try_start(s);
+    while (s->phase == IP_RELAY && s->up && !s->sync_wait && !s->c_paused && !client_blocked(s)) {
         pc_imap_ev ev;
         int rc = pc_imap_tok_next(&s->ctok, in_ptr(s->c), pc_conn_pending(s->c), &ev);
         if (rc == PC_IMAP_EV_NEED_MORE)
             break;
         if (rc < 0) {
+            if (s->c_first)
+                set_tag(s, &ev);
             if (rc == PC_IMAP_E_LITERAL_TOO_BIG && s->line_fwd == 0 &&
                 pc_imap_tok_resume(&s->ctok) == 0) {
-                if (s->c_first)
-                    set_tag(s, &ev);
                 pc_conn_consume(s->c, ev.data.n);
                 is_reply(s, "%s %s", s->tag, "NO [TOOBIG] Literal too big");
                 s->c_first = 1;
                 s->swallow = 0;
+                is_ap_free(s);
                 is_error_count(s);
                 continue;
             }
@@ -739,9 +611,21 @@ void is_relay_client(isess *s)
             pc_sanitize(near, sizeof(near), ev.data.p, ev.data.n, 0);
             pc_log_notice(s->sid, "event=protocol-error client=%s code=%d near=\"%s\"",
                           s->client_ip, rc, near);
+            if (rc == PC_IMAP_E_LITERAL_TOO_BIG && (ev.lit_flags & PC_IMAP_LIT_NONSYNC) &&
+                s->line_fwd == 0) /* RFC 7888 section 4: its bytes follow, unframeable */
+                is_reply(s, "%s BAD [TOOBIG] Non-synchronizing literal too big", s->tag);
             is_reply(s, "* BYE Protocol error");
             is_close(s);
             return;
+        }
+        if (s->ap != AP_NONE) {
+            int r = is_ap_event(s, rc, &ev);
+            if (r < 0)
+                return;
+            if (r > 0) {
+                pc_conn_consume(s->c, ev.consumed);
+                continue;
+            }
         }
         switch (rc) {
         case PC_IMAP_EV_TEXT:
@@ -749,16 +633,26 @@ void is_relay_client(isess *s)
                 pc_imap_cmd_head h;
                 set_tag(s, &ev);
                 s->swallow = 0;
+                s->c_first = 0;
                 if (pc_imap_cmd_split(ev.data.p, ev.data.n, &h) == PC_OK) {
                     s->swallow_reply = intercepted(h.name);
                     s->swallow = s->swallow_reply != NULL;
                     if (pc_imap_word_is(h.name, "LOGOUT"))
                         s->logout = 1;
+                    if (!s->swallow && is_ap_wanted(s, &h)) {
+                        is_ap_event(s, rc, &ev);
+                        break;
+                    }
+                    if (!s->swallow && is_pf_command(s, &ev, &h))
+                        break;
+                    if (!s->swallow) {
+                        is_sel_command(s, &h);
+                        s->outstanding++;
+                    }
                 }
-                s->c_first = 0;
             }
             if (!s->swallow) {
-                up_send(s, ev.data.p, ev.data.n);
+                is_up_send(s, ev.data.p, ev.data.n);
                 s->line_fwd += ev.data.n;
             }
             break;
@@ -775,13 +669,15 @@ void is_relay_client(isess *s)
             break;
         case PC_IMAP_EV_LITERAL_DATA:
             if (!s->swallow)
-                up_send(s, ev.data.p, ev.data.n);
+                is_up_send(s, ev.data.p, ev.data.n);
             break;
         case PC_IMAP_EV_LINE_END:
             if (s->swallow)
                 is_reply(s, "%s %s", s->tag, s->swallow_reply);
+            else if (s->pf == PF_HELD)
+                pc_buf_append(&s->pf_cmd, ev.data.p, ev.data.n);
             else
-                up_send(s, ev.data.p, ev.data.n);
+                is_up_send(s, ev.data.p, ev.data.n);
             s->swallow = 0;
             s->c_first = 1;
             s->line_fwd = 0;
@@ -790,14 +686,18 @@ void is_relay_client(isess *s)
         }
         pc_conn_consume(s->c, ev.consumed);
         if (pc_buf_used(&s->uout) >= IMAP_CHUNK)
-            up_flush(s);
+            is_up_flush(s);
         if (s->up->wpending > IMAP_HIGH_WATER) {
             s->c_paused = 1;
             s->up->want_drain = 1;
             pc_conn_read_stop(s->c);
         }
     }
-    up_flush(s);
+    is_up_flush(s);
+    if (s->phase == IP_RELAY && s->ap == AP_READY)
+        is_ap_try_start(s);
+    if (s->phase == IP_RELAY && s->pf == PF_HELD)
+        is_pf_try_start(s);
     if (s->phase == IP_RELAY)
         pc_conn_set_timeout(s->c, s->cfg->mailbox.idle_timeout_ms);
 }

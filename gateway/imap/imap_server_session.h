@@ -32,6 +32,36 @@ enum iphase {
 
 enum iwait { IW_NONE, IW_CHAIN, IW_PUMP };
 
+/* APPEND through the message hook (imap_append.c). */
+enum iappend {
+    AP_NONE,
+    AP_ARGS,   /* reading the arguments before the message literal */
+    AP_BODY,   /* spooling the message literal */
+    AP_END,    /* the literal is in, waiting for the line end */
+    AP_READY,  /* complete, waiting for the retrieve hook to be idle */
+    AP_CHAIN,  /* the message hook runs */
+    AP_UPWAIT, /* "{n}" sent upstream, waiting for its "+" */
+    AP_SEND,   /* streaming the message upstream */
+};
+
+/* Section / partial FETCH pre-scan (imap_retrieve.c). */
+enum iprescan {
+    PF_NONE,
+    PF_HELD,  /* the client's FETCH is held until earlier commands are answered */
+    PF_UIDS,  /* internal "FETCH set (UID RFC822.SIZE)" running */
+    PF_SCAN,  /* internal "UID FETCH uids (UID BODY.PEEK[])" running */
+    PF_RELAY, /* the client's FETCH relayed, its parts checked against the map */
+};
+
+/* One message of the FETCH being pre-scanned: sequence number, UID, size, verdict. */
+typedef struct ipf_ent {
+    uint32_t seq, uid;
+    uint64_t size;
+    int state;  /* 0 unknown, 1 pass, 2 withheld */
+    char *info; /* withheld: "from\0subject\0date\0reason\0ref" */
+    size_t info_len;
+} ipf_ent;
+
 typedef struct isess {
     pc_listener_rt *l;
     const pc_listener_cfg *cfg;
@@ -97,6 +127,39 @@ typedef struct isess {
     pc_buf notice;
     size_t emit_off;
     uint64_t t0;
+
+    /* APPEND through the message hook */
+    enum iappend ap;
+    int ap_have_mbox; /* the mailbox argument was seen */
+    int ap_err;       /* spool error while reading the literal */
+    uint64_t ap_size;
+    pc_buf ap_cmd; /* "APPEND mailbox [flags] [date] " as it goes upstream (no tag) */
+    pc_spool *ap_spool;
+    pc_message *ap_msg;
+    pc_chain_run *ap_run;
+    size_t ap_off;
+    char ap_tag[64];
+    uint64_t ap_t0;
+
+    /* FETCH of sections / partials: pre-scan, verdict map, cache key */
+    unsigned outstanding; /* client commands sent upstream whose tagged answer is due */
+    char sel_mbox[256];   /* selected mailbox as the client named it ("" unknown) */
+    uint32_t sel_uidv;    /* its UIDVALIDITY (0 unknown) */
+    enum iprescan pf;
+    pc_buf pf_cmd;    /* the held FETCH command line (CRLF included) */
+    char pf_tag[64];  /* its tag */
+    char pf_itag[24]; /* tag of the internal command running */
+    int pf_uidcmd;    /* the client's command is UID FETCH */
+    int pf_failed;    /* the UID step failed: parts of unknown messages are withheld */
+    ipf_ent *pmap;
+    size_t pmap_n, pmap_cap;
+    unsigned pf_serial;
+    int scan_pre;    /* the literal being scanned belongs to the pre-scan */
+    uint32_t u_seq;  /* "* n FETCH": n */
+    uint32_t u_uid;  /* UID seen in this FETCH response so far (0 none) */
+    int u_pdepth;    /* parenthesis depth reached in this response's text */
+    int u_own;       /* the upstream line is the gateway's (internal command): not relayed */
+    char u_item[64]; /* item name of the literal held in ann */
 } isess;
 
 /* The conn's pending input, never a null pointer (the tokenizer may be called with 0 bytes to
@@ -123,5 +186,36 @@ void is_client_drained(isess *s);
 void is_relay_free(isess *s);
 void is_caps_rewrite(isess *s, const char *caps, size_t n, pc_buf *out);
 void is_tok_client_init(isess *s, int relay);
+void is_up_send(isess *s, const void *p, size_t n);
+void is_up_flush(isess *s);
+void is_out_add(isess *s, const void *p, size_t n);
+
+/* imap_retrieve.c: whole-message FETCH through the retrieve hook, the section pre-scan and the
+ * per-worker verdict cache */
+int is_scannable(const isess *s);
+void is_scan_begin(isess *s, const pc_imap_ev *ev);
+void is_scan_done(isess *s);
+void is_pump(isess *s);
+void is_retrieve_free(isess *s);
+/* Client side: a FETCH command head; returns 1 if it was held for a pre-scan. */
+int is_pf_command(isess *s, const pc_imap_ev *ev, const pc_imap_cmd_head *h);
+void is_pf_try_start(isess *s);
+/* Upstream side: a whole response line without literals (1: consumed), a first TEXT segment with
+ * a literal (1: the line is the gateway's own), a literal of a FETCH response item. */
+int is_pf_line(isess *s, const char *p, size_t n, const pc_imap_resp_head *h);
+int is_pf_own_line(isess *s, const char *p, size_t n);
+int is_pf_part_literal(isess *s, const pc_imap_ev *ev);
+void is_pf_text(isess *s, const char *p, size_t n);
+void is_sel_command(isess *s, const pc_imap_cmd_head *h);
+
+/* imap_append.c */
+int is_ap_wanted(const isess *s, const pc_imap_cmd_head *h);
+/* Client events while s->ap is active; returns 1 when the event was consumed (the caller drops
+ * ev->consumed bytes), 0 to let the relay handle it, -1 when the session closed. */
+int is_ap_event(isess *s, int rc, const pc_imap_ev *ev);
+void is_ap_try_start(isess *s);
+int is_ap_upstream_line(isess *s, const pc_imap_resp_head *h);
+void is_ap_pump(isess *s);
+void is_ap_free(isess *s);
 
 #endif

@@ -1,0 +1,877 @@
+/* imap_retrieve.c — FETCH through the retrieve hook: whole messages in FETCH responses spooled,
+ * scanned and sent on (or replaced by a notice); FETCH of sections and partials made safe by a
+ * pre-scan of the whole messages (internal commands on the upstream, responses consumed here) with
+ * a per-worker verdict cache keyed by (listener, user, mailbox, UIDVALIDITY, UID); the parts of a
+ * withheld message replaced by a notice part. Defends against: a dangerous message read piecewise
+ * (BODY[2], BODY[]<0.2048>) around the whole-message scan, cache poisoning by a UID spoofed in
+ * response text (UIDs read only at parenthesis depth 1 outside strings and sections). */
+#include "imap/imap_server_session.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "sanitize.h"
+
+#define PF_MAP_MAX 100000   /* messages one pre-scanned FETCH may cover */
+#define PF_UIDLIST_MAX 4000 /* bytes of UID set in one internal UID FETCH */
+
+enum { VS_UNKNOWN = 0, VS_PASS = 1, VS_WITHHELD = 2, VS_ASKED = 3 };
+
+/* ---- verdict cache: one per worker thread, direct-mapped ---------------------------------- */
+
+typedef struct vc_ent {
+    uint64_t h;
+    char *key;
+    int state;  /* VS_PASS or VS_WITHHELD */
+    char *info; /* withheld: the notice fields */
+    size_t info_len;
+} vc_ent;
+
+typedef struct vcache {
+    vc_ent *v;
+    size_t n;
+} vcache;
+
+static pthread_key_t vc_tkey;
+static pthread_once_t vc_once = PTHREAD_ONCE_INIT;
+static _Thread_local vcache *tl_vc;
+
+static void vc_destroy(void *p)
+{
+    vcache *c = p;
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->v[i].key);
+        free(c->v[i].info);
+    }
+    free(c->v);
+    free(c);
+}
+
+static void vc_init_key(void)
+{
+    pthread_key_create(&vc_tkey, vc_destroy);
+}
+
+static vcache *vc_get(const isess *s)
+{
+    if (tl_vc)
+        return tl_vc;
+    size_t n = s->cfg->mailbox.verdict_cache ? s->cfg->mailbox.verdict_cache : 10000;
+    pthread_once(&vc_once, vc_init_key);
+    vcache *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->v = calloc(n, sizeof(*c->v));
+    if (!c->v) {
+        free(c);
+        return NULL;
+    }
+    c->n = n;
+    pthread_setspecific(vc_tkey, c);
+    tl_vc = c;
+    return c;
+}
+
+static uint64_t fnv(const char *k)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *k; k++)
+        h = (h ^ (unsigned char)*k) * 1099511628211ull;
+    return h;
+}
+
+/* The key, or -1 when the mailbox or its UIDVALIDITY is not known (no caching then). */
+static int vc_keyof(const isess *s, uint32_t uid, char *out, size_t outlen)
+{
+    if (!uid || !s->sel_mbox[0] || !s->sel_uidv || !s->user[0])
+        return -1;
+    int n = snprintf(out, outlen, "%s\n%s\n%s\n%u\n%u", s->cfg->name, s->user, s->sel_mbox,
+                     (unsigned)s->sel_uidv, (unsigned)uid);
+    return n > 0 && (size_t)n < outlen ? 0 : -1;
+}
+
+static const vc_ent *vc_lookup(const isess *s, uint32_t uid)
+{
+    char key[700];
+    vcache *c;
+    if (vc_keyof(s, uid, key, sizeof(key)) < 0 || !(c = vc_get(s)))
+        return NULL;
+    uint64_t h = fnv(key);
+    const vc_ent *e = &c->v[h % c->n];
+    return e->key && e->h == h && strcmp(e->key, key) == 0 ? e : NULL;
+}
+
+static void vc_store(const isess *s, uint32_t uid, int state, const char *info, size_t info_len)
+{
+    char key[700];
+    vcache *c;
+    if (vc_keyof(s, uid, key, sizeof(key)) < 0 || !(c = vc_get(s)))
+        return;
+    uint64_t h = fnv(key);
+    vc_ent *e = &c->v[h % c->n];
+    free(e->key);
+    free(e->info);
+    memset(e, 0, sizeof(*e));
+    e->key = strdup(key);
+    if (!e->key)
+        return;
+    if (state == VS_WITHHELD) {
+        e->info = malloc(info_len ? info_len : 1);
+        if (!e->info) {
+            free(e->key);
+            e->key = NULL;
+            return;
+        }
+        memcpy(e->info, info, info_len);
+        e->info_len = info_len;
+    }
+    e->state = state;
+    e->h = h;
+}
+
+/* ---- the notice ---------------------------------------------------------------------------- */
+
+static void hdr_value(const pc_message *m, const char *name, char *out, size_t outlen,
+                      const char *def)
+{
+    char raw[512];
+    if (!m || pc_message_header(m, name, 0, raw, sizeof(raw)) < 0) {
+        snprintf(out, outlen, "%s", def);
+        return;
+    }
+    const char *p = raw;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    pc_sanitize(out, outlen, p, strlen(p), 0);
+}
+
+/* The notice's fields "from\0subject\0date\0reason\0ref" (all sanitised) into info. */
+static size_t notice_info(const isess *s, const pc_message *m, const char *reason, const char *ref,
+                          char *info, size_t infolen)
+{
+    char f[5][300];
+    char deffrom[300];
+    snprintf(deffrom, sizeof(deffrom), "Mail gateway <postmaster@%s>", s->cfg->hostname);
+    hdr_value(m, "From", f[0], sizeof(f[0]), deffrom);
+    hdr_value(m, "Subject", f[1], sizeof(f[1]), "(no subject)");
+    hdr_value(m, "Date", f[2], sizeof(f[2]), "Thu, 01 Jan 1970 00:00:00 +0000");
+    pc_sanitize(f[3], sizeof(f[3]), reason, strlen(reason), 0);
+    pc_sanitize(f[4], sizeof(f[4]), ref, strlen(ref), 0);
+    size_t o = 0;
+    for (int i = 0; i < 5; i++) {
+        size_t k = strlen(f[i]);
+        if (o + k + 1 > infolen)
+            break;
+        memcpy(info + o, f[i], k + 1);
+        o += k + 1;
+    }
+    return o;
+}
+
+enum { NOTICE_FULL, NOTICE_HEADER, NOTICE_BODY };
+
+/* The short message that stands in for a withheld one (form: all of it, its header or its body).
+ */
+static void notice_build(const isess *s, pc_buf *b, const char *info, size_t info_len, int form)
+{
+    const char *f[5] = {"", "", "", "", ""};
+    size_t k = 0;
+    for (size_t i = 0; i < info_len && k < 5; k++) {
+        f[k] = info + i;
+        i += strnlen(info + i, info_len - i) + 1;
+    }
+    pc_buf_reset(b);
+    if (form != NOTICE_BODY)
+        pc_buf_printf(b,
+                      "From: %s\r\nSubject: [withheld by the mail gateway] %s\r\nDate: %s\r\n"
+                      "Message-ID: <%s@%s>\r\nMIME-Version: 1.0\r\n"
+                      "Content-Type: text/plain; charset=us-ascii\r\n"
+                      "Content-Transfer-Encoding: 7bit\r\nX-Portcullis-Reference: %s\r\n\r\n",
+                      f[0], f[1], f[2], f[4], s->cfg->hostname, f[4]);
+    if (form != NOTICE_HEADER)
+        pc_buf_printf(b,
+                      "The mail gateway withheld this message.\r\n\r\nReason: %s\r\n"
+                      "Reference: %s\r\n\r\n"
+                      "Ask your administrator about it and quote the reference.\r\n",
+                      f[3], f[4]);
+}
+
+static int withheld_action(const pc_verdict *v)
+{
+    return v && (v->action == PC_REJECT || v->action == PC_TEMPFAIL || v->action == PC_QUARANTINE ||
+                 v->action == PC_DISCARD);
+}
+
+/* ---- whole messages in FETCH responses ------------------------------------------------------ */
+
+int is_scannable(const isess *s)
+{
+    return s->l->chain && (s->l->chain_hooks & PC_HOOK_BIT(PC_HOOK_RETRIEVE));
+}
+
+static void scan_finish(isess *s)
+{
+    if (s->msg)
+        pc_message_free(s->msg);
+    else
+        pc_spool_free(s->spool);
+    s->msg = NULL;
+    s->spool = NULL;
+    s->sv.msg = NULL;
+    pc_buf_release(&s->notice);
+    pc_results_reset(&s->results);
+    if (!s->scan_pre)
+        s->fetched++;
+    s->scan = 0;
+    s->scan_pre = 0;
+    s->wait = IW_NONE;
+}
+
+static ipf_ent *map_find(isess *s, uint32_t seq)
+{
+    size_t lo = 0, hi = s->pmap_n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (s->pmap[mid].seq == seq)
+            return &s->pmap[mid];
+        if (s->pmap[mid].seq < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static void ent_set(ipf_ent *e, int state, const char *info, size_t len)
+{
+    free(e->info);
+    e->info = NULL;
+    e->info_len = 0;
+    e->state = state;
+    if (state == VS_WITHHELD && (e->info = malloc(len ? len : 1)) != NULL) {
+        memcpy(e->info, info, len);
+        e->info_len = len;
+    }
+}
+
+/* The pre-scan's verdict for the message just scanned (v NULL: not scanned). */
+static void pre_verdict(isess *s, const pc_verdict *v)
+{
+    ipf_ent *e = map_find(s, s->u_seq);
+    uint32_t uid = s->u_uid ? s->u_uid : e ? e->uid : 0;
+    char ref[64], info[1600];
+    size_t ilen = 0;
+    snprintf(ref, sizeof(ref), "pc-%llu-p%u", (unsigned long long)s->sid, ++s->pf_serial);
+    int state = VS_PASS;
+    const char *action = v && v->action == PC_TAG ? "tag" : "pass";
+    const char *reason = "";
+    if (s->scan == 2) {
+        if (s->cfg->mailbox.oversize_refuse) {
+            state = VS_WITHHELD;
+            reason = "message too large to be scanned";
+        } else {
+            action = "unscanned";
+        }
+    } else if (s->spool_err || !s->msg) {
+        state = VS_WITHHELD;
+        reason = "local error";
+    } else if (withheld_action(v) || (v && v->action == PC_REPLACE)) {
+        state = VS_WITHHELD;
+        reason = v->text                   ? v->text
+                 : v->action == PC_REPLACE ? "replaced by policy"
+                                           : "rejected by policy";
+    }
+    if (state == VS_WITHHELD) {
+        action = "withheld";
+        ilen = notice_info(s, s->msg, reason, ref, info, sizeof(info));
+    }
+    if (e)
+        ent_set(e, state, info, ilen);
+    if (!(state == VS_PASS && s->scan == 2) && !s->spool_err) /* unscanned: not cached */
+        vc_store(s, uid, state, info, ilen);
+    char rs[300];
+    pc_sanitize(rs, sizeof(rs), reason, strlen(reason), 0);
+    pc_log_info(s->sid, "event=retrieve user=%s uid=%u size=%llu source=prescan action=%s%s%s%s%s",
+                s->user, (unsigned)uid, (unsigned long long)s->scan_size, action,
+                state == VS_WITHHELD ? " reason=\"" : "", state == VS_WITHHELD ? rs : "",
+                state == VS_WITHHELD ? "\" ref=" : "", state == VS_WITHHELD ? ref : "");
+    scan_finish(s);
+}
+
+static void emit(isess *s, const pc_verdict *v)
+{
+    char ref[64], hdr[40], info[1600];
+    snprintf(ref, sizeof(ref), "pc-%llu-%u", (unsigned long long)s->sid, s->fetched + 1);
+    const char *action = "pass";
+    int withhold = s->scan == 2 || s->spool_err || !s->msg;
+    const char *reason = s->scan == 2 ? "message too large to be scanned" : "local error";
+    if (withheld_action(v)) {
+        withhold = 1;
+        reason = v->text ? v->text : "rejected by policy";
+    }
+    if (withhold) {
+        size_t ilen = notice_info(s, s->msg, reason, ref, info, sizeof(info));
+        notice_build(s, &s->notice, info, ilen, NOTICE_FULL);
+        if (!s->spool_err && s->msg)
+            vc_store(s, s->u_uid, VS_WITHHELD, info, ilen);
+        action = "withheld";
+        int n = snprintf(hdr, sizeof(hdr), "{%zu}\r\n", pc_buf_used(&s->notice));
+        is_out_add(s, hdr, (size_t)n);
+        is_out_add(s, pc_buf_ptr(&s->notice), pc_buf_used(&s->notice));
+        char rs[300];
+        pc_sanitize(rs, sizeof(rs), reason, strlen(reason), 0);
+        pc_log_info(s->sid,
+                    "event=retrieve user=%s uid=%u size=%llu action=%s reason=\"%s\" ref=%s",
+                    s->user, (unsigned)s->u_uid, (unsigned long long)s->scan_size, action, rs, ref);
+        scan_finish(s);
+        return;
+    }
+    /* REPLACE serves the replacement whole; its parts would not match: withheld for sections. */
+    if (v && v->action == PC_REPLACE) {
+        size_t ilen = notice_info(s, s->msg, "replaced by policy", ref, info, sizeof(info));
+        vc_store(s, s->u_uid, VS_WITHHELD, info, ilen);
+    } else {
+        vc_store(s, s->u_uid, VS_PASS, NULL, 0);
+    }
+    size_t sz = pc_message_size(s->msg);
+    int n = snprintf(hdr, sizeof(hdr), "{%zu}\r\n", sz);
+    is_out_add(s, hdr, (size_t)n);
+    pc_log_info(
+        s->sid, "event=retrieve user=%s uid=%u size=%llu sent=%zu action=%s duration_ms=%llu",
+        s->user, (unsigned)s->u_uid, (unsigned long long)s->scan_size, sz,
+        v && v->action == PC_TAG ? "tag" : action, (unsigned long long)(is_now_ms() - s->t0));
+    s->emit_off = 0;
+    s->wait = IW_PUMP;
+    is_pump(s);
+}
+
+/* Streams the message to the client while its write queue is low; continues on DRAIN. */
+void is_pump(isess *s)
+{
+    char chunk[IMAP_CHUNK];
+    is_flush(s);
+    while (s->wait == IW_PUMP && s->c->wpending < IMAP_HIGH_WATER) {
+        ssize_t n = pc_message_read(s->msg, s->emit_off, chunk, sizeof(chunk));
+        if (n < 0) {
+            pc_log_err(s->sid, "event=spool-read-error");
+            is_close(s);
+            return;
+        }
+        if (n == 0) {
+            s->c->want_drain = 0;
+            scan_finish(s);
+            s->again = 1;
+            return;
+        }
+        s->emit_off += (size_t)n;
+        pc_conn_write(s->c, chunk, (size_t)n);
+    }
+    s->c->want_drain = 1;
+}
+
+static void chain_cb(void *ud, const pc_verdict *v)
+{
+    isess *s = ud;
+    s->run = NULL;
+    if (s->scan_pre)
+        pre_verdict(s, v);
+    else
+        emit(s, v);
+    if (s->wait == IW_NONE && s->phase != IP_CLOSING) {
+        is_relay_upstream(s);
+        is_process(s);
+    }
+}
+
+void is_scan_done(isess *s)
+{
+    if (s->scan == 1 && !s->spool_err) {
+        s->msg = pc_message_new(s->spool);
+        if (s->msg)
+            s->spool = NULL;
+    }
+    if (s->scan == 2 || s->spool_err || !s->msg) {
+        if (s->scan_pre)
+            pre_verdict(s, NULL);
+        else
+            emit(s, NULL);
+        return;
+    }
+    s->sv.msg = s->msg;
+    s->wait = IW_CHAIN;
+    pc_results_reset(&s->results);
+    pc_chain_run *r = pc_chain_start(s->l->chain, PC_HOOK_RETRIEVE, &s->sv, chain_cb, s);
+    if (r)
+        s->run = r;
+}
+
+void is_scan_begin(isess *s, const pc_imap_ev *ev)
+{
+    s->scan_pre = s->u_own;
+    s->scan_size = ev->lit_size;
+    s->t0 = is_now_ms();
+    s->spool_err = 0;
+    if (ev->lit_size > s->cfg->mailbox.scan_max) {
+        if (!s->cfg->mailbox.oversize_refuse && !s->scan_pre) {
+            pc_log_notice(s->sid,
+                          "event=retrieve user=%s uid=%u size=%llu action=unscanned reason=size",
+                          s->user, (unsigned)s->u_uid, (unsigned long long)ev->lit_size);
+            is_out_add(s, s->ann, s->ann_len);
+            return;
+        }
+        s->scan = 2; /* discarded; refused, or (pre-scan) passed unscanned */
+        return;
+    }
+    s->scan = 1;
+    s->spool = pc_spool_new(s->l->spool_threshold);
+    if (!s->spool)
+        s->spool_err = PC_SPOOL_EIO;
+}
+
+/* ---- the pre-scan of section / partial FETCH ---------------------------------------------- */
+
+static void map_free(isess *s)
+{
+    for (size_t i = 0; i < s->pmap_n; i++)
+        free(s->pmap[i].info);
+    free(s->pmap);
+    s->pmap = NULL;
+    s->pmap_n = s->pmap_cap = 0;
+}
+
+void is_retrieve_free(isess *s)
+{
+    if (s->run) {
+        pc_chain_abort(s->run);
+        s->run = NULL;
+    }
+    if (s->msg)
+        pc_message_free(s->msg);
+    else
+        pc_spool_free(s->spool);
+    s->msg = NULL;
+    s->spool = NULL;
+    pc_buf_release(&s->notice);
+    pc_buf_release(&s->pf_cmd);
+    map_free(s);
+    s->pf = PF_NONE;
+}
+
+/* Finds "name SP number" at parenthesis depth 1 of a FETCH response segment, outside quoted
+ * strings and section brackets; *depth carries the depth across segments. */
+static void scan_items(const char *p, size_t n, int *depth, uint32_t *uid, uint64_t *size,
+                       int *others)
+{
+    size_t i = 0;
+    while (i < n) {
+        char c = p[i];
+        if (c == '"') {
+            for (i++; i < n && p[i] != '"'; i++)
+                if (p[i] == '\\')
+                    i++;
+            i++;
+            continue;
+        }
+        if (c == '(') {
+            (*depth)++;
+            i++;
+            continue;
+        }
+        if (c == ')') {
+            (*depth)--;
+            i++;
+            continue;
+        }
+        if (c == ' ' || c == '\r' || c == '\n') {
+            i++;
+            continue;
+        }
+        size_t st = i;
+        while (i < n && p[i] != ' ' && p[i] != '(' && p[i] != ')' && p[i] != '"' && p[i] != '\r') {
+            if (p[i] == '[') {
+                while (i < n && p[i] != ']')
+                    i++;
+            }
+            if (i < n)
+                i++;
+        }
+        if (*depth != 1)
+            continue;
+        pc_slice w = {p + st, i - st};
+        int is_uid = pc_imap_word_is(w, "UID"), is_size = pc_imap_word_is(w, "RFC822.SIZE");
+        if (!is_uid && !is_size) {
+            if (others && !(w.n && w.p[0] == '{'))
+                (*others)++;
+            continue;
+        }
+        size_t j = i;
+        if (j >= n || p[j] != ' ')
+            continue;
+        j++;
+        uint64_t v = 0;
+        size_t d = 0;
+        while (j < n && p[j] >= '0' && p[j] <= '9' && d < 19) {
+            v = v * 10 + (uint64_t)(p[j] - '0');
+            j++;
+            d++;
+        }
+        if (!d)
+            continue;
+        if (is_uid && uid && v <= UINT32_MAX)
+            *uid = (uint32_t)v;
+        if (is_size && size)
+            *size = v;
+        i = j;
+    }
+}
+
+/* Every TEXT segment of an upstream FETCH response: picks up its UID. */
+void is_pf_text(isess *s, const char *p, size_t n)
+{
+    if (!s->u_fetch)
+        return;
+    scan_items(p, n, &s->u_pdepth, &s->u_uid, NULL, NULL);
+}
+
+static uint32_t parse_u32(pc_slice t)
+{
+    uint64_t v = 0;
+    if (!t.n || t.n > 10)
+        return 0;
+    for (size_t i = 0; i < t.n; i++) {
+        if (t.p[i] < '0' || t.p[i] > '9')
+            return 0;
+        v = v * 10 + (uint64_t)(t.p[i] - '0');
+    }
+    return v <= UINT32_MAX ? (uint32_t)v : 0;
+}
+
+/* Parses the mailbox argument of SELECT / EXAMINE (atom or quoted; a literal: unknown). */
+void is_sel_command(isess *s, const pc_imap_cmd_head *h)
+{
+    if (h->sub.n)
+        return;
+    if (pc_imap_word_is(h->name, "CLOSE") || pc_imap_word_is(h->name, "UNSELECT")) {
+        s->sel_mbox[0] = '\0';
+        s->sel_uidv = 0;
+        return;
+    }
+    if (!pc_imap_word_is(h->name, "SELECT") && !pc_imap_word_is(h->name, "EXAMINE"))
+        return;
+    s->sel_mbox[0] = '\0';
+    s->sel_uidv = 0;
+    const char *p = h->args.p;
+    size_t n = h->args.n, o = 0, i = 0;
+    char name[sizeof(s->sel_mbox)];
+    if (n && p[0] == '"') {
+        for (i = 1; i < n && p[i] != '"' && o + 1 < sizeof(name); i++) {
+            if (p[i] == '\\' && i + 1 < n)
+                i++;
+            name[o++] = p[i];
+        }
+        if (i >= n || p[i] != '"')
+            return;
+    } else {
+        for (i = 0; i < n && p[i] != ' ' && p[i] != '{' && p[i] != '(' && o + 1 < sizeof(name); i++)
+            name[o++] = p[i];
+        if (i < n && p[i] == '{')
+            return;
+    }
+    name[o] = '\0';
+    pc_slice w = {name, o};
+    if (pc_imap_word_is(w, "INBOX"))
+        snprintf(s->sel_mbox, sizeof(s->sel_mbox), "INBOX");
+    else
+        snprintf(s->sel_mbox, sizeof(s->sel_mbox), "%s", name);
+}
+
+/* Does the FETCH item list ask for a section or a partial? */
+static int wants_parts(const char *p, size_t n)
+{
+    static const char *const heads[] = {"BODY[", "BODY.PEEK[", "BINARY[", "BINARY.PEEK[", NULL};
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; heads[k]; k++) {
+            size_t hl = strlen(heads[k]);
+            pc_slice w = {p + i, hl};
+            if (i + hl > n || !pc_imap_word_is(w, heads[k]))
+                continue;
+            if (i > 0 && p[i - 1] != ' ' && p[i - 1] != '(')
+                continue;
+            size_t j = i + hl;
+            if (j < n && p[j] != ']')
+                return 1; /* a section */
+            if (j + 1 < n && p[j + 1] == '<')
+                return 1; /* a partial of the whole message */
+        }
+        static const char *const rfc[] = {"RFC822.HEADER", "RFC822.TEXT", NULL};
+        for (size_t k = 0; rfc[k]; k++) {
+            size_t hl = strlen(rfc[k]);
+            pc_slice w = {p + i, hl};
+            if (i + hl <= n && pc_imap_word_is(w, rfc[k]) &&
+                (i == 0 || p[i - 1] == ' ' || p[i - 1] == '('))
+                return 1;
+        }
+    }
+    return 0;
+}
+
+static int set_ok(pc_slice set)
+{
+    if (!set.n)
+        return 0;
+    for (size_t i = 0; i < set.n; i++)
+        if (!strchr("0123456789:*,$", set.p[i]))
+            return 0;
+    return 1;
+}
+
+int is_pf_command(isess *s, const pc_imap_ev *ev, const pc_imap_cmd_head *h)
+{
+    if (!is_scannable(s))
+        return 0;
+    int uid = pc_imap_word_is(h->name, "UID") && pc_imap_word_is(h->sub, "FETCH");
+    if (!uid && !(pc_imap_word_is(h->name, "FETCH") && !h->sub.n))
+        return 0;
+    if (ev->data.n && ev->data.p[ev->data.n - 1] == '\n') {
+        /* a literal inside the FETCH command (BODY[HEADER.FIELDS ({4}...)]): not pre-scanned */
+        pc_log_notice(s->sid, "event=retrieve user=%s action=unscanned reason=fetch-with-literal",
+                      s->user);
+        return 0;
+    }
+    if (!wants_parts(h->args.p, h->args.n))
+        return 0;
+    pc_buf_reset(&s->pf_cmd);
+    if (pc_buf_append(&s->pf_cmd, ev->data.p, ev->data.n) < 0)
+        return 0;
+    snprintf(s->pf_tag, sizeof(s->pf_tag), "%s", s->tag);
+    s->pf_uidcmd = uid;
+    s->pf_failed = 0;
+    s->pf = PF_HELD;
+    return 1;
+}
+
+static void pf_relay(isess *s)
+{
+    is_up_send(s, pc_buf_ptr(&s->pf_cmd), pc_buf_used(&s->pf_cmd));
+    pc_buf_release(&s->pf_cmd);
+    s->outstanding++;
+    s->pf = PF_RELAY;
+    s->pf_itag[0] = '\0';
+    is_up_flush(s);
+}
+
+static void pf_internal(isess *s, const char *fmt, const char *a, const char *b)
+{
+    char line[PF_UIDLIST_MAX + 200];
+    snprintf(s->pf_itag, sizeof(s->pf_itag), "PCX%llu.%u", (unsigned long long)(s->sid % 100000),
+             ++s->pf_serial);
+    int n = snprintf(line, sizeof(line), fmt, s->pf_itag, a, b);
+    if (n > 0 && (size_t)n < sizeof(line))
+        is_up_send(s, line, (size_t)n);
+    is_up_flush(s);
+}
+
+static int cmp_seq(const void *a, const void *b)
+{
+    const ipf_ent *x = a, *y = b;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Second step: verdicts from the cache or the size limit, the rest fetched whole and scanned. */
+static void pf_step_scan(isess *s)
+{
+    char list[PF_UIDLIST_MAX + 32];
+    size_t o = 0;
+    for (size_t i = 0; i < s->pmap_n; i++) {
+        ipf_ent *e = &s->pmap[i];
+        if (e->state != VS_UNKNOWN)
+            continue;
+        const vc_ent *c = vc_lookup(s, e->uid);
+        if (c) {
+            ent_set(e, c->state, c->info, c->info_len);
+            pc_log_info(s->sid, "event=retrieve user=%s uid=%u source=cache result=hit action=%s",
+                        s->user, (unsigned)e->uid, c->state == VS_PASS ? "pass" : "withheld");
+            continue;
+        }
+        if (e->size > s->cfg->mailbox.scan_max && !s->cfg->mailbox.oversize_refuse) {
+            e->state = VS_PASS;
+            pc_log_notice(s->sid,
+                          "event=retrieve user=%s uid=%u size=%llu action=unscanned reason=size",
+                          s->user, (unsigned)e->uid, (unsigned long long)e->size);
+            continue;
+        }
+        if (o > PF_UIDLIST_MAX)
+            continue; /* next batch */
+        /* consecutive UIDs as ranges */
+        uint32_t first = e->uid, last = e->uid;
+        e->state = VS_ASKED;
+        while (i + 1 < s->pmap_n && s->pmap[i + 1].state == VS_UNKNOWN &&
+               s->pmap[i + 1].uid == last + 1 && !vc_lookup(s, s->pmap[i + 1].uid) &&
+               s->pmap[i + 1].size <= s->cfg->mailbox.scan_max) {
+            i++;
+            s->pmap[i].state = VS_ASKED;
+            last = s->pmap[i].uid;
+        }
+        int k = first == last
+                    ? snprintf(list + o, sizeof(list) - o, "%s%u", o ? "," : "", (unsigned)first)
+                    : snprintf(list + o, sizeof(list) - o, "%s%u:%u", o ? "," : "", (unsigned)first,
+                               (unsigned)last);
+        if (k > 0)
+            o += (size_t)k;
+    }
+    if (!o) {
+        pf_relay(s);
+        return;
+    }
+    list[o] = '\0';
+    s->pf = PF_SCAN;
+    pf_internal(s, "%s UID FETCH %s%s (UID BODY.PEEK[])\r\n", list, "");
+}
+
+void is_pf_try_start(isess *s)
+{
+    if (s->pf != PF_HELD || s->outstanding || s->wait != IW_NONE || s->ap != AP_NONE || !s->c_first)
+        return;
+    pc_imap_cmd_head h;
+    const char *cmd = pc_buf_ptr(&s->pf_cmd);
+    size_t n = pc_buf_used(&s->pf_cmd);
+    pc_slice set = {"", 0};
+    if (pc_imap_cmd_split(cmd, n, &h) == PC_OK) {
+        const char *sp = memchr(h.args.p, ' ', h.args.n);
+        set = (pc_slice){h.args.p, sp ? (size_t)(sp - h.args.p) : h.args.n};
+    }
+    map_free(s);
+    if (!set_ok(set) || set.n > 1000) {
+        pc_log_notice(s->sid, "event=retrieve user=%s action=unscanned reason=fetch-set", s->user);
+        pf_relay(s);
+        return;
+    }
+    char sb[1001];
+    memcpy(sb, set.p, set.n);
+    sb[set.n] = '\0';
+    s->pf = PF_UIDS;
+    pf_internal(s, "%s %sFETCH %s (UID RFC822.SIZE)\r\n", s->pf_uidcmd ? "UID " : "", sb);
+}
+
+/* Whole upstream lines (no literal) while relaying. Returns 1 when consumed here. */
+int is_pf_line(isess *s, const char *p, size_t n, const pc_imap_resp_head *h)
+{
+    (void)p;
+    (void)n;
+    if (h->kind == PC_IMAP_RESP_UNTAGGED && h->status == PC_IMAP_ST_OK && h->code.n &&
+        pc_imap_word_is(h->code_name, "UIDVALIDITY")) {
+        const char *v = h->code_name.p + h->code_name.n;
+        while (v < h->code.p + h->code.n && *v == ' ')
+            v++;
+        s->sel_uidv = parse_u32((pc_slice){v, (size_t)(h->code.p + h->code.n - v)});
+        return 0;
+    }
+    if (h->kind == PC_IMAP_RESP_TAGGED && s->pf_itag[0] && h->tag.n == strlen(s->pf_itag) &&
+        memcmp(h->tag.p, s->pf_itag, h->tag.n) == 0) {
+        s->pf_itag[0] = '\0';
+        if (s->pf == PF_UIDS) {
+            if (h->status != PC_IMAP_ST_OK) {
+                s->pf_failed = 1;
+                pf_relay(s);
+                return 1;
+            }
+            qsort(s->pmap, s->pmap_n, sizeof(*s->pmap), cmp_seq);
+            pf_step_scan(s);
+        } else if (s->pf == PF_SCAN) {
+            pf_step_scan(s); /* the next batch, or the client's command */
+        }
+        return 1;
+    }
+    if (h->kind == PC_IMAP_RESP_TAGGED && s->pf == PF_RELAY && h->tag.n == strlen(s->pf_tag) &&
+        memcmp(h->tag.p, s->pf_tag, h->tag.n) == 0) {
+        map_free(s);
+        s->pf = PF_NONE;
+        s->again = 1;
+        return 0;
+    }
+    if (s->pf == PF_UIDS && h->kind == PC_IMAP_RESP_UNTAGGED && pc_imap_word_is(h->name, "FETCH")) {
+        uint32_t seq = parse_u32(h->number), uid = 0;
+        uint64_t size = 0;
+        int depth = 0, others = 0;
+        scan_items(h->text.p, h->text.n, &depth, &uid, &size, &others);
+        if (!seq || !uid)
+            return 0;
+        if (s->pmap_n < PF_MAP_MAX) {
+            if (s->pmap_n == s->pmap_cap) {
+                size_t nc = s->pmap_cap ? s->pmap_cap * 2 : 64;
+                ipf_ent *nm = realloc(s->pmap, nc * sizeof(*nm));
+                if (!nm)
+                    return 0;
+                s->pmap = nm;
+                s->pmap_cap = nc;
+            }
+            s->pmap[s->pmap_n++] = (ipf_ent){.seq = seq, .uid = uid, .size = size};
+        }
+        return others ? 0 : 1;
+    }
+    return 0;
+}
+
+/* First TEXT of an upstream line with a literal: the internal UID FETCH's responses are the
+ * gateway's. */
+int is_pf_own_line(isess *s, const char *p, size_t n)
+{
+    (void)p;
+    (void)n;
+    return s->pf == PF_SCAN && s->u_fetch;
+}
+
+/* A section / partial literal of the client's FETCH response: replaced by a notice part when the
+ * message is withheld (or could not be checked). Returns 1 when it was (the caller discards the
+ * content), 0 to relay it. */
+int is_pf_part_literal(isess *s, const pc_imap_ev *ev)
+{
+    if (s->pf != PF_RELAY)
+        return 0;
+    ipf_ent *e = map_find(s, s->u_seq);
+    if (e && e->state == VS_PASS)
+        return 0;
+    char info[1600];
+    const char *fi = e && e->state == VS_WITHHELD ? e->info : NULL;
+    size_t flen = e && e->state == VS_WITHHELD ? e->info_len : 0;
+    if (!fi) {
+        char ref[64];
+        snprintf(ref, sizeof(ref), "pc-%llu-p%u", (unsigned long long)s->sid, ++s->pf_serial);
+        flen = notice_info(s, NULL, "message could not be checked", ref, info, sizeof(info));
+        fi = info;
+        pc_log_notice(s->sid, "event=retrieve user=%s seq=%u action=withheld reason=unchecked",
+                      s->user, (unsigned)s->u_seq);
+    }
+    /* Which part: the header forms, a body part, or the whole message; then the partial. */
+    const char *it = s->u_item;
+    const char *br = strchr(it, '[');
+    const char *cl = br ? strchr(br, ']') : NULL;
+    int form = NOTICE_BODY;
+    pc_slice sec = {br ? br + 1 : "", br && cl ? (size_t)(cl - br - 1) : 0};
+    if (br && cl && sec.n == 0)
+        form = NOTICE_FULL;
+    else if (strstr(it, "HEADER") || strstr(it, "header") || strstr(it, "MIME") ||
+             strstr(it, "mime"))
+        form = NOTICE_HEADER;
+    pc_buf_reset(&s->notice);
+    notice_build(s, &s->notice, fi, flen, form);
+    size_t total = pc_buf_used(&s->notice), off = 0, len = total;
+    const char *lt = cl ? strchr(cl, '<') : NULL;
+    if (lt) {
+        off = (size_t)strtoull(lt + 1, NULL, 10);
+        if (off > total)
+            off = total;
+        len = total - off;
+        if (ev->lit_size < len)
+            len = (size_t)ev->lit_size;
+    }
+    char hdr[40];
+    int k = snprintf(hdr, sizeof(hdr), "{%zu}\r\n", len);
+    is_out_add(s, hdr, (size_t)k);
+    is_out_add(s, pc_buf_ptr(&s->notice) + off, len);
+    pc_buf_release(&s->notice);
+    return 1;
+}
