@@ -543,7 +543,9 @@ void is_up_event(pc_conn *c, pc_conn_event ev, void *ud)
             login_failed_here(s, "lost");
             return;
         }
-        if (!s->logout)
+        /* A line of our own only between two of the upstream's: inside a literal or a line it
+         * would become part of what the client parses. */
+        if (!s->logout && pc_imap_tok_between_lines(&s->utok))
             is_reply(s, "* BYE Upstream connection lost");
         pc_log_info(s->sid, "event=upstream-closed logout=%d", s->logout);
         is_close(s);

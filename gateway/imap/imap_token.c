@@ -44,6 +44,11 @@ void pc_imap_tok_cfg_default(pc_imap_tok_cfg *cfg, int server)
     cfg->literal8 = 0;
 }
 
+int pc_imap_tok_between_lines(const pc_imap_tok *t)
+{
+    return t->first && t->lit_left == 0;
+}
+
 static void line_reset(pc_imap_tok *t)
 {
     t->state = S_LINE;

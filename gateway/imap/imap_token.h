@@ -127,6 +127,10 @@ typedef struct pc_imap_ev {
 /* Starts a stream; cfg is copied. */
 void pc_imap_tok_init(pc_imap_tok *t, const pc_imap_tok_cfg *cfg);
 
+/* 1 when nothing of the current logical line has been handed out yet: the stream stands between
+ * two lines, where a proxy may insert a line of its own. */
+int pc_imap_tok_between_lines(const pc_imap_tok *t);
+
 /* Returns the next event for the input in[0..n) (borrowed for the call; the returned slices point
  * into it). Contract: after an event, the next call's input starts at in + ev->consumed; after
  * NEED_MORE, it starts with the same bytes again, possibly followed by more. An error is returned

@@ -250,6 +250,39 @@ static pc_imap_tok_cfg srv(void)
 
 /* ---- tokenizer ------------------------------------------------------------------------------ */
 
+/* The proxy may insert its own line only where the stream stands between two lines. */
+static void test_between_lines(void **st)
+{
+    (void)st;
+    pc_imap_tok_cfg cfg;
+    pc_imap_tok_cfg_default(&cfg, 1);
+    pc_imap_tok t;
+    pc_imap_tok_init(&t, &cfg);
+    assert_true(pc_imap_tok_between_lines(&t));
+    static const char in[] = "* 1 FETCH (BODY[] {5}\r\nabcde)\r\n";
+    size_t off = 0, n = sizeof(in) - 1;
+    int seen_literal_data = 0;
+    while (off < n) {
+        pc_imap_ev ev;
+        /* Feed the stream up to the middle of the literal first, then the rest. */
+        size_t avail = seen_literal_data ? n - off : (off < 26 ? 26 - off : n - off);
+        int rc = pc_imap_tok_next(&t, in + off, avail, &ev);
+        assert_true(rc >= 0);
+        if (rc == PC_IMAP_EV_NEED_MORE) {
+            seen_literal_data = 1;
+            continue;
+        }
+        off += ev.consumed;
+        if (rc == PC_IMAP_EV_LITERAL_DATA && ev.lit_left > 0)
+            assert_false(pc_imap_tok_between_lines(&t)); /* inside the literal */
+        if (rc == PC_IMAP_EV_TEXT && ev.data.p[ev.data.n - 1] != '\n')
+            assert_false(pc_imap_tok_between_lines(&t)); /* inside the line */
+        if (rc == PC_IMAP_EV_LINE_END)
+            assert_true(pc_imap_tok_between_lines(&t));
+    }
+    assert_true(pc_imap_tok_between_lines(&t));
+}
+
 static void test_defaults(void **st)
 {
     (void)st;
@@ -856,17 +889,17 @@ static void test_fetch_flow(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),         cmocka_unit_test(test_client_lines),
-        cmocka_unit_test(test_login_literals),   cmocka_unit_test(test_nonsync),
-        cmocka_unit_test(test_append_2k),        cmocka_unit_test(test_server_literals),
-        cmocka_unit_test(test_server_free_text), cmocka_unit_test(test_literal8),
-        cmocka_unit_test(test_quoted),           cmocka_unit_test(test_literal_syntax),
-        cmocka_unit_test(test_huge_sizes),       cmocka_unit_test(test_line_limit),
-        cmocka_unit_test(test_nul_bare),         cmocka_unit_test(test_nesting),
-        cmocka_unit_test(test_resume),           cmocka_unit_test(test_random_agreement),
-        cmocka_unit_test(test_word_is),          cmocka_unit_test(test_cmd_split),
-        cmocka_unit_test(test_resp_split),       cmocka_unit_test(test_fetch_item),
-        cmocka_unit_test(test_fetch_flow),
+        cmocka_unit_test(test_between_lines),    cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_client_lines),     cmocka_unit_test(test_login_literals),
+        cmocka_unit_test(test_nonsync),          cmocka_unit_test(test_append_2k),
+        cmocka_unit_test(test_server_literals),  cmocka_unit_test(test_server_free_text),
+        cmocka_unit_test(test_literal8),         cmocka_unit_test(test_quoted),
+        cmocka_unit_test(test_literal_syntax),   cmocka_unit_test(test_huge_sizes),
+        cmocka_unit_test(test_line_limit),       cmocka_unit_test(test_nul_bare),
+        cmocka_unit_test(test_nesting),          cmocka_unit_test(test_resume),
+        cmocka_unit_test(test_random_agreement), cmocka_unit_test(test_word_is),
+        cmocka_unit_test(test_cmd_split),        cmocka_unit_test(test_resp_split),
+        cmocka_unit_test(test_fetch_item),       cmocka_unit_test(test_fetch_flow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
