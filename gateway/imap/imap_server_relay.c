@@ -256,6 +256,19 @@ static void up_opened(void *ud, pc_imapc_status st)
 
 void is_login_start(isess *s)
 {
+    /* Failures are counted per client address across sessions, not only in this one. */
+    if (pc_addr_count((struct sockaddr *)&s->sv.client, PC_CNT_AUTHFAIL, 60) >=
+        3 * s->cfg->mailbox.auth_failures) {
+        is_reply(s, "%s NO [UNAVAILABLE] Too many failed logins from your address, try again later",
+                 s->login_tag);
+        pc_log_notice(s->sid, "event=limit limit=auth_failures_per_address client=%s",
+                      s->client_ip);
+        wipe_cred(s);
+        s->phase = IP_PRE;
+        is_tok_client_init(s, 0);
+        is_process(s);
+        return;
+    }
     pc_imapc_params p;
     memset(&p, 0, sizeof(p));
     p.l = s->l;
@@ -288,7 +301,7 @@ static void login_result(isess *s, const char *p, size_t n, const pc_imap_resp_h
         return;
     }
     pc_log_notice(s->sid, "event=login client=%s user=%s result=failed", s->client_ip, s->user);
-    pc_addr_event((struct sockaddr *)&s->sv.client, PC_CNT_AUTHFAIL, 600);
+    pc_addr_event((struct sockaddr *)&s->sv.client, PC_CNT_AUTHFAIL, 60);
     s->user[0] = '\0';
     drop_upstream(s);
     s->phase = IP_PRE;

@@ -162,6 +162,24 @@ class PreLogin(ImapBase):
         self.assertRegex(r[-1], rb"^t\d+ NO ")
         self.assertNotIn(ALICE_PW, gw.log_text())
 
+    def test_failed_logins_counted_per_address(self):
+        if not h.loopback_alias_ok("127.0.0.6"):
+            self.skipTest("cannot bind 127.0.0.6")
+        gw = self.imap_gateway(tls="implicit", mailbox={"auth_failures": 1})
+        for _ in range(3):  # each session closes after its one allowed failure
+            c = self.imap(gw.port, tls_context=self.ca_context(), source="127.0.0.6")
+            r = c.cmd('LOGIN alice "wrong"')
+            self.assertRegex(r[-1], rb"^t\d+ NO ")
+            c.close()
+        # Three failures from this address in the last minute: refused without asking the upstream.
+        c = self.imap(gw.port, tls_context=self.ca_context(), source="127.0.0.6")
+        r = c.cmd('LOGIN alice "%s"' % ALICE_PW)
+        self.assertRegex(r[-1], rb"^t\d+ NO \[UNAVAILABLE\] Too many failed logins")
+        self.assertIn("limit=auth_failures_per_address", gw.log_text())
+        # Another address is not affected.
+        c = self.tls_client(gw)
+        self.login(c)
+
     def test_plaintext_allowed(self):
         gw = self.imap_gateway(mailbox={"plaintext_auth": "allow"})
         c = self.imap(gw.port)
