@@ -35,7 +35,9 @@ static void usage(FILE *f)
             "  one-line options: --require-tls --domain D --trust NET --ca-file F --no-verify\n"
             "                    --upstream-identity none|xclient|proxy --hostname H --workers N\n"
             "                    --user U --log-level L --filter NAME --max-message-size SIZE\n"
-            "  URL schemes: smtp, smtps (listen); smtp, smtp+starttls, smtps (upstream)\n"
+            "  URL schemes: smtp, smtps, pop3, pop3s, imap, imaps (listen; STARTTLS/STLS offered\n"
+            "               when a certificate is given); the same and smtp+starttls, pop3+stls,\n"
+            "               imap+starttls (upstream)\n"
             "  -V  print the version;  -h  this help\n");
 }
 
