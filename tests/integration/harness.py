@@ -1323,9 +1323,10 @@ class Pop3Client:
     lines; bodies returned as received on the wire, dot-stuffing kept, without the final ".\\r\\n")."""
 
     def __init__(self, port, host="127.0.0.1", timeout=10.0, tls_context=None,
-                 server_hostname="localhost", greeting=True):
+                 server_hostname="localhost", greeting=True, source=None):
         self.timeout = timeout
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         if tls_context is not None:
             self.sock = tls_context.wrap_socket(self.sock, server_hostname=server_hostname)
         self.buf = b""

@@ -19,6 +19,7 @@ if(TARGET portcullis)
     test_imap
     test_pop3
     test_mailbox_attacks
+    test_mailbox_identity
   )
   foreach(module IN LISTS PC_INTEGRATION_MODULES)
     add_test(NAME integration.${module}
