@@ -176,8 +176,11 @@ void p3_serve_pump(p3sess *s)
                 out[o++] = '\n';
             }
             memcpy(out + o, ".\r\n", 3);
-            p3_write(s, out, o + 3);
-            finish(s);
+            if (p3_queue(s, out, o + 3) < 0) {
+                p3_close(s);
+                return;
+            }
+            finish(s); /* the answer leaves in one write with the next ones (process flushes) */
             return;
         }
         for (ssize_t i = 0; i < n; i++) {
@@ -190,19 +193,20 @@ void p3_serve_pump(p3sess *s)
             s->serve_last2 = ((s->serve_last2 << 8) | (unsigned char)b) & 0xffff;
         }
         s->serve_off += (size_t)n;
-        if (p3_write(s, out, o) < 0) {
+        if (p3_queue(s, out, o) < 0) {
             p3_close(s);
             return;
         }
     }
-    if (s->serving)
+    if (s->serving) {
+        p3_flush(s);
         s->c->want_drain = 1;
+    }
 }
 
 static void serve(p3sess *s, const char *okline)
 {
-    p3_reply(s, "%s", okline);
-    p3_flush(s);
+    p3_reply(s, "%s", okline); /* written with the body */
     s->serving = 1;
     s->serve_off = 0;
     s->serve_bol = 1;

@@ -60,6 +60,18 @@ int p3_write(p3sess *s, const void *p, size_t n)
     return pc_conn_write(s->c, p, n);
 }
 
+int p3_queue(p3sess *s, const void *p, size_t n)
+{
+    if (pc_buf_used(&s->out) + n > P3_OUT_BATCH) {
+        p3_flush(s);
+        if (n > P3_OUT_BATCH)
+            return p3_write(s, p, n);
+    }
+    if (pc_buf_append(&s->out, p, n) < 0)
+        return p3_write(s, p, n);
+    return 0;
+}
+
 static void error_count(p3sess *s)
 {
     if (++s->errors >= s->max_errors) {
@@ -108,8 +120,7 @@ static void relay_status(void *ud, const pc_pop3_resp *r)
     p3sess *s = ud;
     char text[PC_POP3_RESP_MAX];
     pc_sanitize(text, sizeof(text), r->line.p, r->line.n, 0);
-    p3_reply(s, "%s", text);
-    p3_flush(s);
+    p3_reply(s, "%s", text); /* goes out with the body (or at the end of the batch) */
     s->status_sent = 1;
 }
 
@@ -118,7 +129,7 @@ static int relay_raw(void *ud, const char *p, size_t n)
     p3sess *s = ud;
     if (s->cmd.verb == PC_POP3_CAPA)
         return 0;
-    if (p3_write(s, p, n) < 0)
+    if (p3_queue(s, p, n) < 0)
         return -1;
     if (s->c->wpending > P3_OUT_HIGH && !s->up_paused) {
         s->up_paused = 1;
@@ -649,6 +660,17 @@ static void sasl_line(p3sess *s, char *line, size_t len)
 
 /* ---- input ---------------------------------------------------------------------------------- */
 
+/* A pipelining client: the answer just completed may wait in s->out (bounded by P3_OUT_BATCH) for
+ * the next one when the command now in flight was already queued behind it, so a batch of answers
+ * leaves in few writes. Nothing waits once the client has no complete command queued. */
+static int batch_more(p3sess *s)
+{
+    if (!s->busy || s->phase != P3_TRANS || s->serving || pc_buf_used(&s->out) == 0)
+        return 0;
+    size_t avail = pc_conn_pending(s->c);
+    return avail > 0 && memchr(pc_buf_ptr(&s->c->in), '\n', avail) != NULL;
+}
+
 static void process(p3sess *s)
 {
     if (s->in_process) {
@@ -706,7 +728,8 @@ static void process(p3sess *s)
     s->in_process = 0;
     if (s->phase == P3_CLOSING)
         return;
-    p3_flush(s);
+    if (!batch_more(s))
+        p3_flush(s);
     if (!s->busy && (s->phase == P3_AUTHZ || s->phase == P3_SASL))
         pc_conn_set_timeout(s->c, s->prelogin_ms);
     else if (!s->busy && s->phase == P3_TRANS)

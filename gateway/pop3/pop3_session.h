@@ -18,6 +18,7 @@
 
 #define P3_CRED_MAX 2048          /* the PASS / AUTH PLAIN line sent upstream */
 #define P3_OUT_HIGH (1024 * 1024) /* client write queue above which the upstream is paused */
+#define P3_OUT_BATCH (64 * 1024)  /* answers are gathered in s->out up to this, then written */
 
 enum p3_phase {
     P3_TLS,   /* handshake in progress */
@@ -95,6 +96,9 @@ typedef struct p3sess {
 void p3_reply(p3sess *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void p3_flush(p3sess *s);
 int p3_write(p3sess *s, const void *p, size_t n);
+/* Appends to s->out (status line and body leave in one write); flushes past P3_OUT_BATCH. The
+ * rest goes out at p3_flush (end of input processing, close). */
+int p3_queue(p3sess *s, const void *p, size_t n);
 void p3_resume(p3sess *s);
 void p3_close(p3sess *s);
 void p3_upstream_lost(p3sess *s);
