@@ -7,9 +7,9 @@
 #include <time.h>
 
 #include "conn.h"
+#include "imap/imap_client.h"
 #include "log.h"
 #include "pop3/pop3_client.h"
-#include "imap/imap_client.h"
 #include "smtp/smtp_client.h"
 
 enum { CMD_STOP = 1, CMD_RELOAD = 2 };
