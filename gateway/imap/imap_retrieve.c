@@ -7,81 +7,20 @@
  * response text (UIDs read only at parenthesis depth 1 outside strings and sections). */
 #include "imap/imap_server_session.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
 #include "sanitize.h"
+#include "vcache.h"
 
 #define PF_MAP_MAX 100000   /* messages one pre-scanned FETCH may cover */
 #define PF_UIDLIST_MAX 4000 /* bytes of UID set in one internal UID FETCH */
 
 enum { VS_UNKNOWN = 0, VS_PASS = 1, VS_WITHHELD = 2, VS_ASKED = 3 };
 
-/* ---- verdict cache: one per worker thread, direct-mapped ---------------------------------- */
-
-typedef struct vc_ent {
-    uint64_t h;
-    char *key;
-    int state;  /* VS_PASS or VS_WITHHELD */
-    char *info; /* withheld: the notice fields */
-    size_t info_len;
-} vc_ent;
-
-typedef struct vcache {
-    vc_ent *v;
-    size_t n;
-} vcache;
-
-static pthread_key_t vc_tkey;
-static pthread_once_t vc_once = PTHREAD_ONCE_INIT;
-static _Thread_local vcache *tl_vc;
-
-static void vc_destroy(void *p)
-{
-    vcache *c = p;
-    for (size_t i = 0; i < c->n; i++) {
-        free(c->v[i].key);
-        free(c->v[i].info);
-    }
-    free(c->v);
-    free(c);
-}
-
-static void vc_init_key(void)
-{
-    pthread_key_create(&vc_tkey, vc_destroy);
-}
-
-static vcache *vc_get(const isess *s)
-{
-    if (tl_vc)
-        return tl_vc;
-    size_t n = s->cfg->mailbox.verdict_cache ? s->cfg->mailbox.verdict_cache : 10000;
-    pthread_once(&vc_once, vc_init_key);
-    vcache *c = calloc(1, sizeof(*c));
-    if (!c)
-        return NULL;
-    c->v = calloc(n, sizeof(*c->v));
-    if (!c->v) {
-        free(c);
-        return NULL;
-    }
-    c->n = n;
-    pthread_setspecific(vc_tkey, c);
-    tl_vc = c;
-    return c;
-}
-
-static uint64_t fnv(const char *k)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *k; k++)
-        h = (h ^ (unsigned char)*k) * 1099511628211ull;
-    return h;
-}
+/* ---- verdict cache (vcache.c), keyed by listener, user, mailbox, UIDVALIDITY and UID ---- */
 
 /* The key, or -1 when the mailbox or its UIDVALIDITY is not known (no caching then). */
 static int vc_keyof(const isess *s, uint32_t uid, char *out, size_t outlen)
@@ -93,43 +32,27 @@ static int vc_keyof(const isess *s, uint32_t uid, char *out, size_t outlen)
     return n > 0 && (size_t)n < outlen ? 0 : -1;
 }
 
-static const vc_ent *vc_lookup(const isess *s, uint32_t uid)
+static size_t vc_slots(const isess *s)
 {
-    char key[700];
-    vcache *c;
-    if (vc_keyof(s, uid, key, sizeof(key)) < 0 || !(c = vc_get(s)))
-        return NULL;
-    uint64_t h = fnv(key);
-    const vc_ent *e = &c->v[h % c->n];
-    return e->key && e->h == h && strcmp(e->key, key) == 0 ? e : NULL;
+    return s->cfg->mailbox.verdict_cache ? s->cfg->mailbox.verdict_cache : 10000;
 }
 
+static const pc_vcache_ent *vc_lookup(const isess *s, uint32_t uid)
+{
+    char key[700];
+    if (vc_keyof(s, uid, key, sizeof(key)) < 0)
+        return NULL;
+    return pc_vcache_lookup(vc_slots(s), key);
+}
+
+/* state VS_PASS or VS_WITHHELD (with the notice fields). */
 static void vc_store(const isess *s, uint32_t uid, int state, const char *info, size_t info_len)
 {
     char key[700];
-    vcache *c;
-    if (vc_keyof(s, uid, key, sizeof(key)) < 0 || !(c = vc_get(s)))
+    if (vc_keyof(s, uid, key, sizeof(key)) < 0)
         return;
-    uint64_t h = fnv(key);
-    vc_ent *e = &c->v[h % c->n];
-    free(e->key);
-    free(e->info);
-    memset(e, 0, sizeof(*e));
-    e->key = strdup(key);
-    if (!e->key)
-        return;
-    if (state == VS_WITHHELD) {
-        e->info = malloc(info_len ? info_len : 1);
-        if (!e->info) {
-            free(e->key);
-            e->key = NULL;
-            return;
-        }
-        memcpy(e->info, info, info_len);
-        e->info_len = info_len;
-    }
-    e->state = state;
-    e->h = h;
+    int withheld = state == VS_WITHHELD;
+    pc_vcache_store(vc_slots(s), key, state, withheld ? info : NULL, withheld ? info_len : 0);
 }
 
 /* ---- the notice ---------------------------------------------------------------------------- */
@@ -689,7 +612,7 @@ static void pf_step_scan(isess *s)
         ipf_ent *e = &s->pmap[i];
         if (e->state != VS_UNKNOWN)
             continue;
-        const vc_ent *c = vc_lookup(s, e->uid);
+        const pc_vcache_ent *c = vc_lookup(s, e->uid);
         if (c) {
             ent_set(e, c->state, c->info, c->info_len);
             pc_log_info(s->sid, "event=retrieve user=%s uid=%u source=cache result=hit action=%s",

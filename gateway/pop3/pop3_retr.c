@@ -2,7 +2,6 @@
  * body spooled, the chain run, then the original bytes, the tagged message or a notice served. */
 #include "pop3/pop3_session.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,67 +9,9 @@
 
 #include "log.h"
 #include "sanitize.h"
+#include "vcache.h"
 
-/* ---- verdict cache: one per worker thread, direct-mapped, keyed by listener + user + UIDL ---- */
-
-typedef struct vc_ent {
-    uint64_t h;
-    char *key;
-    char *info; /* NULL: clean; else the notice's fields "from\0subject\0date\0reason\0action" */
-    size_t info_len;
-} vc_ent;
-
-typedef struct vcache {
-    vc_ent *v;
-    size_t n;
-} vcache;
-
-static pthread_key_t vc_key;
-static pthread_once_t vc_once = PTHREAD_ONCE_INIT;
-static _Thread_local vcache *tl_vc;
-
-static void vc_destroy(void *p)
-{
-    vcache *c = p;
-    for (size_t i = 0; i < c->n; i++) {
-        free(c->v[i].key);
-        free(c->v[i].info);
-    }
-    free(c->v);
-    free(c);
-}
-
-static void vc_init_key(void)
-{
-    pthread_key_create(&vc_key, vc_destroy);
-}
-
-static vcache *vc_get(size_t n)
-{
-    if (tl_vc)
-        return tl_vc;
-    pthread_once(&vc_once, vc_init_key);
-    vcache *c = calloc(1, sizeof(*c));
-    if (!c)
-        return NULL;
-    c->v = calloc(n, sizeof(*c->v));
-    if (!c->v) {
-        free(c);
-        return NULL;
-    }
-    c->n = n;
-    pthread_setspecific(vc_key, c);
-    tl_vc = c;
-    return c;
-}
-
-static uint64_t fnv(const char *k)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *k; k++)
-        h = (h ^ (unsigned char)*k) * 1099511628211ull;
-    return h;
-}
+/* ---- verdict cache (vcache.c), keyed by listener + user + UIDL --------------------------- */
 
 static int vc_keyof(p3sess *s, char *out, size_t outlen)
 {
@@ -78,39 +19,21 @@ static int vc_keyof(p3sess *s, char *out, size_t outlen)
     return n > 0 && (size_t)n < outlen ? 0 : -1;
 }
 
-static vc_ent *vc_lookup(p3sess *s)
+/* NULL info in an entry: the message was clean; else the notice's fields. */
+static const pc_vcache_ent *vc_lookup(p3sess *s)
 {
     char key[512];
-    vcache *c;
-    if (!s->uidl[0] || vc_keyof(s, key, sizeof(key)) < 0 || !(c = vc_get(s->cache_size)))
+    if (!s->uidl[0] || vc_keyof(s, key, sizeof(key)) < 0)
         return NULL;
-    uint64_t h = fnv(key);
-    vc_ent *e = &c->v[h % c->n];
-    return e->key && e->h == h && strcmp(e->key, key) == 0 ? e : NULL;
+    return pc_vcache_lookup(s->cache_size, key);
 }
 
 static void vc_store(p3sess *s, const char *info, size_t info_len)
 {
     char key[512];
-    vcache *c;
-    if (!s->uidl[0] || vc_keyof(s, key, sizeof(key)) < 0 || !(c = vc_get(s->cache_size)))
+    if (!s->uidl[0] || vc_keyof(s, key, sizeof(key)) < 0)
         return;
-    uint64_t h = fnv(key);
-    vc_ent *e = &c->v[h % c->n];
-    free(e->key);
-    free(e->info);
-    memset(e, 0, sizeof(*e));
-    e->key = strdup(key);
-    if (info && (e->info = malloc(info_len)) != NULL) {
-        memcpy(e->info, info, info_len);
-        e->info_len = info_len;
-    } else if (info || !e->key) {
-        free(e->key);
-        free(e->info);
-        memset(e, 0, sizeof(*e));
-        return;
-    }
-    e->h = h;
+    pc_vcache_store(s->cache_size, key, info != NULL, info, info_len);
 }
 
 /* ---- session helpers ----------------------------------------------------------------------- */
@@ -503,7 +426,7 @@ static void single_done(void *ud, pc_pop3c_status st, unsigned flags)
         return;
     }
     if (s->rstep == R_UIDL) {
-        vc_ent *e = vc_lookup(s);
+        const pc_vcache_ent *e = vc_lookup(s);
         if (e) {
             s->cache_hits++;
             pc_log_info(s->sid, "event=retrieve user=%s msg=%u uidl=%s verdict=%s cached=1",
