@@ -74,6 +74,21 @@ int pc_buf_printf(pc_buf *b, const char *fmt, ...)
     return 0;
 }
 
+int pc_buf_vline(pc_buf *b, size_t max, const char *fmt, va_list ap)
+{
+    char line[2048];
+    if (max > sizeof(line))
+        max = sizeof(line);
+    int n = vsnprintf(line, max - 2, fmt, ap);
+    if (n < 0)
+        return -1;
+    if ((size_t)n > max - 3)
+        n = (int)(max - 3);
+    line[n++] = '\r';
+    line[n++] = '\n';
+    return pc_buf_append(b, line, (size_t)n);
+}
+
 void pc_buf_consume(pc_buf *b, size_t n)
 {
     if (n >= b->len - b->off) {

@@ -4,6 +4,7 @@
 #ifndef PC_BUF_H
 #define PC_BUF_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 typedef struct pc_buf {
@@ -27,6 +28,8 @@ static inline size_t pc_buf_used(const pc_buf *b)
 {
     return b->len - b->off;
 }
+/* Appends one protocol line: the formatted text cut to max - 2 bytes, then CRLF. 0 or -1. */
+int pc_buf_vline(pc_buf *b, size_t max, const char *fmt, va_list ap);
 /* Drops n bytes from the front. */
 void pc_buf_consume(pc_buf *b, size_t n);
 /* Empties the buffer and frees its memory. */

@@ -32,6 +32,13 @@ void pc_log_open(const char *target, pc_log_level level)
     }
 }
 
+uint64_t pc_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 void pc_log_set_level(pc_log_level level)
 {
     max_level = level;

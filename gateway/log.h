@@ -13,6 +13,9 @@ typedef enum {
     PC_LOG_DEBUG = 7
 } pc_log_level;
 
+/* Milliseconds of the monotonic clock, for durations in log lines and timeouts. */
+uint64_t pc_now_ms(void);
+
 /* target: "stderr" or "syslog"; level: the most verbose level written. */
 void pc_log_open(const char *target, pc_log_level level);
 void pc_log_set_level(pc_log_level level);

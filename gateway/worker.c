@@ -14,13 +14,6 @@
 
 enum { CMD_STOP = 1, CMD_RELOAD = 2 };
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 typedef struct probe {
     pc_smtpc *c;
     pc_listener_rt *l;
@@ -79,7 +72,7 @@ void pc_worker_probe_upstreams(pc_worker *w)
 static void on_stop_timer(uv_timer_t *t)
 {
     pc_worker *w = t->data;
-    if (pc_sessions_alive() == 0 || mono_ms() >= w->stop_deadline) {
+    if (pc_sessions_alive() == 0 || pc_now_ms() >= w->stop_deadline) {
         uv_timer_stop(t);
         uv_stop(&w->loop);
     }
@@ -104,7 +97,7 @@ static void on_async(uv_async_t *a)
     if (cmd & CMD_STOP) {
         for (size_t i = 0; i < w->rt->cfg->nlisteners; i++)
             pc_listener_stop(&w->ls[i]);
-        w->stop_deadline = mono_ms() + w->rt->cfg->shutdown_timeout_ms;
+        w->stop_deadline = pc_now_ms() + w->rt->cfg->shutdown_timeout_ms;
         uv_timer_start(&w->stop_timer, on_stop_timer, 0, 100);
     }
 }

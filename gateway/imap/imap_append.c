@@ -122,7 +122,7 @@ int is_ap_event(isess *s, int rc, const pc_imap_ev *ev)
             s->ap = AP_ARGS;
             s->ap_have_mbox = 0;
             s->ap_err = 0;
-            s->ap_t0 = is_now_ms();
+            s->ap_t0 = pc_now_ms();
             /* h.args lacks the CRLF of an announcement: take the segment's end instead */
             const char *a = h.args.n ? h.args.p : ev->data.p + ev->data.n;
             args_text(s, a, (size_t)(ev->data.p + ev->data.n - a));
@@ -228,7 +228,7 @@ static void send_upstream(isess *s, const pc_verdict *v)
     pc_log_info(
         s->sid, "event=append user=%s size=%llu sent=%zu action=%s literal=%s duration_ms=%llu",
         s->user, (unsigned long long)s->ap_size, sz, v && v->action == PC_TAG ? "tag" : "pass",
-        nonsync ? "nonsync" : "sync", (unsigned long long)(is_now_ms() - s->ap_t0));
+        nonsync ? "nonsync" : "sync", (unsigned long long)(pc_now_ms() - s->ap_t0));
     s->ap_off = 0;
     if (nonsync) {
         s->ap = AP_SEND;
@@ -260,7 +260,7 @@ static void ap_chain_cb(void *ud, const pc_verdict *v)
                     "event=append user=%s size=%llu action=%s reason=\"%s\" ref=%s "
                     "duration_ms=%llu",
                     s->user, (unsigned long long)s->ap_size, names[v->action], why, ref,
-                    (unsigned long long)(is_now_ms() - s->ap_t0));
+                    (unsigned long long)(pc_now_ms() - s->ap_t0));
         ap_done(s);
     } else {
         send_upstream(s, v);

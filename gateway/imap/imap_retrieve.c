@@ -265,7 +265,7 @@ static void emit(isess *s, const pc_verdict *v)
     pc_log_info(
         s->sid, "event=retrieve user=%s uid=%u size=%llu sent=%zu action=%s duration_ms=%llu",
         s->user, (unsigned)s->u_uid, (unsigned long long)s->scan_size, sz,
-        v && v->action == PC_TAG ? "tag" : action, (unsigned long long)(is_now_ms() - s->t0));
+        v && v->action == PC_TAG ? "tag" : action, (unsigned long long)(pc_now_ms() - s->t0));
     s->emit_off = 0;
     s->wait = IW_PUMP;
     is_pump(s);
@@ -335,7 +335,7 @@ void is_scan_begin(isess *s, const pc_imap_ev *ev)
 {
     s->scan_pre = s->u_own;
     s->scan_size = ev->lit_size;
-    s->t0 = is_now_ms();
+    s->t0 = pc_now_ms();
     s->spool_err = 0;
     if (ev->lit_size > s->cfg->mailbox.scan_max) {
         if (!s->cfg->mailbox.oversize_refuse && !s->scan_pre) {

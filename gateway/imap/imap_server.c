@@ -18,29 +18,14 @@
 #include "proxy.h"
 #include "sanitize.h"
 
-uint64_t is_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* ---- replies --------------------------------------------------------------------------------- */
 
 void is_reply(isess *s, const char *fmt, ...)
 {
-    char line[1200];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+    pc_buf_vline(&s->out, 1200, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n > sizeof(line) - 3)
-        n = (int)sizeof(line) - 3;
-    line[n++] = '\r';
-    line[n++] = '\n';
-    pc_buf_append(&s->out, line, (size_t)n);
 }
 
 void is_flush(isess *s)
@@ -520,7 +505,7 @@ void is_close(isess *s)
     pc_log_info(s->sid,
                 "event=disconnect client=%s tls=%s user=%s fetched=%u errors=%u duration_ms=%llu",
                 s->client_ip, s->tls ? pc_conn_tls_version(s->c) : "no", s->user[0] ? s->user : "-",
-                s->fetched, s->errors, (unsigned long long)(is_now_ms() - s->start_ms));
+                s->fetched, s->errors, (unsigned long long)(pc_now_ms() - s->start_ms));
     explicit_bzero(s->user, sizeof(s->user));
     pc_conn_close(s->c);
 }
@@ -536,7 +521,7 @@ void pc_imap_session_start(pc_listener_rt *l, pc_conn *conn, const struct sockad
     s->cfg = l->cfg;
     s->c = conn;
     s->sid = pc_session_id();
-    s->start_ms = is_now_ms();
+    s->start_ms = pc_now_ms();
     pc_buf_init(&s->out, 0);
     pc_buf_init(&s->uout, 0);
     pc_buf_init(&s->args, 0);

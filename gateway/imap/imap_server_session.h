@@ -175,7 +175,6 @@ void is_flush(isess *s);
 void is_close(isess *s);
 void is_error_count(isess *s);
 void is_process(isess *s);
-uint64_t is_now_ms(void);
 
 /* imap_server_relay.c */
 void is_login_start(isess *s);

@@ -18,30 +18,15 @@
 
 static void process(p3sess *s);
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* ---- output -----------------------------------------------------------------------------------
  */
 
 void p3_reply(p3sess *s, const char *fmt, ...)
 {
-    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+    pc_buf_vline(&s->out, 1024, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n > sizeof(line) - 3)
-        n = (int)sizeof(line) - 3;
-    line[n++] = '\r';
-    line[n++] = '\n';
-    pc_buf_append(&s->out, line, (size_t)n);
 }
 
 void p3_flush(p3sess *s)
@@ -853,7 +838,7 @@ void p3_close(p3sess *s)
                 s->client_ip, s->authed && u[0] ? u : "-",
                 s->tls ? pc_conn_tls_version(s->c) : "no", s->commands, s->scanned, s->passed,
                 s->tagged, s->replaced, s->unscanned, s->cache_hits, s->errors, s->auth_failures,
-                s->bytes_in, s->bytes_out, (unsigned long long)(now_ms() - s->start_ms));
+                s->bytes_in, s->bytes_out, (unsigned long long)(pc_now_ms() - s->start_ms));
     explicit_bzero(s->user, sizeof(s->user));
     pc_conn_close(s->c);
 }
@@ -870,7 +855,7 @@ void pc_pop3_session_start(pc_listener_rt *l, pc_conn *conn, const struct sockad
     s->cfg = l->cfg;
     s->c = conn;
     s->sid = pc_session_id();
-    s->start_ms = now_ms();
+    s->start_ms = pc_now_ms();
     s->line_max = m->line_length ? m->line_length : PC_POP3_CMD_MAX;
     s->scan_max = m->scan_max ? m->scan_max : (size_t)50 * 1024 * 1024;
     s->max_errors = m->errors ? m->errors : 10;

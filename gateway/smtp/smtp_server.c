@@ -38,30 +38,15 @@ static const char *step_name(enum step st)
     return (size_t)st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* ---- replies ----------------------------------------------------------------------------------
  */
 
 void ss_reply(sess *s, const char *fmt, ...)
 {
-    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+    pc_buf_vline(&s->out, 1024, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n > sizeof(line) - 3)
-        n = (int)sizeof(line) - 3;
-    line[n++] = '\r';
-    line[n++] = '\n';
-    pc_buf_append(&s->out, line, (size_t)n);
 }
 
 void ss_flush(sess *s)
@@ -227,7 +212,7 @@ static void release_upstream(sess *s)
     if (s->up && pc_smtpc_alive(s->up) && !s->up_txn && !s->up_noreuse &&
         s->cfg->upstream.identity == PC_IDENT_NONE && l->npool < PC_UPSTREAM_POOL) {
         l->pool[l->npool] = s->up;
-        l->pool_since[l->npool++] = now_ms();
+        l->pool_since[l->npool++] = pc_now_ms();
         s->up = NULL;
         return;
     }
@@ -238,7 +223,7 @@ static void release_upstream(sess *s)
 static pc_smtpc *take_pooled(sess *s)
 {
     pc_listener_rt *l = s->l;
-    uint64_t now = now_ms();
+    uint64_t now = pc_now_ms();
     while (l->npool > 0) {
         pc_smtpc *c = l->pool[--l->npool];
         if (pc_smtpc_alive(c) && now - l->pool_since[l->npool] < PC_UPSTREAM_POOL_IDLE_MS) {
@@ -389,7 +374,7 @@ static void up_cmd_done(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
             if (r->code / 100 == 2) {
                 s->in_txn = 1;
                 s->up_txn = 1;
-                s->txn_start_ms = now_ms();
+                s->txn_start_ms = pc_now_ms();
             } else {
                 ss_txn_reset(s);
             }
@@ -474,7 +459,7 @@ static void log_message(sess *s, pc_log_level level, const char *result, const c
            "result=%s %s duration_ms=%llu",
            s->client_ip, s->tls ? pc_conn_tls_version(s->c) : "no", from, to[0] ? to : "-",
            s->nrcpts, size, s->results.score, result, detail,
-           (unsigned long long)(now_ms() - s->txn_start_ms));
+           (unsigned long long)(pc_now_ms() - s->txn_start_ms));
 }
 
 static void data_final(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
@@ -906,7 +891,7 @@ void ss_close_session(sess *s)
         "event=disconnect client=%s helo=%s tls=%s user=%s messages=%u errors=%u duration_ms=%llu",
         s->client_ip, s->helo[0] ? s->helo : "-", s->tls ? pc_conn_tls_version(s->c) : "no",
         s->authed ? s->user : "-", s->messages, s->errors,
-        (unsigned long long)(now_ms() - s->start_ms));
+        (unsigned long long)(pc_now_ms() - s->start_ms));
     explicit_bzero(s->user, sizeof(s->user));
     pc_conn_close(s->c);
 }
@@ -922,7 +907,7 @@ void pc_smtp_session_start(pc_listener_rt *l, pc_conn *conn, const struct sockad
     s->cfg = l->cfg;
     s->c = conn;
     s->sid = pc_session_id();
-    s->start_ms = now_ms();
+    s->start_ms = pc_now_ms();
     pc_buf_init(&s->out, 0);
     conn->cb = on_conn;
     conn->ud = s;
