@@ -20,13 +20,23 @@ enum phase {
     P_CAPA_BODY, /* reading the CAPA list */
     P_STLS,
     P_READY,
-    P_CMD,  /* a caller's command is in flight */
+    P_CMD,  /* the answer to the oldest command in flight is awaited */
     P_BODY, /* its multi-line body */
     P_DEAD,
 };
 
 #define CAPA_MAX 8192
 #define UP_IN_MAX (256 * 1024)
+/* Commands in flight at once when the upstream announces PIPELINING (RFC 2449 §6.6). The answers
+ * of a window of RETRs fit in the input buffer many times over; the commands are a few bytes. */
+#define WINDOW 32
+
+/* A command sent whose answer has not been read to its end. */
+typedef struct pending {
+    pc_pop3c_handler h;
+    int multiline;
+    size_t max_body;
+} pending;
 
 struct pc_pop3c {
     pc_conn *conn;
@@ -35,15 +45,17 @@ struct pc_pop3c {
     const pc_upstream_cfg *cfg;
     pc_pop3c_ready_fn ready;
     void *ready_ud;
-    pc_pop3c_handler h;
+    pending q[WINDOW]; /* in flight, oldest at qhead: its answer is the one being read */
+    unsigned qhead, qlen;
     int tls_done;
     int freed;
     int paused;
     int in_pump;
-    int multiline; /* the command in flight has a multi-line answer */
+    unsigned cork; /* >0: command lines gather in wq and leave in one write when it drops to 0 */
     unsigned caps; /* this session's last CAPA (PC_POP3_CAP_* and PC_POP3C_CAPF_PLAIN) */
     pc_pop3_body body;
     pc_buf capa;
+    pc_buf wq;
 };
 
 static void fail(pc_pop3c *c, pc_pop3c_status st, const char *why)
@@ -58,11 +70,15 @@ static void fail(pc_pop3c *c, pc_pop3c_status st, const char *why)
     if (c->freed)
         return;
     if (was == P_CMD || was == P_BODY) {
-        if (c->h.done) {
-            void (*done)(void *, pc_pop3c_status, unsigned) = c->h.done;
-            c->h.done = NULL;
-            done(c->h.ud, st, 0);
+        /* Every command in flight fails, oldest first, until the caller lets the session go. */
+        while (c->qlen && !c->freed) {
+            pending p = c->q[c->qhead];
+            c->qhead = (c->qhead + 1) % WINDOW;
+            c->qlen--;
+            if (p.h.done)
+                p.h.done(p.h.ud, st, 0);
         }
+        c->qlen = 0;
     } else if (c->ready) {
         pc_pop3c_ready_fn r = c->ready;
         c->ready = NULL;
@@ -70,10 +86,26 @@ static void fail(pc_pop3c *c, pc_pop3c_status st, const char *why)
     }
 }
 
+static int flush_wq(pc_pop3c *c)
+{
+    if (pc_buf_used(&c->wq) == 0)
+        return 0;
+    int rc = pc_conn_write(c->conn, pc_buf_ptr(&c->wq), pc_buf_used(&c->wq));
+    pc_buf_release(&c->wq);
+    return rc;
+}
+
 static int send_line(pc_pop3c *c, const char *line, size_t len, int secret)
 {
     char tmp[PC_POP3_AUTH_LINE_MAX + 2];
     if (len + 2 > sizeof(tmp))
+        return -1;
+    if (c->cork && !secret) {
+        if (pc_buf_append(&c->wq, line, len) < 0 || pc_buf_append(&c->wq, "\r\n", 2) < 0)
+            return -1;
+        return 0;
+    }
+    if (flush_wq(c) < 0)
         return -1;
     memcpy(tmp, line, len);
     tmp[len] = '\r';
@@ -165,8 +197,9 @@ static int capa_emit(void *ud, const char *p, size_t n)
 static int content_emit(void *ud, const char *p, size_t n)
 {
     pc_pop3c *c = ud;
-    if (c->h.content && !c->freed)
-        return c->h.content(c->h.ud, p, n);
+    pending *hd = &c->q[c->qhead];
+    if (hd->h.content && !c->freed)
+        return hd->h.content(hd->h.ud, p, n);
     return 0;
 }
 
@@ -177,10 +210,9 @@ static int start_tls(pc_pop3c *c)
     return pc_conn_tls_client(c->conn, c->p.l->upstream_tls, name, c->cfg->verify ? name : NULL);
 }
 
-/* POP3 has no unsolicited responses and the gateway sends one command at a time, so bytes already
- * buffered when an answer is complete came before the next command was sent: taking them as its
- * answer would desynchronise the session (an injected reply). Fails and returns 1 when there are
- * any. */
+/* POP3 has no unsolicited responses, so bytes already buffered when the answer to the last
+ * command in flight is complete came before any next command was sent: taking them as its answer
+ * would desynchronise the session (an injected reply). Fails and returns 1 when there are any. */
 static int extra_bytes(pc_pop3c *c)
 {
     if (pc_conn_pending(c->conn) == 0)
@@ -189,6 +221,39 @@ static int extra_bytes(pc_pop3c *c)
                   pc_conn_pending(c->conn));
     fail(c, PC_POP3C_PROTOCOL, "bytes after a complete answer");
     return 1;
+}
+
+static pending *head(pc_pop3c *c)
+{
+    return &c->q[c->qhead];
+}
+
+/* The oldest command in flight becomes the one whose answer is read. */
+static void start_head(pc_pop3c *c)
+{
+    c->phase = P_CMD;
+    pc_pop3_body_init(&c->body, 0, head(c)->max_body);
+    pc_conn_set_timeout(c->conn, c->cfg->reply_timeout_ms);
+}
+
+/* The answer to the oldest command is complete: the next one in flight (if any) is read next, and
+ * the caller hears of it. Returns -1 when the session failed (unsolicited bytes). */
+static int complete(pc_pop3c *c, unsigned body_flags)
+{
+    if (c->qlen == 1 && extra_bytes(c)) /* the command fails with the session */
+        return -1;
+    pending p = *head(c);
+    c->qhead = (c->qhead + 1) % WINDOW;
+    c->qlen--;
+    if (c->qlen) {
+        start_head(c);
+    } else {
+        c->phase = P_READY;
+        pc_conn_set_timeout(c->conn, 0);
+    }
+    if (p.h.done && !c->freed)
+        p.h.done(p.h.ud, PC_POP3C_OK, body_flags);
+    return 0;
 }
 
 /* One status line in phase c->phase. Returns 0 to go on, -1 when the buffer must not be touched. */
@@ -237,13 +302,14 @@ static int on_status(pc_pop3c *c, const pc_pop3_resp *r, size_t consumed)
         }
         return -1; /* the buffer was discarded */
     case P_CMD: {
-        int multi = c->multiline;
+        pending *hd = head(c);
+        int multi = hd->multiline;
         if (r->status == PC_POP3_RESP_CONT) {
             fail(c, PC_POP3C_PROTOCOL, "unexpected SASL continuation");
             return -1;
         }
-        if (c->h.status && !c->freed)
-            c->h.status(c->h.ud, r);
+        if (hd->h.status && !c->freed)
+            hd->h.status(hd->h.ud, r);
         if (c->phase != P_CMD)
             return -1;
         pc_conn_consume(c->conn, consumed);
@@ -251,18 +317,13 @@ static int on_status(pc_pop3c *c, const pc_pop3_resp *r, size_t consumed)
             c->phase = P_BODY;
             return 0;
         }
-        if (extra_bytes(c))
-            return -1;
-        c->phase = P_READY;
-        pc_conn_set_timeout(c->conn, 0);
-        if (c->h.done && !c->freed) {
-            void (*done)(void *, pc_pop3c_status, unsigned) = c->h.done;
-            c->h.done = NULL;
-            done(c->h.ud, PC_POP3C_OK, 0);
-        }
-        return 0;
+        return complete(c, 0);
     }
-    default: fail(c, PC_POP3C_PROTOCOL, "unsolicited response"); return -1;
+    default:
+        pc_log_notice(c->p.sid, "event=upstream-unsolicited proto=pop3 bytes=%zu",
+                      pc_conn_pending(c->conn));
+        fail(c, PC_POP3C_PROTOCOL, "unsolicited response");
+        return -1;
     }
 }
 
@@ -271,6 +332,7 @@ static void pump(pc_pop3c *c)
     if (c->in_pump)
         return;
     c->in_pump = 1;
+    c->cork++; /* commands sent by the callbacks leave together after this read */
     while (c->phase != P_DEAD && !c->paused && c->phase != P_TLS && pc_conn_pending(c->conn) > 0) {
         const char *buf = pc_buf_ptr(&c->conn->in);
         size_t avail = pc_conn_pending(c->conn);
@@ -282,7 +344,8 @@ static void pump(pc_pop3c *c)
                 fail(c, PC_POP3C_PROTOCOL, "body aborted");
                 break;
             }
-            if (!capa && c->h.raw && !c->freed && n > 0 && c->h.raw(c->h.ud, buf, n) < 0) {
+            pending *hd = head(c);
+            if (!capa && hd->h.raw && !c->freed && n > 0 && hd->h.raw(hd->h.ud, buf, n) < 0) {
                 fail(c, PC_POP3C_PROTOCOL, "body aborted");
                 break;
             }
@@ -291,20 +354,15 @@ static void pump(pc_pop3c *c)
             pc_conn_consume(c->conn, n);
             if (!done)
                 continue;
-            if (extra_bytes(c))
-                break;
             if (capa) {
+                if (extra_bytes(c))
+                    break;
                 store_caps(c);
                 after_capa(c);
                 continue;
             }
-            c->phase = P_READY;
-            pc_conn_set_timeout(c->conn, 0);
-            if (c->h.done && !c->freed) {
-                void (*fin)(void *, pc_pop3c_status, unsigned) = c->h.done;
-                c->h.done = NULL;
-                fin(c->h.ud, PC_POP3C_OK, c->body.flags);
-            }
+            if (complete(c, c->body.flags) < 0)
+                break;
             continue;
         }
         pc_pop3_resp r;
@@ -320,6 +378,7 @@ static void pump(pc_pop3c *c)
             break;
     }
     c->in_pump = 0;
+    pc_pop3c_cork(c, 0);
 }
 
 static void after_connect(pc_pop3c *c)
@@ -375,6 +434,7 @@ static void on_conn(pc_conn *conn, pc_conn_event ev, void *ud)
     case PC_CONN_EV_TIMEOUT: fail(c, PC_POP3C_UNAVAILABLE, "upstream timeout"); return;
     case PC_CONN_EV_CLOSED:
         pc_buf_release(&c->capa);
+        pc_buf_release(&c->wq);
         free(c);
         return;
     }
@@ -393,6 +453,7 @@ pc_pop3c *pc_pop3c_open(const pc_pop3c_params *p, pc_pop3c_ready_fn ready, void 
     c->ready = ready;
     c->ready_ud = ud;
     pc_buf_init(&c->capa, CAPA_MAX);
+    pc_buf_init(&c->wq, 0);
     c->conn = pc_conn_new(p->loop, UP_IN_MAX, on_conn, c);
     if (!c->conn) {
         free(c);
@@ -408,23 +469,59 @@ pc_pop3c *pc_pop3c_open(const pc_pop3c_params *p, pc_pop3c_ready_fn ready, void 
     return c;
 }
 
+int pc_pop3c_pipelines(const pc_pop3c *c)
+{
+    return c && (c->caps & PC_POP3_CAP_PIPELINING);
+}
+
+int pc_pop3c_can_queue(const pc_pop3c *c)
+{
+    if (!c || c->freed)
+        return 0;
+    if (c->phase == P_READY)
+        return 1;
+    return (c->phase == P_CMD || c->phase == P_BODY) && (c->caps & PC_POP3_CAP_PIPELINING) &&
+           c->qlen < WINDOW;
+}
+
 int pc_pop3c_command(pc_pop3c *c, const char *line, size_t len, int secret, int multiline,
                      size_t max_body, const pc_pop3c_handler *h)
 {
-    if (!c || c->phase != P_READY)
+    if (!pc_pop3c_can_queue(c) || (secret && c->phase != P_READY))
         return -1;
-    c->h = *h;
-    c->phase = P_CMD;
-    pc_pop3_body_init(&c->body, 0, max_body);
-    c->multiline = multiline;
-    pc_conn_set_timeout(c->conn, c->cfg->reply_timeout_ms);
+    int first = c->phase == P_READY;
+    unsigned slot = (c->qhead + c->qlen) % WINDOW;
+    c->q[slot] = (pending){.h = *h, .multiline = multiline, .max_body = max_body};
+    c->qlen++;
+    if (first)
+        start_head(c);
     if (send_line(c, line, len, secret) < 0) {
-        c->phase = P_READY;
-        c->h.done = NULL;
+        c->qlen--;
+        if (first) {
+            c->phase = P_READY;
+            pc_conn_set_timeout(c->conn, 0);
+        }
         return -1;
     }
-    pump(c); /* bytes may already be buffered (they would be unsolicited: fail) */
+    if (first)
+        pump(c); /* bytes may already be buffered (they would be unsolicited: fail) */
     return 0;
+}
+
+void pc_pop3c_cork(pc_pop3c *c, int on)
+{
+    if (!c)
+        return;
+    if (on) {
+        c->cork++;
+        return;
+    }
+    if (c->cork && --c->cork == 0) {
+        if (c->freed || c->phase == P_DEAD)
+            pc_buf_release(&c->wq);
+        else if (flush_wq(c) < 0)
+            fail(c, PC_POP3C_UNAVAILABLE, "write failed");
+    }
 }
 
 void pc_pop3c_pause(pc_pop3c *c, int paused)
@@ -451,9 +548,11 @@ void pc_pop3c_free(pc_pop3c *c, int quit)
         return;
     c->freed = 1;
     c->ready = NULL;
-    c->h.done = NULL;
-    if (quit && c->phase == P_READY)
+    c->qlen = 0;
+    if (quit && c->phase == P_READY) {
+        c->cork = 0;
         send_line(c, "QUIT", 4, 0);
+    }
     c->phase = P_DEAD;
     pc_conn_close(c->conn);
 }

@@ -1,12 +1,13 @@
 /* pop3_client.h — a POP3 client session towards the upstream: connect (with an outbound PROXY v2
  * header when the identity mode is proxy), implicit TLS or STLS (RFC 2595) with chain and name
  * verification, greeting, CAPA (stored in the listener's caps_text/caps_flags, never the plaintext
- * list read before STLS), then one command at a time with its status line and, for multi-line
- * answers, the body streamed to the caller: wire bytes (byte-exact, still dot-stuffed) and/or the
- * dot-unstuffed content. Fails closed: STLS missing where configured, or bytes after the +OK to
- * STLS, end the session before any credential is sent; bytes after any complete answer (POP3 has
- * no unsolicited responses) end it too. Used by the POP3 server (pop3_server.c) and the start-up
- * probe (worker.c). */
+ * list read before STLS), then commands, each answer's status line and, for multi-line answers,
+ * its body streamed to the caller: wire bytes (byte-exact, still dot-stuffed) and/or the
+ * dot-unstuffed content. One command at a time, or a window of them in flight when the upstream
+ * announces PIPELINING (RFC 2449 §6.6), answered in order. Fails closed: STLS missing where
+ * configured, or bytes after the +OK to STLS, end the session before any credential is sent; bytes
+ * after the answer to the last command in flight (POP3 has no unsolicited responses) end it too.
+ * Used by the POP3 server (pop3_server.c) and the start-up probe (worker.c). */
 #ifndef PC_POP3_CLIENT_H
 #define PC_POP3_CLIENT_H
 
@@ -58,10 +59,19 @@ typedef void (*pc_pop3c_ready_fn)(void *ud, pc_pop3c_status st);
  * failure. Returns NULL if it could not start (no callback then). */
 pc_pop3c *pc_pop3c_open(const pc_pop3c_params *p, pc_pop3c_ready_fn ready, void *ud);
 /* Sends one command line (without CRLF). multiline: what pc_pop3_multiline() says for it. secret:
- * the line carries credentials (wiped after sending, never logged). max_body: content bytes kept
- * (PC_DATA_TOO_BIG past it; 0 = no limit). 0, or -1 if the session is not ready. */
+ * the line carries credentials (wiped after sending, never logged; never pipelined). max_body:
+ * content bytes kept (PC_DATA_TOO_BIG past it; 0 = no limit). 0, or -1 if the session cannot take
+ * it now (see pc_pop3c_can_queue). When the session fails, done() is called for every command in
+ * flight, oldest first, until the caller frees the session. */
 int pc_pop3c_command(pc_pop3c *c, const char *line, size_t len, int secret, int multiline,
                      size_t max_body, const pc_pop3c_handler *h);
+/* 1 if a command can be sent now: the session is idle, or it is waiting for answers, the upstream
+ * pipelines and the window has room. */
+int pc_pop3c_can_queue(const pc_pop3c *c);
+/* 1 if the upstream announced PIPELINING in this session's CAPA. */
+int pc_pop3c_pipelines(const pc_pop3c *c);
+/* cork(c, 1) … cork(c, 0): the command lines sent in between leave in one write (nestable). */
+void pc_pop3c_cork(pc_pop3c *c, int on);
 /* Stops / restarts reading from the upstream (back-pressure while the client is slow). */
 void pc_pop3c_pause(pc_pop3c *c, int paused);
 int pc_pop3c_alive(const pc_pop3c *c);

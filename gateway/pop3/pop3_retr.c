@@ -36,6 +36,9 @@ static void vc_store(p3sess *s, const char *info, size_t info_len)
     pc_vcache_store(s->cache_size, key, info != NULL, info, info_len);
 }
 
+/* What happens to the body of RETR/TOP (s->rmode). */
+enum { M_SCAN, M_RELAY, M_NOTICE, M_REFUSE, M_ERRLINE };
+
 /* ---- session helpers ----------------------------------------------------------------------- */
 
 void p3_retr_reset(p3sess *s)
@@ -56,6 +59,9 @@ void p3_retr_reset(p3sess *s)
     free(s->notice);
     s->notice = NULL;
     s->notice_len = 0;
+    free(s->rinfo);
+    s->rinfo = NULL;
+    s->rinfo_len = 0;
     s->serving = 0;
     s->rstep = R_NONE;
 }
@@ -63,7 +69,7 @@ void p3_retr_reset(p3sess *s)
 static void finish(p3sess *s)
 {
     p3_retr_reset(s);
-    s->c->want_drain = 0;
+    s->c->want_drain = s->up_paused; /* a relayed body may have paused the upstream */
     s->busy = 0;
     p3_resume(s);
 }
@@ -250,9 +256,6 @@ static const char *action_name(pc_action a)
 
 /* ---- the steps ----------------------------------------------------------------------------- */
 
-static void step_list(p3sess *s);
-static void step_body(p3sess *s);
-
 static void chain_cb(void *ud, const pc_verdict *v)
 {
     p3sess *s = ud;
@@ -315,7 +318,7 @@ static void chain_cb(void *ud, const pc_verdict *v)
 static int body_content(void *ud, const char *p, size_t n)
 {
     p3sess *s = ud;
-    if (s->spool_err || !s->spool)
+    if (s->rmode != M_SCAN || s->spool_err || !s->spool)
         return 0;
     int rc = pc_spool_write(s->spool, p, n);
     if (rc != PC_SPOOL_OK)
@@ -323,12 +326,79 @@ static int body_content(void *ud, const char *p, size_t n)
     return 0;
 }
 
+static int body_raw(void *ud, const char *p, size_t n)
+{
+    p3sess *s = ud;
+    return s->rmode == M_RELAY ? p3_relay_bytes(s, p, n) : 0;
+}
+
+/* The verdict cache, by the UIDL just read: a cached notice (its fields copied to s->rinfo), a
+ * message known clean (relayed as it is), or nothing known (M_SCAN). */
+static int decide_cache(p3sess *s)
+{
+    const pc_vcache_ent *e = vc_lookup(s);
+    if (!e)
+        return M_SCAN;
+    if (e->info) {
+        s->rinfo = malloc(e->info_len);
+        if (!s->rinfo)
+            return M_SCAN; /* scanned again rather than failed */
+        memcpy(s->rinfo, e->info, e->info_len);
+        s->rinfo_len = e->info_len;
+    }
+    s->cache_hits++;
+    pc_log_info(s->sid, "event=retrieve user=%s msg=%u uidl=%s verdict=%s cached=1", s->user_log,
+                (unsigned)s->cmd.num[0], s->uidl, e->info ? "notice" : "clean");
+    if (e->info) {
+        s->replaced++;
+        return M_NOTICE;
+    }
+    s->passed++;
+    return M_RELAY;
+}
+
+/* The scan limit, by the size LIST just gave: past it the message is relayed unscanned or refused,
+ * per configuration. */
+static int decide_size(p3sess *s)
+{
+    if (s->list_size == (size_t)-1 || s->list_size <= s->scan_max)
+        return M_SCAN;
+    s->unscanned++;
+    pc_log_notice(s->sid, "event=retrieve user=%s msg=%u size=%zu result=%s reason=scan_max",
+                  s->user_log, (unsigned)s->cmd.num[0], s->list_size,
+                  s->cfg->mailbox.oversize_refuse ? "refused" : "unscanned");
+    return s->cfg->mailbox.oversize_refuse ? M_REFUSE : M_RELAY;
+}
+
+static void refuse_oversize(p3sess *s)
+{
+    p3_reply(s, "-ERR Message too large to be checked.");
+    finish(s);
+}
+
 static void body_status(void *ud, const pc_pop3_resp *r)
 {
     p3sess *s = ud;
     pc_sanitize(s->okline, sizeof(s->okline), r->line.p, r->line.n, 0);
     s->status_sent = 0;
-    s->rstep = r->status == PC_POP3_RESP_OK ? R_BODY : R_NONE;
+    if (r->status != PC_POP3_RESP_OK) {
+        s->rmode = M_ERRLINE;
+        return;
+    }
+    if (s->rpipe) { /* UIDL and LIST were answered just before: decide now */
+        s->rmode = decide_cache(s);
+        if (s->rmode == M_SCAN)
+            s->rmode = decide_size(s);
+    }
+    if (s->rmode == M_RELAY) {
+        p3_reply(s, "%s", s->okline); /* goes out with the body */
+        s->status_sent = 1;
+    } else if (s->rmode == M_SCAN) {
+        s->spool = pc_spool_new(s->l->spool_threshold ? s->l->spool_threshold : 4 * 1024 * 1024);
+        if (!s->spool)
+            s->spool_err = PC_SPOOL_EIO;
+        s->rstep = R_BODY;
+    }
 }
 
 static void body_done(void *ud, pc_pop3c_status st, unsigned flags)
@@ -339,10 +409,15 @@ static void body_done(void *ud, pc_pop3c_status st, unsigned flags)
         p3_upstream_lost(s);
         return;
     }
-    if (s->rstep != R_BODY) { /* -ERR */
+    switch (s->rmode) {
+    case M_ERRLINE:
         p3_reply(s, "%s", s->okline);
         finish(s);
         return;
+    case M_RELAY: finish(s); return;
+    case M_NOTICE: serve_notice(s, s->rinfo, s->rinfo_len); return;
+    case M_REFUSE: refuse_oversize(s); return;
+    default: break;
     }
     if ((flags & PC_DATA_TOO_BIG) || s->spool_err) {
         pc_log_notice(s->sid, "event=retrieve msg=%u result=error reason=%s",
@@ -367,29 +442,26 @@ static void body_done(void *ud, pc_pop3c_status st, unsigned flags)
         s->run = run;
 }
 
-static void step_body(p3sess *s)
+/* Sends RETR/TOP itself; its answer is handled as s->rmode says (decided at its status line when
+ * it was pipelined behind UIDL and LIST). */
+static void send_body(p3sess *s)
 {
-    s->spool = pc_spool_new(s->l->spool_threshold ? s->l->spool_threshold : 4 * 1024 * 1024);
-    if (!s->spool) {
-        p3_reply(s, "-ERR [SYS/TEMP] Local error in processing.");
-        finish(s);
-        return;
-    }
-    s->rstep = R_BODY;
-    pc_pop3c_handler h = {
-        .status = body_status, .content = body_content, .done = body_done, .ud = s};
+    pc_pop3c_handler h = {.status = body_status,
+                          .content = body_content,
+                          .raw = body_raw,
+                          .done = body_done,
+                          .ud = s};
     p3_up_send(s, s->upline, 1, s->scan_max, &h);
 }
 
-/* Status of UIDL n / LIST n: "+OK n value". */
-static void single_status(void *ud, const pc_pop3_resp *r)
+/* Status of UIDL n / LIST n: "+OK n value"; -ERR leaves list_size at -1 (no such message). */
+static const char *single_value(p3sess *s, const pc_pop3_resp *r, size_t *vlen)
 {
-    p3sess *s = ud;
     pc_sanitize(s->okline, sizeof(s->okline), r->line.p, r->line.n, 0);
     s->status_sent = 0;
     if (r->status != PC_POP3_RESP_OK) {
         s->list_size = (size_t)-1;
-        return;
+        return NULL;
     }
     const char *p = r->text.p, *e = r->text.p + r->text.n;
     while (p < e && *p >= '0' && *p <= '9')
@@ -399,16 +471,42 @@ static void single_status(void *ud, const pc_pop3_resp *r)
     const char *v = p;
     while (p < e && *p != ' ')
         p++;
-    if (s->rstep == R_UIDL) {
-        if (p > v && (size_t)(p - v) < sizeof(s->uidl))
-            pc_sanitize(s->uidl, sizeof(s->uidl), v, (size_t)(p - v), 0);
-        s->list_size = 0;
-        return;
-    }
+    *vlen = (size_t)(p - v);
+    return v;
+}
+
+static void uidl_status(void *ud, const pc_pop3_resp *r)
+{
+    p3sess *s = ud;
     size_t n = 0;
-    for (const char *q = v; q < p && n < ((size_t)-1) / 20; q++)
-        n = n * 10 + (size_t)(*q - '0');
-    s->list_size = p > v ? n : 0;
+    const char *v = single_value(s, r, &n);
+    if (v && n > 0 && n < sizeof(s->uidl))
+        pc_sanitize(s->uidl, sizeof(s->uidl), v, n, 0);
+}
+
+static void list_status(void *ud, const pc_pop3_resp *r)
+{
+    p3sess *s = ud;
+    size_t n = 0, size = 0;
+    const char *v = single_value(s, r, &n);
+    if (!v)
+        return;
+    for (size_t i = 0; i < n && size < ((size_t)-1) / 20; i++)
+        size = size * 10 + (size_t)(v[i] - '0');
+    s->list_size = size;
+}
+
+static void send_single(p3sess *s, const char *verb, void (*status)(void *, const pc_pop3_resp *));
+
+/* What to do once the cache and the size are known, when RETR/TOP is not yet sent. */
+static void act(p3sess *s, int mode)
+{
+    s->rmode = mode;
+    switch (mode) {
+    case M_NOTICE: serve_notice(s, s->rinfo, s->rinfo_len); return;
+    case M_REFUSE: refuse_oversize(s); return;
+    default: send_body(s); return; /* M_RELAY: relayed as it comes; M_SCAN: spooled */
+    }
 }
 
 static void single_done(void *ud, pc_pop3c_status st, unsigned flags)
@@ -420,66 +518,38 @@ static void single_done(void *ud, pc_pop3c_status st, unsigned flags)
         p3_upstream_lost(s);
         return;
     }
+    int was_uidl = s->rstep == R_UIDL;
+    s->rstep = R_LIST;
+    if (s->rpipe)
+        return;                       /* RETR/TOP is already on its way: its status line decides */
     if (s->list_size == (size_t)-1) { /* -ERR: no such message */
         p3_reply(s, "%s", s->okline);
         finish(s);
         return;
     }
-    if (s->rstep == R_UIDL) {
-        const pc_vcache_ent *e = vc_lookup(s);
-        if (e) {
-            s->cache_hits++;
-            pc_log_info(s->sid, "event=retrieve user=%s msg=%u uidl=%s verdict=%s cached=1",
-                        s->user_log, (unsigned)s->cmd.num[0], s->uidl,
-                        e->info ? "notice" : "clean");
-            if (e->info) {
-                s->replaced++;
-                s->rstep = R_SERVE;
-                char *copy = malloc(e->info_len);
-                if (!copy) {
-                    p3_reply(s, "-ERR [SYS/TEMP] Local error in processing.");
-                    finish(s);
-                    return;
-                }
-                memcpy(copy, e->info, e->info_len);
-                serve_notice(s, copy, e->info_len);
-                free(copy);
-                return;
-            }
-            s->passed++;
-            s->rstep = R_NONE;
-            p3_relay(s);
-            return;
-        }
-        step_list(s);
+    if (was_uidl) {
+        int m = decide_cache(s);
+        if (m != M_SCAN)
+            act(s, m);
+        else
+            send_single(s, "LIST", list_status);
         return;
     }
-    if (s->list_size > s->scan_max) {
-        s->unscanned++;
-        pc_log_notice(s->sid, "event=retrieve user=%s msg=%u size=%zu result=%s reason=scan_max",
-                      s->user_log, (unsigned)s->cmd.num[0], s->list_size,
-                      s->cfg->mailbox.oversize_refuse ? "refused" : "unscanned");
-        if (s->cfg->mailbox.oversize_refuse) {
-            p3_reply(s, "-ERR Message too large to be checked.");
-            finish(s);
-            return;
-        }
-        s->rstep = R_NONE;
-        p3_relay(s);
-        return;
-    }
-    step_body(s);
+    act(s, decide_size(s));
 }
 
-static void step_list(p3sess *s)
+static void send_single(p3sess *s, const char *verb, void (*status)(void *, const pc_pop3_resp *))
 {
     char line[40];
-    snprintf(line, sizeof(line), "LIST %u", (unsigned)s->cmd.num[0]);
-    s->rstep = R_LIST;
-    pc_pop3c_handler h = {.status = single_status, .done = single_done, .ud = s};
+    snprintf(line, sizeof(line), "%s %u", verb, (unsigned)s->cmd.num[0]);
+    pc_pop3c_handler h = {.status = status, .done = single_done, .ud = s};
     p3_up_send(s, line, 0, 0, &h);
 }
 
+/* RETR n / TOP n m through the retrieve hook. UIDL n (the verdict cache's key) and LIST n (the
+ * size, against scan_max) are asked first; when the upstream pipelines, the three commands leave in
+ * one write and the body's status line decides what happens to it, else each waits for the previous
+ * answer and RETR is not sent at all for a cached notice or a refused size. */
 void p3_retrieve(p3sess *s)
 {
     if (!(s->l->chain_hooks & PC_HOOK_BIT(PC_HOOK_RETRIEVE)) || !s->l->chain) {
@@ -488,13 +558,19 @@ void p3_retrieve(p3sess *s)
     }
     p3_retr_reset(s);
     s->uidl[0] = '\0';
-    if (s->cache_size && (!s->l->caps_known || (s->l->caps_flags & PC_POP3_CAP_UIDL))) {
-        char line[40];
-        snprintf(line, sizeof(line), "UIDL %u", (unsigned)s->cmd.num[0]);
-        s->rstep = R_UIDL;
-        pc_pop3c_handler h = {.status = single_status, .done = single_done, .ud = s};
-        p3_up_send(s, line, 0, 0, &h);
-        return;
-    }
-    step_list(s);
+    s->list_size = 0;
+    s->rmode = M_SCAN;
+    s->rpipe = pc_pop3c_pipelines(s->up);
+    int uidl = s->cache_size && (!s->l->caps_known || (s->l->caps_flags & PC_POP3_CAP_UIDL));
+    pc_pop3c *up = s->up;
+    pc_pop3c_cork(up, 1);
+    s->rstep = uidl ? R_UIDL : R_LIST;
+    if (uidl)
+        send_single(s, "UIDL", uidl_status);
+    if ((!uidl || s->rpipe) && s->up == up)
+        send_single(s, "LIST", list_status);
+    if (s->rpipe && s->up == up)
+        send_body(s);
+    if (s->up == up)
+        pc_pop3c_cork(up, 0);
 }

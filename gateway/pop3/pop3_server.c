@@ -82,6 +82,7 @@ void p3_upstream_lost(p3sess *s)
     pc_pop3c_free(s->up, 0);
     s->up = NULL;
     s->up_paused = 0;
+    s->inflight = 0;
     if (!s->status_sent)
         p3_reply(s, "-ERR [SYS/TEMP] Upstream server not available, try again later.");
     pc_log_notice(s->sid, "event=upstream status=lost client=%s", s->client_ip);
@@ -91,8 +92,9 @@ void p3_upstream_lost(p3sess *s)
 void p3_up_send(p3sess *s, const char *line, int multiline, size_t max_body,
                 const pc_pop3c_handler *h)
 {
+    if (!s->busy)
+        s->status_sent = 0; /* else an answer before this one is being relayed */
     s->busy = 1;
-    s->status_sent = 0;
     pc_conn_set_timeout(s->c, 0); /* the upstream's own timeouts apply while it works */
     if (pc_pop3c_command(s->up, line, strlen(line), 0, multiline, max_body, h) < 0)
         p3_upstream_lost(s);
@@ -112,8 +114,11 @@ static void relay_status(void *ud, const pc_pop3_resp *r)
 static int relay_raw(void *ud, const char *p, size_t n)
 {
     p3sess *s = ud;
-    if (s->cmd.verb == PC_POP3_CAPA)
-        return 0;
+    return s->cmd.verb == PC_POP3_CAPA ? 0 : p3_relay_bytes(s, p, n);
+}
+
+int p3_relay_bytes(p3sess *s, const char *p, size_t n)
+{
     if (p3_queue(s, p, n) < 0)
         return -1;
     if (s->c->wpending > P3_OUT_HIGH && !s->up_paused) {
@@ -158,6 +163,7 @@ static void capa_filtered(p3sess *s)
         }
         i = end + 1;
     }
+    p3_reply(s, "PIPELINING"); /* the gateway's own: it reads pipelined commands in order */
     p3_reply(s, ".");
     pc_buf_release(&s->capa);
 }
@@ -166,16 +172,17 @@ static void relay_done(void *ud, pc_pop3c_status st, unsigned flags)
 {
     p3sess *s = ud;
     (void)flags;
-    s->busy = 0;
-    if (s->up_paused) {
-        s->up_paused = 0;
-        s->c->want_drain = 0;
-    }
+    if (s->inflight)
+        s->inflight--;
     if (st != PC_POP3C_OK) {
         pc_buf_release(&s->capa);
         p3_upstream_lost(s);
         return;
     }
+    /* A paused upstream stays paused until the client drains (on_conn), even between answers. */
+    s->status_sent = 0;
+    if (s->inflight == 0)
+        s->busy = 0;
     if (s->cmd.verb == PC_POP3_CAPA && s->capa.max) {
         capa_filtered(s);
         s->capa.max = 0;
@@ -197,6 +204,23 @@ static void capa_status(void *ud, const pc_pop3_resp *r)
         pc_buf_init(&s->capa, 8192); /* capa.max != 0 marks the list as expected */
 }
 
+/* Commands relayed as they are, whose answers the gateway only passes on: these may be pipelined
+ * upstream behind one another. */
+static int plain_relay(const p3sess *s, pc_pop3_verb v)
+{
+    switch (v) {
+    case PC_POP3_STAT:
+    case PC_POP3_LIST:
+    case PC_POP3_UIDL:
+    case PC_POP3_DELE:
+    case PC_POP3_NOOP:
+    case PC_POP3_RSET: return 1;
+    case PC_POP3_RETR:
+    case PC_POP3_TOP: return !(s->l->chain_hooks & PC_HOOK_BIT(PC_HOOK_RETRIEVE)) || !s->l->chain;
+    default: return 0;
+    }
+}
+
 void p3_relay(p3sess *s)
 {
     pc_pop3c_handler h = {.status = s->cmd.verb == PC_POP3_CAPA ? capa_status : relay_status,
@@ -205,6 +229,8 @@ void p3_relay(p3sess *s)
                           .done = relay_done,
                           .ud = s};
     s->capa.max = 0;
+    s->pipe_ok = (s->inflight ? s->pipe_ok : 1) && plain_relay(s, s->cmd.verb);
+    s->inflight++;
     p3_up_send(s, s->upline, pc_pop3_multiline(s->cmd.verb, s->cmd.nargs), 0, &h);
 }
 
@@ -422,6 +448,7 @@ static void capa_local(p3sess *s)
         p3_reply(s, "SASL PLAIN");
     if (s->cfg->tls.mode == PC_TLS_STARTTLS && s->l->server_tls && !s->tls)
         p3_reply(s, "STLS");
+    p3_reply(s, "PIPELINING");
     p3_reply(s, "IMPLEMENTATION Portcullis");
     p3_reply(s, ".");
 }
@@ -656,6 +683,23 @@ static int batch_more(p3sess *s)
     return avail > 0 && memchr(pc_buf_ptr(&s->c->in), '\n', avail) != NULL;
 }
 
+/* A pipelining client (RFC 2449 §6.6): while plain relays are in flight, the next complete command
+ * goes upstream behind them when it is one too and the upstream pipelines; its answer follows
+ * theirs in order. Anything else waits until they are answered. */
+static int pipeline_next(p3sess *s)
+{
+    if (s->phase != P3_TRANS || !s->inflight || !s->pipe_ok || s->skip_line ||
+        !pc_pop3c_can_queue(s->up))
+        return 0;
+    const char *buf = pc_buf_ptr(&s->c->in);
+    size_t linelen = 0, consumed = 0;
+    if (pc_smtp_line_find(buf, pc_conn_pending(s->c), s->line_max, &linelen, &consumed) !=
+        PC_LINE_OK)
+        return 0;
+    pc_pop3_cmd cmd;
+    return pc_pop3_cmd_parse(buf, linelen, &cmd) == PC_POP3_E_OK && plain_relay(s, cmd.verb);
+}
+
 static void process(p3sess *s)
 {
     if (s->in_process) {
@@ -663,9 +707,13 @@ static void process(p3sess *s)
         return;
     }
     s->in_process = 1;
+    /* Commands pipelined upstream in this pass leave in one write. */
+    pc_pop3c *corked = s->phase == P3_TRANS ? s->up : NULL;
+    pc_pop3c_cork(corked, 1);
     do {
         s->again = 0;
-        while (!s->busy && (s->phase == P3_AUTHZ || s->phase == P3_SASL || s->phase == P3_TRANS) &&
+        while ((!s->busy || pipeline_next(s)) &&
+               (s->phase == P3_AUTHZ || s->phase == P3_SASL || s->phase == P3_TRANS) &&
                pc_conn_pending(s->c) > 0) {
             char *buf = (char *)pc_buf_ptr(&s->c->in);
             size_t avail = pc_conn_pending(s->c), linelen = 0, consumed = 0;
@@ -711,6 +759,8 @@ static void process(p3sess *s)
         }
     } while (s->again);
     s->in_process = 0;
+    if (corked && s->up == corked)
+        pc_pop3c_cork(corked, 0); /* else it was let go, and its queue with it */
     if (s->phase == P3_CLOSING)
         return;
     if (!batch_more(s))

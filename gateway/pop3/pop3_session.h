@@ -38,7 +38,9 @@ typedef struct p3sess {
     uint64_t sid;
     uint64_t start_ms;
     enum p3_phase phase;
-    int busy; /* waiting for the upstream or the chain: input stays buffered */
+    int busy;          /* waiting for the upstream or the chain: input stays buffered */
+    unsigned inflight; /* relayed commands (p3_relay) whose answers are awaited */
+    int pipe_ok;       /* all of them are plain relays: more may be pipelined behind them */
     int in_process, again, skip_line;
     size_t line_consumed;
     pc_buf out;
@@ -75,6 +77,10 @@ typedef struct p3sess {
 
     /* retrieve */
     enum p3_rstep rstep;
+    int rpipe;   /* UIDL, LIST and RETR/TOP went upstream together */
+    int rmode;   /* what happens to the body (pop3_retr.c) */
+    char *rinfo; /* a cached notice's fields */
+    size_t rinfo_len;
     char uidl[80];
     size_t list_size;
     char okline[PC_POP3_RESP_MAX];
@@ -104,6 +110,9 @@ void p3_close(p3sess *s);
 void p3_upstream_lost(p3sess *s);
 /* Relays the command in s->upline (s->cmd) as it is: status line sanitised, body byte-exact. */
 void p3_relay(p3sess *s);
+/* Relays body bytes of an answer to the client (batched; pauses the upstream while the client is
+ * slow). */
+int p3_relay_bytes(p3sess *s, const char *p, size_t n);
 /* Sends a command upstream with handler h; on failure answers -ERR [SYS/TEMP] and closes. */
 void p3_up_send(p3sess *s, const char *line, int multiline, size_t max_body,
                 const pc_pop3c_handler *h);

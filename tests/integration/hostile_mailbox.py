@@ -3,7 +3,9 @@
 Like hostile_upstream.HostileUpstream (its SMTP sibling) this is a fake server on purpose: real
 mailbox behaviour is tested against Dovecot (test_imap.py, test_pop3.py); this one misbehaves in
 ways a real server will not, and records the exact bytes the gateway sends upstream (the PROXY v2
-header, the ID command, any credentials). Threaded socket server on 127.0.0.1:<free port>.
+header, the ID command, any credentials). Threaded socket server on 127.0.0.1:<free port>; the
+server machinery (listener, threads, line reading, recording, start/stop) is
+hostile_base.HostileServer, shared with HostileUpstream.
 
 IMAP modes (proto="imap"):
   record           well-behaved minimal server: greeting, CAPABILITY, STARTTLS (with a tls_context),
@@ -40,35 +42,31 @@ socket has a timeout; stop() closes every socket and joins the threads with a ti
 import socket
 import ssl
 import struct
-import threading
-import time
+
+import hostile_base
+from harness import wait_for
+from hostile_base import LINE_CAP, RECORD_CAP, Closed, Conn, HostileServer  # noqa: F401 (re-exported)
 
 IMAP_MODES = ("record", "preauth", "starttls_inject", "no_starttls", "cut_literal", "huge_line",
               "literal_bomb", "bye")
 POP3_MODES = ("record", "starttls_inject", "no_stls", "cut_body", "huge_line", "extra_answer")
 
-RECORD_CAP = 64 * 1024 * 1024
-LINE_CAP = 1 << 20
 PROXY_V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 HUGE = 10 * 1024 * 1024
+# POP3 commands answered the same way every time (any credentials are taken).
+POP3_FIXED_ANSWERS = {"USER": b"+OK\r\n", "PASS": b"+OK Logged in.\r\n", "AUTH": b"+OK Logged in.\r\n",
+                      "DELE": b"+OK\r\n", "NOOP": b"+OK\r\n", "RSET": b"+OK\r\n",
+                      "QUIT": b"+OK Logging out.\r\n"}
 
 MESSAGE = (b"From: Hostile <h@hostile.test>\r\nTo: alice@example.test\r\nSubject: hostile\r\n"
            b"Date: Mon, 01 Jan 2024 10:00:00 +0000\r\n\r\nA line.\r\n.A dot line.\r\n")
 
 
-class Session:
+class Session(hostile_base.Session):
     def __init__(self, peer):
-        self.peer = peer
-        self.received = bytearray()   # every byte read from the gateway (plaintext and decrypted)
-        self.commands = []            # command lines (str, CRLF stripped), literals not included
+        super().__init__(peer)        # commands: literals not included
         self.proxy = None             # parsed PROXY v2 header (dict) when expect_proxy
-        self.tls = False
-        self.closed_by_peer = False
         self.mode = None              # the server's mode when this connection started
-
-
-class _Closed(Exception):
-    pass
 
 
 def parse_proxy_v2(data):
@@ -95,18 +93,60 @@ def parse_proxy_v2(data):
     return out
 
 
-class HostileMailbox:
+class _Conn(Conn):
+    """hostile_base.Conn plus the mailbox readers: a PROXY v2 header, an IMAP command with literals."""
+
+    def read_proxy(self):
+        """Reads a PROXY v2 header (16 bytes + its length); anything else is left in the buffer
+        and reported as an invalid header."""
+        if not self._need(16):
+            raise Closed()
+        if not self.buf.startswith(PROXY_V2_SIG):
+            return parse_proxy_v2(self.buf[:16])
+        length = struct.unpack("!H", self.buf[14:16])[0]
+        if not self._need(16 + length):
+            raise Closed()
+        hdr, self.buf = self.buf[:16 + length], self.buf[16 + length:]
+        return parse_proxy_v2(hdr)
+
+    def read_imap_command(self):
+        """One IMAP command line without CRLF; literals ({n} answered with "+", {n+}) are read and
+        replaced by "{n}" in the returned text."""
+        out = b""
+        for _ in range(1000):
+            line = self.readline()
+            if line is None:
+                return None
+            line = line.rstrip(b"\r\n")
+            if line.endswith(b"}") and b"{" in line:
+                spec = line[line.rindex(b"{") + 1:-1]
+                sync = not spec.endswith(b"+")
+                digits = spec.rstrip(b"+")
+                if digits.isdigit() and int(digits) <= LINE_CAP:
+                    n = int(digits)
+                    if sync:
+                        self.send(b"+ go ahead\r\n")
+                    if not self._need(n):
+                        return None
+                    self.buf = self.buf[n:]
+                    out += line
+                    continue
+            return out + line
+        return out
+
+
+class HostileMailbox(HostileServer):
+    session_class = Session
+    conn_class = _Conn
+
     def __init__(self, proto="imap", mode="record", tls_context=None, implicit=False,
                  expect_proxy=False, at="command", caps=None, pretls_caps=(), huge=HUGE,
                  message=MESSAGE):
-        modes = IMAP_MODES if proto == "imap" else POP3_MODES if proto == "pop3" else ()
-        if mode not in modes:
-            raise ValueError("unknown %s mode %r" % (proto, mode))
         if at not in ("greeting", "command"):
             raise ValueError("at must be 'greeting' or 'command'")
+        modes = IMAP_MODES if proto == "imap" else POP3_MODES if proto == "pop3" else ()
+        super().__init__(mode, modes, tls_context, "%s mode" % proto)
         self.proto = proto
-        self.mode = mode
-        self.tls_context = tls_context
         self.implicit = implicit
         self.expect_proxy = expect_proxy
         self.at = at
@@ -114,75 +154,8 @@ class HostileMailbox:
         self.pretls_caps = list(pretls_caps)
         self.huge = huge
         self.message = message
-        self.sessions = []
-        self.lock = threading.Lock()
-        self.conns = []
-        self.threads = []
-        self.stopping = threading.Event()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-
-    # ------------------------------------------------------------------ lifecycle
-    def start(self):
-        self.sock.listen(64)
-        self.sock.settimeout(0.2)
-        t = threading.Thread(target=self._accept_loop, daemon=True)
-        t.start()
-        self.threads.append(t)
-        return self
-
-    def stop(self, timeout=5.0):
-        self.stopping.set()
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        with self.lock:
-            conns = list(self.conns)
-        for c in conns:
-            for f in (lambda: c.shutdown(socket.SHUT_RDWR), c.close):
-                try:
-                    f()
-                except OSError:
-                    pass
-        deadline = time.monotonic() + timeout
-        for t in list(self.threads):
-            t.join(max(0.0, deadline - time.monotonic()))
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    def _accept_loop(self):
-        while not self.stopping.is_set():
-            try:
-                conn, peer = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sess = Session(peer)
-            with self.lock:
-                self.conns.append(conn)
-                self.sessions.append(sess)
-            t = threading.Thread(target=self._serve, args=(conn, sess), daemon=True)
-            t.start()
-            self.threads.append(t)
 
     # ------------------------------------------------------------------ views for tests
-    def all_bytes(self):
-        with self.lock:
-            return b"".join(bytes(s.received) for s in self.sessions)
-
-    def all_commands(self):
-        with self.lock:
-            return [c for s in self.sessions for c in s.commands]
-
     def sessions_with(self, verb):
         """Sessions in which a command starting with verb (after an IMAP tag for IMAP) was seen."""
         verb = verb.upper()
@@ -199,31 +172,18 @@ class HostileMailbox:
             return out
 
     def wait_command(self, verb, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        for _ in range(int(timeout / 0.05) + 2):
-            got = self.sessions_with(verb)
-            if got or time.monotonic() >= deadline:
-                return got
-            time.sleep(0.05)
-        return self.sessions_with(verb)
+        return wait_for(lambda: self.sessions_with(verb), timeout, 0.05)
 
     # ------------------------------------------------------------------ one connection
-    def _serve(self, conn, sess):
-        conn.settimeout(30)
-        io = _Conn(conn, sess, self)
-        try:
-            if self.expect_proxy:
-                sess.proxy = io.read_proxy()
-            if self.implicit:
-                io.starttls(self.tls_context)
-            if self.proto == "imap":
-                self._imap(io, sess)
-            else:
-                self._pop3(io, sess)
-        except (OSError, ssl.SSLError, _Closed, ValueError):
-            pass
-        finally:
-            io.close()
+    def _dialogue(self, io, sess):
+        if self.expect_proxy:
+            sess.proxy = io.read_proxy()
+        if self.implicit:
+            io.starttls(self.tls_context)
+        if self.proto == "imap":
+            self._imap(io, sess)
+        else:
+            self._pop3(io, sess)
 
     def _huge_line(self, io, prefix):
         """Sends prefix and then huge bytes of text without any CRLF, stopping when the peer has
@@ -259,14 +219,7 @@ class HostileMailbox:
             io.send(b"* OK hostile.test IMAP ready\r\n")
         authed = False
         after_login = 0
-        for _ in range(100000):
-            line = io.read_imap_command()
-            if line is None:
-                sess.closed_by_peer = True
-                return
-            text = line.decode("latin-1")
-            with self.lock:
-                sess.commands.append(text)
+        for text in self.commands(io, sess, io.read_imap_command):
             parts = text.split(" ", 2)
             tag = parts[0].encode("latin-1")
             verb = parts[1].upper() if len(parts) > 1 else ""
@@ -283,16 +236,12 @@ class HostileMailbox:
                 io.send(b"* CAPABILITY " + self._imap_caps(sess).encode() + b"\r\n" + tag +
                         b" OK Capability completed\r\n")
             elif verb == "STARTTLS":
-                if mode == "starttls_inject":
-                    io.send(tag + b" OK Begin TLS\r\n* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] injected\r\n")
-                    if self.tls_context is None:
-                        return io.silence(30.0)
-                    io.starttls(self.tls_context)
-                elif mode == "no_starttls" or self.tls_context is None or sess.tls:
-                    io.send(tag + b" BAD STARTTLS not available\r\n")
-                else:
-                    io.send(tag + b" OK Begin TLS negotiation now\r\n")
-                    io.starttls(self.tls_context)
+                offered = not (mode == "no_starttls" or self.tls_context is None or sess.tls)
+                inject = tag + b" OK Begin TLS\r\n* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] injected\r\n"
+                if not self.starttls_step(io, mode, offered, inject,
+                                          tag + b" OK Begin TLS negotiation now\r\n",
+                                          tag + b" BAD STARTTLS not available\r\n"):
+                    return
             elif verb == "ID":
                 io.send(b'* ID ("name" "hostile")\r\n' + tag + b" OK ID completed\r\n")
             elif verb == "LOGIN":
@@ -304,8 +253,7 @@ class HostileMailbox:
                     resp = io.read_imap_command()
                     if resp is None:
                         return
-                    with self.lock:
-                        sess.commands.append(resp.decode("latin-1"))
+                    self.record(sess, resp.decode("latin-1"))
                 authed = True
                 io.send(tag + b" OK Logged in\r\n")
             elif verb == "SELECT" or verb == "EXAMINE":
@@ -358,33 +306,16 @@ class HostileMailbox:
         if mode == "huge_line" and self.at == "greeting":
             return self._huge_line(io, b"+OK ")
         io.send(b"+OK hostile.test POP3 ready\r\n")
-        for _ in range(100000):
-            line = io.readline()
-            if line is None:
-                sess.closed_by_peer = True
-                return
-            text = line.rstrip(b"\r\n").decode("latin-1")
-            with self.lock:
-                sess.commands.append(text)
+        for text in self.commands(io, sess):
             verb = text.split(" ", 1)[0].upper()
             size = len(self.message)
             if verb == "CAPA":
                 io.send(b"+OK Capability list follows\r\n" + self._pop3_capa(sess) + b".\r\n")
             elif verb == "STLS":
-                if mode == "starttls_inject":
-                    io.send(b"+OK Begin TLS\r\n+OK injected\r\n")
-                    if self.tls_context is None:
-                        return io.silence(30.0)
-                    io.starttls(self.tls_context)
-                elif mode == "no_stls" or self.tls_context is None or sess.tls:
-                    io.send(b"-ERR STLS not available\r\n")
-                else:
-                    io.send(b"+OK Begin TLS negotiation\r\n")
-                    io.starttls(self.tls_context)
-            elif verb in ("USER", "PASS"):
-                io.send(b"+OK\r\n" if verb == "USER" else b"+OK Logged in.\r\n")
-            elif verb == "AUTH":
-                io.send(b"+OK Logged in.\r\n")
+                offered = not (mode == "no_stls" or self.tls_context is None or sess.tls)
+                if not self.starttls_step(io, mode, offered, b"+OK Begin TLS\r\n+OK injected\r\n",
+                                          b"+OK Begin TLS negotiation\r\n", b"-ERR STLS not available\r\n"):
+                    return
             elif verb == "STAT":
                 if mode == "huge_line":
                     return self._huge_line(io, b"+OK ")
@@ -402,128 +333,5 @@ class HostileMailbox:
                     io.send(b"+OK %d octets\r\n" % size + body[:len(body) // 2])
                     return
                 io.send(b"+OK %d octets\r\n" % size + body + b".\r\n")
-            elif verb in ("DELE", "NOOP", "RSET"):
-                io.send(b"+OK\r\n")
-            elif verb == "QUIT":
-                io.send(b"+OK Logging out.\r\n")
+            elif not self.fixed_answer(io, verb, POP3_FIXED_ANSWERS, b"-ERR Unknown command\r\n"):
                 return
-            else:
-                io.send(b"-ERR Unknown command\r\n")
-
-
-class _Conn:
-    """Buffered reader/writer over one accepted socket (plain, then optionally TLS)."""
-
-    def __init__(self, sock, sess, server):
-        self.sock, self.sess, self.server = sock, sess, server
-        self.buf = b""
-
-    def _recv(self):
-        if self.server.stopping.is_set():
-            raise _Closed()
-        try:
-            chunk = self.sock.recv(65536)
-        except socket.timeout:
-            raise _Closed()
-        if chunk and len(self.sess.received) < RECORD_CAP:
-            with self.server.lock:
-                self.sess.received += chunk
-        return chunk
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def _need(self, n):
-        for _ in range(100000):
-            if len(self.buf) >= n:
-                return True
-            chunk = self._recv()
-            if not chunk:
-                return False
-            self.buf += chunk
-        return False
-
-    def read_proxy(self):
-        """Reads a PROXY v2 header (16 bytes + its length); anything else is left in the buffer
-        and reported as an invalid header."""
-        if not self._need(16):
-            raise _Closed()
-        if not self.buf.startswith(PROXY_V2_SIG):
-            return parse_proxy_v2(self.buf[:16])
-        length = struct.unpack("!H", self.buf[14:16])[0]
-        if not self._need(16 + length):
-            raise _Closed()
-        hdr, self.buf = self.buf[:16 + length], self.buf[16 + length:]
-        return parse_proxy_v2(hdr)
-
-    def readline(self):
-        for _ in range(100000):
-            i = self.buf.find(b"\n")
-            if i >= 0:
-                line, self.buf = self.buf[:i + 1], self.buf[i + 1:]
-                return line
-            if len(self.buf) > LINE_CAP:
-                line, self.buf = self.buf, b""
-                return line
-            chunk = self._recv()
-            if not chunk:
-                return None
-            self.buf += chunk
-        return None
-
-    def read_imap_command(self):
-        """One IMAP command line without CRLF; literals ({n} answered with "+", {n+}) are read and
-        replaced by "{n}" in the returned text."""
-        out = b""
-        for _ in range(1000):
-            line = self.readline()
-            if line is None:
-                return None
-            line = line.rstrip(b"\r\n")
-            if line.endswith(b"}") and b"{" in line:
-                spec = line[line.rindex(b"{") + 1:-1]
-                sync = not spec.endswith(b"+")
-                digits = spec.rstrip(b"+")
-                if digits.isdigit() and int(digits) <= LINE_CAP:
-                    n = int(digits)
-                    if sync:
-                        self.send(b"+ go ahead\r\n")
-                    if not self._need(n):
-                        return None
-                    self.buf = self.buf[n:]
-                    out += line
-                    continue
-            return out + line
-        return out
-
-    def starttls(self, ctx):
-        self.buf = b""  # pipelined plaintext after STARTTLS: a correct client never sends any
-        self.sock.settimeout(15)
-        self.sock = ctx.wrap_socket(self.sock, server_side=True)
-        self.sess.tls = True
-
-    def silence(self, limit=30.0):
-        """Says nothing more; keeps reading (and recording) until the peer closes or limit passes."""
-        deadline = time.monotonic() + limit
-        self.sock.settimeout(0.5)
-        for _ in range(int(limit / 0.5) + 2):
-            if time.monotonic() >= deadline or self.server.stopping.is_set():
-                return
-            try:
-                if not self._recv():
-                    self.sess.closed_by_peer = True
-                    return
-            except _Closed:
-                continue
-            except OSError:
-                return
-
-    def close(self):
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        try:
-            self.sock.close()
-        except OSError:
-            pass
