@@ -788,6 +788,52 @@ static void greet(p3sess *s)
     process(s);
 }
 
+/* The CONNECT hook's verdict: a refusal is the greeting's -ERR, then the close (RFC 3206 codes). */
+static void connect_done(void *ud, const pc_verdict *v)
+{
+    p3sess *s = ud;
+    s->run = NULL;
+    const char *code = NULL, *dflt = NULL, *action = NULL;
+    switch (v->action) {
+    case PC_REJECT:
+    case PC_DISCARD:
+        code = "SYS/PERM";
+        action = v->action == PC_REJECT ? "reject" : "discard";
+        dflt = "Service refused";
+        break;
+    case PC_TEMPFAIL:
+    case PC_QUARANTINE:
+        code = "SYS/TEMP";
+        action = v->action == PC_TEMPFAIL ? "tempfail" : "quarantine";
+        dflt = "Service not available, try again later";
+        break;
+    default: greet(s); return;
+    }
+    char text[200];
+    const char *t = v->text ? v->text : dflt;
+    pc_sanitize(text, sizeof(text), t, strlen(t), 0);
+    pc_log_notice(s->sid, "event=connect-refused client=%s action=%s reason=\"%s\"", s->client_ip,
+                  action, text);
+    p3_reply(s, "-ERR [%s] %s", code, text);
+    p3_close(s);
+}
+
+/* Before the greeting: the CONNECT hook, when a filter of the listener uses it. The client's
+ * input is read (so a hang-up is seen) but not processed until the verdict. */
+static void start_session(p3sess *s)
+{
+    if (!(s->l->chain_hooks & PC_HOOK_BIT(PC_HOOK_CONNECT)) || !s->l->chain) {
+        greet(s);
+        return;
+    }
+    s->phase = P3_CONNECT;
+    pc_conn_set_timeout(s->c, s->prelogin_ms);
+    pc_conn_read_start(s->c);
+    pc_chain_run *r = pc_chain_start(s->l->chain, PC_HOOK_CONNECT, &s->sv, connect_done, s);
+    if (r)
+        s->run = r;
+}
+
 static void session_ready(p3sess *s)
 {
     pc_addr_str((struct sockaddr *)&s->sv.client, s->client_ip, sizeof(s->client_ip));
@@ -811,7 +857,7 @@ static void session_ready(p3sess *s)
         pc_conn_read_start(s->c);
         return;
     }
-    greet(s);
+    start_session(s);
 }
 
 static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
@@ -825,7 +871,7 @@ static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
         pc_log_info(s->sid, "event=tls client=%s version=%s cipher=%s", s->client_ip,
                     pc_conn_tls_version(c), pc_conn_tls_cipher(c));
         if (s->cfg->tls.mode == PC_TLS_IMPLICIT) {
-            greet(s);
+            start_session(s);
             return;
         }
         /* RFC 2595 §4: forget everything learnt before TLS. */
@@ -858,6 +904,8 @@ static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
     case PC_CONN_EV_ERROR: p3_close(s); return;
     case PC_CONN_EV_CONNECTED: return;
     case PC_CONN_EV_CLOSED:
+        if (s->run) /* the CLOSE hook, still busy */
+            pc_chain_abort(s->run);
         if (s->conn_counted)
             pc_addr_conn_dec((struct sockaddr *)&s->sv.client);
         pc_session_count(-1);
@@ -866,6 +914,13 @@ static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
         free(s);
         return;
     }
+}
+
+static void close_done(void *ud, const pc_verdict *v)
+{
+    p3sess *s = ud;
+    (void)v;
+    s->run = NULL;
 }
 
 void p3_close(p3sess *s)
@@ -878,6 +933,12 @@ void p3_close(p3sess *s)
     /* No QUIT upstream unless the client sent it: a lost client must not commit its DELEs. */
     pc_pop3c_free(s->up, 0);
     s->up = NULL;
+    if ((s->l->chain_hooks & PC_HOOK_BIT(PC_HOOK_CLOSE)) && s->l->chain) {
+        /* Its verdict is ignored; a filter still busy when the connection is gone is cancelled. */
+        pc_chain_run *r = pc_chain_start(s->l->chain, PC_HOOK_CLOSE, &s->sv, close_done, s);
+        if (r)
+            s->run = r;
+    }
     p3_flush(s);
     char u[128];
     pc_sanitize(u, sizeof(u), s->user, strlen(s->user), 0);

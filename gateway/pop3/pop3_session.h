@@ -21,10 +21,11 @@
 #define P3_OUT_BATCH (64 * 1024)  /* answers are gathered in s->out up to this, then written */
 
 enum p3_phase {
-    P3_TLS,   /* handshake in progress */
-    P3_AUTHZ, /* AUTHORIZATION state (RFC 1939 §4) */
-    P3_SASL,  /* AUTH PLAIN without initial response: waiting for the client's line */
-    P3_TRANS, /* TRANSACTION state */
+    P3_TLS,     /* handshake in progress */
+    P3_CONNECT, /* the CONNECT hook runs: no greeting yet, input stays buffered */
+    P3_AUTHZ,   /* AUTHORIZATION state (RFC 1939 §4) */
+    P3_SASL,    /* AUTH PLAIN without initial response: waiting for the client's line */
+    P3_TRANS,   /* TRANSACTION state */
     P3_CLOSING,
 };
 
