@@ -224,6 +224,17 @@ static void pre_verdict(isess *s, const pc_verdict *v)
     scan_finish(s);
 }
 
+/* The held segment before the literal goes out, with RFC822.SIZE describing what is served
+ * (here and in the rest of the response) when that differs from the upstream's literal. */
+static void hold_out(isess *s, uint64_t served)
+{
+    s->size_fix = served;
+    s->size_fix_on = served != s->scan_size;
+    if (pc_buf_used(&s->hold))
+        is_fetch_seg_out(s, pc_buf_ptr(&s->hold), pc_buf_used(&s->hold), s->hold_depth);
+    pc_buf_release(&s->hold);
+}
+
 static void emit(isess *s, const pc_verdict *v)
 {
     char ref[64], hdr[40], info[1600];
@@ -241,6 +252,7 @@ static void emit(isess *s, const pc_verdict *v)
         if (!s->spool_err && s->msg)
             vc_store(s, s->u_uid, VS_WITHHELD, info, ilen);
         action = "withheld";
+        hold_out(s, pc_buf_used(&s->notice));
         int n = snprintf(hdr, sizeof(hdr), "{%zu}\r\n", pc_buf_used(&s->notice));
         is_out_add(s, hdr, (size_t)n);
         is_out_add(s, pc_buf_ptr(&s->notice), pc_buf_used(&s->notice));
@@ -260,6 +272,7 @@ static void emit(isess *s, const pc_verdict *v)
         vc_store(s, s->u_uid, VS_PASS, NULL, 0);
     }
     size_t sz = pc_message_size(s->msg);
+    hold_out(s, sz);
     int n = snprintf(hdr, sizeof(hdr), "{%zu}\r\n", sz);
     is_out_add(s, hdr, (size_t)n);
     pc_log_info(
@@ -271,13 +284,20 @@ static void emit(isess *s, const pc_verdict *v)
     is_pump(s);
 }
 
-/* Streams the message to the client while its write queue is low; continues on DRAIN. */
+/* Streams the message to the client while its write queue is low; continues on DRAIN. The bytes
+ * join the session's output batch (after the response text and "{n}", before the rest of the
+ * line), which goes out in writes of IMAP_CHUNK bytes: a small message is one write with its
+ * framing, a large one a series of full chunks. */
 void is_pump(isess *s)
 {
     char chunk[IMAP_CHUNK];
-    is_flush(s);
     while (s->wait == IW_PUMP && s->c->wpending < IMAP_HIGH_WATER) {
-        ssize_t n = pc_message_read(s->msg, s->emit_off, chunk, sizeof(chunk));
+        size_t used = pc_buf_used(&s->out);
+        if (used >= IMAP_CHUNK) {
+            is_flush(s);
+            continue;
+        }
+        ssize_t n = pc_message_read(s->msg, s->emit_off, chunk, IMAP_CHUNK - used);
         if (n < 0) {
             pc_log_err(s->sid, "event=spool-read-error");
             is_close(s);
@@ -285,13 +305,14 @@ void is_pump(isess *s)
         }
         if (n == 0) {
             s->c->want_drain = 0;
-            scan_finish(s);
+            scan_finish(s); /* the rest of the line joins the batch; the caller flushes */
             s->again = 1;
             return;
         }
         s->emit_off += (size_t)n;
-        pc_conn_write(s->c, chunk, (size_t)n);
+        is_out_add(s, chunk, (size_t)n); /* a full batch is written at once */
     }
+    is_flush(s); /* waiting for DRAIN: what is gathered goes out now */
     s->c->want_drain = 1;
 }
 
@@ -342,6 +363,7 @@ void is_scan_begin(isess *s, const pc_imap_ev *ev)
             pc_log_notice(s->sid,
                           "event=retrieve user=%s uid=%u size=%llu action=unscanned reason=size",
                           s->user, (unsigned)s->u_uid, (unsigned long long)ev->lit_size);
+            is_hold_release(s);
             is_out_add(s, s->ann, s->ann_len);
             return;
         }
@@ -375,18 +397,22 @@ void is_retrieve_free(isess *s)
         pc_message_free(s->msg);
     else
         pc_spool_free(s->spool);
+    if (s->sv.msg == s->msg)
+        s->sv.msg = NULL;
     s->msg = NULL;
     s->spool = NULL;
     pc_buf_release(&s->notice);
     pc_buf_release(&s->pf_cmd);
+    pc_buf_release(&s->hold);
     map_free(s);
     s->pf = PF_NONE;
 }
 
 /* Finds "name SP number" at parenthesis depth 1 of a FETCH response segment, outside quoted
- * strings and section brackets; *depth carries the depth across segments. */
+ * strings and section brackets; *depth carries the depth across segments. size_at / size_len
+ * (may be NULL) get where the digits of RFC822.SIZE are in p. */
 static void scan_items(const char *p, size_t n, int *depth, uint32_t *uid, uint64_t *size,
-                       int *others)
+                       int *others, size_t *size_at, size_t *size_len)
 {
     size_t i = 0;
     while (i < n) {
@@ -447,6 +473,12 @@ static void scan_items(const char *p, size_t n, int *depth, uint32_t *uid, uint6
             *uid = (uint32_t)v;
         if (is_size && size)
             *size = v;
+        while (j < n && p[j] >= '0' && p[j] <= '9')
+            j++;
+        if (is_size && size_at && size_len) {
+            *size_at = i + 1;
+            *size_len = j - (i + 1);
+        }
         i = j;
     }
 }
@@ -456,7 +488,30 @@ void is_pf_text(isess *s, const char *p, size_t n)
 {
     if (!s->u_fetch)
         return;
-    scan_items(p, n, &s->u_pdepth, &s->u_uid, NULL, NULL);
+    scan_items(p, n, &s->u_pdepth, &s->u_uid, NULL, NULL, NULL, NULL);
+}
+
+void is_fetch_seg_out(isess *s, const char *p, size_t n, int depth)
+{
+    size_t at = 0, len = 0;
+    if (s->size_fix_on && s->u_fetch)
+        scan_items(p, n, &depth, NULL, NULL, NULL, &at, &len);
+    if (!len) {
+        is_out_add(s, p, n);
+        return;
+    }
+    char num[24];
+    int k = snprintf(num, sizeof(num), "%llu", (unsigned long long)s->size_fix);
+    is_out_add(s, p, at);
+    is_out_add(s, num, (size_t)k);
+    is_out_add(s, p + at + len, n - at - len);
+}
+
+void is_hold_release(isess *s)
+{
+    if (pc_buf_used(&s->hold))
+        is_fetch_seg_out(s, pc_buf_ptr(&s->hold), pc_buf_used(&s->hold), s->hold_depth);
+    pc_buf_release(&s->hold);
 }
 
 static uint32_t parse_u32(pc_slice t)
@@ -719,7 +774,7 @@ int is_pf_line(isess *s, const char *p, size_t n, const pc_imap_resp_head *h)
         uint32_t seq = parse_u32(h->number), uid = 0;
         uint64_t size = 0;
         int depth = 0, others = 0;
-        scan_items(h->text.p, h->text.n, &depth, &uid, &size, &others);
+        scan_items(h->text.p, h->text.n, &depth, &uid, &size, &others, NULL, NULL);
         if (!seq || !uid)
             return 0;
         if (s->pmap_n < PF_MAP_MAX) {

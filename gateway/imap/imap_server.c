@@ -1,5 +1,6 @@
 /* imap_server.c — the client-facing IMAP session (RFC 9051/3501, 2595, 4959, 2971, 7888): its life
- * (PROXY, TLS, timeouts, close) and the not-authenticated state, answered by the gateway itself.
+ * (PROXY, TLS, the CONNECT hook before the greeting, timeouts, close and the CLOSE hook) and the
+ * not-authenticated state, answered by the gateway itself. At most one "* BYE" per session.
  * Defends against: credentials before TLS (LOGINDISABLED, NO [PRIVACYREQUIRED]), STARTTLS injection
  * (buffered plaintext discarded, state reset), literal abuse (pre-login literals capped at 8 KiB,
  * no allocation sized by a claim), junk (errors counted, BAD, close at the limit). */
@@ -28,6 +29,14 @@ void is_reply(isess *s, const char *fmt, ...)
     va_end(ap);
 }
 
+void is_bye(isess *s, const char *text)
+{
+    if (s->bye_sent)
+        return;
+    s->bye_sent = 1;
+    is_reply(s, "* BYE %s", text);
+}
+
 void is_flush(isess *s)
 {
     if (pc_buf_used(&s->out) == 0)
@@ -39,7 +48,7 @@ void is_flush(isess *s)
 void is_error_count(isess *s)
 {
     if (++s->errors >= s->cfg->mailbox.errors) {
-        is_reply(s, "* BYE Too many errors");
+        is_bye(s, "Too many errors");
         pc_log_notice(s->sid, "event=limit limit=errors client=%s", s->client_ip);
         is_close(s);
     }
@@ -246,7 +255,7 @@ static void command(isess *s)
     } else if (strcmp(n, "NOOP") == 0) {
         is_reply(s, "%s OK NOOP completed", s->tag);
     } else if (strcmp(n, "LOGOUT") == 0) {
-        is_reply(s, "* BYE Logging out");
+        is_bye(s, "Logging out");
         is_reply(s, "%s OK LOGOUT completed", s->tag);
         is_close(s);
     } else if (strcmp(n, "ID") == 0) {
@@ -318,7 +327,7 @@ static void prelogin_input(isess *s)
             pc_log_notice(s->sid, "event=protocol-error client=%s code=%d near=\"%s\"",
                           s->client_ip, rc, why);
             is_reply(s, "* BAD %s", rc == PC_IMAP_E_TOO_LONG ? "Line too long" : "Syntax error");
-            is_reply(s, "* BYE Protocol error");
+            is_bye(s, "Protocol error");
             is_close(s);
             return;
         }
@@ -417,6 +426,50 @@ static void greet(isess *s)
     is_process(s);
 }
 
+/* The CONNECT hook's verdict: REJECT closes with "* BYE reason", TEMPFAIL and QUARANTINE with
+ * "* BYE [UNAVAILABLE] reason" (as SMTP answers 554 / 421); anything else greets. */
+static void connect_done(void *ud, const pc_verdict *v)
+{
+    isess *s = ud;
+    s->hook_run = NULL;
+    if (s->phase != IP_CONNECT)
+        return;
+    if (v->action == PC_REJECT || v->action == PC_TEMPFAIL || v->action == PC_QUARANTINE) {
+        char text[300];
+        const char *t = v->text ? v->text : "Service refused";
+        pc_sanitize(text, sizeof(text), t, strlen(t), 0);
+        int tempfail = v->action != PC_REJECT;
+        char line[340];
+        snprintf(line, sizeof(line), "%s%s", tempfail ? "[UNAVAILABLE] " : "", text);
+        is_bye(s, line);
+        pc_log_notice(s->sid, "event=connect-refused client=%s action=%s reason=\"%s\"",
+                      s->client_ip,
+                      v->action == PC_REJECT     ? "reject"
+                      : v->action == PC_TEMPFAIL ? "tempfail"
+                                                 : "quarantine",
+                      text);
+        is_close(s);
+        return;
+    }
+    greet(s);
+}
+
+/* Runs the CONNECT hook if a filter uses it, else greets at once. Meanwhile the client's bytes are
+ * read and buffered (bounded by the conn's input limit) but not processed. */
+static void start_connect(isess *s)
+{
+    if (!(s->l->chain_hooks & PC_HOOK_BIT(PC_HOOK_CONNECT)) || !s->l->chain) {
+        greet(s);
+        return;
+    }
+    s->phase = IP_CONNECT;
+    pc_conn_set_timeout(s->c, 0); /* each filter has its own timeout */
+    pc_conn_read_start(s->c);
+    pc_chain_run *r = pc_chain_start(s->l->chain, PC_HOOK_CONNECT, &s->sv, connect_done, s);
+    if (r)
+        s->hook_run = r;
+}
+
 static void session_ready(isess *s)
 {
     pc_addr_str((struct sockaddr *)&s->sv.client, s->client_ip, sizeof(s->client_ip));
@@ -440,7 +493,7 @@ static void session_ready(isess *s)
         pc_conn_read_start(s->c);
         return;
     }
-    greet(s);
+    start_connect(s);
 }
 
 static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
@@ -457,7 +510,7 @@ static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
         args_reset(s);
         s->auth_wait = 0;
         if (s->cfg->tls.mode == PC_TLS_IMPLICIT) {
-            greet(s);
+            start_connect(s);
             return;
         }
         s->phase = IP_PRE;
@@ -471,7 +524,7 @@ static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
         return;
     case PC_CONN_EV_TIMEOUT:
         if (s->phase != IP_TLS) {
-            is_reply(s, "* BYE Autologout; idle for too long");
+            is_bye(s, "Autologout; idle for too long");
             is_flush(s);
         }
         pc_log_notice(s->sid, "event=timeout client=%s phase=%d", s->client_ip, (int)s->phase);
@@ -482,13 +535,23 @@ static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
     case PC_CONN_EV_DRAIN: is_client_drained(s); return;
     case PC_CONN_EV_CONNECTED: return;
     case PC_CONN_EV_CLOSED:
+        if (s->hook_run)
+            pc_chain_abort(s->hook_run); /* a CLOSE hook still running */
         if (s->conn_counted)
             pc_addr_conn_dec((struct sockaddr *)&s->sv.client);
         pc_session_count(-1);
         pc_buf_release(&s->out);
+        pc_buf_release(&s->hold);
         free(s);
         return;
     }
+}
+
+static void close_hook_done(void *ud, const pc_verdict *v)
+{
+    isess *s = ud;
+    (void)v;
+    s->hook_run = NULL;
 }
 
 void is_close(isess *s)
@@ -496,11 +559,23 @@ void is_close(isess *s)
     if (s->phase == IP_CLOSING)
         return;
     s->phase = IP_CLOSING;
+    if (s->hook_run) { /* the CONNECT hook had not answered */
+        pc_chain_abort(s->hook_run);
+        s->hook_run = NULL;
+    }
     is_relay_free(s);
     args_reset(s);
     if (pc_buf_used(&s->cred))
         explicit_bzero(s->cred.data + s->cred.off, pc_buf_used(&s->cred));
     pc_buf_release(&s->cred);
+    s->sv.msg = NULL;
+    if ((s->l->chain_hooks & PC_HOOK_BIT(PC_HOOK_CLOSE)) && s->l->chain) {
+        /* As in SMTP: the verdict is ignored; a filter still busy when the connection's handles
+         * are closed is cancelled then (PC_CONN_EV_CLOSED). */
+        pc_chain_run *r = pc_chain_start(s->l->chain, PC_HOOK_CLOSE, &s->sv, close_hook_done, s);
+        if (r)
+            s->hook_run = r;
+    }
     is_flush(s);
     pc_log_info(s->sid,
                 "event=disconnect client=%s tls=%s user=%s fetched=%u errors=%u duration_ms=%llu",
@@ -527,6 +602,7 @@ void pc_imap_session_start(pc_listener_rt *l, pc_conn *conn, const struct sockad
     pc_buf_init(&s->args, 0);
     pc_buf_init(&s->cred, 0);
     pc_buf_init(&s->notice, 0);
+    pc_buf_init(&s->hold, 0);
     conn->cb = on_conn;
     conn->ud = s;
     pc_session_count(+1);

@@ -307,7 +307,7 @@ static void login_result(isess *s, const char *p, size_t n, const pc_imap_resp_h
     s->phase = IP_PRE;
     is_tok_client_init(s, 0);
     if (++s->auth_failures >= s->cfg->mailbox.auth_failures) {
-        is_reply(s, "* BYE Too many authentication failures");
+        is_bye(s, "Too many authentication failures");
         pc_log_notice(s->sid, "event=limit limit=auth_failures client=%s", s->client_ip);
         is_close(s);
     }
@@ -343,6 +343,17 @@ static int line_head(isess *s, const pc_imap_ev *ev)
         s->sync_wait = 0; /* the client goes on with its literal (or IDLE) */
         s->again = 1;
         return 0;
+    }
+    if (h.kind == PC_IMAP_RESP_UNTAGGED && h.status == PC_IMAP_ST_BYE) {
+        if (s->phase == IP_LOGIN) {
+            /* The upstream leaves during the login: the client's session is not over (the login
+             * gets NO [UNAVAILABLE] when the connection closes); its BYE is not the client's. */
+            pc_log_info(s->sid, "event=upstream-bye step=login");
+            s->u_skip_end = 1;
+            pc_conn_consume(s->up, ev->consumed);
+            return 1;
+        }
+        s->bye_sent = 1; /* relayed: the only BYE the client gets */
     }
     if (s->phase == IP_RELAY && is_pf_line(s, ev->data.p, ev->data.n, &h)) {
         s->u_skip_end = 1;
@@ -392,16 +403,18 @@ static void up_text(isess *s, const pc_imap_ev *ev)
         s->u_seq = 0;
         s->u_uid = 0;
         s->u_pdepth = 0;
+        s->size_fix_on = 0;
         if (s->u_fetch) {
             for (size_t i = 0; i < h.number.n && i < 10; i++)
                 s->u_seq = s->u_seq * 10 + (uint32_t)(h.number.p[i] - '0');
             s->u_own = ann && is_pf_own_line(s, p, n);
         }
     }
+    int depth0 = s->u_pdepth;
     is_pf_text(s, p, n);
     if (!ann) {
         if (!s->u_own)
-            is_out_add(s, p, n);
+            is_fetch_seg_out(s, p, n, depth0);
         return;
     }
     size_t k = n;
@@ -411,7 +424,7 @@ static void up_text(isess *s, const pc_imap_ev *ev)
         k--;
     if (k == 0 || n - (k - 1) > sizeof(s->ann)) {
         if (!s->u_own)
-            is_out_add(s, p, n);
+            is_fetch_seg_out(s, p, n, depth0);
         s->ann_len = 0;
         s->u_kind = PC_IMAP_ITEM_NONE;
         return;
@@ -422,9 +435,19 @@ static void up_text(isess *s, const pc_imap_ev *ev)
     pc_slice item = {"", 0};
     s->u_kind = s->u_fetch ? pc_imap_fetch_item(p, k, &item) : PC_IMAP_ITEM_NONE;
     snprintf(s->u_item, sizeof(s->u_item), "%.*s", (int)item.n, item.p);
-    if (!s->u_own)
-        is_out_add(s, p, k);
+    if (s->u_own)
+        return;
+    if (s->u_fetch && s->u_kind == PC_IMAP_ITEM_MESSAGE) {
+        /* Held until the verdict: an RFC822.SIZE in it must describe what is served. */
+        pc_buf_reset(&s->hold);
+        s->hold_depth = depth0;
+        if (pc_buf_append(&s->hold, p, k) == 0)
+            return;
+    }
+    is_fetch_seg_out(s, p, k, depth0);
 }
+
+static void up_closed(isess *s);
 
 void is_relay_upstream(isess *s)
 {
@@ -438,7 +461,7 @@ void is_relay_upstream(isess *s)
             char near[80];
             pc_sanitize(near, sizeof(near), ev.data.p, ev.data.n, 0);
             pc_log_notice(s->sid, "event=upstream-protocol-error code=%d near=\"%s\"", rc, near);
-            is_reply(s, "* BYE Upstream protocol error");
+            is_bye(s, "Upstream protocol error");
             is_close(s);
             return;
         }
@@ -462,7 +485,11 @@ void is_relay_upstream(isess *s)
             if (s->u_fetch && ev.depth == 1 && s->u_kind == PC_IMAP_ITEM_MESSAGE &&
                 ev.lit_size > 0 && s->ann_len) {
                 is_scan_begin(s, &ev);
-            } else if (s->u_own) {
+                s->ann_len = 0;
+                break;
+            }
+            is_hold_release(s); /* a message literal not scanned (nested, empty) */
+            if (s->u_own) {
                 s->scan = ev.lit_size > 0 ? 3 : 0; /* the gateway's own response: dropped */
             } else if (s->u_fetch && ev.depth == 1 && s->u_kind == PC_IMAP_ITEM_PART &&
                        s->ann_len && is_pf_part_literal(s, &ev)) {
@@ -494,6 +521,7 @@ void is_relay_upstream(isess *s)
             s->u_skip_end = 0;
             s->u_fetch = 0;
             s->u_own = 0;
+            s->size_fix_on = 0;
             break;
         default: break;
         }
@@ -504,8 +532,26 @@ void is_relay_upstream(isess *s)
             pc_conn_read_stop(s->up);
         }
     }
-    if (s->phase != IP_CLOSING)
-        is_flush(s);
+    if (s->phase == IP_CLOSING)
+        return;
+    is_flush(s);
+    /* The upstream closed: once nothing it sent waits any more (a verdict, the pump, a full
+     * client queue, the message hook), the session ends. */
+    if (s->up_eof && s->phase == IP_RELAY && s->wait == IW_NONE && !s->u_paused &&
+        s->ap != AP_CHAIN)
+        up_closed(s);
+}
+
+/* The upstream is gone and everything it sent has been relayed (or cannot be). */
+static void up_closed(isess *s)
+{
+    /* A line of our own only between two of the upstream's: inside a literal or a line it would
+     * become part of what the client parses. After the upstream's own BYE (LOGOUT, shutdown),
+     * none (is_bye). */
+    if (!s->logout && pc_imap_tok_between_lines(&s->utok))
+        is_bye(s, "Upstream connection lost");
+    pc_log_info(s->sid, "event=upstream-closed logout=%d bye=%d", s->logout, s->bye_sent);
+    is_close(s);
 }
 
 void is_client_drained(isess *s)
@@ -547,6 +593,15 @@ void is_up_event(pc_conn *c, pc_conn_event ev, void *ud)
         }
         return;
     case PC_CONN_EV_EOF:
+        if (s->phase == IP_RELAY) {
+            /* What the upstream sent before it left (a FETCH response held for the retrieve
+             * hook, its BYE) is relayed first: is_relay_upstream() ends the session when it has
+             * nothing left to relay. */
+            s->up_eof = 1;
+            is_relay_upstream(s);
+            return;
+        }
+        /* fall through */
     case PC_CONN_EV_ERROR:
     case PC_CONN_EV_TIMEOUT:
         is_relay_upstream(s);
@@ -556,12 +611,7 @@ void is_up_event(pc_conn *c, pc_conn_event ev, void *ud)
             login_failed_here(s, "lost");
             return;
         }
-        /* A line of our own only between two of the upstream's: inside a literal or a line it
-         * would become part of what the client parses. */
-        if (!s->logout && pc_imap_tok_between_lines(&s->utok))
-            is_reply(s, "* BYE Upstream connection lost");
-        pc_log_info(s->sid, "event=upstream-closed logout=%d", s->logout);
-        is_close(s);
+        up_closed(s);
         return;
     default: return;
     }
@@ -629,7 +679,7 @@ void is_relay_client(isess *s)
             if (rc == PC_IMAP_E_LITERAL_TOO_BIG && (ev.lit_flags & PC_IMAP_LIT_NONSYNC) &&
                 s->line_fwd == 0) /* RFC 7888 section 4: its bytes follow, unframeable */
                 is_reply(s, "%s BAD [TOOBIG] Non-synchronizing literal too big", s->tag);
-            is_reply(s, "* BYE Protocol error");
+            is_bye(s, "Protocol error");
             is_close(s);
             return;
         }

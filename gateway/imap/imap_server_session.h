@@ -22,11 +22,12 @@
 #define IMAP_HIGH_WATER (1024 * 1024)
 
 enum iphase {
-    IP_TLS,    /* handshake in progress */
-    IP_PRE,    /* not authenticated: the gateway answers */
-    IP_UPOPEN, /* opening the upstream for a login */
-    IP_LOGIN,  /* login sent upstream, waiting for its tagged answer */
-    IP_RELAY,  /* authenticated: relaying */
+    IP_TLS,     /* handshake in progress */
+    IP_CONNECT, /* the CONNECT hook runs; input is buffered, not processed, no greeting yet */
+    IP_PRE,     /* not authenticated: the gateway answers */
+    IP_UPOPEN,  /* opening the upstream for a login */
+    IP_LOGIN,   /* login sent upstream, waiting for its tagged answer */
+    IP_RELAY,   /* authenticated: relaying */
     IP_CLOSING,
 };
 
@@ -78,6 +79,9 @@ typedef struct isess {
 
     pc_session_view sv;
     pc_results results;
+    pc_chain_run *hook_run; /* the CONNECT hook, later the CLOSE hook */
+    int bye_sent;           /* a "* BYE" reached the client output (ours or the upstream's) */
+    int up_eof;             /* the upstream closed; what it sent before is still being relayed */
     char client_ip[INET6_ADDRSTRLEN];
     int tls;
     char user[256];
@@ -160,6 +164,11 @@ typedef struct isess {
     int u_pdepth;    /* parenthesis depth reached in this response's text */
     int u_own;       /* the upstream line is the gateway's (internal command): not relayed */
     char u_item[64]; /* item name of the literal held in ann */
+    /* RFC822.SIZE of a whole message served changed (tagged, replaced, withheld) */
+    pc_buf hold;       /* the FETCH segment before a whole-message literal, until its verdict */
+    int hold_depth;    /* parenthesis depth at the start of that segment */
+    uint64_t size_fix; /* served size: RFC822.SIZE later in this response is rewritten */
+    int size_fix_on;
 } isess;
 
 /* The conn's pending input, never a null pointer (the tokenizer may be called with 0 bytes to
@@ -171,6 +180,8 @@ static inline const char *in_ptr(const pc_conn *c)
 
 /* imap_server.c */
 void is_reply(isess *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "* BYE text", at most once per session: after the upstream's own BYE was relayed, nothing. */
+void is_bye(isess *s, const char *text);
 void is_flush(isess *s);
 void is_close(isess *s);
 void is_error_count(isess *s);
@@ -205,6 +216,11 @@ int is_pf_line(isess *s, const char *p, size_t n, const pc_imap_resp_head *h);
 int is_pf_own_line(isess *s, const char *p, size_t n);
 int is_pf_part_literal(isess *s, const pc_imap_ev *ev);
 void is_pf_text(isess *s, const char *p, size_t n);
+/* A FETCH response segment to the client: as it is, or with the value of RFC822.SIZE at depth 1
+ * (depth: at the segment's start) replaced by s->size_fix when s->size_fix_on. */
+void is_fetch_seg_out(isess *s, const char *p, size_t n, int depth);
+/* The held segment before a whole-message literal goes out unchanged (the literal is relayed). */
+void is_hold_release(isess *s);
 void is_sel_command(isess *s, const pc_imap_cmd_head *h);
 
 /* imap_append.c */

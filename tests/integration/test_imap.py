@@ -1,8 +1,11 @@
 """IMAP through the gateway against a real Dovecot: pre-login answered by the gateway (CAPABILITY,
 STARTTLS, LOGIN, AUTHENTICATE PLAIN, LOGINDISABLED before TLS), the login relayed, whole sessions
 compared with the same session straight against Dovecot, the attacks from THREATS.md (STARTTLS
-injection, literal abuse, {n+} without LITERAL+), an upstream that is down, the retrieve hook with
-the testmark plugin, and real clients (mbsync, curl).
+injection, literal abuse, {n+} without LITERAL+), an upstream that is down, exactly one BYE per
+session (LOGOUT, Dovecot ending the session through `doveadm kick`), the retrieve hook with the
+testmark plugin (RFC822.SIZE of what is served, output batching), the CONNECT and CLOSE hooks
+(testmark refusing, deferring or stalling clients by address, from 127.0.0.5/.7/.8), and real
+clients (mbsync, curl).
 
 Normalisation for the comparisons (norm()): CAPABILITY responses and [CAPABILITY ...] codes are
 dropped (the gateway rewrites them on purpose), Dovecot's timing texts "(0.001 + 0.000 secs)." are
@@ -13,7 +16,10 @@ gateways and clients, all stopped by PID in cleanups.
 
 import os
 import re
+import socket
+import ssl
 import subprocess
+import time
 import unittest
 
 import harness as h
@@ -30,6 +36,31 @@ def msg(subject, extra="", body="Hello from the test.\r\n"):
 
 
 SEED = [msg("first"), msg("second", body="Line one.\r\nLine two.\r\n" * 50), msg("third")]
+
+
+def drain(c, timeout=15.0):
+    """What the client has not read yet plus everything until the gateway closes (bounded in time):
+    (bytes, closed)."""
+    out = bytearray(c.buf)
+    c.buf = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        c.sock.settimeout(max(0.05, min(1.0, deadline - time.monotonic())))
+        try:
+            d = c.sock.recv(65536)
+        except socket.timeout:
+            continue
+        except (ConnectionError, ssl.SSLError, OSError):
+            return bytes(out), True
+        if not d:
+            return bytes(out), True
+        out += d
+    return bytes(out), False
+
+
+def byes(data):
+    """The untagged BYE lines in a stretch of server output (without literals that hold one)."""
+    return [x for x in data.split(b"\r\n") if x.startswith(b"* BYE")]
 
 
 def norm(responses):
@@ -85,6 +116,12 @@ class ImapBase(h.GatewayTest):
         r = c.cmd('LOGIN %s "%s"' % (user, pw or ALICE_PW))
         self.assertIn(b" OK ", r[-1], r)
         return r
+
+    def kick(self, user="alice"):
+        """Dovecot ends the user's sessions itself: "* BYE Server shutting down.", then close."""
+        p = subprocess.run(["doveadm", "-c", self.dove.conf_path, "kick", user],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stdout)
 
     def assertServes(self, gw):
         self.assertTrue(gw.alive(), gw.log_text()[-3000:])
@@ -311,6 +348,38 @@ class Sessions(ImapBase):
         self.assertTrue(c.closed())
         self.assertServes(gw)
 
+    def test_logout_gives_exactly_one_bye(self):
+        gw = self.imap_gateway(tls="implicit")
+        c = self.tls_client(gw)
+        self.login(c)
+        self.assertIn(b" OK ", c.cmd("SELECT INBOX")[-1])
+        c.send("z LOGOUT\r\n")
+        data, closed = drain(c)
+        self.assertTrue(closed, data)
+        # Dovecot's BYE and its tagged OK, nothing of the gateway's own after them
+        self.assertEqual(byes(data), [b"* BYE Logging out"], data)
+        self.assertRegex(data, rb"^\* BYE Logging out\r\nz OK [^\r]*\r\n$")
+        # before login the gateway answers LOGOUT itself: one BYE as well
+        c = self.tls_client(gw)
+        c.send("y LOGOUT\r\n")
+        data, closed = drain(c)
+        self.assertTrue(closed, data)
+        self.assertEqual(data, b"* BYE Logging out\r\ny OK LOGOUT completed\r\n")
+
+    @unittest.skipUnless(h.have_tool("doveadm"), "doveadm not installed")
+    def test_upstream_bye_relayed_once(self):
+        gw = self.imap_gateway(tls="implicit")
+        c = self.tls_client(gw)
+        self.login(c)
+        self.assertIn(b" OK ", c.cmd("SELECT INBOX")[-1])
+        self.kick()
+        data, closed = drain(c)
+        self.assertTrue(closed, data)
+        self.assertEqual(byes(data), [b"* BYE Server shutting down."], data)
+        self.assertTrue(data.endswith(b"* BYE Server shutting down.\r\n"), data)
+        self.assertIn("event=upstream-closed logout=0 bye=1", gw.log_text())
+        self.assertServes(gw)
+
 
 @unittest.skipUnless(PLUGIN and os.path.exists(PLUGIN), "PORTCULLIS_TEST_PLUGIN not set")
 class RetrieveHook(ImapBase):
@@ -378,6 +447,70 @@ class RetrieveHook(ImapBase):
         self.login(c)
         got = self.fetch_all(c)
         self.assertEqual([got[i] for i in (1, 2, 3)], self.seed)
+
+    def test_literals_around_the_batch_size(self):
+        """The framing, the literal and the rest of the line are gathered into 64 KiB writes: the
+        bytes stay exact when a literal, or the response around it, ends on or near a boundary."""
+        tagged = len(b"X-Test-Filter: passed\r\n")
+        base = len(msg("size probe 0", body=""))
+        seed = []
+        for i, total in enumerate((65536 - tagged - 30, 65536 - tagged, 65536 - tagged + 1,
+                                   2 * 65536 - 7, 100)):
+            seed.append(msg("size probe %d" % i, body="b" * (total - base - 2) + "\r\n"))
+        h.seed_maildir(self.dove, "alice", seed)
+        gw = self.start()
+        c = self.tls_client(gw)
+        self.login(c)
+        got = self.fetch_all(c, "FLAGS BODY.PEEK[]")
+        self.assertEqual(sorted(got), list(range(1, len(seed) + 1)))
+        for i, m in enumerate(seed):
+            self.assertEqual(got[i + 1], b"X-Test-Filter: passed\r\n" + m, i)
+
+    def test_rfc822_size_matches_what_is_served(self):
+        """RFC822.SIZE in the response that carries the whole message is the size of what the
+        gateway serves: the notice, or the message with the filters' header."""
+        gw = self.start()
+        c = self.tls_client(gw)
+        self.login(c)
+        c.cmd("SELECT INBOX")
+        for items in ("UID RFC822.SIZE BODY.PEEK[]", "BODY.PEEK[] RFC822.SIZE FLAGS",
+                      "RFC822.SIZE RFC822"):
+            r = c.cmd("FETCH 1:* (%s)" % items)
+            self.assertRegex(r[-1], rb"^t\d+ OK ")
+            lits = fetch_literals(r)
+            self.assertEqual(sorted(lits), [1, 2, 3], r)
+            for x in r[:-1]:
+                seq = int(re.match(rb"\* (\d+) FETCH", x).group(1))
+                size = re.search(rb"[( ]RFC822\.SIZE (\d+)[ )]", x)
+                self.assertIsNotNone(size, x[:200])
+                self.assertEqual(int(size.group(1)), len(lits[seq]), (items, x[:200]))
+            self.assertIn(b"withheld", lits[2])
+            self.assertEqual(lits[1], b"X-Test-Filter: passed\r\n" + self.seed[0])
+        # Without the message in the same response the upstream's size stays (see docs/imap.md).
+        r = c.cmd("FETCH 2 (RFC822.SIZE)")
+        self.assertIn(b"RFC822.SIZE %d" % len(self.seed[1]), r[0])
+
+    @unittest.skipUnless(h.have_tool("doveadm"), "doveadm not installed")
+    def test_upstream_bye_while_a_verdict_is_due(self):
+        """Dovecot answers the FETCH, then leaves (BYE, close) while the filter still decides on
+        the first message: the response is completed after the verdict, then the upstream's BYE,
+        and the client sees no BYE of the gateway's."""
+        h.seed_maildir(self.dove, "alice", [msg("slow one", extra="X-Test-Verdict: hang\r\n"),
+                                            msg("clean one")])
+        gw = self.start()
+        c = self.tls_client(gw)
+        self.login(c)
+        c.cmd("SELECT INBOX")
+        c.send("f1 FETCH 1:* (UID BODY.PEEK[])\r\n")
+        time.sleep(0.5)  # the filter's timeout is 2 s
+        self.kick()
+        data, closed = drain(c)
+        self.assertTrue(closed, data[-300:])
+        self.assertRegex(data, rb"^\* 1 FETCH \(UID 1 BODY\[\] \{\d+\}\r\n")
+        self.assertIn(b"withheld", data)
+        self.assertIn(b"* 2 FETCH (UID 2 BODY[] {", data)
+        self.assertRegex(data, rb"\r\nf1 OK [^\r]*\r\n\* BYE Server shutting down\.\r\n$")
+        self.assertEqual(byes(data), [b"* BYE Server shutting down."])
 
 
 def fetch_literals(responses):
@@ -653,6 +786,114 @@ class SectionFetch(ImapBase):
         log = gw.log_text()
         self.assertEqual(log.count("source=cache result=hit"), 3, log[-3000:])
         self.assertNotIn("source=prescan", log)
+
+
+REFUSED, DEFERRED, SLOW = "127.0.0.5", "127.0.0.7", "127.0.0.8"
+
+
+@unittest.skipUnless(PLUGIN and os.path.exists(PLUGIN), "PORTCULLIS_TEST_PLUGIN not set")
+@unittest.skipUnless(all(h.loopback_alias_ok(a) for a in (REFUSED, DEFERRED, SLOW)),
+                     "cannot bind the 127.0.0.x test addresses")
+class ConnectCloseHooks(ImapBase):
+    """PC_HOOK_CONNECT before the greeting (testmark refuses, defers or never answers by client
+    address) and PC_HOOK_CLOSE at the end of every session."""
+
+    def start(self, tls=None):
+        opts = {"reject_connect_from": [REFUSED], "tempfail_connect_from": DEFERRED,
+                "hang_connect_from": SLOW}
+        return self.imap_gateway(tls=tls, top={"plugins": [PLUGIN]},
+                                 mailbox={"plaintext_auth": "allow"},
+                                 filters=[{"name": "testmark", "timeout": "1s",
+                                           "on_error": "continue", "options": opts}])
+
+    def dovecot_logins(self):
+        return self.dove.log_text().count("Login: user=<alice>")
+
+    def sid_of(self, gw, client):
+        m = re.findall(r"sid=(\S+) event=connect client=%s " % re.escape(client), gw.log_text())
+        self.assertTrue(m, "no session from %s" % client)
+        return m[-1]
+
+    def session_log(self, gw, sid):
+        return "\n".join(x for x in gw.log_text().splitlines() if "sid=%s " % sid in x)
+
+    def test_refused_and_deferred_clients(self):
+        gw = self.start()
+        logins = self.dovecot_logins()
+        # refused: a LOGIN pipelined before the greeting is never read; BYE, close
+        c = self.imap(gw.port, source=REFUSED, greeting=False)
+        c.send('a LOGIN alice "%s"\r\n' % ALICE_PW)
+        data, closed = drain(c)
+        self.assertTrue(closed, data)
+        self.assertEqual(data, b"* BYE Connection refused by testmark\r\n")
+        # deferred: BYE [UNAVAILABLE]
+        d = self.imap(gw.port, source=DEFERRED)
+        self.assertEqual(d.greeting, b"* BYE [UNAVAILABLE] Connection deferred by testmark\r\n")
+        self.assertTrue(d.closed())
+        log = gw.log_text()
+        self.assertIn('event=connect-refused client=%s action=reject '
+                      'reason="Connection refused by testmark"' % REFUSED, log)
+        self.assertIn('event=connect-refused client=%s action=tempfail '
+                      'reason="Connection deferred by testmark"' % DEFERRED, log)
+        for addr in (REFUSED, DEFERRED):
+            own = self.session_log(gw, self.sid_of(gw, addr))
+            self.assertNotIn("event=login", own)
+            self.assertIn("event=disconnect", own)
+        # another address is served as usual
+        ok = self.imap(gw.port)
+        self.assertTrue(ok.greeting.startswith(b"* OK [CAPABILITY "), ok.greeting)
+        self.login(ok)
+        self.assertIn(b" OK ", ok.cmd("SELECT INBOX")[-1])
+        # nothing of the refused client reached Dovecot: only the allowed login did
+        self.assertTrue(h.wait_for(lambda: self.dovecot_logins() == logins + 1, timeout=5),
+                        self.dove.log_text()[-2000:])
+
+    def test_refused_after_implicit_tls(self):
+        gw = self.start(tls="implicit")
+        c = self.imap(gw.port, tls_context=self.ca_context(), source=REFUSED)
+        self.assertEqual(c.greeting, b"* BYE Connection refused by testmark\r\n")
+        self.assertTrue(c.closed())
+        own = self.session_log(gw, self.sid_of(gw, REFUSED))
+        self.assertLess(own.index("event=tls "), own.index("event=connect-refused"))
+        self.assertServes(gw)
+
+    def test_commands_wait_for_the_verdict(self):
+        gw = self.start()
+        t0 = time.monotonic()
+        c = self.imap(gw.port, source=SLOW, greeting=False)
+        c.send("a NOOP\r\n")  # before the greeting, while the filter has not answered
+        first = c.read_response()
+        self.assertGreaterEqual(time.monotonic() - t0, 0.9)
+        self.assertTrue(first.startswith(b"* OK [CAPABILITY "), first)
+        self.assertEqual(c.read_response(), b"a OK NOOP completed\r\n")
+        self.assertRegex(gw.log_text(), r"filter=testmark hook=connect action=continue "
+                         r"time_ms=\d+ error=timeout")
+
+    def test_connect_hook_aborted_when_the_client_leaves(self):
+        gw = self.start()
+        sock = socket.create_connection(("127.0.0.1", gw.port), timeout=10,
+                                        source_address=(SLOW, 0))
+        self.assertTrue(h.wait_for(lambda: "event=connect client=%s " % SLOW in gw.log_text()))
+        sock.close()
+        sid = self.sid_of(gw, SLOW)
+        self.assertTrue(h.wait_for(lambda: "event=disconnect" in self.session_log(gw, sid)))
+        time.sleep(1.5)  # past the filter's timeout: an aborted run never reports it
+        own = self.session_log(gw, sid)
+        self.assertNotIn("hook=connect", own)
+        self.assertIn("testmark-close protocol=imap client=%s user=-" % SLOW, own)
+        self.assertServes(gw)
+
+    def test_close_hook_runs(self):
+        gw = self.start()
+        c = self.imap(gw.port)
+        self.login(c)
+        c.cmd("LOGOUT")
+        self.assertTrue(c.closed())
+        sid = self.sid_of(gw, "127.0.0.1")
+        self.assertTrue(h.wait_for(
+            lambda: "testmark-close protocol=imap client=127.0.0.1 user=alice"
+            in self.session_log(gw, sid)), gw.log_text()[-2000:])
+        self.assertIn("filter=testmark hook=close", self.session_log(gw, sid))
 
 
 class RealClients(ImapBase):

@@ -13,8 +13,11 @@ import base64
 import email
 import email.policy
 import os
+import re
 import shutil
+import socket
 import subprocess
+import time
 import unittest
 
 import harness as h
@@ -420,6 +423,93 @@ class Pop3Filters(Pop3Base):
         self.assertOK(c.login("bob", BOB))
         self.assertERR(c.cmd("RETR 2"))
         self.assertTrue(c.cmd("STAT").startswith(b"+OK 2 "))
+
+
+REFUSED, DEFERRED, SLOW = "127.0.0.5", "127.0.0.7", "127.0.0.8"
+
+
+@unittest.skipUnless(PLUGIN and os.path.exists(PLUGIN), "PORTCULLIS_TEST_PLUGIN not set")
+@unittest.skipUnless(all(h.loopback_alias_ok(a) for a in (REFUSED, DEFERRED, SLOW)),
+                     "cannot bind the 127.0.0.x test addresses")
+class Pop3ConnectCloseHooks(Pop3Base):
+    """PC_HOOK_CONNECT before the greeting (testmark refuses, defers or never answers by client
+    address: the greeting is then -ERR [SYS/PERM] / [SYS/TEMP] and the session closes) and
+    PC_HOOK_CLOSE at the end of every session."""
+
+    def start(self, tls=None):
+        opts = {"reject_connect_from": [REFUSED], "tempfail_connect_from": DEFERRED,
+                "hang_connect_from": SLOW}
+        port = h.free_port()
+        lst = h.pop3_listener_config(port, self.up_port, tls=tls, pki=self.pki,
+                                     mailbox={"plaintext_auth": "allow"})
+        lst["filters"] = [{"name": "testmark", "timeout": "1s", "on_error": "continue",
+                           "options": opts}]
+        gw = h.Gateway(self.tmp, h.gateway_config(self.tmp, lst, plugins=[PLUGIN]))
+        self.addCleanup(self._stop_gateway, gw)
+        gw.start()
+        return gw
+
+    def session_log(self, gw, client):
+        sids = re.findall(r"sid=(\S+) event=connect proto=pop3 client=%s " % re.escape(client),
+                          gw.log_text())
+        self.assertTrue(sids, "no session from %s" % client)
+        return "\n".join(x for x in gw.log_text().splitlines() if "sid=%s " % sids[-1] in x)
+
+    def test_refused_and_deferred_clients(self):
+        gw = self.start()
+        logins = self.dc.log_text().count("Login: user=<alice>")
+        c = self.pop(gw.port, source=REFUSED, greeting=False)
+        c.send("USER alice\r\nPASS %s\r\n" % ALICE)  # sent before the greeting: never read
+        self.assertEqual(c.read_line(), b"-ERR [SYS/PERM] Connection refused by testmark")
+        self.assertTrue(c.closed())
+        d = self.pop(gw.port, source=DEFERRED)
+        self.assertEqual(d.greeting, b"-ERR [SYS/TEMP] Connection deferred by testmark")
+        self.assertTrue(d.closed())
+        log = gw.log_text()
+        self.assertIn('event=connect-refused client=%s action=reject '
+                      'reason="Connection refused by testmark"' % REFUSED, log)
+        self.assertIn('event=connect-refused client=%s action=tempfail' % DEFERRED, log)
+        self.assertNotIn("event=auth", self.session_log(gw, REFUSED))
+        ok = self.pop(gw.port)
+        self.assertEqual(ok.greeting, b"+OK Portcullis POP3 ready.")
+        self.assertOK(ok.login("alice", ALICE))
+        self.assertTrue(ok.cmd("STAT").startswith(b"+OK 3 "))
+        self.assertTrue(h.wait_for(
+            lambda: self.dc.log_text().count("Login: user=<alice>") == logins + 1, timeout=5))
+
+    def test_refused_after_implicit_tls(self):
+        gw = self.start(tls="implicit")
+        c = self.pop(gw.port, tls_context=self.ca_context(), source=REFUSED)
+        self.assertEqual(c.greeting, b"-ERR [SYS/PERM] Connection refused by testmark")
+        self.assertTrue(c.closed())
+        own = self.session_log(gw, REFUSED)
+        self.assertLess(own.index("event=tls "), own.index("event=connect-refused"))
+
+    def test_commands_wait_for_the_verdict(self):
+        gw = self.start()
+        t0 = time.monotonic()
+        c = self.pop(gw.port, source=SLOW, greeting=False)
+        c.send("CAPA\r\n")  # before the greeting, while the filter has not answered
+        self.assertEqual(c.read_line(), b"+OK Portcullis POP3 ready.")
+        self.assertGreaterEqual(time.monotonic() - t0, 0.9)
+        self.assertOK(c.read_line())
+        self.assertRegex(gw.log_text(), r"filter=testmark hook=connect action=continue "
+                         r"time_ms=\d+ error=timeout")
+
+    def test_close_hook_runs(self):
+        gw = self.start()
+        c = self.pop(gw.port)
+        self.assertOK(c.login("alice", ALICE))
+        self.assertOK(c.cmd("QUIT"))
+        self.assertTrue(h.wait_for(
+            lambda: "testmark-close protocol=pop3 client=127.0.0.1 user=alice" in gw.log_text()))
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=10, source_address=(SLOW, 0))
+        self.assertTrue(h.wait_for(lambda: "client=%s " % SLOW in gw.log_text()))
+        s.close()  # gone while the CONNECT hook runs: the run is aborted, the CLOSE hook runs
+        self.assertTrue(h.wait_for(
+            lambda: "testmark-close protocol=pop3 client=%s user=-" % SLOW in gw.log_text()))
+        time.sleep(1.5)  # past the filter's timeout: an aborted run never reports it
+        self.assertNotIn("hook=connect", self.session_log(gw, SLOW))
 
 
 class FakePop3Upstream:
