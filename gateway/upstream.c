@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "log.h"
+#include "proxy.h"
 #include "sanitize.h"
 #include "smtp/smtp_reply.h"
 
@@ -106,4 +107,62 @@ int pc_upstream_resolve(pc_upstream *u)
     freeaddrinfo(res);
     u->resolved = 1;
     return 0;
+}
+
+/* ---- the first steps of every upstream leg (SMTP, POP3, IMAP clients) ---------------------- */
+
+static void quiet_cb(pc_conn *c, pc_conn_event ev, void *ud)
+{
+    (void)c;
+    (void)ev;
+    (void)ud;
+}
+
+pc_conn *pc_upstream_connect(pc_upstream *u, uv_loop_t *loop, size_t in_max, pc_conn_cb cb,
+                             void *ud)
+{
+    if (!u->resolved) {
+        pc_upstream_resolve_async(u, loop);
+        return NULL;
+    }
+    pc_conn *conn = pc_conn_new(loop, in_max, cb, ud);
+    if (!conn)
+        return NULL;
+    if (pc_conn_connect(conn, (struct sockaddr *)&u->addr, u->cfg->connect_timeout_ms) < 0) {
+        conn->cb = quiet_cb; /* the caller hears nothing more of it */
+        conn->ud = NULL;
+        pc_conn_close(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+int pc_upstream_tls_start(pc_conn *conn, const pc_upstream_cfg *cfg, SSL_CTX *ctx)
+{
+    const char *name = cfg->sni ? cfg->sni : cfg->host;
+    return pc_conn_tls_client(conn, ctx, name, cfg->verify ? name : NULL);
+}
+
+int pc_upstream_connected(pc_conn *conn, const pc_upstream_cfg *cfg, SSL_CTX *ctx,
+                          const struct sockaddr_storage *client,
+                          const struct sockaddr_storage *local, const char **why)
+{
+    if (cfg->identity == PC_IDENT_PROXY) {
+        unsigned char hdr[64];
+        size_t n = pc_proxy_v2_build(hdr, sizeof(hdr), (const struct sockaddr *)client,
+                                     (const struct sockaddr *)local);
+        if (n == 0) {
+            *why = "cannot build PROXY header";
+            return -1;
+        }
+        pc_conn_write(conn, hdr, n);
+    }
+    pc_conn_set_timeout(conn, cfg->reply_timeout_ms);
+    if (cfg->tls != PC_TLS_IMPLICIT)
+        return PC_UPSTREAM_GREETING;
+    if (pc_upstream_tls_start(conn, cfg, ctx) < 0) {
+        *why = "TLS setup failed";
+        return -1;
+    }
+    return PC_UPSTREAM_TLS;
 }

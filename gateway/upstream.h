@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "conn.h"
 
 enum {
     PC_CAP_SIZE = 1u << 0,
@@ -49,5 +50,25 @@ int pc_upstream_resolve(pc_upstream *u);
 /* Starts an asynchronous lookup on loop (the threadpool does the blocking part) unless one is under
  * way; u->resolved becomes 1 when it succeeds. Used when the lookup at start failed. */
 void pc_upstream_resolve_async(pc_upstream *u, uv_loop_t *loop);
+
+/* The connection of a new upstream leg, to u's address: NULL when it cannot start (no event
+ * follows). An address not resolved yet (the lookup at start failed) starts an asynchronous lookup
+ * on loop and gives NULL: the next attempt can use it. */
+pc_conn *pc_upstream_connect(pc_upstream *u, uv_loop_t *loop, size_t in_max, pc_conn_cb cb,
+                             void *ud);
+
+enum { PC_UPSTREAM_GREETING = 0, PC_UPSTREAM_TLS = 1 };
+
+/* Once the leg's TCP connection is up: the outbound PROXY v2 header (client → local) when the
+ * identity mode is proxy, the reply timeout, and for implicit TLS the handshake. Returns
+ * PC_UPSTREAM_GREETING (read the greeting next), PC_UPSTREAM_TLS (handshake under way; the greeting
+ * follows it) or -1 with *why set. */
+int pc_upstream_connected(pc_conn *conn, const pc_upstream_cfg *cfg, SSL_CTX *ctx,
+                          const struct sockaddr_storage *client,
+                          const struct sockaddr_storage *local, const char **why);
+
+/* The TLS client handshake of a leg (implicit TLS, or after STARTTLS/STLS): SNI is cfg->sni or the
+ * host, and the same name is verified against the certificate when cfg->verify. 0 or -1. */
+int pc_upstream_tls_start(pc_conn *conn, const pc_upstream_cfg *cfg, SSL_CTX *ctx);
 
 #endif

@@ -9,8 +9,8 @@
 
 #include "imap/imap_token.h"
 #include "log.h"
-#include "proxy.h"
 #include "sanitize.h"
+#include "upstream.h"
 
 enum cphase { C_CONNECT, C_TLS, C_GREETING, C_CAPA, C_STARTTLS, C_ID, C_READY, C_DEAD };
 
@@ -123,16 +123,19 @@ static void ask_caps(pc_imapc *c)
     send_cmd(c, "CAPABILITY", C_CAPA);
 }
 
-static void start_tls(pc_imapc *c)
+static void tok_reset(pc_imapc *c)
 {
-    const pc_upstream_cfg *u = &c->p.l->cfg->upstream;
-    const char *name = u->sni ? u->sni : u->host;
-    c->phase = C_TLS;
     pc_imap_tok_cfg tc;
     pc_imap_tok_cfg_default(&tc, 1);
     tc.max_line = 16384;
     pc_imap_tok_init(&c->tok, &tc);
-    if (pc_conn_tls_client(c->conn, c->p.l->upstream_tls, name, u->verify ? name : NULL) < 0)
+}
+
+static void start_tls(pc_imapc *c)
+{
+    c->phase = C_TLS;
+    tok_reset(c);
+    if (pc_upstream_tls_start(c->conn, &c->p.l->cfg->upstream, c->p.l->upstream_tls) < 0)
         finish(c, PC_IMAPC_PROTOCOL, "TLS setup failed");
 }
 
@@ -261,24 +264,19 @@ static void read_responses(pc_imapc *c)
 
 static void after_connect(pc_imapc *c)
 {
-    const pc_upstream_cfg *u = &c->p.l->cfg->upstream;
-    if (u->identity == PC_IDENT_PROXY) {
-        unsigned char hdr[64];
-        size_t n = pc_proxy_v2_build(hdr, sizeof(hdr), (struct sockaddr *)&c->p.client,
-                                     (struct sockaddr *)&c->p.local);
-        if (n == 0) {
-            finish(c, PC_IMAPC_UNAVAILABLE, "cannot build PROXY header");
-            return;
-        }
-        pc_conn_write(c->conn, hdr, n);
-    }
-    pc_conn_set_timeout(c->conn, u->reply_timeout_ms);
-    if (u->tls == PC_TLS_IMPLICIT) {
-        start_tls(c);
+    const char *why = NULL;
+    switch (pc_upstream_connected(c->conn, &c->p.l->cfg->upstream, c->p.l->upstream_tls,
+                                  &c->p.client, &c->p.local, &why)) {
+    case PC_UPSTREAM_GREETING:
+        c->phase = C_GREETING;
+        pc_conn_read_start(c->conn);
         return;
+    case PC_UPSTREAM_TLS:
+        c->phase = C_TLS;
+        tok_reset(c);
+        return;
+    default: finish(c, PC_IMAPC_PROTOCOL, why); return;
     }
-    c->phase = C_GREETING;
-    pc_conn_read_start(c->conn);
 }
 
 static void on_conn(pc_conn *conn, pc_conn_event ev, void *ud)
@@ -317,8 +315,6 @@ static void on_conn(pc_conn *conn, pc_conn_event ev, void *ud)
 pc_imapc *pc_imapc_open(const pc_imapc_params *p, pc_imapc_cb cb, void *ud)
 {
     pc_listener_rt *l = p->l;
-    if (!l->up.resolved && pc_upstream_resolve(&l->up) < 0)
-        return NULL;
     pc_imapc *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
@@ -326,19 +322,10 @@ pc_imapc *pc_imapc_open(const pc_imapc_params *p, pc_imapc_cb cb, void *ud)
     c->cb = cb;
     c->ud = ud;
     pc_buf_init(&c->line, 16384);
-    pc_imap_tok_cfg tc;
-    pc_imap_tok_cfg_default(&tc, 1);
-    tc.max_line = 16384;
-    pc_imap_tok_init(&c->tok, &tc);
-    c->conn = pc_conn_new(l->loop, PC_IMAPC_IN_MAX, on_conn, c);
-    if (!c->conn) {
-        free(c);
-        return NULL;
-    }
+    tok_reset(c);
     c->phase = C_CONNECT;
-    if (pc_conn_connect(c->conn, (struct sockaddr *)&l->up.addr,
-                        l->cfg->upstream.connect_timeout_ms) < 0) {
-        pc_imapc_close_conn(c->conn);
+    c->conn = pc_upstream_connect(&l->up, l->loop, PC_IMAPC_IN_MAX, on_conn, c);
+    if (!c->conn) {
         free(c);
         return NULL;
     }

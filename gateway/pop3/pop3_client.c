@@ -9,8 +9,8 @@
 
 #include "conn.h"
 #include "log.h"
-#include "proxy.h"
 #include "sanitize.h"
+#include "upstream.h"
 
 enum phase {
     P_CONNECT,
@@ -205,9 +205,8 @@ static int content_emit(void *ud, const char *p, size_t n)
 
 static int start_tls(pc_pop3c *c)
 {
-    const char *name = c->cfg->sni ? c->cfg->sni : c->cfg->host;
     c->phase = P_TLS;
-    return pc_conn_tls_client(c->conn, c->p.l->upstream_tls, name, c->cfg->verify ? name : NULL);
+    return pc_upstream_tls_start(c->conn, c->cfg, c->p.l->upstream_tls);
 }
 
 /* POP3 has no unsolicited responses, so bytes already buffered when the answer to the last
@@ -383,24 +382,16 @@ static void pump(pc_pop3c *c)
 
 static void after_connect(pc_pop3c *c)
 {
-    if (c->cfg->identity == PC_IDENT_PROXY) {
-        unsigned char hdr[64];
-        size_t n = pc_proxy_v2_build(hdr, sizeof(hdr), (struct sockaddr *)&c->p.client,
-                                     (struct sockaddr *)&c->p.local);
-        if (n == 0) {
-            fail(c, PC_POP3C_UNAVAILABLE, "cannot build PROXY header");
-            return;
-        }
-        pc_conn_write(c->conn, hdr, n);
-    }
-    pc_conn_set_timeout(c->conn, c->cfg->reply_timeout_ms);
-    if (c->cfg->tls == PC_TLS_IMPLICIT) {
-        if (start_tls(c) < 0)
-            fail(c, PC_POP3C_PROTOCOL, "TLS setup failed");
+    const char *why = NULL;
+    switch (pc_upstream_connected(c->conn, c->cfg, c->p.l->upstream_tls, &c->p.client, &c->p.local,
+                                  &why)) {
+    case PC_UPSTREAM_GREETING:
+        c->phase = P_GREETING;
+        pc_conn_read_start(c->conn);
         return;
+    case PC_UPSTREAM_TLS: c->phase = P_TLS; return;
+    default: fail(c, PC_POP3C_PROTOCOL, why); return;
     }
-    c->phase = P_GREETING;
-    pc_conn_read_start(c->conn);
 }
 
 static void on_conn(pc_conn *conn, pc_conn_event ev, void *ud)
@@ -443,8 +434,6 @@ static void on_conn(pc_conn *conn, pc_conn_event ev, void *ud)
 pc_pop3c *pc_pop3c_open(const pc_pop3c_params *p, pc_pop3c_ready_fn ready, void *ud)
 {
     pc_listener_rt *l = p->l;
-    if (!l->up.resolved && pc_upstream_resolve(&l->up) < 0)
-        return NULL;
     pc_pop3c *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
@@ -454,16 +443,11 @@ pc_pop3c *pc_pop3c_open(const pc_pop3c_params *p, pc_pop3c_ready_fn ready, void 
     c->ready_ud = ud;
     pc_buf_init(&c->capa, CAPA_MAX);
     pc_buf_init(&c->wq, 0);
-    c->conn = pc_conn_new(p->loop, UP_IN_MAX, on_conn, c);
-    if (!c->conn) {
-        free(c);
-        return NULL;
-    }
     c->phase = P_CONNECT;
-    if (pc_conn_connect(c->conn, (struct sockaddr *)&l->up.addr, c->cfg->connect_timeout_ms) < 0) {
-        c->freed = 1;
-        c->phase = P_DEAD;
-        pc_conn_close(c->conn);
+    c->conn = pc_upstream_connect(&l->up, p->loop, UP_IN_MAX, on_conn, c);
+    if (!c->conn) {
+        pc_buf_release(&c->capa);
+        free(c);
         return NULL;
     }
     return c;

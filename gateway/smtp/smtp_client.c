@@ -10,9 +10,9 @@
 
 #include "conn.h"
 #include "log.h"
-#include "proxy.h"
 #include "sanitize.h"
 #include "smtp/smtp_data.h"
+#include "upstream.h"
 
 enum phase {
     P_CONNECT,
@@ -211,13 +211,8 @@ static void on_reply(pc_smtpc *c, const pc_smtp_reply *r)
             return;
         }
         c->phase = P_TLS;
-        if (pc_conn_tls_client(
-                c->conn, c->p.tls_ctx, c->p.up->cfg->sni ? c->p.up->cfg->sni : c->p.up->cfg->host,
-                c->p.up->cfg->verify ? (c->p.up->cfg->sni ? c->p.up->cfg->sni : c->p.up->cfg->host)
-                                     : NULL) < 0) {
+        if (pc_upstream_tls_start(c->conn, c->p.up->cfg, c->p.tls_ctx) < 0)
             fail(c, PC_SMTPC_PROTOCOL, "TLS setup failed");
-            return;
-        }
         return;
     case P_XCLIENT:
         c->xclient_done = 1;
@@ -290,29 +285,16 @@ static void read_replies(pc_smtpc *c)
 
 static void after_connect(pc_smtpc *c)
 {
-    if (c->p.up->cfg->identity == PC_IDENT_PROXY) {
-        unsigned char hdr[64];
-        size_t n = pc_proxy_v2_build(hdr, sizeof(hdr), (struct sockaddr *)&c->p.client,
-                                     (struct sockaddr *)&c->p.local);
-        if (n == 0) {
-            fail(c, PC_SMTPC_UNAVAILABLE, "cannot build PROXY header");
-            return;
-        }
-        pc_conn_write(c->conn, hdr, n);
-    }
-    pc_conn_set_timeout(c->conn, c->p.up->cfg->reply_timeout_ms);
-    if (c->p.up->cfg->tls == PC_TLS_IMPLICIT) {
-        c->phase = P_TLS;
-        const char *name = c->p.up->cfg->sni ? c->p.up->cfg->sni : c->p.up->cfg->host;
-        if (pc_conn_tls_client(c->conn, c->p.tls_ctx, name, c->p.up->cfg->verify ? name : NULL) <
-            0) {
-            fail(c, PC_SMTPC_PROTOCOL, "TLS setup failed");
-            return;
-        }
+    const char *why = NULL;
+    switch (pc_upstream_connected(c->conn, c->p.up->cfg, c->p.tls_ctx, &c->p.client, &c->p.local,
+                                  &why)) {
+    case PC_UPSTREAM_GREETING:
+        c->phase = P_GREETING;
+        pc_conn_read_start(c->conn);
         return;
+    case PC_UPSTREAM_TLS: c->phase = P_TLS; return;
+    default: fail(c, PC_SMTPC_PROTOCOL, why); return;
     }
-    c->phase = P_GREETING;
-    pc_conn_read_start(c->conn);
 }
 
 static void on_conn(pc_conn *conn, pc_conn_event ev, void *ud)
@@ -371,18 +353,12 @@ pc_smtpc *pc_smtpc_open(const pc_smtpc_params *p, pc_smtpc_cb cb, void *ud)
     c->cb = cb;
     c->ud = ud;
     pc_buf_init(&c->wbuf, 0);
-    c->conn = pc_conn_new(p->loop, PC_SMTP_REPLY_MAX_BYTES + 4096, on_conn, c);
-    if (!c->conn) {
-        free(c);
-        return NULL;
-    }
     c->phase = P_CONNECT;
-    if (pc_conn_connect(c->conn, (struct sockaddr *)&p->up->addr, p->up->cfg->connect_timeout_ms) <
-        0) {
-        /* No event follows a failed start: the caller treats NULL as "unavailable". */
-        c->freed = 1;
-        c->phase = P_DEAD;
-        pc_conn_close(c->conn);
+    /* No event follows a failed start: the caller treats NULL as "unavailable". */
+    c->conn = pc_upstream_connect(p->up, p->loop, PC_SMTP_REPLY_MAX_BYTES + 4096, on_conn, c);
+    if (!c->conn) {
+        pc_buf_release(&c->wbuf);
+        free(c);
         return NULL;
     }
     return c;
