@@ -4,6 +4,7 @@
 #define PC_PARSE_H
 
 #include <stddef.h>
+#include <string.h>
 
 enum {
     PC_OK = 0,
@@ -17,5 +18,23 @@ typedef struct pc_slice {
     const char *p;
     size_t n;
 } pc_slice;
+
+/* ASCII case folding for protocol keywords (verbs, capabilities, parameter names); locale-free. */
+static inline int pc_ascii_lower(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') ? c + 32 : c;
+}
+
+/* Whether a[0..an) equals the NUL-terminated keyword b, ASCII case-insensitively. */
+static inline int pc_ascii_ieq(const char *a, size_t an, const char *b)
+{
+    size_t bn = strlen(b);
+    if (an != bn)
+        return 0;
+    for (size_t i = 0; i < an; i++)
+        if (pc_ascii_lower((unsigned char)a[i]) != pc_ascii_lower((unsigned char)b[i]))
+            return 0;
+    return 1;
+}
 
 #endif

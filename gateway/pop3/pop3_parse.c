@@ -4,23 +4,9 @@
 
 #include <string.h>
 
+#include "data_out.h"
+
 /* ---- character helpers ---------------------------------------------------------------------- */
-
-static int lower(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') ? c + 32 : c;
-}
-
-static int ieq(const char *a, size_t an, const char *b)
-{
-    size_t bn = strlen(b);
-    if (an != bn)
-        return 0;
-    for (size_t i = 0; i < an; i++)
-        if (lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
-            return 0;
-    return 1;
-}
 
 static int is_digit(unsigned char c)
 {
@@ -237,7 +223,7 @@ pc_pop3_err pc_pop3_cmd_parse(const char *line, size_t len, pc_pop3_cmd *cmd)
     size_t vlen = sp ? (size_t)(sp - line) : len;
     const verbdef *d = NULL;
     for (size_t i = 0; i < NVERBS && !d; i++)
-        if (ieq(line, vlen, verbs[i].name))
+        if (pc_ascii_ieq(line, vlen, verbs[i].name))
             d = &verbs[i];
     if (!d)
         return PC_POP3_E_UNKNOWN;
@@ -280,7 +266,7 @@ static const struct {
 unsigned pc_pop3_mech_lookup(const char *p, size_t n)
 {
     for (size_t i = 0; i < sizeof(mechs) / sizeof(mechs[0]); i++)
-        if (ieq(p, n, mechs[i].name))
+        if (pc_ascii_ieq(p, n, mechs[i].name))
             return mechs[i].bit;
     return 0;
 }
@@ -294,9 +280,9 @@ void pc_pop3_capa_init(pc_pop3_capa *c)
 static int capa_value(const pc_slice *w, int k, int never_ok, long *val, int *user)
 {
     uint32_t v;
-    if (k < 2 || k > 3 || (k == 3 && !ieq(w[2].p, w[2].n, "USER")))
+    if (k < 2 || k > 3 || (k == 3 && !pc_ascii_ieq(w[2].p, w[2].n, "USER")))
         return -1;
-    if (never_ok && ieq(w[1].p, w[1].n, "NEVER")) {
+    if (never_ok && pc_ascii_ieq(w[1].p, w[1].n, "NEVER")) {
         *val = PC_POP3_EXPIRE_NEVER;
     } else {
         if (number(w[1], 0, &v) < 0)
@@ -325,31 +311,31 @@ int pc_pop3_capa_line(pc_pop3_capa *c, const char *line, size_t len)
     if (k > CAPA_WORDS)
         k = CAPA_WORDS; /* only a SASL list can be that long; the rest is ignored */
     const pc_slice *t = &w[0];
-    if (ieq(t->p, t->n, "TOP") && k == 1) {
+    if (pc_ascii_ieq(t->p, t->n, "TOP") && k == 1) {
         c->caps |= PC_POP3_CAP_TOP;
-    } else if (ieq(t->p, t->n, "UIDL") && k == 1) {
+    } else if (pc_ascii_ieq(t->p, t->n, "UIDL") && k == 1) {
         c->caps |= PC_POP3_CAP_UIDL;
-    } else if (ieq(t->p, t->n, "USER") && k == 1) {
+    } else if (pc_ascii_ieq(t->p, t->n, "USER") && k == 1) {
         c->caps |= PC_POP3_CAP_USER;
-    } else if (ieq(t->p, t->n, "STLS") && k == 1) {
+    } else if (pc_ascii_ieq(t->p, t->n, "STLS") && k == 1) {
         c->caps |= PC_POP3_CAP_STLS;
-    } else if (ieq(t->p, t->n, "PIPELINING") && k == 1) {
+    } else if (pc_ascii_ieq(t->p, t->n, "PIPELINING") && k == 1) {
         c->caps |= PC_POP3_CAP_PIPELINING;
-    } else if (ieq(t->p, t->n, "RESP-CODES") && k == 1) {
+    } else if (pc_ascii_ieq(t->p, t->n, "RESP-CODES") && k == 1) {
         c->caps |= PC_POP3_CAP_RESP_CODES;
-    } else if (ieq(t->p, t->n, "AUTH-RESP-CODE") && k == 1) {
+    } else if (pc_ascii_ieq(t->p, t->n, "AUTH-RESP-CODE") && k == 1) {
         c->caps |= PC_POP3_CAP_AUTH_RESP_CODE;
-    } else if (ieq(t->p, t->n, "IMPLEMENTATION")) {
+    } else if (pc_ascii_ieq(t->p, t->n, "IMPLEMENTATION")) {
         c->caps |= PC_POP3_CAP_IMPLEMENTATION;
-    } else if (ieq(t->p, t->n, "EXPIRE")) {
+    } else if (pc_ascii_ieq(t->p, t->n, "EXPIRE")) {
         if (capa_value(w, k, 1, &c->expire, &c->expire_user) < 0)
             goto bad;
         c->caps |= PC_POP3_CAP_EXPIRE;
-    } else if (ieq(t->p, t->n, "LOGIN-DELAY")) {
+    } else if (pc_ascii_ieq(t->p, t->n, "LOGIN-DELAY")) {
         if (capa_value(w, k, 0, &c->login_delay, &c->login_delay_user) < 0)
             goto bad;
         c->caps |= PC_POP3_CAP_LOGIN_DELAY;
-    } else if (ieq(t->p, t->n, "SASL")) {
+    } else if (pc_ascii_ieq(t->p, t->n, "SASL")) {
         for (int i = 1; i < k; i++)
             if (!mech_valid(w[i].p, w[i].n))
                 goto bad;
@@ -495,30 +481,9 @@ void pc_pop3_body_init(pc_pop3_body *b, size_t max_line, size_t max_size)
     b->max_size = max_size;
 }
 
-/* Output batching: slices adjacent in memory go out in one emit call. */
-typedef struct out {
-    pc_pop3_body *b;
-    pc_data_emit_fn emit;
-    void *ud;
-    const char *rp;
-    size_t rn;
-} out;
-
-static int flush(out *o)
-{
-    if (o->rn) {
-        size_t n = o->rn;
-        o->rn = 0;
-        if (o->emit(o->ud, o->rp, n) < 0)
-            return -1;
-    }
-    return 0;
-}
-
 /* Content bytes p[0..n): bookkeeping, then out (up to max_size). */
-static int put(out *o, const char *p, size_t n)
+static int put(pc_pop3_body *b, pc_data_out *o, const char *p, size_t n)
 {
-    pc_pop3_body *b = o->b;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
         if (c == '\n') {
@@ -535,42 +500,14 @@ static int put(out *o, const char *p, size_t n)
         if (b->max_line && b->line_len + 2 > b->max_line)
             b->flags |= PC_DATA_LONG_LINE;
     }
-    size_t allowed = n;
-    if (b->max_size) {
-        size_t room = b->size >= b->max_size ? 0 : b->max_size - b->size;
-        if (allowed > room) {
-            allowed = room;
-            b->flags |= PC_DATA_TOO_BIG;
-        }
-    }
-    b->size += n;
-    if (allowed == 0)
-        return 0;
-    if (o->rn && o->rp + o->rn == p) {
-        o->rn += allowed;
-        return 0;
-    }
-    if (flush(o) < 0)
-        return -1;
-    o->rp = p;
-    o->rn = allowed;
-    return 0;
-}
-
-/* Bytes at p that are neither CR nor LF; the window is bounded so the scan stays linear. */
-static size_t plain_run(const char *p, size_t n)
-{
-    size_t w = n < 4096 ? n : 4096;
-    const char *lf = memchr(p, '\n', w);
-    size_t lim = lf ? (size_t)(lf - p) : w;
-    const char *cr = memchr(p, '\r', lim);
-    return cr ? (size_t)(cr - p) : lim;
+    return pc_data_out_put(o, p, n);
 }
 
 size_t pc_pop3_body_feed(pc_pop3_body *b, const char *in, size_t n, pc_data_emit_fn emit, void *ud,
                          int *done)
 {
-    out o = {b, emit, ud, NULL, 0};
+    pc_data_out o;
+    pc_data_out_init(&o, emit, ud, &b->flags, &b->size, b->max_size);
     size_t i = 0;
     *done = 0;
     if (b->state == S_DONE) {
@@ -590,7 +527,7 @@ size_t pc_pop3_body_feed(pc_pop3_body *b, const char *in, size_t n, pc_data_emit
             }
             break;
         case S_MID: {
-            size_t run = plain_run(in + i, n - i);
+            size_t run = pc_data_plain_run(in + i, n - i);
             if (run == 0) {
                 run = 1;
                 if (c == '\r')
@@ -598,13 +535,13 @@ size_t pc_pop3_body_feed(pc_pop3_body *b, const char *in, size_t n, pc_data_emit
                 else
                     b->flags |= PC_DATA_BARE_LF; /* passed as-is; no line start follows */
             }
-            rc = put(&o, in + i, run);
+            rc = put(b, &o, in + i, run);
             i += run;
             break;
         }
         case S_CR:
             if (c == '\n') {
-                rc = put(&o, in + i, 1);
+                rc = put(b, &o, in + i, 1);
                 b->state = S_BOL;
                 i++;
             } else {
@@ -619,7 +556,7 @@ size_t pc_pop3_body_feed(pc_pop3_body *b, const char *in, size_t n, pc_data_emit
             } else if (c == '\n') {
                 /* the line "." ended by a bare LF: content, never the end */
                 b->flags |= PC_DATA_BARE_LF;
-                rc = put(&o, ".\n", 2);
+                rc = put(b, &o, ".\n", 2);
                 b->state = S_MID;
                 i++;
             } else {
@@ -630,14 +567,14 @@ size_t pc_pop3_body_feed(pc_pop3_body *b, const char *in, size_t n, pc_data_emit
             if (c == '\n') {
                 i++;
                 b->state = S_DONE;
-                if (flush(&o) < 0)
+                if (pc_data_out_flush(&o) < 0)
                     return (size_t)-1;
                 *done = 1;
                 return i;
             }
             /* the line "." then a bare CR: content, and c is looked at again */
             b->flags |= PC_DATA_BARE_CR;
-            rc = put(&o, ".\r", 2);
+            rc = put(b, &o, ".\r", 2);
             b->state = S_MID;
             break;
         default: *done = 1; return i;
@@ -645,7 +582,5 @@ size_t pc_pop3_body_feed(pc_pop3_body *b, const char *in, size_t n, pc_data_emit
         if (rc < 0)
             return (size_t)-1;
     }
-    if (flush(&o) < 0)
-        return (size_t)-1;
-    return i;
+    return pc_data_out_end(&o, i);
 }

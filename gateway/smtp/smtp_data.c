@@ -5,6 +5,9 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "data_out.h"
+#include "parse.h"
+
 /* Reader states. "Soft" line starts follow a bare CR/LF in normalise mode: they allow unstuffing
  * but never the end of data. */
 enum {
@@ -32,56 +35,6 @@ void pc_smtp_data_init(pc_smtp_data *d, size_t max_line, size_t max_size, int no
     d->in_headers = 1;
 }
 
-/* Output batching: consecutive slices that are adjacent in memory go out in one emit call. */
-typedef struct out {
-    pc_smtp_data *d;
-    pc_data_emit_fn emit;
-    void *ud;
-    const char *rp;
-    size_t rn;
-} out;
-
-static int flush(out *o)
-{
-    if (o->rn) {
-        int rc = o->emit(o->ud, o->rp, o->rn);
-        o->rn = 0;
-        if (rc < 0)
-            return -1;
-    }
-    return 0;
-}
-
-static int put(out *o, const char *p, size_t n)
-{
-    pc_smtp_data *d = o->d;
-    size_t allowed = n;
-    if (d->max_size) {
-        size_t room = d->size >= d->max_size ? 0 : d->max_size - d->size;
-        if (allowed > room) {
-            allowed = room;
-            d->flags |= PC_DATA_TOO_BIG;
-        }
-    }
-    d->size += n;
-    if (allowed == 0)
-        return 0;
-    if (o->rn && o->rp + o->rn == p) {
-        o->rn += allowed;
-        return 0;
-    }
-    if (flush(o) < 0)
-        return -1;
-    o->rp = p;
-    o->rn = allowed;
-    return 0;
-}
-
-static int lower(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') ? c + 32 : c;
-}
-
 /* Bookkeeping for one content byte of the current line (not CR/LF). */
 static void content(pc_smtp_data *d, unsigned char c)
 {
@@ -97,7 +50,7 @@ static void content(pc_smtp_data *d, unsigned char c)
         if (d->hdrlen == 9) {
             static const char rcv[] = "received:";
             size_t k = 0;
-            while (k < 9 && lower((unsigned char)d->hdrbuf[k]) == rcv[k])
+            while (k < 9 && pc_ascii_lower((unsigned char)d->hdrbuf[k]) == rcv[k])
                 k++;
             if (k == 9)
                 d->received++;
@@ -137,17 +90,6 @@ static void content_run(pc_smtp_data *d, const char *p, size_t n)
         d->flags |= PC_DATA_LONG_LINE;
 }
 
-/* Length of the run of bytes at p that are neither CR nor LF. The search window is bounded so that
- * input without line ends cannot make the scan quadratic. */
-static size_t plain_run(const char *p, size_t n)
-{
-    size_t w = n < 4096 ? n : 4096;
-    const char *lf = memchr(p, '\n', w);
-    size_t lim = lf ? (size_t)(lf - p) : w;
-    const char *cr = memchr(p, '\r', lim);
-    return cr ? (size_t)(cr - p) : lim;
-}
-
 /* A line ended (its CRLF already put); real says whether it was a real CRLF. */
 static void line_end(pc_smtp_data *d, int real)
 {
@@ -161,7 +103,8 @@ static void line_end(pc_smtp_data *d, int real)
 size_t pc_smtp_data_feed(pc_smtp_data *d, const char *in, size_t n, pc_data_emit_fn emit, void *ud,
                          int *done)
 {
-    out o = {d, emit, ud, NULL, 0};
+    pc_data_out o;
+    pc_data_out_init(&o, emit, ud, &d->flags, &d->size, d->max_size);
     size_t i = 0;
     *done = 0;
     if (d->state == S_DONE) {
@@ -182,10 +125,10 @@ size_t pc_smtp_data_feed(pc_smtp_data *d, const char *in, size_t n, pc_data_emit
             d->state = S_MID;
             continue; /* the byte as an ordinary one */
         case S_MID: {
-            size_t run = plain_run(in + i, n - i);
+            size_t run = pc_data_plain_run(in + i, n - i);
             if (run > 0) {
                 content_run(d, in + i, run);
-                rc = put(&o, in + i, run);
+                rc = pc_data_out_put(&o, in + i, run);
                 i += run;
                 break;
             }
@@ -193,7 +136,7 @@ size_t pc_smtp_data_feed(pc_smtp_data *d, const char *in, size_t n, pc_data_emit
                 d->state = S_CR;
             } else if (c == '\n') {
                 d->flags |= PC_DATA_BARE_LF;
-                rc = put(&o, CRLF, 2);
+                rc = pc_data_out_put(&o, CRLF, 2);
                 line_end(d, 0);
             }
             i++;
@@ -201,12 +144,12 @@ size_t pc_smtp_data_feed(pc_smtp_data *d, const char *in, size_t n, pc_data_emit
         }
         case S_CR:
             if (c == '\n') {
-                rc = i > 0 ? put(&o, in + i - 1, 2) : put(&o, CRLF, 2);
+                rc = i > 0 ? pc_data_out_put(&o, in + i - 1, 2) : pc_data_out_put(&o, CRLF, 2);
                 line_end(d, 1);
                 i++;
             } else {
                 d->flags |= PC_DATA_BARE_CR;
-                rc = put(&o, CRLF, 2);
+                rc = pc_data_out_put(&o, CRLF, 2);
                 line_end(d, 0); /* c is looked at again in the new state */
             }
             break;
@@ -219,9 +162,9 @@ size_t pc_smtp_data_feed(pc_smtp_data *d, const char *in, size_t n, pc_data_emit
                 /* The line "." ended by a bare LF: kept as content, never an end. */
                 content(d, '.');
                 d->flags |= PC_DATA_BARE_LF;
-                rc = put(&o, DOT, 1);
+                rc = pc_data_out_put(&o, DOT, 1);
                 if (rc == 0)
-                    rc = put(&o, CRLF, 2);
+                    rc = pc_data_out_put(&o, CRLF, 2);
                 line_end(d, 0);
                 i++;
             } else {
@@ -234,23 +177,23 @@ size_t pc_smtp_data_feed(pc_smtp_data *d, const char *in, size_t n, pc_data_emit
             if (c == '\n' && d->state == S_DOTCR) {
                 i++;
                 d->state = S_DONE;
-                if (flush(&o) < 0)
+                if (pc_data_out_flush(&o) < 0)
                     return (size_t)-1;
                 *done = 1;
                 return i;
             }
             content(d, '.');
-            rc = put(&o, DOT, 1);
+            rc = pc_data_out_put(&o, DOT, 1);
             if (c == '\n') {
                 /* "." CRLF after a soft line start: the line ".", not the end. */
                 if (rc == 0)
-                    rc = put(&o, CRLF, 2);
+                    rc = pc_data_out_put(&o, CRLF, 2);
                 line_end(d, 1);
                 i++;
             } else {
                 d->flags |= PC_DATA_BARE_CR;
                 if (rc == 0)
-                    rc = put(&o, CRLF, 2);
+                    rc = pc_data_out_put(&o, CRLF, 2);
                 line_end(d, 0);
             }
             break;
@@ -259,9 +202,7 @@ size_t pc_smtp_data_feed(pc_smtp_data *d, const char *in, size_t n, pc_data_emit
         if (rc < 0)
             return (size_t)-1;
     }
-    if (flush(&o) < 0)
-        return (size_t)-1;
-    return i;
+    return pc_data_out_end(&o, i);
 }
 
 /* ---- writer -----------------------------------------------------------------------------------
@@ -280,7 +221,7 @@ int pc_smtp_stuff_feed(pc_smtp_stuff *s, const char *in, size_t n, pc_data_emit_
         /* Fast path: from a line start without a leading dot, or inside a line, a stretch that
          * ends in CRLF (or holds no CR/LF at all) needs no change. */
         if (!s->last_cr && !(s->at_bol && in[i] == '.')) {
-            size_t run = plain_run(in + i, n - i);
+            size_t run = pc_data_plain_run(in + i, n - i);
             if (run + 1 < n - i && in[i + run] == '\r' && in[i + run + 1] == '\n') {
                 i += run + 1; /* at the LF */
                 s->at_bol = 1;

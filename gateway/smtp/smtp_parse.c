@@ -63,22 +63,6 @@ static int is_atext(unsigned char c)
     return is_letdig(c) || (c != 0 && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
 }
 
-static int lower(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') ? c + 32 : c;
-}
-
-static int ieq(const char *a, size_t an, const char *b)
-{
-    size_t bn = strlen(b);
-    if (an != bn)
-        return 0;
-    for (size_t i = 0; i < an; i++)
-        if (lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
-            return 0;
-    return 1;
-}
-
 /* Length of a valid UTF-8 multi-byte sequence at p (at most n bytes), or 0. No overlongs, no
  * surrogates, nothing above U+10FFFF. */
 static size_t utf8_seq(const unsigned char *p, size_t n)
@@ -160,7 +144,7 @@ static int literal_valid(const char *p, size_t n)
 {
     char tmp[64];
     int af = AF_INET;
-    if (n > 5 && ieq(p, 5, "IPv6:")) {
+    if (n > 5 && pc_ascii_ieq(p, 5, "IPv6:")) {
         af = AF_INET6;
         p += 5;
         n -= 5;
@@ -301,7 +285,7 @@ static size_t path_parse(const char *a, size_t n, pc_smtp_verb verb, int utf8, p
         goto fail;
     i += k;
     if (i < n && a[i] == '>' && verb == PC_SMTP_RCPT && pstart == 1 &&
-        ieq(a + pstart, k, "postmaster")) {
+        pc_ascii_ieq(a + pstart, k, "postmaster")) {
         cmd->path = (pc_slice){a + pstart, k};
         cmd->domain = (pc_slice){a + i, 0};
         return i + 1;
@@ -370,7 +354,7 @@ static pc_smtp_err mailrcpt_parse(const char *a, size_t n, int utf8, pc_smtp_cmd
 {
     const char *kw = cmd->verb == PC_SMTP_MAIL ? "FROM:" : "TO:";
     size_t kl = strlen(kw);
-    if (n < kl || !ieq(a, kl, kw))
+    if (n < kl || !pc_ascii_ieq(a, kl, kw))
         return PC_SMTP_E_SYNTAX;
     a += kl;
     n -= kl;
@@ -400,7 +384,7 @@ pc_smtp_err pc_smtp_cmd_parse(const char *line, size_t len, int utf8, pc_smtp_cm
     while (vl < len && p[vl] != ' ')
         vl++;
     for (int v = PC_SMTP_HELO; v < PC_SMTP_VERB_COUNT; v++)
-        if (ieq(line, vl, verb_names[v]))
+        if (pc_ascii_ieq(line, vl, verb_names[v]))
             cmd->verb = (pc_smtp_verb)v;
 
     int addr8 = utf8 && (cmd->verb == PC_SMTP_MAIL || cmd->verb == PC_SMTP_RCPT);
@@ -436,7 +420,7 @@ pc_smtp_err pc_smtp_cmd_parse(const char *line, size_t len, int utf8, pc_smtp_cm
 int pc_smtp_param_find(const pc_smtp_cmd *cmd, const char *name)
 {
     for (size_t i = 0; i < cmd->nparams; i++)
-        if (ieq(cmd->params[i].key.p, cmd->params[i].key.n, name))
+        if (pc_ascii_ieq(cmd->params[i].key.p, cmd->params[i].key.n, name))
             return (int)i;
     return -1;
 }

@@ -22,6 +22,7 @@ foreach(name smtp_parse smtp_data smtp_reply proxy)
             ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/${name})
   set_tests_properties(fuzz.${name} PROPERTIES LABELS fuzz TIMEOUT 180)
 endforeach()
+target_sources(fuzz_smtp_data PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_sink.c)
 
 # The configuration loader: YAML from an untrusted file must never crash the loader.
 add_executable(fuzz_config ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_config.c
@@ -39,7 +40,7 @@ set_tests_properties(fuzz.config PROPERTIES LABELS fuzz TIMEOUT 180)
 # POP3 command lines and the upstream response stream (status lines, multi-line bodies).
 add_executable(fuzz_pop3_parse ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_pop3_parse.c
   ${CMAKE_SOURCE_DIR}/gateway/pop3/pop3_parse.c ${CMAKE_SOURCE_DIR}/gateway/smtp/smtp_parse.c
-  ${CMAKE_SOURCE_DIR}/gateway/smtp/smtp_data.c)
+  ${CMAKE_SOURCE_DIR}/gateway/smtp/smtp_data.c ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_sink.c)
 target_compile_options(fuzz_pop3_parse PRIVATE ${PC_FUZZ_FLAGS})
 target_link_options(fuzz_pop3_parse PRIVATE ${PC_FUZZ_FLAGS})
 file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/pop3_parse)

@@ -6,36 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_sink.h"
 #include "pop3/pop3_parse.h"
-
-typedef struct sink {
-    char *p;
-    size_t n, cap;
-} sink;
-
-static void sink_put(sink *s, const void *p, size_t n)
-{
-    if (n == 0)
-        return;
-    if (s->n + n > s->cap) {
-        size_t cap = (s->n + n) * 2 + 64;
-        char *q = realloc(s->p, cap);
-        if (!q)
-            abort();
-        s->p = q;
-        s->cap = cap;
-    }
-    memcpy(s->p + s->n, p, n);
-    s->n += n;
-}
-
-static int emit(void *ud, const char *p, size_t n)
-{
-    if (n == 0)
-        abort(); /* the reader never emits nothing */
-    sink_put(ud, p, n);
-    return 0;
-}
 
 static void inside(pc_slice s, const char *base, size_t len)
 {
@@ -155,14 +127,14 @@ static void round_trip(const sink *content, const drv *d)
     sink wire = {0}, back = {0};
     pc_smtp_stuff w;
     pc_smtp_stuff_init(&w);
-    if (content->n && pc_smtp_stuff_feed(&w, content->p, content->n, emit, &wire) < 0)
+    if (content->n && pc_smtp_stuff_feed(&w, content->p, content->n, sink_emit, &wire) < 0)
         abort();
-    if (pc_smtp_stuff_end(&w, emit, &wire) < 0)
+    if (pc_smtp_stuff_end(&w, sink_emit, &wire) < 0)
         abort();
     pc_pop3_body b;
     pc_pop3_body_init(&b, 0, 0);
     int done = 0;
-    size_t k = pc_pop3_body_feed(&b, wire.p, wire.n, emit, &back, &done);
+    size_t k = pc_pop3_body_feed(&b, wire.p, wire.n, sink_emit, &back, &done);
     if (!done || k != wire.n || (b.flags & (PC_DATA_BARE_CR | PC_DATA_BARE_LF)))
         abort();
     /* the same content, plus a CRLF the writer adds to an unterminated last line */

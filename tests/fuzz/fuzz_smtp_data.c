@@ -6,30 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_sink.h"
 #include "smtp/smtp_data.h"
-
-typedef struct sink {
-    char *p;
-    size_t n, cap;
-} sink;
-
-static int emit(void *ud, const char *p, size_t n)
-{
-    sink *s = ud;
-    if (n == 0)
-        abort(); /* the reader never emits nothing */
-    if (s->n + n > s->cap) {
-        size_t cap = (s->n + n) * 2 + 64;
-        char *q = realloc(s->p, cap);
-        if (!q)
-            abort();
-        s->p = q;
-        s->cap = cap;
-    }
-    memcpy(s->p + s->n, p, n);
-    s->n += n;
-    return 0;
-}
 
 typedef struct res {
     sink out;
@@ -55,7 +33,7 @@ static void read_msg(const char *in, size_t n, int normalize, size_t max_size, u
                 chunk = c;
         }
         int done = 0;
-        size_t k = pc_smtp_data_feed(&d, in + pos, chunk, emit, &r->out, &done);
+        size_t k = pc_smtp_data_feed(&d, in + pos, chunk, sink_emit, &r->out, &done);
         if (k == (size_t)-1 || k > chunk || (!done && k != chunk))
             abort();
         pos += k;
@@ -102,9 +80,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         sink wire = {0};
         pc_smtp_stuff w;
         pc_smtp_stuff_init(&w);
-        if (whole.out.n && pc_smtp_stuff_feed(&w, whole.out.p, whole.out.n, emit, &wire) < 0)
+        if (whole.out.n && pc_smtp_stuff_feed(&w, whole.out.p, whole.out.n, sink_emit, &wire) < 0)
             abort();
-        if (pc_smtp_stuff_end(&w, emit, &wire) < 0)
+        if (pc_smtp_stuff_end(&w, sink_emit, &wire) < 0)
             abort();
         res back;
         read_msg(wire.p, wire.n, normalize, 0, seed, &back);

@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "data_read.h"
 #include "pop3/pop3_parse.h"
 
 #define S(x) x, sizeof(x) - 1
@@ -445,105 +446,37 @@ static void test_resp_too_long(void **st)
 
 /* ---- multi-line bodies ---------------------------------------------------------------------- */
 
-typedef struct sink {
-    char *p;
-    size_t n, cap;
-    int calls;
-    int fail_after; /* fail the call after this many, -1 never */
-} sink;
-
-static int sink_emit(void *ud, const char *p, size_t n)
-{
-    sink *s = ud;
-    if (s->fail_after >= 0 && s->calls >= s->fail_after)
-        return -1;
-    s->calls++;
-    assert_true(n > 0);
-    if (s->n + n > s->cap) {
-        s->cap = (s->n + n) * 2 + 64;
-        s->p = realloc(s->p, s->cap);
-        assert_non_null(s->p);
-    }
-    memcpy(s->p + s->n, p, n);
-    s->n += n;
-    return 0;
-}
-
-static void sink_init(sink *s)
-{
-    memset(s, 0, sizeof(*s));
-    s->fail_after = -1;
-}
-
-typedef struct result {
-    sink out;
-    unsigned flags;
-    size_t consumed, size;
-    int done;
-} result;
-
-/* Feeds in[0..n) in pieces cut at cut[0..ncut) (ascending). */
-static void read_split(const char *in, size_t n, const size_t *cut, size_t ncut, size_t max_line,
-                       size_t max_size, result *r)
-{
+/* The body reader behind the shared driver (data_read.h). */
+typedef struct body_reader {
     pc_pop3_body b;
-    pc_pop3_body_init(&b, max_line, max_size);
-    sink_init(&r->out);
-    r->done = 0;
-    r->consumed = 0;
-    size_t pos = 0;
-    for (size_t c = 0; c <= ncut && !r->done; c++) {
-        size_t end = c < ncut ? cut[c] : n;
-        if (end < pos)
-            continue;
-        int done = 0;
-        size_t k = pc_pop3_body_feed(&b, in + pos, end - pos, sink_emit, &r->out, &done);
-        assert_true(k != (size_t)-1);
-        assert_true(k <= end - pos);
-        if (!done)
-            assert_int_equal(k, end - pos);
-        r->consumed += k;
-        pos = end;
-        r->done = done;
-    }
-    r->flags = b.flags;
-    r->size = b.size;
+    size_t max_line, max_size;
+} body_reader;
+
+static void body_start(void *self)
+{
+    body_reader *s = self;
+    pc_pop3_body_init(&s->b, s->max_line, s->max_size);
 }
 
-static void result_free(result *r)
+static size_t body_feed(void *self, const char *in, size_t n, pc_data_emit_fn emit, void *ud,
+                        int *done)
 {
-    free(r->out.p);
+    return pc_pop3_body_feed(&((body_reader *)self)->b, in, n, emit, ud, done);
 }
 
-static void assert_same(const result *a, const result *b)
+static void body_finish(void *self, result *r)
 {
-    assert_int_equal(a->done, b->done);
-    assert_int_equal(a->consumed, b->consumed);
-    assert_int_equal(a->flags, b->flags);
-    assert_int_equal(a->size, b->size);
-    assert_int_equal(a->out.n, b->out.n);
-    if (a->out.n)
-        assert_memory_equal(a->out.p, b->out.p, a->out.n);
+    body_reader *s = self;
+    r->flags = s->b.flags;
+    r->size = s->b.size;
 }
 
 /* Whole, then byte by byte and every two-piece split: all the same. */
 static void read_all(const char *in, size_t n, size_t max_line, size_t max_size, result *r)
 {
-    read_split(in, n, NULL, 0, max_line, max_size, r);
-    size_t *cuts = malloc((n + 1) * sizeof(size_t));
-    assert_non_null(cuts);
-    for (size_t i = 0; i < n; i++)
-        cuts[i] = i + 1;
-    result b;
-    read_split(in, n, cuts, n, max_line, max_size, &b);
-    assert_same(r, &b);
-    result_free(&b);
-    for (size_t k = 0; k <= n; k++) {
-        read_split(in, n, &k, 1, max_line, max_size, &b);
-        assert_same(r, &b);
-        result_free(&b);
-    }
-    free(cuts);
+    body_reader s = {.max_line = max_line, .max_size = max_size};
+    reader rd = {body_start, body_feed, body_finish, &s};
+    reader_all(&rd, in, n, r);
 }
 
 static void expect(const char *in, size_t n, const char *want, size_t wn, int done, size_t consumed,

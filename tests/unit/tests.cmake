@@ -12,3 +12,10 @@ if(TARGET test_config)
 endif()
 pc_unit_test(test_pop3_parse pc_parse)
 pc_unit_test(test_imap_token pc_parse)
+
+# The streaming content readers' tests share a driver and sink (feed whole, byte by byte, split).
+foreach(t test_smtp_data test_pop3_parse)
+  if(TARGET ${t})
+    target_sources(${t} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/unit/data_read.c)
+  endif()
+endforeach()
