@@ -19,8 +19,8 @@
 
 int is_ap_wanted(const isess *s, const pc_imap_cmd_head *h)
 {
-    return s->l->chain && (s->l->chain_hooks & PC_HOOK_BIT(PC_HOOK_MESSAGE)) && !h->sub.n &&
-           pc_imap_word_is(h->name, "APPEND");
+    return s->base.l->chain && (s->base.l->chain_hooks & PC_HOOK_BIT(PC_HOOK_MESSAGE)) &&
+           !h->sub.n && pc_imap_word_is(h->name, "APPEND");
 }
 
 void is_ap_free(isess *s)
@@ -33,8 +33,8 @@ void is_ap_free(isess *s)
         pc_message_free(s->ap_msg);
     else
         pc_spool_free(s->ap_spool);
-    if (s->sv.msg == s->ap_msg)
-        s->sv.msg = NULL;
+    if (s->base.sv.msg == s->ap_msg)
+        s->base.sv.msg = NULL;
     s->ap_msg = NULL;
     s->ap_spool = NULL;
     pc_buf_release(&s->ap_cmd);
@@ -72,8 +72,8 @@ static void args_text(isess *s, const char *p, size_t n)
 static void pass_unscanned(isess *s, const pc_imap_ev *ev)
 {
     char ann[48];
-    pc_log_notice(s->sid, "event=append user=%s size=%llu action=unscanned reason=size", s->user,
-                  (unsigned long long)ev->lit_size);
+    pc_log_notice(s->base.sid, "event=append user=%s size=%llu action=unscanned reason=size",
+                  s->user, (unsigned long long)ev->lit_size);
     int n = snprintf(ann, sizeof(ann), "{%llu%s}\r\n", (unsigned long long)ev->lit_size,
                      (ev->lit_flags & PC_IMAP_LIT_NONSYNC) ? "+" : "");
     is_up_send(s, s->ap_tag, strlen(s->ap_tag));
@@ -87,18 +87,18 @@ static void pass_unscanned(isess *s, const pc_imap_ev *ev)
 
 static int message_literal(isess *s, const pc_imap_ev *ev)
 {
-    if (ev->lit_size > s->cfg->mailbox.scan_max) {
-        if (!s->cfg->mailbox.oversize_refuse) {
+    if (ev->lit_size > s->base.cfg->mailbox.scan_max) {
+        if (!s->base.cfg->mailbox.oversize_refuse) {
             pass_unscanned(s, ev);
             return 0; /* the relay goes on with this LITERAL event */
         }
-        pc_log_notice(s->sid, "event=append user=%s size=%llu action=refused reason=size", s->user,
-                      (unsigned long long)ev->lit_size);
+        pc_log_notice(s->base.sid, "event=append user=%s size=%llu action=refused reason=size",
+                      s->user, (unsigned long long)ev->lit_size);
         refuse(s, "NO [TOOBIG] Message too large to be scanned");
         return 0;
     }
     s->ap_size = ev->lit_size;
-    s->ap_spool = pc_spool_new(s->l->spool_threshold);
+    s->ap_spool = pc_spool_new(s->base.l->spool_threshold);
     if (!s->ap_spool)
         s->ap_err = PC_SPOOL_EIO;
     if (ev->lit_flags & PC_IMAP_LIT_SYNC) {
@@ -208,14 +208,14 @@ int is_ap_event(isess *s, int rc, const pc_imap_ev *ev)
 static void ap_done(isess *s)
 {
     is_ap_free(s);
-    pc_results_reset(&s->results);
+    pc_results_reset(&s->base.results);
     s->again = 1;
 }
 
 static void send_upstream(isess *s, const pc_verdict *v)
 {
     size_t sz = pc_message_size(s->ap_msg);
-    unsigned f = s->l->caps_flags;
+    unsigned f = s->base.l->caps_flags;
     int nonsync =
         (f & PC_IMAPCAP_LITPLUS) || ((f & PC_IMAPCAP_LITMINUS) && sz <= PC_IMAP_LITERAL_MINUS_MAX);
     char ann[48];
@@ -225,10 +225,11 @@ static void send_upstream(isess *s, const pc_verdict *v)
     is_up_send(s, pc_buf_ptr(&s->ap_cmd), pc_buf_used(&s->ap_cmd));
     is_up_send(s, ann, (size_t)n);
     s->outstanding++;
-    pc_log_info(
-        s->sid, "event=append user=%s size=%llu sent=%zu action=%s literal=%s duration_ms=%llu",
-        s->user, (unsigned long long)s->ap_size, sz, v && v->action == PC_TAG ? "tag" : "pass",
-        nonsync ? "nonsync" : "sync", (unsigned long long)(pc_now_ms() - s->ap_t0));
+    pc_log_info(s->base.sid,
+                "event=append user=%s size=%llu sent=%zu action=%s literal=%s duration_ms=%llu",
+                s->user, (unsigned long long)s->ap_size, sz,
+                v && v->action == PC_TAG ? "tag" : "pass", nonsync ? "nonsync" : "sync",
+                (unsigned long long)(pc_now_ms() - s->ap_t0));
     s->ap_off = 0;
     if (nonsync) {
         s->ap = AP_SEND;
@@ -243,20 +244,20 @@ static void ap_chain_cb(void *ud, const pc_verdict *v)
 {
     isess *s = ud;
     s->ap_run = NULL;
-    s->sv.msg = NULL;
+    s->base.sv.msg = NULL;
     if (v->action == PC_REJECT || v->action == PC_TEMPFAIL || v->action == PC_QUARANTINE ||
         v->action == PC_DISCARD) {
         char why[300], ref[64];
         const char *txt = v->text ? v->text : "Message refused by policy";
         pc_sanitize(why, sizeof(why), txt, strlen(txt), 0);
-        snprintf(ref, sizeof(ref), "pc-%llu-a%u", (unsigned long long)s->sid, ++s->pf_serial);
+        snprintf(ref, sizeof(ref), "pc-%llu-a%u", (unsigned long long)s->base.sid, ++s->pf_serial);
         const char *code = v->action == PC_TEMPFAIL ? "UNAVAILABLE" : "CANNOT";
         is_reply(s, "%s NO [%s] %s (reference %s)", s->ap_tag, code, why, ref);
         static const char *const names[] = {[PC_REJECT] = "rejected",
                                             [PC_TEMPFAIL] = "tempfail",
                                             [PC_QUARANTINE] = "quarantined",
                                             [PC_DISCARD] = "discarded"};
-        pc_log_info(s->sid,
+        pc_log_info(s->base.sid,
                     "event=append user=%s size=%llu action=%s reason=\"%s\" ref=%s "
                     "duration_ms=%llu",
                     s->user, (unsigned long long)s->ap_size, names[v->action], why, ref,
@@ -284,15 +285,16 @@ void is_ap_try_start(isess *s)
     if (s->ap_err || !s->ap_msg) {
         is_reply(s, "%s NO [UNAVAILABLE] Message could not be stored for checking, try again later",
                  s->ap_tag);
-        pc_log_notice(s->sid, "event=append user=%s size=%llu action=refused reason=spool-%d",
+        pc_log_notice(s->base.sid, "event=append user=%s size=%llu action=refused reason=spool-%d",
                       s->user, (unsigned long long)s->ap_size, s->ap_err);
         ap_done(s);
         return;
     }
-    pc_results_reset(&s->results);
-    s->sv.msg = s->ap_msg;
+    pc_results_reset(&s->base.results);
+    s->base.sv.msg = s->ap_msg;
     s->ap = AP_CHAIN;
-    pc_chain_run *r = pc_chain_start(s->l->chain, PC_HOOK_MESSAGE, &s->sv, ap_chain_cb, s);
+    pc_chain_run *r =
+        pc_chain_start(s->base.l->chain, PC_HOOK_MESSAGE, &s->base.sv, ap_chain_cb, s);
     if (r)
         s->ap_run = r;
 }
@@ -310,7 +312,7 @@ int is_ap_upstream_line(isess *s, const pc_imap_resp_head *h)
     }
     if (h->kind == PC_IMAP_RESP_TAGGED && h->tag.n == strlen(s->ap_tag) &&
         memcmp(h->tag.p, s->ap_tag, h->tag.n) == 0) {
-        pc_log_notice(s->sid, "event=append user=%s action=refused-upstream", s->user);
+        pc_log_notice(s->base.sid, "event=append user=%s action=refused-upstream", s->user);
         ap_done(s);
     }
     return 0;
@@ -325,7 +327,7 @@ void is_ap_pump(isess *s)
     while (s->ap == AP_SEND && s->up && s->up->wpending < IMAP_HIGH_WATER) {
         ssize_t n = pc_message_read(s->ap_msg, s->ap_off, chunk, sizeof(chunk));
         if (n < 0) {
-            pc_log_err(s->sid, "event=spool-read-error");
+            pc_log_err(s->base.sid, "event=spool-read-error");
             is_reply(s, "* BYE Local error");
             is_close(s);
             return;

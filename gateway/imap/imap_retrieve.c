@@ -27,14 +27,14 @@ static int vc_keyof(const isess *s, uint32_t uid, char *out, size_t outlen)
 {
     if (!uid || !s->sel_mbox[0] || !s->sel_uidv || !s->user[0])
         return -1;
-    int n = snprintf(out, outlen, "%s\n%s\n%s\n%u\n%u", s->cfg->name, s->user, s->sel_mbox,
+    int n = snprintf(out, outlen, "%s\n%s\n%s\n%u\n%u", s->base.cfg->name, s->user, s->sel_mbox,
                      (unsigned)s->sel_uidv, (unsigned)uid);
     return n > 0 && (size_t)n < outlen ? 0 : -1;
 }
 
 static size_t vc_slots(const isess *s)
 {
-    return s->cfg->mailbox.verdict_cache ? s->cfg->mailbox.verdict_cache : 10000;
+    return s->base.cfg->mailbox.verdict_cache ? s->base.cfg->mailbox.verdict_cache : 10000;
 }
 
 static const pc_vcache_ent *vc_lookup(const isess *s, uint32_t uid)
@@ -77,7 +77,7 @@ static size_t notice_info(const isess *s, const pc_message *m, const char *reaso
 {
     char f[5][300];
     char deffrom[300];
-    snprintf(deffrom, sizeof(deffrom), "Mail gateway <postmaster@%s>", s->cfg->hostname);
+    snprintf(deffrom, sizeof(deffrom), "Mail gateway <postmaster@%s>", s->base.cfg->hostname);
     hdr_value(m, "From", f[0], sizeof(f[0]), deffrom);
     hdr_value(m, "Subject", f[1], sizeof(f[1]), "(no subject)");
     hdr_value(m, "Date", f[2], sizeof(f[2]), "Thu, 01 Jan 1970 00:00:00 +0000");
@@ -113,7 +113,7 @@ static void notice_build(const isess *s, pc_buf *b, const char *info, size_t inf
                       "Message-ID: <%s@%s>\r\nMIME-Version: 1.0\r\n"
                       "Content-Type: text/plain; charset=us-ascii\r\n"
                       "Content-Transfer-Encoding: 7bit\r\nX-Portcullis-Reference: %s\r\n\r\n",
-                      f[0], f[1], f[2], f[4], s->cfg->hostname, f[4]);
+                      f[0], f[1], f[2], f[4], s->base.cfg->hostname, f[4]);
     if (form != NOTICE_HEADER)
         pc_buf_printf(b,
                       "The mail gateway withheld this message.\r\n\r\nReason: %s\r\n"
@@ -132,7 +132,7 @@ static int withheld_action(const pc_verdict *v)
 
 int is_scannable(const isess *s)
 {
-    return s->l->chain && (s->l->chain_hooks & PC_HOOK_BIT(PC_HOOK_RETRIEVE));
+    return s->base.l->chain && (s->base.l->chain_hooks & PC_HOOK_BIT(PC_HOOK_RETRIEVE));
 }
 
 static void scan_finish(isess *s)
@@ -143,9 +143,9 @@ static void scan_finish(isess *s)
         pc_spool_free(s->spool);
     s->msg = NULL;
     s->spool = NULL;
-    s->sv.msg = NULL;
+    s->base.sv.msg = NULL;
     pc_buf_release(&s->notice);
-    pc_results_reset(&s->results);
+    pc_results_reset(&s->base.results);
     if (!s->scan_pre)
         s->fetched++;
     s->scan = 0;
@@ -187,12 +187,12 @@ static void pre_verdict(isess *s, const pc_verdict *v)
     uint32_t uid = s->u_uid ? s->u_uid : e ? e->uid : 0;
     char ref[64], info[1600];
     size_t ilen = 0;
-    snprintf(ref, sizeof(ref), "pc-%llu-p%u", (unsigned long long)s->sid, ++s->pf_serial);
+    snprintf(ref, sizeof(ref), "pc-%llu-p%u", (unsigned long long)s->base.sid, ++s->pf_serial);
     int state = VS_PASS;
     const char *action = v && v->action == PC_TAG ? "tag" : "pass";
     const char *reason = "";
     if (s->scan == 2) {
-        if (s->cfg->mailbox.oversize_refuse) {
+        if (s->base.cfg->mailbox.oversize_refuse) {
             state = VS_WITHHELD;
             reason = "message too large to be scanned";
         } else {
@@ -217,8 +217,9 @@ static void pre_verdict(isess *s, const pc_verdict *v)
         vc_store(s, uid, state, info, ilen);
     char rs[300];
     pc_sanitize(rs, sizeof(rs), reason, strlen(reason), 0);
-    pc_log_info(s->sid, "event=retrieve user=%s uid=%u size=%llu source=prescan action=%s%s%s%s%s",
-                s->user, (unsigned)uid, (unsigned long long)s->scan_size, action,
+    pc_log_info(s->base.sid,
+                "event=retrieve user=%s uid=%u size=%llu source=prescan action=%s%s%s%s%s", s->user,
+                (unsigned)uid, (unsigned long long)s->scan_size, action,
                 state == VS_WITHHELD ? " reason=\"" : "", state == VS_WITHHELD ? rs : "",
                 state == VS_WITHHELD ? "\" ref=" : "", state == VS_WITHHELD ? ref : "");
     scan_finish(s);
@@ -238,7 +239,7 @@ static void hold_out(isess *s, uint64_t served)
 static void emit(isess *s, const pc_verdict *v)
 {
     char ref[64], hdr[40], info[1600];
-    snprintf(ref, sizeof(ref), "pc-%llu-%u", (unsigned long long)s->sid, s->fetched + 1);
+    snprintf(ref, sizeof(ref), "pc-%llu-%u", (unsigned long long)s->base.sid, s->fetched + 1);
     const char *action = "pass";
     int withhold = s->scan == 2 || s->spool_err || !s->msg;
     const char *reason = s->scan == 2 ? "message too large to be scanned" : "local error";
@@ -258,7 +259,7 @@ static void emit(isess *s, const pc_verdict *v)
         is_out_add(s, pc_buf_ptr(&s->notice), pc_buf_used(&s->notice));
         char rs[300];
         pc_sanitize(rs, sizeof(rs), reason, strlen(reason), 0);
-        pc_log_info(s->sid,
+        pc_log_info(s->base.sid,
                     "event=retrieve user=%s uid=%u size=%llu action=%s reason=\"%s\" ref=%s",
                     s->user, (unsigned)s->u_uid, (unsigned long long)s->scan_size, action, rs, ref);
         scan_finish(s);
@@ -276,7 +277,7 @@ static void emit(isess *s, const pc_verdict *v)
     int n = snprintf(hdr, sizeof(hdr), "{%zu}\r\n", sz);
     is_out_add(s, hdr, (size_t)n);
     pc_log_info(
-        s->sid, "event=retrieve user=%s uid=%u size=%llu sent=%zu action=%s duration_ms=%llu",
+        s->base.sid, "event=retrieve user=%s uid=%u size=%llu sent=%zu action=%s duration_ms=%llu",
         s->user, (unsigned)s->u_uid, (unsigned long long)s->scan_size, sz,
         v && v->action == PC_TAG ? "tag" : action, (unsigned long long)(pc_now_ms() - s->t0));
     s->emit_off = 0;
@@ -291,20 +292,20 @@ static void emit(isess *s, const pc_verdict *v)
 void is_pump(isess *s)
 {
     char chunk[IMAP_CHUNK];
-    while (s->wait == IW_PUMP && s->c->wpending < IMAP_HIGH_WATER) {
-        size_t used = pc_buf_used(&s->out);
+    while (s->wait == IW_PUMP && s->base.c->wpending < IMAP_HIGH_WATER) {
+        size_t used = pc_buf_used(&s->base.out);
         if (used >= IMAP_CHUNK) {
             is_flush(s);
             continue;
         }
         ssize_t n = pc_message_read(s->msg, s->emit_off, chunk, IMAP_CHUNK - used);
         if (n < 0) {
-            pc_log_err(s->sid, "event=spool-read-error");
+            pc_log_err(s->base.sid, "event=spool-read-error");
             is_close(s);
             return;
         }
         if (n == 0) {
-            s->c->want_drain = 0;
+            s->base.c->want_drain = 0;
             scan_finish(s); /* the rest of the line joins the batch; the caller flushes */
             s->again = 1;
             return;
@@ -313,7 +314,7 @@ void is_pump(isess *s)
         is_out_add(s, chunk, (size_t)n); /* a full batch is written at once */
     }
     is_flush(s); /* waiting for DRAIN: what is gathered goes out now */
-    s->c->want_drain = 1;
+    s->base.c->want_drain = 1;
 }
 
 static void chain_cb(void *ud, const pc_verdict *v)
@@ -344,10 +345,10 @@ void is_scan_done(isess *s)
             emit(s, NULL);
         return;
     }
-    s->sv.msg = s->msg;
+    s->base.sv.msg = s->msg;
     s->wait = IW_CHAIN;
-    pc_results_reset(&s->results);
-    pc_chain_run *r = pc_chain_start(s->l->chain, PC_HOOK_RETRIEVE, &s->sv, chain_cb, s);
+    pc_results_reset(&s->base.results);
+    pc_chain_run *r = pc_chain_start(s->base.l->chain, PC_HOOK_RETRIEVE, &s->base.sv, chain_cb, s);
     if (r)
         s->run = r;
 }
@@ -358,9 +359,9 @@ void is_scan_begin(isess *s, const pc_imap_ev *ev)
     s->scan_size = ev->lit_size;
     s->t0 = pc_now_ms();
     s->spool_err = 0;
-    if (ev->lit_size > s->cfg->mailbox.scan_max) {
-        if (!s->cfg->mailbox.oversize_refuse && !s->scan_pre) {
-            pc_log_notice(s->sid,
+    if (ev->lit_size > s->base.cfg->mailbox.scan_max) {
+        if (!s->base.cfg->mailbox.oversize_refuse && !s->scan_pre) {
+            pc_log_notice(s->base.sid,
                           "event=retrieve user=%s uid=%u size=%llu action=unscanned reason=size",
                           s->user, (unsigned)s->u_uid, (unsigned long long)ev->lit_size);
             is_hold_release(s);
@@ -371,7 +372,7 @@ void is_scan_begin(isess *s, const pc_imap_ev *ev)
         return;
     }
     s->scan = 1;
-    s->spool = pc_spool_new(s->l->spool_threshold);
+    s->spool = pc_spool_new(s->base.l->spool_threshold);
     if (!s->spool)
         s->spool_err = PC_SPOOL_EIO;
 }
@@ -397,8 +398,8 @@ void is_retrieve_free(isess *s)
         pc_message_free(s->msg);
     else
         pc_spool_free(s->spool);
-    if (s->sv.msg == s->msg)
-        s->sv.msg = NULL;
+    if (s->base.sv.msg == s->msg)
+        s->base.sv.msg = NULL;
     s->msg = NULL;
     s->spool = NULL;
     pc_buf_release(&s->notice);
@@ -615,8 +616,8 @@ int is_pf_command(isess *s, const pc_imap_ev *ev, const pc_imap_cmd_head *h)
         return 0;
     if (ev->data.n && ev->data.p[ev->data.n - 1] == '\n') {
         /* a literal inside the FETCH command (BODY[HEADER.FIELDS ({4}...)]): not pre-scanned */
-        pc_log_notice(s->sid, "event=retrieve user=%s action=unscanned reason=fetch-with-literal",
-                      s->user);
+        pc_log_notice(s->base.sid,
+                      "event=retrieve user=%s action=unscanned reason=fetch-with-literal", s->user);
         return 0;
     }
     if (!wants_parts(h->args.p, h->args.n))
@@ -644,8 +645,8 @@ static void pf_relay(isess *s)
 static void pf_internal(isess *s, const char *fmt, const char *a, const char *b)
 {
     char line[PF_UIDLIST_MAX + 200];
-    snprintf(s->pf_itag, sizeof(s->pf_itag), "PCX%llu.%u", (unsigned long long)(s->sid % 100000),
-             ++s->pf_serial);
+    snprintf(s->pf_itag, sizeof(s->pf_itag), "PCX%llu.%u",
+             (unsigned long long)(s->base.sid % 100000), ++s->pf_serial);
     int n = snprintf(line, sizeof(line), fmt, s->pf_itag, a, b);
     if (n > 0 && (size_t)n < sizeof(line))
         is_up_send(s, line, (size_t)n);
@@ -670,13 +671,14 @@ static void pf_step_scan(isess *s)
         const pc_vcache_ent *c = vc_lookup(s, e->uid);
         if (c) {
             ent_set(e, c->state, c->info, c->info_len);
-            pc_log_info(s->sid, "event=retrieve user=%s uid=%u source=cache result=hit action=%s",
-                        s->user, (unsigned)e->uid, c->state == VS_PASS ? "pass" : "withheld");
+            pc_log_info(s->base.sid,
+                        "event=retrieve user=%s uid=%u source=cache result=hit action=%s", s->user,
+                        (unsigned)e->uid, c->state == VS_PASS ? "pass" : "withheld");
             continue;
         }
-        if (e->size > s->cfg->mailbox.scan_max && !s->cfg->mailbox.oversize_refuse) {
+        if (e->size > s->base.cfg->mailbox.scan_max && !s->base.cfg->mailbox.oversize_refuse) {
             e->state = VS_PASS;
-            pc_log_notice(s->sid,
+            pc_log_notice(s->base.sid,
                           "event=retrieve user=%s uid=%u size=%llu action=unscanned reason=size",
                           s->user, (unsigned)e->uid, (unsigned long long)e->size);
             continue;
@@ -688,7 +690,7 @@ static void pf_step_scan(isess *s)
         e->state = VS_ASKED;
         while (i + 1 < s->pmap_n && s->pmap[i + 1].state == VS_UNKNOWN &&
                s->pmap[i + 1].uid == last + 1 && !vc_lookup(s, s->pmap[i + 1].uid) &&
-               s->pmap[i + 1].size <= s->cfg->mailbox.scan_max) {
+               s->pmap[i + 1].size <= s->base.cfg->mailbox.scan_max) {
             i++;
             s->pmap[i].state = VS_ASKED;
             last = s->pmap[i].uid;
@@ -723,7 +725,8 @@ void is_pf_try_start(isess *s)
     }
     map_free(s);
     if (!set_ok(set) || set.n > 1000) {
-        pc_log_notice(s->sid, "event=retrieve user=%s action=unscanned reason=fetch-set", s->user);
+        pc_log_notice(s->base.sid, "event=retrieve user=%s action=unscanned reason=fetch-set",
+                      s->user);
         pf_relay(s);
         return;
     }
@@ -817,10 +820,10 @@ int is_pf_part_literal(isess *s, const pc_imap_ev *ev)
     size_t flen = e && e->state == VS_WITHHELD ? e->info_len : 0;
     if (!fi) {
         char ref[64];
-        snprintf(ref, sizeof(ref), "pc-%llu-p%u", (unsigned long long)s->sid, ++s->pf_serial);
+        snprintf(ref, sizeof(ref), "pc-%llu-p%u", (unsigned long long)s->base.sid, ++s->pf_serial);
         flen = notice_info(s, NULL, "message could not be checked", ref, info, sizeof(info));
         fi = info;
-        pc_log_notice(s->sid, "event=retrieve user=%s seq=%u action=withheld reason=unchecked",
+        pc_log_notice(s->base.sid, "event=retrieve user=%s seq=%u action=withheld reason=unchecked",
                       s->user, (unsigned)s->u_seq);
     }
     /* Which part: the header forms, a body part, or the whole message; then the partial. */

@@ -8,26 +8,16 @@
 #include "imap/imap_server_session.h"
 
 #include <openssl/evp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "addrtable.h"
 #include "log.h"
 #include "proxy.h"
 #include "sanitize.h"
 
 /* ---- replies --------------------------------------------------------------------------------- */
-
-void is_reply(isess *s, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    pc_buf_vline(&s->out, 1200, fmt, ap);
-    va_end(ap);
-}
 
 void is_bye(isess *s, const char *text)
 {
@@ -37,32 +27,26 @@ void is_bye(isess *s, const char *text)
     is_reply(s, "* BYE %s", text);
 }
 
-void is_flush(isess *s)
-{
-    if (pc_buf_used(&s->out) == 0)
-        return;
-    pc_conn_write(s->c, pc_buf_ptr(&s->out), pc_buf_used(&s->out));
-    pc_buf_release(&s->out);
-}
-
 void is_error_count(isess *s)
 {
-    if (++s->errors >= s->cfg->mailbox.errors) {
+    if (++s->errors >= s->base.cfg->mailbox.errors) {
         is_bye(s, "Too many errors");
-        pc_log_notice(s->sid, "event=limit limit=errors client=%s", s->client_ip);
+        pc_log_notice(s->base.sid, "event=limit limit=errors client=%s", s->base.client_ip);
         is_close(s);
     }
 }
 
 static int auth_allowed(const isess *s)
 {
-    return s->tls || s->cfg->mailbox.plaintext_auth;
+    return s->base.tls || s->base.cfg->mailbox.plaintext_auth;
 }
 
 static void caps_prelogin(isess *s, char *out, size_t outlen)
 {
     snprintf(out, outlen, "IMAP4rev1 SASL-IR ID%s%s",
-             s->cfg->tls.mode == PC_TLS_STARTTLS && !s->tls && s->l->server_tls ? " STARTTLS" : "",
+             s->base.cfg->tls.mode == PC_TLS_STARTTLS && !s->base.tls && s->base.l->server_tls
+                 ? " STARTTLS"
+                 : "",
              auth_allowed(s) ? " AUTH=PLAIN" : " LOGINDISABLED");
 }
 
@@ -72,14 +56,15 @@ void is_tok_client_init(isess *s, int relay)
 {
     pc_imap_tok_cfg tc;
     pc_imap_tok_cfg_default(&tc, 0);
-    tc.max_line = s->cfg->mailbox.line_length ? s->cfg->mailbox.line_length : 8192;
+    tc.max_line = s->base.cfg->mailbox.line_length ? s->base.cfg->mailbox.line_length : 8192;
     if (!relay) {
         tc.max_literal = IMAP_PRELOGIN_LITERAL_MAX;
         tc.max_nonsync = 0; /* nothing but synchronising literals before login */
     } else {
-        unsigned f = s->l->caps_flags;
-        size_t cfgmax = s->cfg->mailbox.nonsync_literal_max;
-        tc.max_literal = s->cfg->mailbox.literal_max ? s->cfg->mailbox.literal_max : 50u << 20;
+        unsigned f = s->base.l->caps_flags;
+        size_t cfgmax = s->base.cfg->mailbox.nonsync_literal_max;
+        tc.max_literal =
+            s->base.cfg->mailbox.literal_max ? s->base.cfg->mailbox.literal_max : 50u << 20;
         if ((f & PC_IMAPCAP_LITPLUS) && cfgmax >= tc.max_literal)
             tc.max_nonsync = cfgmax;
         else if ((f & (PC_IMAPCAP_LITPLUS | PC_IMAPCAP_LITMINUS)) &&
@@ -168,7 +153,7 @@ static void privacy_required(isess *s)
              "%s NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure "
              "connections",
              s->tag);
-    pc_log_notice(s->sid, "event=auth-refused reason=plaintext client=%s", s->client_ip);
+    pc_log_notice(s->base.sid, "event=auth-refused reason=plaintext client=%s", s->base.client_ip);
 }
 
 /* Keeps the credentials as authzid NUL user NUL password and starts the upstream login. */
@@ -219,27 +204,19 @@ static void auth_plain(isess *s, const char *b64, size_t n)
 
 static void cmd_starttls(isess *s)
 {
-    if (s->cfg->tls.mode != PC_TLS_STARTTLS || !s->l->server_tls || s->tls) {
+    if (s->base.cfg->tls.mode != PC_TLS_STARTTLS || !s->base.l->server_tls || s->base.tls) {
         is_reply(s, "%s BAD STARTTLS not available", s->tag);
         is_error_count(s);
         return;
     }
-    if (s->cfg->tls.handshakes_per_minute &&
-        pc_addr_event((struct sockaddr *)&s->sv.client, PC_CNT_HANDSHAKES, 60) >
-            s->cfg->tls.handshakes_per_minute) {
+    if (!pc_session_handshake_allowed(&s->base)) {
         is_reply(s, "%s NO [UNAVAILABLE] Too many TLS handshakes from your address", s->tag);
-        pc_log_notice(s->sid, "event=limit limit=handshakes client=%s", s->client_ip);
         return;
     }
-    size_t junk = pc_conn_pending(s->c);
-    if (junk)
-        pc_log_notice(s->sid, "event=starttls-injection client=%s discarded_bytes=%zu",
-                      s->client_ip, junk);
     is_reply(s, "%s OK Begin TLS negotiation now", s->tag);
-    is_flush(s);
     s->phase = IP_TLS;
-    pc_conn_set_timeout(s->c, s->cfg->tls.handshake_timeout_ms);
-    if (pc_conn_tls_server(s->c, s->l->server_tls) < 0)
+    /* The command was consumed as it was read: whatever is pending came after it. */
+    if (pc_session_starttls(&s->base, "starttls-injection", 0) < 0)
         is_close(s);
 }
 
@@ -301,8 +278,8 @@ static void prelogin_input(isess *s)
 {
     while (s->phase == IP_PRE) {
         pc_imap_ev ev;
-        char *buf = (char *)in_ptr(s->c);
-        int rc = pc_imap_tok_next(&s->ctok, buf, pc_conn_pending(s->c), &ev);
+        char *buf = (char *)in_ptr(s->base.c);
+        int rc = pc_imap_tok_next(&s->ctok, buf, pc_conn_pending(s->base.c), &ev);
         if (rc == PC_IMAP_EV_NEED_MORE)
             return;
         if (rc < 0) {
@@ -314,7 +291,7 @@ static void prelogin_input(isess *s)
                 else if (s->c_first)
                     snprintf(s->tag, sizeof(s->tag), "*");
                 explicit_bzero(buf, ev.data.n);
-                pc_conn_consume(s->c, ev.data.n);
+                pc_conn_consume(s->base.c, ev.data.n);
                 is_reply(s, "%s BAD Literal too big", s->tag);
                 args_reset(s);
                 s->auth_wait = 0;
@@ -324,8 +301,8 @@ static void prelogin_input(isess *s)
             }
             char why[80];
             pc_sanitize(why, sizeof(why), ev.data.p, ev.data.n, 0);
-            pc_log_notice(s->sid, "event=protocol-error client=%s code=%d near=\"%s\"",
-                          s->client_ip, rc, why);
+            pc_log_notice(s->base.sid, "event=protocol-error client=%s code=%d near=\"%s\"",
+                          s->base.client_ip, rc, why);
             is_reply(s, "* BAD %s", rc == PC_IMAP_E_TOO_LONG ? "Line too long" : "Syntax error");
             is_bye(s, "Protocol error");
             is_close(s);
@@ -371,7 +348,7 @@ static void prelogin_input(isess *s)
         default: break;
         }
         explicit_bzero(buf, ev.consumed); /* credentials may pass here */
-        pc_conn_consume(s->c, ev.consumed);
+        pc_conn_consume(s->base.c, ev.consumed);
         if (rc != PC_IMAP_EV_LINE_END)
             continue;
         s->c_first = 1;
@@ -408,7 +385,7 @@ void is_process(isess *s)
         return;
     is_flush(s);
     if (s->phase == IP_PRE)
-        pc_conn_set_timeout(s->c, s->cfg->mailbox.prelogin_timeout_ms);
+        pc_conn_set_timeout(s->base.c, s->base.cfg->mailbox.prelogin_timeout_ms);
 }
 
 /* ---- session life ---------------------------------------------------------------------------- */
@@ -421,8 +398,8 @@ static void greet(isess *s)
     is_tok_client_init(s, 0);
     is_reply(s, "* OK [CAPABILITY %s] Portcullis IMAP ready", caps);
     is_flush(s);
-    pc_conn_set_timeout(s->c, s->cfg->mailbox.prelogin_timeout_ms);
-    pc_conn_read_start(s->c);
+    pc_conn_set_timeout(s->base.c, s->base.cfg->mailbox.prelogin_timeout_ms);
+    pc_conn_read_start(s->base.c);
     is_process(s);
 }
 
@@ -431,7 +408,7 @@ static void greet(isess *s)
 static void connect_done(void *ud, const pc_verdict *v)
 {
     isess *s = ud;
-    s->hook_run = NULL;
+    s->base.run = NULL;
     if (s->phase != IP_CONNECT)
         return;
     if (v->action == PC_REJECT || v->action == PC_TEMPFAIL || v->action == PC_QUARANTINE) {
@@ -442,8 +419,8 @@ static void connect_done(void *ud, const pc_verdict *v)
         char line[340];
         snprintf(line, sizeof(line), "%s%s", tempfail ? "[UNAVAILABLE] " : "", text);
         is_bye(s, line);
-        pc_log_notice(s->sid, "event=connect-refused client=%s action=%s reason=\"%s\"",
-                      s->client_ip,
+        pc_log_notice(s->base.sid, "event=connect-refused client=%s action=%s reason=\"%s\"",
+                      s->base.client_ip,
                       v->action == PC_REJECT     ? "reject"
                       : v->action == PC_TEMPFAIL ? "tempfail"
                                                  : "quarantine",
@@ -455,71 +432,38 @@ static void connect_done(void *ud, const pc_verdict *v)
 }
 
 /* Runs the CONNECT hook if a filter uses it, else greets at once. Meanwhile the client's bytes are
- * read and buffered (bounded by the conn's input limit) but not processed. */
+ * read and buffered (bounded by the conn's input limit) but not processed; each filter has its
+ * own timeout. */
 static void start_connect(isess *s)
 {
-    if (!(s->l->chain_hooks & PC_HOOK_BIT(PC_HOOK_CONNECT)) || !s->l->chain) {
-        greet(s);
-        return;
-    }
     s->phase = IP_CONNECT;
-    pc_conn_set_timeout(s->c, 0); /* each filter has its own timeout */
-    pc_conn_read_start(s->c);
-    pc_chain_run *r = pc_chain_start(s->l->chain, PC_HOOK_CONNECT, &s->sv, connect_done, s);
-    if (r)
-        s->hook_run = r;
-}
-
-static void session_ready(isess *s)
-{
-    pc_addr_str((struct sockaddr *)&s->sv.client, s->client_ip, sizeof(s->client_ip));
-    memcpy(s->sv.client_ip, s->client_ip, sizeof(s->client_ip));
-    pc_log_info(s->sid, "event=connect client=%s listener=%s proto=imap", s->client_ip,
-                s->cfg->name);
-    if (s->cfg->tls.mode == PC_TLS_IMPLICIT) {
-        if (s->cfg->tls.handshakes_per_minute &&
-            pc_addr_event((struct sockaddr *)&s->sv.client, PC_CNT_HANDSHAKES, 60) >
-                s->cfg->tls.handshakes_per_minute) {
-            pc_log_notice(s->sid, "event=limit limit=handshakes client=%s", s->client_ip);
-            is_close(s);
-            return;
-        }
-        s->phase = IP_TLS;
-        pc_conn_set_timeout(s->c, s->cfg->tls.handshake_timeout_ms);
-        if (pc_conn_tls_server(s->c, s->l->server_tls) < 0) {
-            is_close(s);
-            return;
-        }
-        pc_conn_read_start(s->c);
-        return;
-    }
-    start_connect(s);
+    if (!pc_session_connect_hook(&s->base, 0, connect_done))
+        greet(s);
 }
 
 static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
 {
     isess *s = ud;
+    (void)c; /* s->base.c */
     switch (ev) {
     case PC_CONN_EV_READ: is_process(s); return;
-    case PC_CONN_EV_TLS_DONE:
-        s->tls = 1;
-        s->sv.tls = 1;
-        pc_log_info(s->sid, "event=tls client=%s version=%s cipher=%s", s->client_ip,
-                    pc_conn_tls_version(c), pc_conn_tls_cipher(c));
+    case PC_CONN_EV_TLS_DONE: {
+        int implicit = pc_session_tls_done(&s->base);
         /* RFC 9051 §6.2.1: forget everything from before TLS; greet only on implicit TLS. */
         args_reset(s);
         s->auth_wait = 0;
-        if (s->cfg->tls.mode == PC_TLS_IMPLICIT) {
+        if (implicit) {
             start_connect(s);
             return;
         }
         s->phase = IP_PRE;
         is_tok_client_init(s, 0);
-        pc_conn_set_timeout(s->c, s->cfg->mailbox.prelogin_timeout_ms);
+        pc_conn_set_timeout(s->base.c, s->base.cfg->mailbox.prelogin_timeout_ms);
         is_process(s);
         return;
+    }
     case PC_CONN_EV_TLS_FAILED:
-        pc_log_notice(s->sid, "event=tls-failed client=%s reason=\"%s\"", s->client_ip, c->errtext);
+        pc_session_tls_failed(&s->base);
         is_close(s);
         return;
     case PC_CONN_EV_TIMEOUT:
@@ -527,7 +471,7 @@ static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
             is_bye(s, "Autologout; idle for too long");
             is_flush(s);
         }
-        pc_log_notice(s->sid, "event=timeout client=%s phase=%d", s->client_ip, (int)s->phase);
+        pc_session_log_timeout(&s->base, (int)s->phase);
         is_close(s);
         return;
     case PC_CONN_EV_EOF:
@@ -535,23 +479,10 @@ static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
     case PC_CONN_EV_DRAIN: is_client_drained(s); return;
     case PC_CONN_EV_CONNECTED: return;
     case PC_CONN_EV_CLOSED:
-        if (s->hook_run)
-            pc_chain_abort(s->hook_run); /* a CLOSE hook still running */
-        if (s->conn_counted)
-            pc_addr_conn_dec((struct sockaddr *)&s->sv.client);
-        pc_session_count(-1);
-        pc_buf_release(&s->out);
         pc_buf_release(&s->hold);
-        free(s);
+        pc_session_free(&s->base);
         return;
     }
-}
-
-static void close_hook_done(void *ud, const pc_verdict *v)
-{
-    isess *s = ud;
-    (void)v;
-    s->hook_run = NULL;
 }
 
 void is_close(isess *s)
@@ -559,62 +490,42 @@ void is_close(isess *s)
     if (s->phase == IP_CLOSING)
         return;
     s->phase = IP_CLOSING;
-    if (s->hook_run) { /* the CONNECT hook had not answered */
-        pc_chain_abort(s->hook_run);
-        s->hook_run = NULL;
-    }
+    pc_session_hook_abort(&s->base); /* the CONNECT hook had not answered */
     is_relay_free(s);
     args_reset(s);
     if (pc_buf_used(&s->cred))
         explicit_bzero(s->cred.data + s->cred.off, pc_buf_used(&s->cred));
     pc_buf_release(&s->cred);
-    s->sv.msg = NULL;
-    if ((s->l->chain_hooks & PC_HOOK_BIT(PC_HOOK_CLOSE)) && s->l->chain) {
-        /* As in SMTP: the verdict is ignored; a filter still busy when the connection's handles
-         * are closed is cancelled then (PC_CONN_EV_CLOSED). */
-        pc_chain_run *r = pc_chain_start(s->l->chain, PC_HOOK_CLOSE, &s->sv, close_hook_done, s);
-        if (r)
-            s->hook_run = r;
-    }
-    is_flush(s);
-    pc_log_info(s->sid,
+    s->base.sv.msg = NULL;
+    pc_session_close_hook(&s->base);
+    pc_log_info(s->base.sid,
                 "event=disconnect client=%s tls=%s user=%s fetched=%u errors=%u duration_ms=%llu",
-                s->client_ip, s->tls ? pc_conn_tls_version(s->c) : "no", s->user[0] ? s->user : "-",
-                s->fetched, s->errors, (unsigned long long)(pc_now_ms() - s->start_ms));
+                s->base.client_ip, s->base.tls ? pc_conn_tls_version(s->base.c) : "no",
+                s->user[0] ? s->user : "-", s->fetched, s->errors,
+                (unsigned long long)(pc_now_ms() - s->base.start_ms));
     explicit_bzero(s->user, sizeof(s->user));
-    pc_conn_close(s->c);
+    pc_conn_close(s->base.c);
 }
+
+static const pc_session_proto imap_proto = {"imap", 1200, on_conn};
 
 void pc_imap_session_start(pc_listener_rt *l, pc_conn *conn, const struct sockaddr_storage *client)
 {
-    isess *s = calloc(1, sizeof(*s));
-    if (!s) {
-        pc_conn_close(conn);
+    isess *s = pc_session_new(sizeof(*s), &imap_proto, l, conn, client);
+    if (!s)
         return;
-    }
-    s->l = l;
-    s->cfg = l->cfg;
-    s->c = conn;
-    s->sid = pc_session_id();
-    s->start_ms = pc_now_ms();
-    pc_buf_init(&s->out, 0);
     pc_buf_init(&s->uout, 0);
     pc_buf_init(&s->args, 0);
     pc_buf_init(&s->cred, 0);
     pc_buf_init(&s->notice, 0);
     pc_buf_init(&s->hold, 0);
-    conn->cb = on_conn;
-    conn->ud = s;
-    pc_session_count(+1);
-    s->sv.sid = s->sid;
-    s->sv.loop = l->loop;
-    s->sv.protocol = "imap";
-    s->sv.listener = s->cfg->name;
-    s->sv.client = *client;
-    s->sv.conn = conn;
-    s->sv.results = &s->results;
-    pc_addr_str((struct sockaddr *)client, s->client_ip, sizeof(s->client_ip));
-
-    s->conn_counted = 1; /* the listener counted this address: released at close */
-    session_ready(s);
+    pc_log_info(s->base.sid, "event=connect client=%s listener=%s proto=imap", s->base.client_ip,
+                s->base.cfg->name);
+    if (s->base.cfg->tls.mode == PC_TLS_IMPLICIT) {
+        s->phase = IP_TLS;
+        if (pc_session_tls_implicit(&s->base) < 0)
+            is_close(s);
+        return;
+    }
+    start_connect(s);
 }

@@ -32,8 +32,8 @@ void is_up_flush(isess *s)
 
 void is_out_add(isess *s, const void *p, size_t n)
 {
-    pc_buf_append(&s->out, p, n);
-    if (pc_buf_used(&s->out) >= IMAP_CHUNK)
+    pc_buf_append(&s->base.out, p, n);
+    if (pc_buf_used(&s->base.out) >= IMAP_CHUNK)
         is_flush(s);
 }
 
@@ -50,7 +50,7 @@ void is_relay_free(isess *s)
 {
     is_retrieve_free(s);
     is_ap_free(s);
-    pc_results_reset(&s->results);
+    pc_results_reset(&s->base.results);
     drop_upstream(s);
 }
 
@@ -98,9 +98,10 @@ void is_caps_rewrite(isess *s, const char *caps, size_t n, pc_buf *out)
     }
     uint64_t mx = s->ctok.cfg.max_nonsync;
     if (s->phase == IP_RELAY || s->phase == IP_LOGIN) {
-        unsigned f = s->l->caps_flags;
-        size_t cfgmax = s->cfg->mailbox.nonsync_literal_max;
-        size_t lmax = s->cfg->mailbox.literal_max ? s->cfg->mailbox.literal_max : 50u << 20;
+        unsigned f = s->base.l->caps_flags;
+        size_t cfgmax = s->base.cfg->mailbox.nonsync_literal_max;
+        size_t lmax =
+            s->base.cfg->mailbox.literal_max ? s->base.cfg->mailbox.literal_max : 50u << 20;
         if ((f & PC_IMAPCAP_LITPLUS) && cfgmax >= lmax)
             mx = cfgmax;
         else if ((f & (PC_IMAPCAP_LITPLUS | PC_IMAPCAP_LITMINUS)) &&
@@ -115,25 +116,25 @@ void is_caps_rewrite(isess *s, const char *caps, size_t n, pc_buf *out)
         pc_buf_append(out, " LITERAL-", 9);
 }
 
-/* Rewrites a whole status or CAPABILITY response line (no CRLF) into s->out, with CRLF.
+/* Rewrites a whole status or CAPABILITY response line (no CRLF) into s->base.out, with CRLF.
  * Returns 1 if it did (the caller drops the original), 0 if the line needs no change. */
 static int rewrite_line(isess *s, const char *p, size_t n, const pc_imap_resp_head *h)
 {
     if (h->kind == PC_IMAP_RESP_UNTAGGED && h->status == PC_IMAP_ST_NONE &&
         pc_imap_word_is(h->name, "CAPABILITY")) {
-        pc_buf_append(&s->out, "* CAPABILITY ", 13);
-        is_caps_rewrite(s, h->text.p, h->text.n, &s->out);
-        pc_buf_append(&s->out, "\r\n", 2);
+        pc_buf_append(&s->base.out, "* CAPABILITY ", 13);
+        is_caps_rewrite(s, h->text.p, h->text.n, &s->base.out);
+        pc_buf_append(&s->base.out, "\r\n", 2);
         return 1;
     }
     if (h->code.n && pc_imap_word_is(h->code_name, "CAPABILITY")) {
         const char *cs = h->code_name.p + h->code_name.n;
         const char *ce = h->code.p + h->code.n;
-        pc_buf_append(&s->out, p, (size_t)(h->code.p - p));
-        pc_buf_append(&s->out, "CAPABILITY ", 11);
-        is_caps_rewrite(s, cs, (size_t)(ce - cs), &s->out);
-        pc_buf_append(&s->out, ce, n - (size_t)(ce - p));
-        pc_buf_append(&s->out, "\r\n", 2);
+        pc_buf_append(&s->base.out, p, (size_t)(h->code.p - p));
+        pc_buf_append(&s->base.out, "CAPABILITY ", 11);
+        is_caps_rewrite(s, cs, (size_t)(ce - cs), &s->base.out);
+        pc_buf_append(&s->base.out, ce, n - (size_t)(ce - p));
+        pc_buf_append(&s->base.out, "\r\n", 2);
         return 1;
     }
     return 0;
@@ -180,7 +181,7 @@ static void add_quoted(pc_buf *b, const char *p, size_t n)
 static void login_failed_here(isess *s, const char *why)
 {
     is_reply(s, "%s NO [UNAVAILABLE] Upstream not available, try again later", s->login_tag);
-    pc_log_notice(s->sid, "event=upstream status=%s step=login", why);
+    pc_log_notice(s->base.sid, "event=upstream status=%s step=login", why);
     wipe_cred(s);
     drop_upstream(s);
     s->phase = IP_PRE;
@@ -192,7 +193,7 @@ static void login_failed_here(isess *s, const char *why)
  * offered) if the upstream has AUTH=PLAIN, otherwise LOGIN with quoted strings. */
 static void send_login(isess *s)
 {
-    unsigned f = s->l->caps_flags;
+    unsigned f = s->base.l->caps_flags;
     const char *cred = pc_buf_ptr(&s->cred);
     size_t n = pc_buf_used(&s->cred);
     const char *user = (const char *)memchr(cred, 0, n) + 1;
@@ -233,7 +234,7 @@ static void send_login(isess *s)
     if (s->login_stage == 0)
         wipe_cred(s);
     is_up_flush(s);
-    pc_conn_set_timeout(s->up, s->cfg->upstream.reply_timeout_ms);
+    pc_conn_set_timeout(s->up, s->base.cfg->upstream.reply_timeout_ms);
     pc_conn_read_start(s->up);
 }
 
@@ -257,12 +258,12 @@ static void up_opened(void *ud, pc_imapc_status st)
 void is_login_start(isess *s)
 {
     /* Failures are counted per client address across sessions, not only in this one. */
-    if (pc_addr_count((struct sockaddr *)&s->sv.client, PC_CNT_AUTHFAIL, 60) >=
-        3 * s->cfg->mailbox.auth_failures) {
+    if (pc_addr_count((struct sockaddr *)&s->base.sv.client, PC_CNT_AUTHFAIL, 60) >=
+        3 * s->base.cfg->mailbox.auth_failures) {
         is_reply(s, "%s NO [UNAVAILABLE] Too many failed logins from your address, try again later",
                  s->login_tag);
-        pc_log_notice(s->sid, "event=limit limit=auth_failures_per_address client=%s",
-                      s->client_ip);
+        pc_log_notice(s->base.sid, "event=limit limit=auth_failures_per_address client=%s",
+                      s->base.client_ip);
         wipe_cred(s);
         s->phase = IP_PRE;
         is_tok_client_init(s, 0);
@@ -271,13 +272,13 @@ void is_login_start(isess *s)
     }
     pc_imapc_params p;
     memset(&p, 0, sizeof(p));
-    p.l = s->l;
-    p.sid = s->sid;
-    p.client = s->sv.client;
-    p.local = s->c->local;
-    p.send_id = s->cfg->upstream.identity == PC_IDENT_IMAP_ID;
+    p.l = s->base.l;
+    p.sid = s->base.sid;
+    p.client = s->base.sv.client;
+    p.local = s->base.c->local;
+    p.send_id = s->base.cfg->upstream.identity == PC_IDENT_IMAP_ID;
     s->phase = IP_UPOPEN;
-    pc_conn_set_timeout(s->c, 0);
+    pc_conn_set_timeout(s->base.c, 0);
     s->opening = pc_imapc_open(&p, up_opened, s);
     if (!s->opening)
         login_failed_here(s, "unavailable");
@@ -287,28 +288,30 @@ void is_login_start(isess *s)
 static void login_result(isess *s, const char *p, size_t n, const pc_imap_resp_head *h)
 {
     if (!rewrite_line(s, p, n, h)) {
-        pc_buf_append(&s->out, p, n);
-        pc_buf_append(&s->out, "\r\n", 2);
+        pc_buf_append(&s->base.out, p, n);
+        pc_buf_append(&s->base.out, "\r\n", 2);
     }
     wipe_cred(s);
     if (h->status == PC_IMAP_ST_OK) {
         s->phase = IP_RELAY;
-        s->sv.user = s->user;
+        s->base.sv.user = s->user;
         is_tok_client_init(s, 1);
         pc_conn_set_timeout(s->up, 0);
-        pc_log_info(s->sid, "event=login client=%s user=%s result=ok", s->client_ip, s->user);
+        pc_log_info(s->base.sid, "event=login client=%s user=%s result=ok", s->base.client_ip,
+                    s->user);
         s->again = 1;
         return;
     }
-    pc_log_notice(s->sid, "event=login client=%s user=%s result=failed", s->client_ip, s->user);
-    pc_addr_event((struct sockaddr *)&s->sv.client, PC_CNT_AUTHFAIL, 60);
+    pc_log_notice(s->base.sid, "event=login client=%s user=%s result=failed", s->base.client_ip,
+                  s->user);
+    pc_addr_event((struct sockaddr *)&s->base.sv.client, PC_CNT_AUTHFAIL, 60);
     s->user[0] = '\0';
     drop_upstream(s);
     s->phase = IP_PRE;
     is_tok_client_init(s, 0);
-    if (++s->auth_failures >= s->cfg->mailbox.auth_failures) {
+    if (++s->auth_failures >= s->base.cfg->mailbox.auth_failures) {
         is_bye(s, "Too many authentication failures");
-        pc_log_notice(s->sid, "event=limit limit=auth_failures client=%s", s->client_ip);
+        pc_log_notice(s->base.sid, "event=limit limit=auth_failures client=%s", s->base.client_ip);
         is_close(s);
     }
 }
@@ -348,7 +351,7 @@ static int line_head(isess *s, const pc_imap_ev *ev)
         if (s->phase == IP_LOGIN) {
             /* The upstream leaves during the login: the client's session is not over (the login
              * gets NO [UNAVAILABLE] when the connection closes); its BYE is not the client's. */
-            pc_log_info(s->sid, "event=upstream-bye step=login");
+            pc_log_info(s->base.sid, "event=upstream-bye step=login");
             s->u_skip_end = 1;
             pc_conn_consume(s->up, ev->consumed);
             return 1;
@@ -460,7 +463,8 @@ void is_relay_upstream(isess *s)
         if (rc < 0) {
             char near[80];
             pc_sanitize(near, sizeof(near), ev.data.p, ev.data.n, 0);
-            pc_log_notice(s->sid, "event=upstream-protocol-error code=%d near=\"%s\"", rc, near);
+            pc_log_notice(s->base.sid, "event=upstream-protocol-error code=%d near=\"%s\"", rc,
+                          near);
             is_bye(s, "Upstream protocol error");
             is_close(s);
             return;
@@ -526,9 +530,9 @@ void is_relay_upstream(isess *s)
         default: break;
         }
         pc_conn_consume(s->up, ev.consumed);
-        if (s->c->wpending > IMAP_HIGH_WATER) {
+        if (s->base.c->wpending > IMAP_HIGH_WATER) {
             s->u_paused = 1;
-            s->c->want_drain = 1;
+            s->base.c->want_drain = 1;
             pc_conn_read_stop(s->up);
         }
     }
@@ -550,7 +554,7 @@ static void up_closed(isess *s)
      * none (is_bye). */
     if (!s->logout && pc_imap_tok_between_lines(&s->utok))
         is_bye(s, "Upstream connection lost");
-    pc_log_info(s->sid, "event=upstream-closed logout=%d bye=%d", s->logout, s->bye_sent);
+    pc_log_info(s->base.sid, "event=upstream-closed logout=%d bye=%d", s->logout, s->bye_sent);
     is_close(s);
 }
 
@@ -563,7 +567,7 @@ void is_client_drained(isess *s)
         if (s->wait != IW_NONE)
             return;
     }
-    s->c->want_drain = 0;
+    s->base.c->want_drain = 0;
     if (s->u_paused && s->up) {
         s->u_paused = 0;
         pc_conn_read_start(s->up);
@@ -588,7 +592,7 @@ void is_up_event(pc_conn *c, pc_conn_event ev, void *ud)
         if (s->c_paused && s->ap != AP_SEND) {
             s->c_paused = 0;
             s->up->want_drain = 0;
-            pc_conn_read_start(s->c);
+            pc_conn_read_start(s->base.c);
             is_process(s);
         }
         return;
@@ -656,7 +660,7 @@ void is_relay_client(isess *s)
         is_pf_try_start(s);
     while (s->phase == IP_RELAY && s->up && !s->sync_wait && !s->c_paused && !client_blocked(s)) {
         pc_imap_ev ev;
-        int rc = pc_imap_tok_next(&s->ctok, in_ptr(s->c), pc_conn_pending(s->c), &ev);
+        int rc = pc_imap_tok_next(&s->ctok, in_ptr(s->base.c), pc_conn_pending(s->base.c), &ev);
         if (rc == PC_IMAP_EV_NEED_MORE)
             break;
         if (rc < 0) {
@@ -664,7 +668,7 @@ void is_relay_client(isess *s)
                 set_tag(s, &ev);
             if (rc == PC_IMAP_E_LITERAL_TOO_BIG && s->line_fwd == 0 &&
                 pc_imap_tok_resume(&s->ctok) == 0) {
-                pc_conn_consume(s->c, ev.data.n);
+                pc_conn_consume(s->base.c, ev.data.n);
                 is_reply(s, "%s %s", s->tag, "NO [TOOBIG] Literal too big");
                 s->c_first = 1;
                 s->swallow = 0;
@@ -674,8 +678,8 @@ void is_relay_client(isess *s)
             }
             char near[80];
             pc_sanitize(near, sizeof(near), ev.data.p, ev.data.n, 0);
-            pc_log_notice(s->sid, "event=protocol-error client=%s code=%d near=\"%s\"",
-                          s->client_ip, rc, near);
+            pc_log_notice(s->base.sid, "event=protocol-error client=%s code=%d near=\"%s\"",
+                          s->base.client_ip, rc, near);
             if (rc == PC_IMAP_E_LITERAL_TOO_BIG && (ev.lit_flags & PC_IMAP_LIT_NONSYNC) &&
                 s->line_fwd == 0) /* RFC 7888 section 4: its bytes follow, unframeable */
                 is_reply(s, "%s BAD [TOOBIG] Non-synchronizing literal too big", s->tag);
@@ -688,7 +692,7 @@ void is_relay_client(isess *s)
             if (r < 0)
                 return;
             if (r > 0) {
-                pc_conn_consume(s->c, ev.consumed);
+                pc_conn_consume(s->base.c, ev.consumed);
                 continue;
             }
         }
@@ -749,13 +753,13 @@ void is_relay_client(isess *s)
             break;
         default: break;
         }
-        pc_conn_consume(s->c, ev.consumed);
+        pc_conn_consume(s->base.c, ev.consumed);
         if (pc_buf_used(&s->uout) >= IMAP_CHUNK)
             is_up_flush(s);
         if (s->up->wpending > IMAP_HIGH_WATER) {
             s->c_paused = 1;
             s->up->want_drain = 1;
-            pc_conn_read_stop(s->c);
+            pc_conn_read_stop(s->base.c);
         }
     }
     is_up_flush(s);
@@ -764,5 +768,5 @@ void is_relay_client(isess *s)
     if (s->phase == IP_RELAY && s->pf == PF_HELD)
         is_pf_try_start(s);
     if (s->phase == IP_RELAY)
-        pc_conn_set_timeout(s->c, s->cfg->mailbox.idle_timeout_ms);
+        pc_conn_set_timeout(s->base.c, s->base.cfg->mailbox.idle_timeout_ms);
 }

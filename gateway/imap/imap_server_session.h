@@ -14,6 +14,7 @@
 #include "imap/imap_client.h"
 #include "imap/imap_token.h"
 #include "listener.h"
+#include "session.h"
 #include "spool.h"
 
 #define IMAP_PRELOGIN_LITERAL_MAX 8192
@@ -64,31 +65,21 @@ typedef struct ipf_ent {
 } ipf_ent;
 
 typedef struct isess {
-    pc_listener_rt *l;
-    const pc_listener_cfg *cfg;
-    pc_conn *c;
+    pc_session base; /* first: what every protocol's session has (session.h); base.run is the
+                        CONNECT hook, later the CLOSE hook (the retrieve hook is `run` below) */
     pc_conn *up;
     pc_imapc *opening;
-    uint64_t sid;
-    uint64_t start_ms;
     enum iphase phase;
     int in_process;
     int again;
-    pc_buf out;  /* to the client, batched */
-    pc_buf uout; /* to the upstream, batched */
+    pc_buf uout; /* to the upstream, batched (to the client: base.out) */
 
-    pc_session_view sv;
-    pc_results results;
-    pc_chain_run *hook_run; /* the CONNECT hook, later the CLOSE hook */
-    int bye_sent;           /* a "* BYE" reached the client output (ours or the upstream's) */
-    int up_eof;             /* the upstream closed; what it sent before is still being relayed */
-    char client_ip[INET6_ADDRSTRLEN];
-    int tls;
+    int bye_sent; /* a "* BYE" reached the client output (ours or the upstream's) */
+    int up_eof;   /* the upstream closed; what it sent before is still being relayed */
     char user[256];
     unsigned errors;
     unsigned auth_failures;
     unsigned fetched;
-    unsigned conn_counted;
 
     /* client stream */
     pc_imap_tok ctok;
@@ -171,6 +162,8 @@ typedef struct isess {
     int size_fix_on;
 } isess;
 
+_Static_assert(offsetof(isess, base) == 0, "an isess is its pc_session (conn and chain callbacks)");
+
 /* The conn's pending input, never a null pointer (the tokenizer may be called with 0 bytes to
  * collect an event it owes: LITERAL after its announcement). */
 static inline const char *in_ptr(const pc_conn *c)
@@ -178,11 +171,16 @@ static inline const char *in_ptr(const pc_conn *c)
     return pc_conn_pending(c) ? pc_buf_ptr(&c->in) : "";
 }
 
+/* Replies to the client, batched in s->base.out and written by is_flush (session.h). */
+#define is_reply(s, ...) pc_session_reply(&(s)->base, __VA_ARGS__)
+static inline void is_flush(isess *s)
+{
+    pc_session_flush(&s->base);
+}
+
 /* imap_server.c */
-void is_reply(isess *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* "* BYE text", at most once per session: after the upstream's own BYE was relayed, nothing. */
 void is_bye(isess *s, const char *text);
-void is_flush(isess *s);
 void is_close(isess *s);
 void is_error_count(isess *s);
 void is_process(isess *s);

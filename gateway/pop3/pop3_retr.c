@@ -15,7 +15,7 @@
 
 static int vc_keyof(p3sess *s, char *out, size_t outlen)
 {
-    int n = snprintf(out, outlen, "%s\n%s\n%s", s->cfg->name, s->user, s->uidl);
+    int n = snprintf(out, outlen, "%s\n%s\n%s", s->base.cfg->name, s->user, s->uidl);
     return n > 0 && (size_t)n < outlen ? 0 : -1;
 }
 
@@ -43,10 +43,7 @@ enum { M_SCAN, M_RELAY, M_NOTICE, M_REFUSE, M_ERRLINE };
 
 void p3_retr_reset(p3sess *s)
 {
-    if (s->run) {
-        pc_chain_abort(s->run);
-        s->run = NULL;
-    }
+    pc_session_hook_abort(&s->base);
     if (s->msg)
         pc_message_free(s->msg);
     else
@@ -54,8 +51,8 @@ void p3_retr_reset(p3sess *s)
     s->msg = NULL;
     s->spool = NULL;
     s->spool_err = 0;
-    s->sv.msg = NULL;
-    pc_results_reset(&s->results);
+    s->base.sv.msg = NULL;
+    pc_results_reset(&s->base.results);
     free(s->notice);
     s->notice = NULL;
     s->notice_len = 0;
@@ -69,7 +66,7 @@ void p3_retr_reset(p3sess *s)
 static void finish(p3sess *s)
 {
     p3_retr_reset(s);
-    s->c->want_drain = s->up_paused; /* a relayed body may have paused the upstream */
+    s->base.c->want_drain = s->up_paused; /* a relayed body may have paused the upstream */
     s->busy = 0;
     p3_resume(s);
 }
@@ -84,7 +81,7 @@ static void finish(p3sess *s)
 void p3_serve_pump(p3sess *s)
 {
     char in[SERVE_CHUNK], out[2 * SERVE_CHUNK + 8];
-    while (s->serving && s->c->wpending < P3_OUT_HIGH) {
+    while (s->serving && s->base.c->wpending < P3_OUT_HIGH) {
         ssize_t n;
         if (s->notice) {
             size_t left = s->notice_len - s->serve_off;
@@ -94,7 +91,7 @@ void p3_serve_pump(p3sess *s)
             n = pc_message_read(s->msg, s->serve_off, in, sizeof(in));
         }
         if (n < 0) {
-            pc_log_err(s->sid, "event=retrieve error=spool-read");
+            pc_log_err(s->base.sid, "event=retrieve error=spool-read");
             p3_close(s);
             return;
         }
@@ -129,7 +126,7 @@ void p3_serve_pump(p3sess *s)
     }
     if (s->serving) {
         p3_flush(s);
-        s->c->want_drain = 1;
+        s->base.c->want_drain = 1;
     }
 }
 
@@ -178,28 +175,29 @@ static void notice_make(p3sess *s, const char *info, size_t info_len)
     }
     unsigned num = (unsigned)s->cmd.num[0];
     char text[4096];
-    int n = snprintf(text, sizeof(text),
-                     "From: %s\r\n"
-                     "Subject: [Withheld] %s\r\n"
-                     "Date: %s\r\n"
-                     "Message-ID: <%016llx.%u@portcullis.invalid>\r\n"
-                     "MIME-Version: 1.0\r\n"
-                     "Content-Type: text/plain; charset=us-ascii\r\n"
-                     "Content-Transfer-Encoding: 7bit\r\n"
-                     "X-Portcullis-Verdict: %s\r\n"
-                     "\r\n"
-                     "This message was withheld by the mail gateway (Portcullis).\r\n"
-                     "\r\n"
-                     "Finding: %s\r\n"
-                     "Original sender: %s\r\n"
-                     "Original subject: %s\r\n"
-                     "Original date: %s\r\n"
-                     "Reference: %016llx-%u\r\n"
-                     "\r\n"
-                     "Quote the reference to your administrator to ask about this message.\r\n",
-                     f[0][0] ? f[0] : "Portcullis <postmaster@portcullis.invalid>", f[1], f[2],
-                     (unsigned long long)s->sid, num, f[4], f[3][0] ? f[3] : "withheld by policy",
-                     f[0], f[1], f[2], (unsigned long long)s->sid, num);
+    int n =
+        snprintf(text, sizeof(text),
+                 "From: %s\r\n"
+                 "Subject: [Withheld] %s\r\n"
+                 "Date: %s\r\n"
+                 "Message-ID: <%016llx.%u@portcullis.invalid>\r\n"
+                 "MIME-Version: 1.0\r\n"
+                 "Content-Type: text/plain; charset=us-ascii\r\n"
+                 "Content-Transfer-Encoding: 7bit\r\n"
+                 "X-Portcullis-Verdict: %s\r\n"
+                 "\r\n"
+                 "This message was withheld by the mail gateway (Portcullis).\r\n"
+                 "\r\n"
+                 "Finding: %s\r\n"
+                 "Original sender: %s\r\n"
+                 "Original subject: %s\r\n"
+                 "Original date: %s\r\n"
+                 "Reference: %016llx-%u\r\n"
+                 "\r\n"
+                 "Quote the reference to your administrator to ask about this message.\r\n",
+                 f[0][0] ? f[0] : "Portcullis <postmaster@portcullis.invalid>", f[1], f[2],
+                 (unsigned long long)s->base.sid, num, f[4], f[3][0] ? f[3] : "withheld by policy",
+                 f[0], f[1], f[2], (unsigned long long)s->base.sid, num);
     if (n < 0)
         return;
     size_t len = (size_t)n < sizeof(text) ? (size_t)n : sizeof(text) - 1;
@@ -235,7 +233,7 @@ static void serve_notice(p3sess *s, const char *info, size_t info_len)
     if (s->msg) {
         pc_message_free(s->msg);
         s->msg = NULL;
-        s->sv.msg = NULL;
+        s->base.sv.msg = NULL;
     }
     serve(s, ok);
 }
@@ -259,12 +257,12 @@ static const char *action_name(pc_action a)
 static void chain_cb(void *ud, const pc_verdict *v)
 {
     p3sess *s = ud;
-    s->run = NULL;
+    s->base.run = NULL;
     s->rstep = R_SERVE;
     size_t size = pc_message_size(s->msg);
-    pc_log_info(s->sid, "event=retrieve user=%s msg=%u uidl=%s size=%zu verdict=%s score=%.2f",
+    pc_log_info(s->base.sid, "event=retrieve user=%s msg=%u uidl=%s size=%zu verdict=%s score=%.2f",
                 s->user_log, (unsigned)s->cmd.num[0], s->uidl[0] ? s->uidl : "-", s->spool_size,
-                action_name(v->action), s->results.score);
+                action_name(v->action), s->base.results.score);
     switch (v->action) {
     case PC_TEMPFAIL: {
         char t[200];
@@ -347,8 +345,8 @@ static int decide_cache(p3sess *s)
         s->rinfo_len = e->info_len;
     }
     s->cache_hits++;
-    pc_log_info(s->sid, "event=retrieve user=%s msg=%u uidl=%s verdict=%s cached=1", s->user_log,
-                (unsigned)s->cmd.num[0], s->uidl, e->info ? "notice" : "clean");
+    pc_log_info(s->base.sid, "event=retrieve user=%s msg=%u uidl=%s verdict=%s cached=1",
+                s->user_log, (unsigned)s->cmd.num[0], s->uidl, e->info ? "notice" : "clean");
     if (e->info) {
         s->replaced++;
         return M_NOTICE;
@@ -364,10 +362,10 @@ static int decide_size(p3sess *s)
     if (s->list_size == (size_t)-1 || s->list_size <= s->scan_max)
         return M_SCAN;
     s->unscanned++;
-    pc_log_notice(s->sid, "event=retrieve user=%s msg=%u size=%zu result=%s reason=scan_max",
+    pc_log_notice(s->base.sid, "event=retrieve user=%s msg=%u size=%zu result=%s reason=scan_max",
                   s->user_log, (unsigned)s->cmd.num[0], s->list_size,
-                  s->cfg->mailbox.oversize_refuse ? "refused" : "unscanned");
-    return s->cfg->mailbox.oversize_refuse ? M_REFUSE : M_RELAY;
+                  s->base.cfg->mailbox.oversize_refuse ? "refused" : "unscanned");
+    return s->base.cfg->mailbox.oversize_refuse ? M_REFUSE : M_RELAY;
 }
 
 static void refuse_oversize(p3sess *s)
@@ -394,7 +392,8 @@ static void body_status(void *ud, const pc_pop3_resp *r)
         p3_reply(s, "%s", s->okline); /* goes out with the body */
         s->status_sent = 1;
     } else if (s->rmode == M_SCAN) {
-        s->spool = pc_spool_new(s->l->spool_threshold ? s->l->spool_threshold : 4 * 1024 * 1024);
+        s->spool =
+            pc_spool_new(s->base.l->spool_threshold ? s->base.l->spool_threshold : 4 * 1024 * 1024);
         if (!s->spool)
             s->spool_err = PC_SPOOL_EIO;
         s->rstep = R_BODY;
@@ -420,7 +419,7 @@ static void body_done(void *ud, pc_pop3c_status st, unsigned flags)
     default: break;
     }
     if ((flags & PC_DATA_TOO_BIG) || s->spool_err) {
-        pc_log_notice(s->sid, "event=retrieve msg=%u result=error reason=%s",
+        pc_log_notice(s->base.sid, "event=retrieve msg=%u result=error reason=%s",
                       (unsigned)s->cmd.num[0], s->spool_err ? "spool" : "size");
         p3_reply(s, "-ERR [SYS/TEMP] Message could not be checked, try again later.");
         finish(s);
@@ -434,12 +433,10 @@ static void body_done(void *ud, pc_pop3c_status st, unsigned flags)
         return;
     }
     s->spool = NULL;
-    s->sv.msg = s->msg;
+    s->base.sv.msg = s->msg;
     s->scanned++;
     s->rstep = R_CHAIN;
-    pc_chain_run *run = pc_chain_start(s->l->chain, PC_HOOK_RETRIEVE, &s->sv, chain_cb, s);
-    if (run)
-        s->run = run;
+    pc_session_hook_start(&s->base, PC_HOOK_RETRIEVE, chain_cb);
 }
 
 /* Sends RETR/TOP itself; its answer is handled as s->rmode says (decided at its status line when
@@ -552,7 +549,7 @@ static void send_single(p3sess *s, const char *verb, void (*status)(void *, cons
  * answer and RETR is not sent at all for a cached notice or a refused size. */
 void p3_retrieve(p3sess *s)
 {
-    if (!(s->l->chain_hooks & PC_HOOK_BIT(PC_HOOK_RETRIEVE)) || !s->l->chain) {
+    if (!(s->base.l->chain_hooks & PC_HOOK_BIT(PC_HOOK_RETRIEVE)) || !s->base.l->chain) {
         p3_relay(s);
         return;
     }
@@ -561,7 +558,8 @@ void p3_retrieve(p3sess *s)
     s->list_size = 0;
     s->rmode = M_SCAN;
     s->rpipe = pc_pop3c_pipelines(s->up);
-    int uidl = s->cache_size && (!s->l->caps_known || (s->l->caps_flags & PC_POP3_CAP_UIDL));
+    int uidl =
+        s->cache_size && (!s->base.l->caps_known || (s->base.l->caps_flags & PC_POP3_CAP_UIDL));
     pc_pop3c *up = s->up;
     pc_pop3c_cork(up, 1);
     s->rstep = uidl ? R_UIDL : R_LIST;

@@ -4,7 +4,6 @@
 #include "pop3/pop3_session.h"
 
 #include <openssl/evp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,38 +20,14 @@ static void process(p3sess *s);
 /* ---- output -----------------------------------------------------------------------------------
  */
 
-void p3_reply(p3sess *s, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    pc_buf_vline(&s->out, 1024, fmt, ap);
-    va_end(ap);
-}
-
-void p3_flush(p3sess *s)
-{
-    if (pc_buf_used(&s->out) == 0)
-        return;
-    s->bytes_out += pc_buf_used(&s->out);
-    pc_conn_write(s->c, pc_buf_ptr(&s->out), pc_buf_used(&s->out));
-    pc_buf_release(&s->out);
-}
-
-int p3_write(p3sess *s, const void *p, size_t n)
-{
-    p3_flush(s);
-    s->bytes_out += n;
-    return pc_conn_write(s->c, p, n);
-}
-
 int p3_queue(p3sess *s, const void *p, size_t n)
 {
-    if (pc_buf_used(&s->out) + n > P3_OUT_BATCH) {
+    if (pc_buf_used(&s->base.out) + n > P3_OUT_BATCH) {
         p3_flush(s);
         if (n > P3_OUT_BATCH)
             return p3_write(s, p, n);
     }
-    if (pc_buf_append(&s->out, p, n) < 0)
+    if (pc_buf_append(&s->base.out, p, n) < 0)
         return p3_write(s, p, n);
     return 0;
 }
@@ -61,14 +36,14 @@ static void error_count(p3sess *s)
 {
     if (++s->errors >= s->max_errors) {
         p3_reply(s, "-ERR Too many errors, closing connection.");
-        pc_log_notice(s->sid, "event=limit limit=errors client=%s", s->client_ip);
+        pc_log_notice(s->base.sid, "event=limit limit=errors client=%s", s->base.client_ip);
         p3_close(s);
     }
 }
 
 static int plaintext_refused(p3sess *s)
 {
-    if (s->tls || s->cfg->mailbox.plaintext_auth)
+    if (s->base.tls || s->base.cfg->mailbox.plaintext_auth)
         return 0;
     p3_reply(s, "-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) "
                 "connections.");
@@ -85,7 +60,7 @@ void p3_upstream_lost(p3sess *s)
     s->inflight = 0;
     if (!s->status_sent)
         p3_reply(s, "-ERR [SYS/TEMP] Upstream server not available, try again later.");
-    pc_log_notice(s->sid, "event=upstream status=lost client=%s", s->client_ip);
+    pc_log_notice(s->base.sid, "event=upstream status=lost client=%s", s->base.client_ip);
     p3_close(s);
 }
 
@@ -95,7 +70,7 @@ void p3_up_send(p3sess *s, const char *line, int multiline, size_t max_body,
     if (!s->busy)
         s->status_sent = 0; /* else an answer before this one is being relayed */
     s->busy = 1;
-    pc_conn_set_timeout(s->c, 0); /* the upstream's own timeouts apply while it works */
+    pc_conn_set_timeout(s->base.c, 0); /* the upstream's own timeouts apply while it works */
     if (pc_pop3c_command(s->up, line, strlen(line), 0, multiline, max_body, h) < 0)
         p3_upstream_lost(s);
 }
@@ -121,9 +96,9 @@ int p3_relay_bytes(p3sess *s, const char *p, size_t n)
 {
     if (p3_queue(s, p, n) < 0)
         return -1;
-    if (s->c->wpending > P3_OUT_HIGH && !s->up_paused) {
+    if (s->base.c->wpending > P3_OUT_HIGH && !s->up_paused) {
         s->up_paused = 1;
-        s->c->want_drain = 1;
+        s->base.c->want_drain = 1;
         pc_pop3c_pause(s->up, 1);
     }
     return 0;
@@ -216,7 +191,8 @@ static int plain_relay(const p3sess *s, pc_pop3_verb v)
     case PC_POP3_NOOP:
     case PC_POP3_RSET: return 1;
     case PC_POP3_RETR:
-    case PC_POP3_TOP: return !(s->l->chain_hooks & PC_HOOK_BIT(PC_HOOK_RETRIEVE)) || !s->l->chain;
+    case PC_POP3_TOP:
+        return !(s->base.l->chain_hooks & PC_HOOK_BIT(PC_HOOK_RETRIEVE)) || !s->base.l->chain;
     default: return 0;
     }
 }
@@ -247,8 +223,8 @@ static void login_unavailable(p3sess *s, pc_pop3c_status st)
     pc_pop3c_free(s->up, 0);
     s->up = NULL;
     s->busy = 0;
-    pc_log_notice(s->sid, "event=upstream status=%s step=login client=%s",
-                  st == PC_POP3C_PROTOCOL ? "protocol-error" : "unavailable", s->client_ip);
+    pc_log_notice(s->base.sid, "event=upstream status=%s step=login client=%s",
+                  st == PC_POP3C_PROTOCOL ? "protocol-error" : "unavailable", s->base.client_ip);
     p3_reply(s, "-ERR [SYS/TEMP] Upstream server not available, try again later.");
     p3_close(s);
 }
@@ -262,9 +238,9 @@ static void login_failed(p3sess *s)
     s->up = NULL;
     s->busy = 0;
     s->auth_failures++;
-    pc_addr_event((struct sockaddr *)&s->sv.client, PC_CNT_AUTHFAIL, 60);
-    pc_log_notice(s->sid, "event=auth result=failed user=%s client=%s failures=%u", u, s->client_ip,
-                  s->auth_failures);
+    pc_addr_event((struct sockaddr *)&s->base.sv.client, PC_CNT_AUTHFAIL, 60);
+    pc_log_notice(s->base.sid, "event=auth result=failed user=%s client=%s failures=%u", u,
+                  s->base.client_ip, s->auth_failures);
     explicit_bzero(s->user, sizeof(s->user));
     if (s->auth_failures >= s->max_authfail) {
         p3_reply(s, "-ERR [AUTH] Too many failed logins, closing connection.");
@@ -300,10 +276,10 @@ static void pass_done(void *ud, pc_pop3c_status st, unsigned flags)
     s->busy = 0;
     s->authed = 1;
     s->phase = P3_TRANS;
-    s->sv.user = s->user;
+    s->base.sv.user = s->user;
     pc_sanitize(s->user_log, sizeof(s->user_log), s->user, strlen(s->user), 0);
-    pc_log_info(s->sid, "event=auth result=ok user=%s client=%s mech=%s", s->user_log, s->client_ip,
-                s->login_sasl ? "PLAIN" : "USER");
+    pc_log_info(s->base.sid, "event=auth result=ok user=%s client=%s mech=%s", s->user_log,
+                s->base.client_ip, s->login_sasl ? "PLAIN" : "USER");
     p3_resume(s);
 }
 
@@ -341,7 +317,7 @@ static void login_ready(void *ud, pc_pop3c_status st)
         return;
     }
     if (s->login_sasl) {
-        if (s->l->caps_known && !(s->l->caps_flags & PC_POP3C_CAPF_PLAIN)) {
+        if (s->base.l->caps_known && !(s->base.l->caps_flags & PC_POP3C_CAPF_PLAIN)) {
             wipe_cred(s);
             pc_pop3c_free(s->up, 1);
             s->up = NULL;
@@ -366,13 +342,13 @@ static void login_start(p3sess *s)
 {
     pc_pop3c_params p;
     memset(&p, 0, sizeof(p));
-    p.loop = s->l->loop;
-    p.sid = s->sid;
-    p.l = s->l;
-    p.client = s->sv.client;
-    p.local = s->c->local;
+    p.loop = s->base.l->loop;
+    p.sid = s->base.sid;
+    p.l = s->base.l;
+    p.client = s->base.sv.client;
+    p.local = s->base.c->local;
     s->busy = 1;
-    pc_conn_set_timeout(s->c, 0);
+    pc_conn_set_timeout(s->base.c, 0);
     s->up = pc_pop3c_open(&p, login_ready, s);
     if (!s->up)
         login_unavailable(s, PC_POP3C_UNAVAILABLE);
@@ -380,10 +356,12 @@ static void login_start(p3sess *s)
 
 static int addr_blocked(p3sess *s)
 {
-    if (pc_addr_count((struct sockaddr *)&s->sv.client, PC_CNT_AUTHFAIL, 60) < 3 * s->max_authfail)
+    if (pc_addr_count((struct sockaddr *)&s->base.sv.client, PC_CNT_AUTHFAIL, 60) <
+        3 * s->max_authfail)
         return 0;
     p3_reply(s, "-ERR [SYS/TEMP] Too many failed logins from your address, try again later.");
-    pc_log_notice(s->sid, "event=limit limit=auth_failures_per_address client=%s", s->client_ip);
+    pc_log_notice(s->base.sid, "event=limit limit=auth_failures_per_address client=%s",
+                  s->base.client_ip);
     return 1;
 }
 
@@ -429,12 +407,12 @@ static void auth_plain(p3sess *s, const char *ir, size_t n)
 
 static int caps_have(p3sess *s, unsigned f)
 {
-    return !s->l->caps_known || (s->l->caps_flags & f);
+    return !s->base.l->caps_known || (s->base.l->caps_flags & f);
 }
 
 static void capa_local(p3sess *s)
 {
-    int auth_ok = s->tls || s->cfg->mailbox.plaintext_auth;
+    int auth_ok = s->base.tls || s->base.cfg->mailbox.plaintext_auth;
     p3_reply(s, "+OK Capability list follows");
     if (caps_have(s, PC_POP3_CAP_TOP))
         p3_reply(s, "TOP");
@@ -446,7 +424,7 @@ static void capa_local(p3sess *s)
         p3_reply(s, "USER");
     if (auth_ok && caps_have(s, PC_POP3C_CAPF_PLAIN))
         p3_reply(s, "SASL PLAIN");
-    if (s->cfg->tls.mode == PC_TLS_STARTTLS && s->l->server_tls && !s->tls)
+    if (s->base.cfg->tls.mode == PC_TLS_STARTTLS && s->base.l->server_tls && !s->base.tls)
         p3_reply(s, "STLS");
     p3_reply(s, "PIPELINING");
     p3_reply(s, "IMPLEMENTATION Portcullis");
@@ -455,30 +433,21 @@ static void capa_local(p3sess *s)
 
 static void cmd_stls(p3sess *s)
 {
-    if (s->cfg->tls.mode != PC_TLS_STARTTLS || !s->l->server_tls) {
+    if (s->base.cfg->tls.mode != PC_TLS_STARTTLS || !s->base.l->server_tls) {
         p3_reply(s, "-ERR STLS not available.");
         return;
     }
-    if (s->tls) {
+    if (s->base.tls) {
         p3_reply(s, "-ERR TLS already active.");
         return;
     }
-    if (s->cfg->tls.handshakes_per_minute &&
-        pc_addr_event((struct sockaddr *)&s->sv.client, PC_CNT_HANDSHAKES, 60) >
-            s->cfg->tls.handshakes_per_minute) {
+    if (!pc_session_handshake_allowed(&s->base)) {
         p3_reply(s, "-ERR [SYS/TEMP] Too many TLS handshakes from your address.");
-        pc_log_notice(s->sid, "event=limit limit=handshakes client=%s", s->client_ip);
         return;
     }
-    size_t junk = pc_conn_pending(s->c) - s->line_consumed;
-    if (junk)
-        pc_log_notice(s->sid, "event=stls-injection client=%s discarded_bytes=%zu", s->client_ip,
-                      junk);
     p3_reply(s, "+OK Begin TLS negotiation now.");
-    p3_flush(s);
     s->phase = P3_TLS;
-    pc_conn_set_timeout(s->c, s->cfg->tls.handshake_timeout_ms);
-    if (pc_conn_tls_server(s->c, s->l->server_tls) < 0)
+    if (pc_session_starttls(&s->base, "stls-injection", s->line_consumed) < 0)
         p3_close(s);
 }
 
@@ -672,15 +641,15 @@ static void sasl_line(p3sess *s, char *line, size_t len)
 
 /* ---- input ---------------------------------------------------------------------------------- */
 
-/* A pipelining client: the answer just completed may wait in s->out (bounded by P3_OUT_BATCH) for
- * the next one when the command now in flight was already queued behind it, so a batch of answers
- * leaves in few writes. Nothing waits once the client has no complete command queued. */
+/* A pipelining client: the answer just completed may wait in s->base.out (bounded by P3_OUT_BATCH)
+ * for the next one when the command now in flight was already queued behind it, so a batch of
+ * answers leaves in few writes. Nothing waits once the client has no complete command queued. */
 static int batch_more(p3sess *s)
 {
-    if (!s->busy || s->phase != P3_TRANS || s->serving || pc_buf_used(&s->out) == 0)
+    if (!s->busy || s->phase != P3_TRANS || s->serving || pc_buf_used(&s->base.out) == 0)
         return 0;
-    size_t avail = pc_conn_pending(s->c);
-    return avail > 0 && memchr(pc_buf_ptr(&s->c->in), '\n', avail) != NULL;
+    size_t avail = pc_conn_pending(s->base.c);
+    return avail > 0 && memchr(pc_buf_ptr(&s->base.c->in), '\n', avail) != NULL;
 }
 
 /* A pipelining client (RFC 2449 §6.6): while plain relays are in flight, the next complete command
@@ -691,9 +660,9 @@ static int pipeline_next(p3sess *s)
     if (s->phase != P3_TRANS || !s->inflight || !s->pipe_ok || s->skip_line ||
         !pc_pop3c_can_queue(s->up))
         return 0;
-    const char *buf = pc_buf_ptr(&s->c->in);
+    const char *buf = pc_buf_ptr(&s->base.c->in);
     size_t linelen = 0, consumed = 0;
-    if (pc_smtp_line_find(buf, pc_conn_pending(s->c), s->line_max, &linelen, &consumed) !=
+    if (pc_smtp_line_find(buf, pc_conn_pending(s->base.c), s->line_max, &linelen, &consumed) !=
         PC_LINE_OK)
         return 0;
     pc_pop3_cmd cmd;
@@ -714,16 +683,16 @@ static void process(p3sess *s)
         s->again = 0;
         while ((!s->busy || pipeline_next(s)) &&
                (s->phase == P3_AUTHZ || s->phase == P3_SASL || s->phase == P3_TRANS) &&
-               pc_conn_pending(s->c) > 0) {
-            char *buf = (char *)pc_buf_ptr(&s->c->in);
-            size_t avail = pc_conn_pending(s->c), linelen = 0, consumed = 0;
+               pc_conn_pending(s->base.c) > 0) {
+            char *buf = (char *)pc_buf_ptr(&s->base.c->in);
+            size_t avail = pc_conn_pending(s->base.c), linelen = 0, consumed = 0;
             size_t max = s->phase == P3_SASL ? PC_POP3_AUTH_LINE_MAX : s->line_max;
             if (s->skip_line) {
                 char *lf = memchr(buf, '\n', avail);
                 size_t n = lf ? (size_t)(lf - buf) + 1 : avail;
                 explicit_bzero(buf, n);
                 s->bytes_in += n;
-                pc_conn_consume(s->c, n);
+                pc_conn_consume(s->base.c, n);
                 if (lf)
                     s->skip_line = 0;
                 continue;
@@ -742,7 +711,7 @@ static void process(p3sess *s)
             s->bytes_in += consumed;
             if (lr == PC_LINE_BARE_LF) {
                 explicit_bzero(buf, consumed);
-                pc_conn_consume(s->c, consumed);
+                pc_conn_consume(s->base.c, consumed);
                 p3_reply(s, "-ERR Lines must end with CRLF.");
                 error_count(s);
                 continue;
@@ -755,7 +724,7 @@ static void process(p3sess *s)
             if (s->phase == P3_CLOSING)
                 break;
             if (s->phase != P3_TLS)
-                pc_conn_consume(s->c, consumed);
+                pc_conn_consume(s->base.c, consumed);
         }
     } while (s->again);
     s->in_process = 0;
@@ -766,9 +735,9 @@ static void process(p3sess *s)
     if (!batch_more(s))
         p3_flush(s);
     if (!s->busy && (s->phase == P3_AUTHZ || s->phase == P3_SASL))
-        pc_conn_set_timeout(s->c, s->prelogin_ms);
+        pc_conn_set_timeout(s->base.c, s->prelogin_ms);
     else if (!s->busy && s->phase == P3_TRANS)
-        pc_conn_set_timeout(s->c, s->idle_ms);
+        pc_conn_set_timeout(s->base.c, s->idle_ms);
 }
 
 void p3_resume(p3sess *s)
@@ -784,7 +753,7 @@ static void greet(p3sess *s)
 {
     s->phase = P3_AUTHZ;
     p3_reply(s, "+OK Portcullis POP3 ready.");
-    pc_conn_read_start(s->c);
+    pc_conn_read_start(s->base.c);
     process(s);
 }
 
@@ -792,7 +761,7 @@ static void greet(p3sess *s)
 static void connect_done(void *ud, const pc_verdict *v)
 {
     p3sess *s = ud;
-    s->run = NULL;
+    s->base.run = NULL;
     const char *code = NULL, *dflt = NULL, *action = NULL;
     switch (v->action) {
     case PC_REJECT:
@@ -812,52 +781,20 @@ static void connect_done(void *ud, const pc_verdict *v)
     char text[200];
     const char *t = v->text ? v->text : dflt;
     pc_sanitize(text, sizeof(text), t, strlen(t), 0);
-    pc_log_notice(s->sid, "event=connect-refused client=%s action=%s reason=\"%s\"", s->client_ip,
-                  action, text);
+    pc_log_notice(s->base.sid, "event=connect-refused client=%s action=%s reason=\"%s\"",
+                  s->base.client_ip, action, text);
     p3_reply(s, "-ERR [%s] %s", code, text);
     p3_close(s);
 }
 
 /* Before the greeting: the CONNECT hook, when a filter of the listener uses it. The client's
- * input is read (so a hang-up is seen) but not processed until the verdict. */
+ * input is read (so a hang-up is seen) but not processed until the verdict; the pre-login idle
+ * timeout runs meanwhile. */
 static void start_session(p3sess *s)
 {
-    if (!(s->l->chain_hooks & PC_HOOK_BIT(PC_HOOK_CONNECT)) || !s->l->chain) {
-        greet(s);
-        return;
-    }
     s->phase = P3_CONNECT;
-    pc_conn_set_timeout(s->c, s->prelogin_ms);
-    pc_conn_read_start(s->c);
-    pc_chain_run *r = pc_chain_start(s->l->chain, PC_HOOK_CONNECT, &s->sv, connect_done, s);
-    if (r)
-        s->run = r;
-}
-
-static void session_ready(p3sess *s)
-{
-    pc_addr_str((struct sockaddr *)&s->sv.client, s->client_ip, sizeof(s->client_ip));
-    memcpy(s->sv.client_ip, s->client_ip, sizeof(s->client_ip));
-    pc_log_info(s->sid, "event=connect proto=pop3 client=%s listener=%s", s->client_ip,
-                s->cfg->name);
-    if (s->cfg->tls.mode == PC_TLS_IMPLICIT) {
-        if (s->cfg->tls.handshakes_per_minute &&
-            pc_addr_event((struct sockaddr *)&s->sv.client, PC_CNT_HANDSHAKES, 60) >
-                s->cfg->tls.handshakes_per_minute) {
-            pc_log_notice(s->sid, "event=limit limit=handshakes client=%s", s->client_ip);
-            p3_close(s);
-            return;
-        }
-        s->phase = P3_TLS;
-        pc_conn_set_timeout(s->c, s->cfg->tls.handshake_timeout_ms);
-        if (pc_conn_tls_server(s->c, s->l->server_tls) < 0) {
-            p3_close(s);
-            return;
-        }
-        pc_conn_read_start(s->c);
-        return;
-    }
-    start_session(s);
+    if (!pc_session_connect_hook(&s->base, s->prelogin_ms, connect_done))
+        greet(s);
 }
 
 static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
@@ -866,11 +803,7 @@ static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
     switch (ev) {
     case PC_CONN_EV_READ: process(s); return;
     case PC_CONN_EV_TLS_DONE:
-        s->tls = 1;
-        s->sv.tls = 1;
-        pc_log_info(s->sid, "event=tls client=%s version=%s cipher=%s", s->client_ip,
-                    pc_conn_tls_version(c), pc_conn_tls_cipher(c));
-        if (s->cfg->tls.mode == PC_TLS_IMPLICIT) {
+        if (pc_session_tls_done(&s->base)) {
             start_session(s);
             return;
         }
@@ -880,7 +813,7 @@ static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
         process(s);
         return;
     case PC_CONN_EV_TLS_FAILED:
-        pc_log_notice(s->sid, "event=tls-failed client=%s reason=\"%s\"", s->client_ip, c->errtext);
+        pc_session_tls_failed(&s->base);
         p3_close(s);
         return;
     case PC_CONN_EV_TIMEOUT:
@@ -888,7 +821,7 @@ static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
             p3_reply(s, "-ERR Disconnected for inactivity.");
             p3_flush(s);
         }
-        pc_log_notice(s->sid, "event=timeout client=%s phase=%d", s->client_ip, (int)s->phase);
+        pc_session_log_timeout(&s->base, (int)s->phase);
         p3_close(s);
         return;
     case PC_CONN_EV_DRAIN:
@@ -904,23 +837,10 @@ static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
     case PC_CONN_EV_ERROR: p3_close(s); return;
     case PC_CONN_EV_CONNECTED: return;
     case PC_CONN_EV_CLOSED:
-        if (s->run) /* the CLOSE hook, still busy */
-            pc_chain_abort(s->run);
-        if (s->conn_counted)
-            pc_addr_conn_dec((struct sockaddr *)&s->sv.client);
-        pc_session_count(-1);
-        pc_buf_release(&s->out);
         pc_buf_release(&s->capa);
-        free(s);
+        pc_session_free(&s->base);
         return;
     }
-}
-
-static void close_done(void *ud, const pc_verdict *v)
-{
-    p3sess *s = ud;
-    (void)v;
-    s->run = NULL;
 }
 
 void p3_close(p3sess *s)
@@ -933,40 +853,30 @@ void p3_close(p3sess *s)
     /* No QUIT upstream unless the client sent it: a lost client must not commit its DELEs. */
     pc_pop3c_free(s->up, 0);
     s->up = NULL;
-    if ((s->l->chain_hooks & PC_HOOK_BIT(PC_HOOK_CLOSE)) && s->l->chain) {
-        /* Its verdict is ignored; a filter still busy when the connection is gone is cancelled. */
-        pc_chain_run *r = pc_chain_start(s->l->chain, PC_HOOK_CLOSE, &s->sv, close_done, s);
-        if (r)
-            s->run = r;
-    }
-    p3_flush(s);
+    pc_session_close_hook(&s->base);
     char u[128];
     pc_sanitize(u, sizeof(u), s->user, strlen(s->user), 0);
-    pc_log_info(s->sid,
+    pc_log_info(s->base.sid,
                 "event=disconnect proto=pop3 client=%s user=%s tls=%s commands=%u scanned=%u "
                 "passed=%u tagged=%u replaced=%u unscanned=%u cache_hits=%u errors=%u "
                 "auth_failures=%u bytes_in=%llu bytes_out=%llu duration_ms=%llu",
-                s->client_ip, s->authed && u[0] ? u : "-",
-                s->tls ? pc_conn_tls_version(s->c) : "no", s->commands, s->scanned, s->passed,
-                s->tagged, s->replaced, s->unscanned, s->cache_hits, s->errors, s->auth_failures,
-                s->bytes_in, s->bytes_out, (unsigned long long)(pc_now_ms() - s->start_ms));
+                s->base.client_ip, s->authed && u[0] ? u : "-",
+                s->base.tls ? pc_conn_tls_version(s->base.c) : "no", s->commands, s->scanned,
+                s->passed, s->tagged, s->replaced, s->unscanned, s->cache_hits, s->errors,
+                s->auth_failures, s->bytes_in, s->base.bytes_out,
+                (unsigned long long)(pc_now_ms() - s->base.start_ms));
     explicit_bzero(s->user, sizeof(s->user));
-    pc_conn_close(s->c);
+    pc_conn_close(s->base.c);
 }
+
+static const pc_session_proto pop3_proto = {"pop3", 1024, on_conn};
 
 void pc_pop3_session_start(pc_listener_rt *l, pc_conn *conn, const struct sockaddr_storage *client)
 {
-    p3sess *s = calloc(1, sizeof(*s));
-    if (!s) {
-        pc_conn_close(conn);
+    p3sess *s = pc_session_new(sizeof(*s), &pop3_proto, l, conn, client);
+    if (!s)
         return;
-    }
     const pc_mbox_cfg *m = &l->cfg->mailbox;
-    s->l = l;
-    s->cfg = l->cfg;
-    s->c = conn;
-    s->sid = pc_session_id();
-    s->start_ms = pc_now_ms();
     s->line_max = m->line_length ? m->line_length : PC_POP3_CMD_MAX;
     s->scan_max = m->scan_max ? m->scan_max : (size_t)50 * 1024 * 1024;
     s->max_errors = m->errors ? m->errors : 10;
@@ -974,21 +884,15 @@ void pc_pop3_session_start(pc_listener_rt *l, pc_conn *conn, const struct sockad
     s->prelogin_ms = m->prelogin_timeout_ms ? m->prelogin_timeout_ms : 3 * 60 * 1000;
     s->idle_ms = m->idle_timeout_ms ? m->idle_timeout_ms : 10 * 60 * 1000;
     s->cache_size = m->verdict_cache ? m->verdict_cache : 10000;
-    pc_buf_init(&s->out, 0);
     pc_buf_init(&s->capa, 8192);
     s->capa.max = 0;
-    conn->cb = on_conn;
-    conn->ud = s;
-    pc_session_count(+1);
-    s->sv.sid = s->sid;
-    s->sv.loop = l->loop;
-    s->sv.protocol = "pop3";
-    s->sv.listener = s->cfg->name;
-    s->sv.client = *client;
-    s->sv.conn = conn;
-    s->sv.results = &s->results;
-    pc_addr_str((struct sockaddr *)client, s->client_ip, sizeof(s->client_ip));
-
-    s->conn_counted = 1; /* the listener counted this address: released at close */
-    session_ready(s);
+    pc_log_info(s->base.sid, "event=connect proto=pop3 client=%s listener=%s", s->base.client_ip,
+                s->base.cfg->name);
+    if (s->base.cfg->tls.mode == PC_TLS_IMPLICIT) {
+        s->phase = P3_TLS;
+        if (pc_session_tls_implicit(&s->base) < 0)
+            p3_close(s);
+        return;
+    }
+    start_session(s);
 }

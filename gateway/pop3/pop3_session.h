@@ -14,11 +14,12 @@
 #include "listener.h"
 #include "pop3/pop3_client.h"
 #include "pop3/pop3_parse.h"
+#include "session.h"
 #include "spool.h"
 
 #define P3_CRED_MAX 2048          /* the PASS / AUTH PLAIN line sent upstream */
 #define P3_OUT_HIGH (1024 * 1024) /* client write queue above which the upstream is paused */
-#define P3_OUT_BATCH (64 * 1024)  /* answers are gathered in s->out up to this, then written */
+#define P3_OUT_BATCH (64 * 1024)  /* answers gather in s->base.out up to this, then go out */
 
 enum p3_phase {
     P3_TLS,     /* handshake in progress */
@@ -33,18 +34,14 @@ enum p3_phase {
 enum p3_rstep { R_NONE, R_UIDL, R_LIST, R_BODY, R_CHAIN, R_SERVE };
 
 typedef struct p3sess {
-    pc_listener_rt *l;
-    const pc_listener_cfg *cfg;
-    pc_conn *c;
-    uint64_t sid;
-    uint64_t start_ms;
+    pc_session base; /* first: what every protocol's session has (session.h); base.run is the
+                        hook running (CONNECT, RETRIEVE, CLOSE), one at a time */
     enum p3_phase phase;
     int busy;          /* waiting for the upstream or the chain: input stays buffered */
     unsigned inflight; /* relayed commands (p3_relay) whose answers are awaited */
     int pipe_ok;       /* all of them are plain relays: more may be pipelined behind them */
     int in_process, again, skip_line;
     size_t line_consumed;
-    pc_buf out;
 
     /* limits (0 in the configuration → defaults) */
     size_t line_max;
@@ -52,9 +49,6 @@ typedef struct p3sess {
     unsigned max_errors, max_authfail, prelogin_ms, idle_ms, cache_size;
 
     /* session */
-    pc_session_view sv;
-    char client_ip[INET6_ADDRSTRLEN];
-    int tls;
     int authed;
     char user[256];     /* USER argument, then the logged-in user */
     char user_log[128]; /* the user, sanitised for log lines */
@@ -62,8 +56,7 @@ typedef struct p3sess {
     int login_sasl; /* the login in flight is AUTH PLAIN */
     unsigned errors, auth_failures, commands;
     unsigned scanned, passed, tagged, replaced, unscanned, cache_hits;
-    unsigned long long bytes_in, bytes_out;
-    unsigned conn_counted;
+    unsigned long long bytes_in; /* bytes_out: base */
 
     /* upstream */
     pc_pop3c *up;
@@ -89,8 +82,6 @@ typedef struct p3sess {
     int spool_err;
     size_t spool_size;
     pc_message *msg;
-    pc_results results;
-    pc_chain_run *run;
     char *notice; /* the replacement notice being served */
     size_t notice_len;
     size_t serve_off;
@@ -99,11 +90,22 @@ typedef struct p3sess {
     int serving;
 } p3sess;
 
+_Static_assert(offsetof(p3sess, base) == 0,
+               "a p3sess is its pc_session (conn and chain callbacks)");
+
+/* Replies and writes to the client, counted in s->base.bytes_out (session.h). */
+#define p3_reply(s, ...) pc_session_reply(&(s)->base, __VA_ARGS__)
+static inline void p3_flush(p3sess *s)
+{
+    pc_session_flush(&s->base);
+}
+static inline int p3_write(p3sess *s, const void *p, size_t n)
+{
+    return pc_session_write(&s->base, p, n);
+}
+
 /* pop3_server.c */
-void p3_reply(p3sess *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void p3_flush(p3sess *s);
-int p3_write(p3sess *s, const void *p, size_t n);
-/* Appends to s->out (status line and body leave in one write); flushes past P3_OUT_BATCH. The
+/* Appends to s->base.out (status line and body leave in one write); flushes past P3_OUT_BATCH. The
  * rest goes out at p3_flush (end of input processing, close). */
 int p3_queue(p3sess *s, const void *p, size_t n);
 void p3_resume(p3sess *s);

@@ -61,23 +61,25 @@ void ss_auth_done(sess *s, const pc_smtp_reply *r)
         s->authed = 1;
         if (!s->user[0])
             snprintf(s->user, sizeof(s->user), "%s", "(unknown)");
-        s->sv.user = s->user;
+        s->base.sv.user = s->user;
         ss_relay_reply(s, r);
-        pc_log_info(s->sid, "event=auth result=ok user=%s client=%s", s->user, s->client_ip);
+        pc_log_info(s->base.sid, "event=auth result=ok user=%s client=%s", s->user,
+                    s->base.client_ip);
     } else if (ss_reply_class_ok(r) && s->auth_cancelled) {
         /* The client gave up the exchange itself ("*"): not a failed attempt. */
         ss_relay_reply(s, r);
         s->user[0] = '\0';
-        pc_log_info(s->sid, "event=auth result=cancelled client=%s", s->client_ip);
+        pc_log_info(s->base.sid, "event=auth result=cancelled client=%s", s->base.client_ip);
     } else if (ss_reply_class_ok(r)) {
         ss_relay_reply(s, r);
         s->user[0] = '\0';
         s->auth_failures++;
-        pc_addr_event((struct sockaddr *)&s->sv.client, PC_CNT_AUTHFAIL, 60);
-        pc_log_notice(s->sid, "event=auth result=failed client=%s failures=%u", s->client_ip,
-                      s->auth_failures);
-        if (s->auth_failures >= s->cfg->limits.auth_failures) {
-            ss_reply(s, "421 4.7.0 %s Error: too many failed authentications", s->cfg->hostname);
+        pc_addr_event((struct sockaddr *)&s->base.sv.client, PC_CNT_AUTHFAIL, 60);
+        pc_log_notice(s->base.sid, "event=auth result=failed client=%s failures=%u",
+                      s->base.client_ip, s->auth_failures);
+        if (s->auth_failures >= s->base.cfg->limits.auth_failures) {
+            ss_reply(s, "421 4.7.0 %s Error: too many failed authentications",
+                     s->base.cfg->hostname);
             ss_close_session(s);
         }
     } else {
@@ -120,23 +122,23 @@ void ss_auth_continue(sess *s, char *line, size_t len)
 
 static size_t announced_size(sess *s)
 {
-    size_t lim = s->cfg->limits.message_size;
-    if (s->l->up.caps.size && s->l->up.caps.size < lim)
-        lim = s->l->up.caps.size;
+    size_t lim = s->base.cfg->limits.message_size;
+    if (s->base.l->up.caps.size && s->base.l->up.caps.size < lim)
+        lim = s->base.l->up.caps.size;
     return lim;
 }
 
 static unsigned upcaps(sess *s)
 {
     /* Until a probe succeeded, assume the common set. */
-    if (!s->l->up.caps.known)
+    if (!s->base.l->up.caps.known)
         return PC_CAP_8BITMIME | PC_CAP_PIPELINING | PC_CAP_ENHANCED;
-    return s->l->up.caps.flags;
+    return s->base.l->up.caps.flags;
 }
 
 static int auth_offered(sess *s)
 {
-    return (upcaps(s) & PC_CAP_AUTH) && (s->tls || s->cfg->plaintext_auth);
+    return (upcaps(s) & PC_CAP_AUTH) && (s->base.tls || s->base.cfg->plaintext_auth);
 }
 
 static void cmd_helo(sess *s, const pc_smtp_cmd *cmd, int ehlo)
@@ -150,7 +152,7 @@ static void cmd_helo(sess *s, const pc_smtp_cmd *cmd, int ehlo)
     size_t n = cmd->arg.n < sizeof(s->helo) - 1 ? cmd->arg.n : sizeof(s->helo) - 1;
     memcpy(s->helo, cmd->arg.p, n);
     s->helo[n] = '\0';
-    s->sv.helo = s->helo;
+    s->base.sv.helo = s->helo;
     s->esmtp = ehlo;
     ss_run_hook(s, PC_HOOK_HELO, ST_HELO);
 }
@@ -159,10 +161,10 @@ void ss_helo_after_filters(sess *s, const pc_verdict *v)
 {
     if (ss_verdict_stops(s, v)) {
         s->helo[0] = '\0';
-        s->sv.helo = NULL;
+        s->base.sv.helo = NULL;
         return;
     }
-    const char *h = s->cfg->hostname;
+    const char *h = s->base.cfg->hostname;
     if (!s->esmtp) {
         ss_reply(s, "250 %s", h);
         return;
@@ -177,16 +179,16 @@ void ss_helo_after_filters(sess *s, const pc_verdict *v)
         ss_reply(s, "250-SMTPUTF8");
     if (caps & PC_CAP_DSN)
         ss_reply(s, "250-DSN");
-    if (s->cfg->tls.mode == PC_TLS_STARTTLS && !s->tls && s->l->server_tls)
+    if (s->base.cfg->tls.mode == PC_TLS_STARTTLS && !s->base.tls && s->base.l->server_tls)
         ss_reply(s, "250-STARTTLS");
     if (auth_offered(s) && !s->authed)
-        ss_reply(s, "250-AUTH %s", s->l->up.caps.auth);
+        ss_reply(s, "250-AUTH %s", s->base.l->up.caps.auth);
     ss_reply(s, "250 ENHANCEDSTATUSCODES");
 }
 
 static int tls_required_refused(sess *s)
 {
-    if (s->cfg->require_tls && !s->tls) {
+    if (s->base.cfg->require_tls && !s->base.tls) {
         ss_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
         return 1;
     }
@@ -306,7 +308,7 @@ static void cmd_mail(sess *s, const char *line, size_t len)
         ss_reply(s, "501 5.1.7 Sender address too long");
         return;
     }
-    s->sv.sender = s->sender;
+    s->base.sv.sender = s->sender;
     ss_run_hook(s, PC_HOOK_MAIL, ST_MAIL);
 }
 
@@ -322,8 +324,8 @@ void ss_mail_after_filters(sess *s, const pc_verdict *v)
 
 static int domain_accepted(sess *s, const char *dom)
 {
-    for (size_t i = 0; i < s->cfg->accepted_domains.n; i++)
-        if (strcasecmp(s->cfg->accepted_domains.v[i], dom) == 0)
+    for (size_t i = 0; i < s->base.cfg->accepted_domains.n; i++)
+        if (strcasecmp(s->base.cfg->accepted_domains.v[i], dom) == 0)
             return 1;
     return 0;
 }
@@ -361,7 +363,7 @@ static void cmd_rcpt(sess *s, const char *line, size_t len)
         ss_error_count(s);
         return;
     }
-    if (s->nrcpts >= s->cfg->limits.recipients) {
+    if (s->nrcpts >= s->base.cfg->limits.recipients) {
         ss_reply(s, "452 4.5.3 Error: too many recipients");
         return;
     }
@@ -375,21 +377,21 @@ static void cmd_rcpt(sess *s, const char *line, size_t len)
     int local_postmaster = cmd.domain.n == 0 && strcasecmp(s->cur_rcpt, "postmaster") == 0;
     copy_path(dom, sizeof(dom), cmd.domain.n < sizeof(dom) ? cmd.domain : (pc_slice){"", 0});
     if (!local_postmaster && !domain_accepted(s, dom) && !s->authed &&
-        !pc_netlist_match(&s->cfg->trusted_networks, (struct sockaddr *)&s->sv.client)) {
+        !pc_netlist_match(&s->base.cfg->trusted_networks, (struct sockaddr *)&s->base.sv.client)) {
         char r[300];
         pc_sanitize(r, sizeof(r), s->cur_rcpt, strlen(s->cur_rcpt), 1);
         ss_reply(s, "554 5.7.1 <%s>: Relay access denied", r);
-        pc_log_notice(s->sid, "event=relay-denied client=%s from=<%s> to=<%s>", s->client_ip,
-                      s->sender, r);
+        pc_log_notice(s->base.sid, "event=relay-denied client=%s from=<%s> to=<%s>",
+                      s->base.client_ip, s->sender, r);
         return;
     }
-    s->sv.rcpt = s->cur_rcpt;
+    s->base.sv.rcpt = s->cur_rcpt;
     ss_run_hook(s, PC_HOOK_RCPT, ST_RCPT);
 }
 
 void ss_rcpt_after_filters(sess *s, const pc_verdict *v)
 {
-    s->sv.rcpt = NULL;
+    s->base.sv.rcpt = NULL;
     if (ss_verdict_stops(s, v)) {
         s->step = ST_NONE;
         return;
@@ -413,44 +415,35 @@ static void cmd_data(sess *s)
         ss_reply(s, "554 5.5.1 Error: no valid recipients");
         return;
     }
-    s->spool = pc_spool_new(s->l->spool_threshold);
+    s->spool = pc_spool_new(s->base.l->spool_threshold);
     if (!s->spool) {
         ss_reply(s, "451 4.3.0 Local error in processing");
         return;
     }
-    pc_smtp_data_init(&s->data, s->cfg->limits.text_line_length, s->cfg->limits.message_size,
-                      s->cfg->bare_lf_normalize);
+    pc_smtp_data_init(&s->data, s->base.cfg->limits.text_line_length,
+                      s->base.cfg->limits.message_size, s->base.cfg->bare_lf_normalize);
     ss_reply(s, "354 End data with <CR><LF>.<CR><LF>");
     s->phase = PH_DATA;
-    pc_conn_set_timeout(s->c, s->cfg->timeouts.data_block_ms);
+    pc_conn_set_timeout(s->base.c, s->base.cfg->timeouts.data_block_ms);
 }
 
 static void cmd_starttls(sess *s)
 {
-    if (s->cfg->tls.mode != PC_TLS_STARTTLS || !s->l->server_tls) {
+    if (s->base.cfg->tls.mode != PC_TLS_STARTTLS || !s->base.l->server_tls) {
         ss_reply(s, "502 5.5.1 Error: command not implemented");
         return;
     }
-    if (s->tls) {
+    if (s->base.tls) {
         ss_reply(s, "503 5.5.1 Error: TLS already active");
         return;
     }
-    if (s->cfg->tls.handshakes_per_minute &&
-        pc_addr_event((struct sockaddr *)&s->sv.client, PC_CNT_HANDSHAKES, 60) >
-            s->cfg->tls.handshakes_per_minute) {
+    if (!pc_session_handshake_allowed(&s->base)) {
         ss_reply(s, "454 4.7.0 TLS not available: too many handshakes from your address");
-        pc_log_notice(s->sid, "event=limit limit=handshakes client=%s", s->client_ip);
         return;
     }
-    size_t junk = pc_conn_pending(s->c) - s->line_consumed;
-    if (junk)
-        pc_log_notice(s->sid, "event=starttls-injection client=%s discarded_bytes=%zu",
-                      s->client_ip, junk);
     ss_reply(s, "220 2.0.0 Ready to start TLS");
-    ss_flush(s);
     s->phase = PH_TLS;
-    pc_conn_set_timeout(s->c, s->cfg->tls.handshake_timeout_ms);
-    if (pc_conn_tls_server(s->c, s->l->server_tls) < 0)
+    if (pc_session_starttls(&s->base, "starttls-injection", s->line_consumed) < 0)
         ss_close_session(s);
 }
 
@@ -460,7 +453,7 @@ static void cmd_auth(sess *s, const pc_smtp_cmd *cmd, char *line, size_t len)
         ss_reply(s, "503 5.5.1 Error: send EHLO first");
         return;
     }
-    if (!s->tls && !s->cfg->plaintext_auth) {
+    if (!s->base.tls && !s->base.cfg->plaintext_auth) {
         explicit_bzero(line, len);
         ss_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
         return;
@@ -470,12 +463,12 @@ static void cmd_auth(sess *s, const pc_smtp_cmd *cmd, char *line, size_t len)
         return;
     }
     /* Failures are counted per client address across sessions, not only in this one. */
-    if (pc_addr_count((struct sockaddr *)&s->sv.client, PC_CNT_AUTHFAIL, 60) >=
-        3 * s->cfg->limits.auth_failures) {
+    if (pc_addr_count((struct sockaddr *)&s->base.sv.client, PC_CNT_AUTHFAIL, 60) >=
+        3 * s->base.cfg->limits.auth_failures) {
         explicit_bzero(line, len);
         ss_reply(s, "454 4.7.0 Too many failed authentications from your address, try again later");
-        pc_log_notice(s->sid, "event=limit limit=auth_failures_per_address client=%s",
-                      s->client_ip);
+        pc_log_notice(s->base.sid, "event=limit limit=auth_failures_per_address client=%s",
+                      s->base.client_ip);
         return;
     }
     if (s->authed) {
@@ -496,7 +489,7 @@ static void cmd_auth(sess *s, const pc_smtp_cmd *cmd, char *line, size_t len)
     while (mlen < cmd->arg.n && cmd->arg.p[mlen] != ' ')
         mlen++;
     int found = 0;
-    const char *a = s->l->up.caps.auth;
+    const char *a = s->base.l->up.caps.auth;
     while (*a) {
         size_t k = strcspn(a, " ");
         if (k == mlen && strncasecmp(a, cmd->arg.p, k) == 0)
@@ -549,7 +542,7 @@ void ss_command(sess *s, char *line, size_t len)
     if (e == PC_SMTP_E_UNKNOWN) {
         if (len >= 6 && strncmp(line, "PROXY ", 6) == 0) {
             ss_reply(s, "421 4.7.0 %s PROXY protocol not accepted from your address",
-                     s->cfg->hostname);
+                     s->base.cfg->hostname);
             ss_close_session(s);
             return;
         }

@@ -41,22 +41,6 @@ static const char *step_name(enum step st)
 /* ---- replies ----------------------------------------------------------------------------------
  */
 
-void ss_reply(sess *s, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    pc_buf_vline(&s->out, 1024, fmt, ap);
-    va_end(ap);
-}
-
-void ss_flush(sess *s)
-{
-    if (pc_buf_used(&s->out) == 0)
-        return;
-    pc_conn_write(s->c, pc_buf_ptr(&s->out), pc_buf_used(&s->out));
-    pc_buf_release(&s->out);
-}
-
 /* Relays an upstream reply to the client, sanitised line by line. */
 void ss_relay_reply(sess *s, const pc_smtp_reply *r)
 {
@@ -69,9 +53,9 @@ void ss_relay_reply(sess *s, const pc_smtp_reply *r)
 
 void ss_error_count(sess *s)
 {
-    if (++s->errors >= s->cfg->limits.errors) {
-        ss_reply(s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);
-        pc_log_notice(s->sid, "event=limit limit=errors client=%s", s->client_ip);
+    if (++s->errors >= s->base.cfg->limits.errors) {
+        ss_reply(s, "421 4.7.0 %s Error: too many errors", s->base.cfg->hostname);
+        pc_log_notice(s->base.sid, "event=limit limit=errors client=%s", s->base.client_ip);
         ss_close_session(s);
     }
 }
@@ -101,12 +85,12 @@ void ss_txn_reset(sess *s)
     s->msg = NULL;
     s->spool = NULL;
     s->spool_err = 0;
-    pc_results_reset(&s->results);
-    s->sv.sender = NULL;
-    s->sv.rcpts = NULL;
-    s->sv.nrcpts = 0;
-    s->sv.rcpt = NULL;
-    s->sv.msg = NULL;
+    pc_results_reset(&s->base.results);
+    s->base.sv.sender = NULL;
+    s->base.sv.rcpts = NULL;
+    s->base.sv.nrcpts = 0;
+    s->base.sv.rcpt = NULL;
+    s->base.sv.msg = NULL;
 }
 
 static int add_rcpt(sess *s, const char *addr, const char *line)
@@ -128,8 +112,8 @@ static int add_rcpt(sess *s, const char *addr, const char *line)
     }
     na[s->nrcpts] = nr[s->nrcpts].addr;
     s->nrcpts++;
-    s->sv.rcpts = s->rcpt_addrs;
-    s->sv.nrcpts = s->nrcpts;
+    s->base.sv.rcpts = s->rcpt_addrs;
+    s->base.sv.nrcpts = s->nrcpts;
     return 0;
 }
 
@@ -164,7 +148,7 @@ static void step_done(sess *s, const pc_verdict *v);
 static void chain_cb(void *ud, const pc_verdict *v)
 {
     sess *s = ud;
-    s->run = NULL;
+    s->base.run = NULL;
     step_done(s, v);
 }
 
@@ -172,16 +156,14 @@ static void chain_cb(void *ud, const pc_verdict *v)
 void ss_run_hook(sess *s, pc_hook hook, enum step step)
 {
     s->step = step;
-    if (!(s->l->chain_hooks & PC_HOOK_BIT(hook)) || !s->l->chain) {
+    if (!pc_session_hook_used(&s->base, hook)) {
         pc_verdict v = {.action = PC_CONTINUE};
         step_done(s, &v);
         return;
     }
     s->wait = W_CHAIN;
-    pc_conn_set_timeout(s->c, 0);
-    pc_chain_run *r = pc_chain_start(s->l->chain, hook, &s->sv, chain_cb, s);
-    if (r)
-        s->run = r;
+    pc_conn_set_timeout(s->base.c, 0);
+    pc_session_hook_start(&s->base, hook, chain_cb);
 }
 
 /* ---- upstream ---------------------------------------------------------------------------------
@@ -208,9 +190,9 @@ void ss_drop_upstream(sess *s)
  * client skips connect, greeting and EHLO. */
 static void release_upstream(sess *s)
 {
-    pc_listener_rt *l = s->l;
+    pc_listener_rt *l = s->base.l;
     if (s->up && pc_smtpc_alive(s->up) && !s->up_txn && !s->up_noreuse &&
-        s->cfg->upstream.identity == PC_IDENT_NONE && l->npool < PC_UPSTREAM_POOL) {
+        s->base.cfg->upstream.identity == PC_IDENT_NONE && l->npool < PC_UPSTREAM_POOL) {
         l->pool[l->npool] = s->up;
         l->pool_since[l->npool++] = pc_now_ms();
         s->up = NULL;
@@ -222,12 +204,12 @@ static void release_upstream(sess *s)
 /* A live pooled upstream session, or NULL. */
 static pc_smtpc *take_pooled(sess *s)
 {
-    pc_listener_rt *l = s->l;
+    pc_listener_rt *l = s->base.l;
     uint64_t now = pc_now_ms();
     while (l->npool > 0) {
         pc_smtpc *c = l->pool[--l->npool];
         if (pc_smtpc_alive(c) && now - l->pool_since[l->npool] < PC_UPSTREAM_POOL_IDLE_MS) {
-            pc_smtpc_adopt(c, s->sid);
+            pc_smtpc_adopt(c, s->base.sid);
             return c;
         }
         pc_smtpc_free(c);
@@ -239,27 +221,28 @@ void ss_open_upstream(sess *s)
 {
     pc_smtpc_params p;
     memset(&p, 0, sizeof(p));
-    p.loop = s->l->loop;
-    p.sid = s->sid;
-    p.up = &s->l->up;
-    p.tls_ctx = s->l->upstream_tls;
-    p.helo_name = s->cfg->upstream.helo_name ? s->cfg->upstream.helo_name : s->cfg->hostname;
-    p.client = s->sv.client;
-    p.local = s->c->local;
+    p.loop = s->base.l->loop;
+    p.sid = s->base.sid;
+    p.up = &s->base.l->up;
+    p.tls_ctx = s->base.l->upstream_tls;
+    p.helo_name =
+        s->base.cfg->upstream.helo_name ? s->base.cfg->upstream.helo_name : s->base.cfg->hostname;
+    p.client = s->base.sv.client;
+    p.local = s->base.c->local;
     p.client_helo = s->helo[0] ? s->helo : NULL;
     p.login = s->authed ? s->user : NULL;
     s->wait = W_UPSTREAM;
     s->up_opening = 1;
-    pc_conn_set_timeout(s->c, 0);
-    if (s->cfg->upstream.identity == PC_IDENT_NONE && s->step == ST_MAIL &&
+    pc_conn_set_timeout(s->base.c, 0);
+    if (s->base.cfg->upstream.identity == PC_IDENT_NONE && s->step == ST_MAIL &&
         (s->up = take_pooled(s)) != NULL) {
         s->up_reused = 1;
         upstream_ready(s, PC_SMTPC_OK, NULL);
         return;
     }
-    if (!s->l->up.resolved) {
+    if (!s->base.l->up.resolved) {
         /* The lookup at start failed: never block the loop on DNS; try again in the background. */
-        pc_upstream_resolve_async(&s->l->up, s->l->loop);
+        pc_upstream_resolve_async(&s->base.l->up, s->base.l->loop);
         s->up_opening = 0;
         upstream_ready(s, PC_SMTPC_UNAVAILABLE, NULL);
         return;
@@ -276,7 +259,7 @@ static void up_cmd_done(void *ud, pc_smtpc_status st, const pc_smtp_reply *r);
 void ss_up_send(sess *s, const char *line, int secret)
 {
     s->wait = W_UPSTREAM;
-    pc_conn_set_timeout(s->c, 0); /* the upstream's own timeouts apply while it works */
+    pc_conn_set_timeout(s->base.c, 0); /* the upstream's own timeouts apply while it works */
     if (pc_smtpc_command(s->up, line, strlen(line), secret, up_cmd_done, s) < 0)
         up_cmd_done(s, PC_SMTPC_UNAVAILABLE, NULL);
 }
@@ -310,7 +293,7 @@ static void upstream_ready(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
     s->up_opening = 0;
     if (st != PC_SMTPC_OK) {
         ss_drop_upstream(s);
-        pc_log_notice(s->sid, "event=upstream status=%s step=%s",
+        pc_log_notice(s->base.sid, "event=upstream status=%s step=%s",
                       st == PC_SMTPC_PROTOCOL ? "protocol-error" : "unavailable",
                       step_name(s->step));
         ss_upstream_failed_reply(s, st);
@@ -388,7 +371,7 @@ static void up_cmd_done(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
         } else {
             ss_relay_reply(s, r);
             if (r->code / 100 == 2 && add_rcpt(s, s->cur_rcpt, s->cur_line) < 0)
-                pc_log_err(s->sid, "event=nomem where=rcpt");
+                pc_log_err(s->base.sid, "event=nomem where=rcpt");
         }
         break;
     case ST_MESSAGE:
@@ -397,7 +380,7 @@ static void up_cmd_done(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
             char text[300];
             pc_sanitize(text, sizeof(text), r->nlines ? r->lines[0].p : "",
                         r->nlines ? r->lines[0].n : 0, 0);
-            pc_log_notice(s->sid, "event=replay refused=\"%d %s\"", r->code, text);
+            pc_log_notice(s->base.sid, "event=replay refused=\"%d %s\"", r->code, text);
             ss_reply(s, "451 4.4.1 Upstream refused the envelope on retry, try again later");
             ss_txn_reset(s);
             break;
@@ -454,11 +437,11 @@ static void log_message(sess *s, pc_log_level level, const char *result, const c
     }
     char from[300];
     pc_sanitize(from, sizeof(from), s->sender, strlen(s->sender), 1);
-    pc_log(level, s->sid,
+    pc_log(level, s->base.sid,
            "event=message client=%s tls=%s from=<%s> to=%s rcpts=%zu size=%zu score=%.2f "
            "result=%s %s duration_ms=%llu",
-           s->client_ip, s->tls ? pc_conn_tls_version(s->c) : "no", from, to[0] ? to : "-",
-           s->nrcpts, size, s->results.score, result, detail,
+           s->base.client_ip, s->base.tls ? pc_conn_tls_version(s->base.c) : "no", from,
+           to[0] ? to : "-", s->nrcpts, size, s->base.results.score, result, detail,
            (unsigned long long)(pc_now_ms() - s->txn_start_ms));
 }
 
@@ -496,7 +479,7 @@ static void data_final(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
 static void send_message(sess *s)
 {
     s->wait = W_UPSTREAM;
-    pc_conn_set_timeout(s->c, 0);
+    pc_conn_set_timeout(s->base.c, 0);
     if (pc_smtpc_data(s->up, s->msg, data_final, s) < 0)
         data_final(s, PC_SMTPC_UNAVAILABLE, NULL);
 }
@@ -510,16 +493,16 @@ static void add_received(sess *s)
     localtime_r(&t, &tm);
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
     const char *with =
-        s->tls ? (s->authed ? "ESMTPSA" : "ESMTPS") : (s->authed ? "ESMTPA" : "ESMTP");
+        s->base.tls ? (s->authed ? "ESMTPSA" : "ESMTPS") : (s->authed ? "ESMTPA" : "ESMTP");
     if (!s->esmtp)
-        with = s->tls ? "SMTPS" : "SMTP";
+        with = s->base.tls ? "SMTPS" : "SMTP";
     int n = snprintf(line, sizeof(line), "Received: from %s (%s [%s])\r\n\tby %s (Portcullis)",
-                     helo, s->client_ip, s->client_ip, s->cfg->hostname);
-    if (s->tls)
+                     helo, s->base.client_ip, s->base.client_ip, s->base.cfg->hostname);
+    if (s->base.tls)
         n += snprintf(line + n, sizeof(line) - (size_t)n, "\r\n\t(using %s with cipher %s)",
-                      pc_conn_tls_version(s->c), pc_conn_tls_cipher(s->c));
+                      pc_conn_tls_version(s->base.c), pc_conn_tls_cipher(s->base.c));
     n += snprintf(line + n, sizeof(line) - (size_t)n, "\r\n\twith %s id %016llx", with,
-                  (unsigned long long)s->sid);
+                  (unsigned long long)s->base.sid);
     if (s->nrcpts == 1) {
         char r[300];
         pc_sanitize(r, sizeof(r), s->rcpts[0].addr, strlen(s->rcpts[0].addr), 1);
@@ -534,13 +517,13 @@ static void add_received(sess *s)
 static void end_of_data(sess *s)
 {
     unsigned f = s->data.flags;
-    pc_conn_set_timeout(s->c, 0);
+    pc_conn_set_timeout(s->base.c, 0);
     s->phase = PH_CMD;
     const char *why = NULL;
     if (f & PC_DATA_NUL) {
         ss_reply(s, "550 5.6.0 Message contains NUL characters");
         why = "nul";
-    } else if ((f & (PC_DATA_BARE_LF | PC_DATA_BARE_CR)) && !s->cfg->bare_lf_normalize) {
+    } else if ((f & (PC_DATA_BARE_LF | PC_DATA_BARE_CR)) && !s->base.cfg->bare_lf_normalize) {
         ss_reply(s, "550 5.6.0 Message contains bare CR or LF characters");
         why = "bare-cr-lf";
     } else if (f & PC_DATA_TOO_BIG) {
@@ -555,7 +538,7 @@ static void end_of_data(sess *s)
     } else if (s->spool_err) {
         ss_reply(s, "451 4.3.0 Local error in processing");
         why = "spool-error";
-    } else if (s->data.received >= s->cfg->limits.max_received) {
+    } else if (s->data.received >= s->base.cfg->limits.max_received) {
         ss_reply(s, "554 5.4.6 Too many hops (mail loop?)");
         why = "hops";
     }
@@ -576,7 +559,7 @@ static void end_of_data(sess *s)
     }
     s->spool = NULL;
     add_received(s);
-    s->sv.msg = s->msg;
+    s->base.sv.msg = s->msg;
     ss_run_hook(s, PC_HOOK_MESSAGE, ST_MESSAGE);
 }
 
@@ -606,7 +589,7 @@ static void message_after_filters(sess *s, const pc_verdict *v)
     if (!pc_smtpc_alive(s->up)) {
         /* The upstream session was lost while the message was spooled: reconnect and replay. */
         ss_drop_upstream(s);
-        pc_log_info(s->sid, "event=upstream action=reconnect-replay rcpts=%zu", s->nrcpts);
+        pc_log_info(s->base.sid, "event=upstream action=reconnect-replay rcpts=%zu", s->nrcpts);
         ss_open_upstream(s);
         return;
     }
@@ -638,19 +621,20 @@ static void step_done(sess *s, const pc_verdict *v)
             int code = v->code ? v->code : (v->action == PC_REJECT ? 554 : 421);
             ss_reply(s, "%d %s %s", code,
                      v->enhanced ? v->enhanced : (code / 100 == 5 ? "5.7.1" : "4.7.0"), text);
-            pc_log_notice(s->sid, "event=connect-refused client=%s code=%d", s->client_ip, code);
+            pc_log_notice(s->base.sid, "event=connect-refused client=%s code=%d", s->base.client_ip,
+                          code);
             ss_close_session(s);
             return;
         }
-        if (pc_conn_pending(s->c) > s->cfg->limits.pregreet_bytes) {
-            pc_addr_event((struct sockaddr *)&s->sv.client, PC_CNT_PREGREET, 60);
+        if (pc_conn_pending(s->base.c) > s->base.cfg->limits.pregreet_bytes) {
+            pc_addr_event((struct sockaddr *)&s->base.sv.client, PC_CNT_PREGREET, 60);
             ss_reply(s, "554 5.5.1 Protocol error: talked before greeting");
-            pc_log_notice(s->sid, "event=pregreet client=%s bytes=%zu", s->client_ip,
-                          pc_conn_pending(s->c));
+            pc_log_notice(s->base.sid, "event=pregreet client=%s bytes=%zu", s->base.client_ip,
+                          pc_conn_pending(s->base.c));
             ss_close_session(s);
             return;
         }
-        ss_reply(s, "220 %s ESMTP Portcullis", s->cfg->hostname);
+        ss_reply(s, "220 %s ESMTP Portcullis", s->base.cfg->hostname);
         s->phase = PH_CMD;
         break;
     }
@@ -680,13 +664,13 @@ static void step_done(sess *s, const pc_verdict *v)
 static void process_data(sess *s)
 {
     int done = 0;
-    size_t n = pc_smtp_data_feed(&s->data, pc_buf_ptr(&s->c->in), pc_conn_pending(s->c), spool_emit,
-                                 s, &done);
+    size_t n = pc_smtp_data_feed(&s->data, pc_buf_ptr(&s->base.c->in), pc_conn_pending(s->base.c),
+                                 spool_emit, s, &done);
     if (n == (size_t)-1) {
         ss_close_session(s);
         return;
     }
-    pc_conn_consume(s->c, n);
+    pc_conn_consume(s->base.c, n);
     if (done)
         end_of_data(s);
 }
@@ -701,19 +685,19 @@ static void process(sess *s)
     do {
         s->again = 0;
         while (s->wait == W_NONE && s->phase != PH_CLOSING && s->phase != PH_TLS &&
-               s->phase != PH_CONNECT && pc_conn_pending(s->c) > 0) {
+               s->phase != PH_CONNECT && pc_conn_pending(s->base.c) > 0) {
             if (s->phase == PH_DATA) {
                 process_data(s);
                 if (s->phase == PH_DATA)
                     break; /* need more */
                 continue;
             }
-            char *buf = (char *)pc_buf_ptr(&s->c->in);
-            size_t avail = pc_conn_pending(s->c), linelen = 0, consumed = 0;
-            size_t max = s->phase == PH_AUTH ? AUTH_LINE_MAX : s->cfg->limits.line_length;
+            char *buf = (char *)pc_buf_ptr(&s->base.c->in);
+            size_t avail = pc_conn_pending(s->base.c), linelen = 0, consumed = 0;
+            size_t max = s->phase == PH_AUTH ? AUTH_LINE_MAX : s->base.cfg->limits.line_length;
             if (s->skip_line) {
                 char *lf = memchr(buf, '\n', avail);
-                pc_conn_consume(s->c, lf ? (size_t)(lf - buf) + 1 : avail);
+                pc_conn_consume(s->base.c, lf ? (size_t)(lf - buf) + 1 : avail);
                 if (lf)
                     s->skip_line = 0;
                 continue;
@@ -733,7 +717,7 @@ static void process(sess *s)
             }
             if (lr == PC_LINE_BARE_LF) {
                 explicit_bzero(buf, consumed);
-                pc_conn_consume(s->c, consumed);
+                pc_conn_consume(s->base.c, consumed);
                 ss_reply(s, "500 5.5.2 Error: bare LF received");
                 ss_error_count(s);
                 continue;
@@ -742,14 +726,14 @@ static void process(sess *s)
                 s->phase = PH_CMD;
                 ss_auth_continue(s, buf, linelen);
                 explicit_bzero(buf, consumed);
-                pc_conn_consume(s->c, consumed);
+                pc_conn_consume(s->base.c, consumed);
                 continue;
             }
             if (!s->first_cmd)
-                pc_conn_set_timeout(s->c, s->cfg->timeouts.command_ms);
+                pc_conn_set_timeout(s->base.c, s->base.cfg->timeouts.command_ms);
             s->line_consumed = consumed;
             ss_command(s, buf, linelen);
-            pc_conn_consume(s->c, consumed);
+            pc_conn_consume(s->base.c, consumed);
         }
     } while (s->again);
     s->in_process = 0;
@@ -757,10 +741,10 @@ static void process(sess *s)
         return;
     ss_flush(s);
     if (s->wait == W_NONE && s->phase == PH_CMD)
-        pc_conn_set_timeout(s->c, s->first_cmd ? s->cfg->timeouts.command_ms
-                                               : s->cfg->timeouts.greeting_ms);
+        pc_conn_set_timeout(s->base.c, s->first_cmd ? s->base.cfg->timeouts.command_ms
+                                                    : s->base.cfg->timeouts.greeting_ms);
     else if (s->wait == W_NONE && s->phase == PH_AUTH)
-        pc_conn_set_timeout(s->c, s->cfg->timeouts.command_ms);
+        pc_conn_set_timeout(s->base.c, s->base.cfg->timeouts.command_ms);
 }
 
 void ss_resume(sess *s)
@@ -777,94 +761,53 @@ static void start_connect_hook(sess *s)
 {
     s->phase = PH_CONNECT;
     /* Keep reading so that a client talking before the greeting is seen. */
-    pc_conn_read_start(s->c);
+    pc_conn_read_start(s->base.c);
     ss_run_hook(s, PC_HOOK_CONNECT, ST_CONNECT);
-}
-
-static void session_ready(sess *s)
-{
-    pc_addr_str((struct sockaddr *)&s->sv.client, s->client_ip, sizeof(s->client_ip));
-    memcpy(s->sv.client_ip, s->client_ip, sizeof(s->client_ip));
-    pc_log_info(s->sid, "event=connect client=%s listener=%s", s->client_ip, s->cfg->name);
-    if (s->cfg->tls.mode == PC_TLS_IMPLICIT) {
-        if (s->cfg->tls.handshakes_per_minute &&
-            pc_addr_event((struct sockaddr *)&s->sv.client, PC_CNT_HANDSHAKES, 60) >
-                s->cfg->tls.handshakes_per_minute) {
-            pc_log_notice(s->sid, "event=limit limit=handshakes client=%s", s->client_ip);
-            ss_close_session(s);
-            return;
-        }
-        s->phase = PH_TLS;
-        pc_conn_set_timeout(s->c, s->cfg->tls.handshake_timeout_ms);
-        if (pc_conn_tls_server(s->c, s->l->server_tls) < 0)
-            ss_close_session(s);
-        pc_conn_read_start(s->c);
-        return;
-    }
-    start_connect_hook(s);
 }
 
 static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
 {
     sess *s = ud;
+    (void)c; /* s->base.c */
     switch (ev) {
     case PC_CONN_EV_READ: process(s); return;
     case PC_CONN_EV_TLS_DONE:
-        s->tls = 1;
-        s->sv.tls = 1;
-        pc_log_info(s->sid, "event=tls client=%s version=%s cipher=%s", s->client_ip,
-                    pc_conn_tls_version(c), pc_conn_tls_cipher(c));
-        if (s->cfg->tls.mode == PC_TLS_IMPLICIT) {
+        if (pc_session_tls_done(&s->base)) {
             start_connect_hook(s);
             return;
         }
         /* RFC 3207 §4.2: forget everything learnt before TLS. */
         ss_txn_reset(s);
         s->helo[0] = '\0';
-        s->sv.helo = NULL;
+        s->base.sv.helo = NULL;
         s->esmtp = 0;
         s->phase = PH_CMD;
-        pc_conn_set_timeout(s->c, s->cfg->timeouts.command_ms);
+        pc_conn_set_timeout(s->base.c, s->base.cfg->timeouts.command_ms);
         process(s);
         return;
     case PC_CONN_EV_TLS_FAILED:
-        pc_log_notice(s->sid, "event=tls-failed client=%s reason=\"%s\"", s->client_ip, c->errtext);
+        pc_session_tls_failed(&s->base);
         ss_close_session(s);
         return;
     case PC_CONN_EV_TIMEOUT:
         if (s->phase != PH_TLS) {
-            ss_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
+            ss_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->base.cfg->hostname);
             ss_flush(s);
         }
-        pc_log_notice(s->sid, "event=timeout client=%s phase=%d", s->client_ip, (int)s->phase);
+        pc_session_log_timeout(&s->base, (int)s->phase);
         ss_close_session(s);
         return;
     case PC_CONN_EV_EOF:
         if (s->phase == PH_DATA)
-            pc_log_notice(s->sid, "event=client-lost-in-data client=%s from=<%s> received=%zu",
-                          s->client_ip, s->sender, s->data.size);
+            pc_log_notice(s->base.sid, "event=client-lost-in-data client=%s from=<%s> received=%zu",
+                          s->base.client_ip, s->sender, s->data.size);
         ss_close_session(s);
         return;
     case PC_CONN_EV_ERROR: ss_close_session(s); return;
     case PC_CONN_EV_CONNECTED:
     case PC_CONN_EV_DRAIN: return;
-    case PC_CONN_EV_CLOSED:
-        if (s->run)
-            pc_chain_abort(s->run);
-        if (s->conn_counted)
-            pc_addr_conn_dec((struct sockaddr *)&s->sv.client);
-        pc_session_count(-1);
-        pc_buf_release(&s->out);
-        free(s);
-        return;
+    case PC_CONN_EV_CLOSED: pc_session_free(&s->base); return;
     }
-}
-
-static void close_hook_done(void *ud, const pc_verdict *v)
-{
-    sess *s = ud;
-    (void)v;
-    s->run = NULL;
 }
 
 void ss_close_session(sess *s)
@@ -872,55 +815,34 @@ void ss_close_session(sess *s)
     if (s->phase == PH_CLOSING)
         return;
     s->phase = PH_CLOSING;
-    if (s->run) {
-        pc_chain_abort(s->run);
-        s->run = NULL;
-    }
+    pc_session_hook_abort(&s->base);
     release_upstream(s);
     ss_txn_reset(s);
-    if ((s->l->chain_hooks & PC_HOOK_BIT(PC_HOOK_CLOSE)) && s->l->chain) {
-        /* The verdict of the close hook is ignored; a filter still busy when the connection's
-         * handles are closed is cancelled then. */
-        pc_chain_run *r = pc_chain_start(s->l->chain, PC_HOOK_CLOSE, &s->sv, close_hook_done, s);
-        if (r)
-            s->run = r;
-    }
-    ss_flush(s);
+    pc_session_close_hook(&s->base);
     pc_log_info(
-        s->sid,
+        s->base.sid,
         "event=disconnect client=%s helo=%s tls=%s user=%s messages=%u errors=%u duration_ms=%llu",
-        s->client_ip, s->helo[0] ? s->helo : "-", s->tls ? pc_conn_tls_version(s->c) : "no",
-        s->authed ? s->user : "-", s->messages, s->errors,
-        (unsigned long long)(pc_now_ms() - s->start_ms));
+        s->base.client_ip, s->helo[0] ? s->helo : "-",
+        s->base.tls ? pc_conn_tls_version(s->base.c) : "no", s->authed ? s->user : "-", s->messages,
+        s->errors, (unsigned long long)(pc_now_ms() - s->base.start_ms));
     explicit_bzero(s->user, sizeof(s->user));
-    pc_conn_close(s->c);
+    pc_conn_close(s->base.c);
 }
+
+static const pc_session_proto smtp_proto = {"smtp", 1024, on_conn};
 
 void pc_smtp_session_start(pc_listener_rt *l, pc_conn *conn, const struct sockaddr_storage *client)
 {
-    sess *s = calloc(1, sizeof(*s));
-    if (!s) {
-        pc_conn_close(conn);
+    sess *s = pc_session_new(sizeof(*s), &smtp_proto, l, conn, client);
+    if (!s)
+        return;
+    pc_log_info(s->base.sid, "event=connect client=%s listener=%s", s->base.client_ip,
+                s->base.cfg->name);
+    if (s->base.cfg->tls.mode == PC_TLS_IMPLICIT) {
+        s->phase = PH_TLS;
+        if (pc_session_tls_implicit(&s->base) < 0)
+            ss_close_session(s);
         return;
     }
-    s->l = l;
-    s->cfg = l->cfg;
-    s->c = conn;
-    s->sid = pc_session_id();
-    s->start_ms = pc_now_ms();
-    pc_buf_init(&s->out, 0);
-    conn->cb = on_conn;
-    conn->ud = s;
-    pc_session_count(+1);
-    s->sv.sid = s->sid;
-    s->sv.loop = l->loop;
-    s->sv.protocol = "smtp";
-    s->sv.listener = s->cfg->name;
-    s->sv.client = *client;
-    s->sv.conn = conn;
-    s->sv.results = &s->results;
-    pc_addr_str((struct sockaddr *)client, s->client_ip, sizeof(s->client_ip));
-
-    s->conn_counted = 1; /* the listener counted this address: released at close */
-    session_ready(s);
+    start_connect_hook(s);
 }

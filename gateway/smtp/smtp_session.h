@@ -12,6 +12,7 @@
 #include "chain.h"
 #include "conn.h"
 #include "listener.h"
+#include "session.h"
 #include "smtp/smtp_client.h"
 #include "smtp/smtp_data.h"
 #include "smtp/smtp_parse.h"
@@ -56,11 +57,8 @@ typedef struct rcpt {
 } rcpt;
 
 typedef struct sess {
-    pc_listener_rt *l;
-    const pc_listener_cfg *cfg;
-    pc_conn *c;
-    uint64_t sid;
-    uint64_t start_ms;
+    pc_session base; /* first: what every protocol's session has (session.h); base.run is the
+                        hook running, one at a time */
     enum phase phase;
     enum wait wait;
     enum step step;
@@ -69,20 +67,15 @@ typedef struct sess {
     int skip_line; /* discarding the rest of an over-long line */
     int first_cmd;
     size_t line_consumed; /* bytes of the command line being handled, CRLF included */
-    pc_buf out;
 
     /* session */
-    pc_session_view sv;
-    char client_ip[INET6_ADDRSTRLEN];
     char helo[256];
     int esmtp;
-    int tls;
     int authed;
     char user[256];
     unsigned errors;
     unsigned auth_failures;
     unsigned messages;
-    unsigned conn_counted;
 
     /* transaction */
     int in_txn;
@@ -98,12 +91,10 @@ typedef struct sess {
     pc_spool *spool;
     int spool_err;
     pc_message *msg;
-    pc_results results;
     size_t replay_idx;
     uint64_t txn_start_ms;
 
     /* asynchronous work */
-    pc_chain_run *run;
     pc_smtpc *up;
     int up_opening;
     int up_txn;     /* the upstream accepted a MAIL whose transaction is not finished */
@@ -116,9 +107,14 @@ typedef struct sess {
     int auth_cancelled; /* the client answered "*" */
 } sess;
 
-/* Replies (batched in s->out, written by ss_flush). */
-void ss_reply(sess *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void ss_flush(sess *s);
+_Static_assert(offsetof(sess, base) == 0, "a sess is its pc_session (conn and chain callbacks)");
+
+/* Replies (batched in s->base.out, written by ss_flush). */
+#define ss_reply(s, ...) pc_session_reply(&(s)->base, __VA_ARGS__)
+static inline void ss_flush(sess *s)
+{
+    pc_session_flush(&s->base);
+}
 void ss_relay_reply(sess *s, const pc_smtp_reply *r);
 void ss_error_count(sess *s);
 void ss_txn_reset(sess *s);
