@@ -187,6 +187,17 @@ int main(int argc, char **argv)
     snprintf(tp, sizeof(tp), "%u", cfg->threadpool_size ? cfg->threadpool_size : 4);
     setenv("UV_THREADPOOL_SIZE", tp, 1);
     signal(SIGPIPE, SIG_IGN);
+    /* The handlers are in place before any socket listens: a SIGTERM that comes as soon as the
+     * port is open waits for the loop instead of killing the process without a clean stop. */
+    uv_loop_t *loop = uv_default_loop();
+    uv_signal_t sterm, sint, shup;
+    uv_signal_init(loop, &sterm);
+    uv_signal_init(loop, &sint);
+    uv_signal_init(loop, &shup);
+    uv_signal_start(&sterm, on_signal, SIGTERM);
+    uv_signal_start(&sint, on_signal, SIGINT);
+    uv_signal_start(&shup, on_signal, SIGHUP);
+    uv_unref((uv_handle_t *)&shup);
     pc_addrtable_init(65536);
     pc_listener_set_max_total(cfg->max_connections);
 
@@ -253,15 +264,6 @@ int main(int argc, char **argv)
     }
     pc_log_notice(0, "event=started version=%s workers=%u", PC_VERSION, nworkers);
 
-    uv_loop_t *loop = uv_default_loop();
-    uv_signal_t sterm, sint, shup;
-    uv_signal_init(loop, &sterm);
-    uv_signal_init(loop, &sint);
-    uv_signal_init(loop, &shup);
-    uv_signal_start(&sterm, on_signal, SIGTERM);
-    uv_signal_start(&sint, on_signal, SIGINT);
-    uv_signal_start(&shup, on_signal, SIGHUP);
-    uv_unref((uv_handle_t *)&shup);
     uv_run(loop, UV_RUN_DEFAULT);
     for (unsigned w = 0; w < nworkers; w++)
         pc_worker_join(&workers[w]);
