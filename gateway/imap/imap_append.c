@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "notice.h"
 #include "sanitize.h"
 
 #define AP_MBOX_LITERAL_MAX 1024
@@ -250,7 +251,7 @@ static void ap_chain_cb(void *ud, const pc_verdict *v)
         char why[300], ref[64];
         const char *txt = v->text ? v->text : "Message refused by policy";
         pc_sanitize(why, sizeof(why), txt, strlen(txt), 0);
-        snprintf(ref, sizeof(ref), "pc-%llu-a%u", (unsigned long long)s->base.sid, ++s->pf_serial);
+        pc_notice_ref(ref, sizeof(ref), s->base.sid, "a", ++s->pf_serial);
         const char *code = v->action == PC_TEMPFAIL ? "UNAVAILABLE" : "CANNOT";
         is_reply(s, "%s NO [%s] %s (reference %s)", s->ap_tag, code, why, ref);
         static const char *const names[] = {[PC_REJECT] = "rejected",

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "notice.h"
 #include "sanitize.h"
 #include "vcache.h"
 
@@ -55,71 +56,12 @@ static void vc_store(const isess *s, uint32_t uid, int state, const char *info, 
     pc_vcache_store(vc_slots(s), key, state, withheld ? info : NULL, withheld ? info_len : 0);
 }
 
-/* ---- the notice ---------------------------------------------------------------------------- */
+/* ---- the notice (notice.c) ---------------------------------------------------------------- */
 
-static void hdr_value(const pc_message *m, const char *name, char *out, size_t outlen,
-                      const char *def)
-{
-    char raw[512];
-    if (!m || pc_message_header(m, name, 0, raw, sizeof(raw)) < 0) {
-        snprintf(out, outlen, "%s", def);
-        return;
-    }
-    const char *p = raw;
-    while (*p == ' ' || *p == '\t')
-        p++;
-    pc_sanitize(out, outlen, p, strlen(p), 0);
-}
-
-/* The notice's fields "from\0subject\0date\0reason\0ref" (all sanitised) into info. */
 static size_t notice_info(const isess *s, const pc_message *m, const char *reason, const char *ref,
                           char *info, size_t infolen)
 {
-    char f[5][300];
-    char deffrom[300];
-    snprintf(deffrom, sizeof(deffrom), "Mail gateway <postmaster@%s>", s->base.cfg->hostname);
-    hdr_value(m, "From", f[0], sizeof(f[0]), deffrom);
-    hdr_value(m, "Subject", f[1], sizeof(f[1]), "(no subject)");
-    hdr_value(m, "Date", f[2], sizeof(f[2]), "Thu, 01 Jan 1970 00:00:00 +0000");
-    pc_sanitize(f[3], sizeof(f[3]), reason, strlen(reason), 0);
-    pc_sanitize(f[4], sizeof(f[4]), ref, strlen(ref), 0);
-    size_t o = 0;
-    for (int i = 0; i < 5; i++) {
-        size_t k = strlen(f[i]);
-        if (o + k + 1 > infolen)
-            break;
-        memcpy(info + o, f[i], k + 1);
-        o += k + 1;
-    }
-    return o;
-}
-
-enum { NOTICE_FULL, NOTICE_HEADER, NOTICE_BODY };
-
-/* The short message that stands in for a withheld one (form: all of it, its header or its body).
- */
-static void notice_build(const isess *s, pc_buf *b, const char *info, size_t info_len, int form)
-{
-    const char *f[5] = {"", "", "", "", ""};
-    size_t k = 0;
-    for (size_t i = 0; i < info_len && k < 5; k++) {
-        f[k] = info + i;
-        i += strnlen(info + i, info_len - i) + 1;
-    }
-    pc_buf_reset(b);
-    if (form != NOTICE_BODY)
-        pc_buf_printf(b,
-                      "From: %s\r\nSubject: [withheld by the mail gateway] %s\r\nDate: %s\r\n"
-                      "Message-ID: <%s@%s>\r\nMIME-Version: 1.0\r\n"
-                      "Content-Type: text/plain; charset=us-ascii\r\n"
-                      "Content-Transfer-Encoding: 7bit\r\nX-Portcullis-Reference: %s\r\n\r\n",
-                      f[0], f[1], f[2], f[4], s->base.cfg->hostname, f[4]);
-    if (form != NOTICE_HEADER)
-        pc_buf_printf(b,
-                      "The mail gateway withheld this message.\r\n\r\nReason: %s\r\n"
-                      "Reference: %s\r\n\r\n"
-                      "Ask your administrator about it and quote the reference.\r\n",
-                      f[3], f[4]);
+    return pc_notice_info(m, s->base.cfg->hostname, reason, "withheld", ref, info, infolen);
 }
 
 static int withheld_action(const pc_verdict *v)
@@ -185,9 +127,9 @@ static void pre_verdict(isess *s, const pc_verdict *v)
 {
     ipf_ent *e = map_find(s, s->u_seq);
     uint32_t uid = s->u_uid ? s->u_uid : e ? e->uid : 0;
-    char ref[64], info[1600];
+    char ref[64], info[PC_NOTICE_INFO_MAX];
     size_t ilen = 0;
-    snprintf(ref, sizeof(ref), "pc-%llu-p%u", (unsigned long long)s->base.sid, ++s->pf_serial);
+    pc_notice_ref(ref, sizeof(ref), s->base.sid, "p", ++s->pf_serial);
     int state = VS_PASS;
     const char *action = v && v->action == PC_TAG ? "tag" : "pass";
     const char *reason = "";
@@ -238,8 +180,8 @@ static void hold_out(isess *s, uint64_t served)
 
 static void emit(isess *s, const pc_verdict *v)
 {
-    char ref[64], hdr[40], info[1600];
-    snprintf(ref, sizeof(ref), "pc-%llu-%u", (unsigned long long)s->base.sid, s->fetched + 1);
+    char ref[64], hdr[40], info[PC_NOTICE_INFO_MAX];
+    pc_notice_ref(ref, sizeof(ref), s->base.sid, "", s->fetched + 1);
     const char *action = "pass";
     int withhold = s->scan == 2 || s->spool_err || !s->msg;
     const char *reason = s->scan == 2 ? "message too large to be scanned" : "local error";
@@ -249,7 +191,7 @@ static void emit(isess *s, const pc_verdict *v)
     }
     if (withhold) {
         size_t ilen = notice_info(s, s->msg, reason, ref, info, sizeof(info));
-        notice_build(s, &s->notice, info, ilen, NOTICE_FULL);
+        pc_notice_build(&s->notice, info, ilen, s->base.cfg->hostname, PC_NOTICE_FULL);
         if (!s->spool_err && s->msg)
             vc_store(s, s->u_uid, VS_WITHHELD, info, ilen);
         action = "withheld";
@@ -815,12 +757,12 @@ int is_pf_part_literal(isess *s, const pc_imap_ev *ev)
     ipf_ent *e = map_find(s, s->u_seq);
     if (e && e->state == VS_PASS)
         return 0;
-    char info[1600];
+    char info[PC_NOTICE_INFO_MAX];
     const char *fi = e && e->state == VS_WITHHELD ? e->info : NULL;
     size_t flen = e && e->state == VS_WITHHELD ? e->info_len : 0;
     if (!fi) {
         char ref[64];
-        snprintf(ref, sizeof(ref), "pc-%llu-p%u", (unsigned long long)s->base.sid, ++s->pf_serial);
+        pc_notice_ref(ref, sizeof(ref), s->base.sid, "p", ++s->pf_serial);
         flen = notice_info(s, NULL, "message could not be checked", ref, info, sizeof(info));
         fi = info;
         pc_log_notice(s->base.sid, "event=retrieve user=%s seq=%u action=withheld reason=unchecked",
@@ -830,15 +772,15 @@ int is_pf_part_literal(isess *s, const pc_imap_ev *ev)
     const char *it = s->u_item;
     const char *br = strchr(it, '[');
     const char *cl = br ? strchr(br, ']') : NULL;
-    int form = NOTICE_BODY;
+    pc_notice_form form = PC_NOTICE_BODY;
     pc_slice sec = {br ? br + 1 : "", br && cl ? (size_t)(cl - br - 1) : 0};
     if (br && cl && sec.n == 0)
-        form = NOTICE_FULL;
+        form = PC_NOTICE_FULL;
     else if (strstr(it, "HEADER") || strstr(it, "header") || strstr(it, "MIME") ||
              strstr(it, "mime"))
-        form = NOTICE_HEADER;
+        form = PC_NOTICE_HEADER;
     pc_buf_reset(&s->notice);
-    notice_build(s, &s->notice, fi, flen, form);
+    pc_notice_build(&s->notice, fi, flen, s->base.cfg->hostname, form);
     size_t total = pc_buf_used(&s->notice), off = 0, len = total;
     const char *lt = cl ? strchr(cl, '<') : NULL;
     if (lt) {

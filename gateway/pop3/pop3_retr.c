@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "log.h"
+#include "notice.h"
 #include "sanitize.h"
 #include "vcache.h"
 
@@ -143,70 +143,25 @@ static void serve(p3sess *s, const char *okline)
 
 /* ---- the notice ---------------------------------------------------------------------------- */
 
-static void header_of(const pc_message *m, const char *name, char *out, size_t outlen)
-{
-    char raw[512];
-    out[0] = '\0';
-    ssize_t n = pc_message_header(m, name, 0, raw, sizeof(raw));
-    if (n < 0)
-        return;
-    size_t len = strlen(raw), a = 0;
-    while (a < len && (raw[a] == ' ' || raw[a] == '\t'))
-        a++;
-    pc_sanitize(out, outlen, raw + a, len - a, 0);
-}
-
-/* fields: from, subject, date, reason, action (NUL-separated, as cached). */
+/* The notice from info: whole for RETR; for TOP n m, its header and the first m lines of its body
+ * (what TOP gives of any message). */
 static void notice_make(p3sess *s, const char *info, size_t info_len)
 {
-    const char *f[5] = {"", "", "", "", ""};
-    size_t k = 0;
-    for (size_t i = 0; i < info_len && k < 5; k++) {
-        f[k] = info + i;
-        i += strlen(info + i) + 1;
-    }
-    char date[64];
-    if (!f[2][0]) {
-        time_t t = time(NULL);
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
-        f[2] = date;
-    }
-    unsigned num = (unsigned)s->cmd.num[0];
-    char text[4096];
-    int n =
-        snprintf(text, sizeof(text),
-                 "From: %s\r\n"
-                 "Subject: [Withheld] %s\r\n"
-                 "Date: %s\r\n"
-                 "Message-ID: <%016llx.%u@portcullis.invalid>\r\n"
-                 "MIME-Version: 1.0\r\n"
-                 "Content-Type: text/plain; charset=us-ascii\r\n"
-                 "Content-Transfer-Encoding: 7bit\r\n"
-                 "X-Portcullis-Verdict: %s\r\n"
-                 "\r\n"
-                 "This message was withheld by the mail gateway (Portcullis).\r\n"
-                 "\r\n"
-                 "Finding: %s\r\n"
-                 "Original sender: %s\r\n"
-                 "Original subject: %s\r\n"
-                 "Original date: %s\r\n"
-                 "Reference: %016llx-%u\r\n"
-                 "\r\n"
-                 "Quote the reference to your administrator to ask about this message.\r\n",
-                 f[0][0] ? f[0] : "Portcullis <postmaster@portcullis.invalid>", f[1], f[2],
-                 (unsigned long long)s->base.sid, num, f[4], f[3][0] ? f[3] : "withheld by policy",
-                 f[0], f[1], f[2], (unsigned long long)s->base.sid, num);
-    if (n < 0)
+    pc_buf b;
+    pc_buf_init(&b, 0);
+    if (pc_notice_build(&b, info, info_len, s->base.cfg->hostname, PC_NOTICE_FULL) < 0 ||
+        pc_buf_used(&b) == 0) {
+        pc_buf_release(&b);
         return;
-    size_t len = (size_t)n < sizeof(text) ? (size_t)n : sizeof(text) - 1;
-    if (s->cmd.verb == PC_POP3_TOP) { /* the header and the first `lines` lines of the body */
-        char *hdr_end = strstr(text, "\r\n\r\n");
+    }
+    const char *text = pc_buf_ptr(&b);
+    size_t len = pc_buf_used(&b);
+    if (s->cmd.verb == PC_POP3_TOP) {
+        const char *hdr_end = memmem(text, len, "\r\n\r\n", 4);
         if (hdr_end) {
             size_t pos = (size_t)(hdr_end - text) + 4, lines = s->cmd.num[1];
             while (lines > 0 && pos < len) {
-                char *lf = memchr(text + pos, '\n', len - pos);
+                const char *lf = memchr(text + pos, '\n', len - pos);
                 pos = lf ? (size_t)(lf - text) + 1 : len;
                 lines--;
             }
@@ -214,10 +169,11 @@ static void notice_make(p3sess *s, const char *info, size_t info_len)
         }
     }
     s->notice = malloc(len);
-    if (!s->notice)
-        return;
-    memcpy(s->notice, text, len);
-    s->notice_len = len;
+    if (s->notice) {
+        memcpy(s->notice, text, len);
+        s->notice_len = len;
+    }
+    pc_buf_release(&b);
 }
 
 static void serve_notice(p3sess *s, const char *info, size_t info_len)
@@ -275,7 +231,7 @@ static void chain_cb(void *ud, const pc_verdict *v)
     case PC_REJECT:
     case PC_QUARANTINE:
     case PC_DISCARD: {
-        char info[1200], reason[300], rtext[200], sym[64];
+        char info[PC_NOTICE_INFO_MAX], reason[300], rtext[200], sym[64], ref[64];
         const char *txt = v->text ? v->text : "withheld by policy";
         pc_sanitize(rtext, sizeof(rtext), txt, strlen(txt), 0);
         if (v->symbol) {
@@ -284,13 +240,11 @@ static void chain_cb(void *ud, const pc_verdict *v)
         } else {
             snprintf(reason, sizeof(reason), "%s", rtext);
         }
-        char from[256], subj[256], date[100];
-        header_of(s->msg, "From", from, sizeof(from));
-        header_of(s->msg, "Subject", subj, sizeof(subj));
-        header_of(s->msg, "Date", date, sizeof(date));
-        int n = snprintf(info, sizeof(info), "%s%c%s%c%s%c%s%c%s", from, 0, subj, 0, date, 0,
-                         reason, 0, action_name(v->action));
-        size_t ilen = n > 0 ? ((size_t)n < sizeof(info) ? (size_t)n + 1 : sizeof(info)) : 0;
+        pc_notice_ref(ref, sizeof(ref), s->base.sid, "", (unsigned)s->cmd.num[0]);
+        size_t ilen = pc_notice_info(s->msg, s->base.cfg->hostname, reason, action_name(v->action),
+                                     ref, info, sizeof(info));
+        pc_log_info(s->base.sid, "event=notice user=%s msg=%u ref=%s", s->user_log,
+                    (unsigned)s->cmd.num[0], ref);
         s->replaced++;
         if (s->cmd.verb == PC_POP3_RETR)
             vc_store(s, info, ilen);

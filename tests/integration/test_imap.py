@@ -415,19 +415,22 @@ class RetrieveHook(ImapBase):
             self.assertEqual(got[i][len(b"X-Test-Filter: passed\r\n"):], self.seed[i - 1])
         notice = got[2]
         self.assertNotIn(b"X-Test-Verdict", notice)
-        self.assertIn(b"Subject: [withheld by the mail gateway] bad one\r\n", notice)
+        self.assertIn(b"Subject: [Withheld] bad one\r\n", notice)
+        self.assertRegex(notice, rb"\r\nReference: [0-9a-f]{16}-2\r\n")
         self.assertIn(b"From: Sender <sender@client.test>\r\n", notice)
         self.assertIn(b"Marked for rejection by testmark", notice)
         import email
         parsed = email.message_from_bytes(notice)
-        self.assertIn("withheld", parsed["Subject"])
+        self.assertIn("[Withheld]", parsed["Subject"])
+        self.assertEqual(parsed["Date"], email.message_from_bytes(self.seed[1])["Date"])
         self.assertIn("event=retrieve", gw.log_text())
         # RFC822 goes through the hook too, and so do sections (pre-scan, verdict cache)
         got = self.fetch_all(c, "RFC822")
         self.assertIn(b"withheld", got[2])
         got = self.fetch_all(c, "BODY.PEEK[TEXT]")
         self.assertEqual(got[1], b"Hello from the test.\r\n")
-        self.assertIn(b"The mail gateway withheld this message.", got[2])
+        self.assertTrue(got[2].startswith(b"This message was withheld by the mail gateway.\r\n"),
+                        got[2][:100])
 
     def test_large_message_streamed_through_the_hook(self):
         big = msg("big one", body="".join("line %06d of a large body, padded to width\r\n" % i
@@ -718,7 +721,7 @@ class SectionFetch(ImapBase):
             lit = list(fetch_literals(r).values())
             self.assertEqual(len(lit), 1, r)
             self.assertNotIn(b"X-Test-Verdict", lit[0])
-            self.assertIn(b"withheld", lit[0])
+            self.assertIn(b"withheld", lit[0].lower())
             if "<0.100>" in cmd:
                 self.assertLessEqual(len(lit[0]), 100)
                 self.assertTrue(lit[0].startswith(b"From: Sender <sender@client.test>\r\n"))
