@@ -1101,6 +1101,35 @@ import threading  # noqa: E402
 import unittest  # noqa: E402
 
 
+def read_until_close(sock, timeout=15.0, cap=64 << 20):
+    """Everything the peer sends until it closes: (bytes, closed). Bounded in time and size."""
+    deadline = time.monotonic() + timeout
+    out = bytearray()
+    for _ in range(1000000):
+        left = deadline - time.monotonic()
+        if left <= 0 or len(out) > cap:
+            return bytes(out), False
+        sock.settimeout(max(0.05, min(left, 1.0)))
+        try:
+            d = sock.recv(65536)
+        except socket.timeout:
+            continue
+        except (ConnectionError, ssl.SSLError, OSError):
+            return bytes(out), True
+        if not d:
+            return bytes(out), True
+        out += d
+    return bytes(out), False
+
+
+def drain(c, timeout=15.0):
+    """What client c (with a .buf of bytes read ahead and a .sock) has not consumed yet, plus
+    everything until the peer closes: (bytes, closed)."""
+    head, c.buf = bytes(c.buf), b""
+    data, closed = read_until_close(c.sock, timeout)
+    return head + data, closed
+
+
 def wait_for(predicate, timeout=5.0, interval=0.1):
     """Polls predicate() until it is true or timeout passes (bounded). Returns its last value."""
     deadline = time.monotonic() + timeout

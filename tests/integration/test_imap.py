@@ -38,24 +38,7 @@ def msg(subject, extra="", body="Hello from the test.\r\n"):
 SEED = [msg("first"), msg("second", body="Line one.\r\nLine two.\r\n" * 50), msg("third")]
 
 
-def drain(c, timeout=15.0):
-    """What the client has not read yet plus everything until the gateway closes (bounded in time):
-    (bytes, closed)."""
-    out = bytearray(c.buf)
-    c.buf = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        c.sock.settimeout(max(0.05, min(1.0, deadline - time.monotonic())))
-        try:
-            d = c.sock.recv(65536)
-        except socket.timeout:
-            continue
-        except (ConnectionError, ssl.SSLError, OSError):
-            return bytes(out), True
-        if not d:
-            return bytes(out), True
-        out += d
-    return bytes(out), False
+drain = h.drain
 
 
 def byes(data):

@@ -38,24 +38,7 @@ def vmrss_kb(pid):
 
 
 def read_until_close(sock, timeout=SESSION_WAIT, cap=64 << 20):
-    """Everything the peer sends until it closes: (bytes, closed). Bounded in time and size."""
-    deadline = time.monotonic() + timeout
-    out = bytearray()
-    for _ in range(1000000):
-        left = deadline - time.monotonic()
-        if left <= 0 or len(out) > cap:
-            return bytes(out), False
-        sock.settimeout(min(left, 1.0))
-        try:
-            d = sock.recv(65536)
-        except socket.timeout:
-            continue
-        except (ConnectionError, ssl.SSLError, OSError):
-            return bytes(out), True
-        if not d:
-            return bytes(out), True
-        out += d
-    return bytes(out), False
+    return h.read_until_close(sock, timeout, cap)
 
 
 class SourcedImap(h.ImapClient):
