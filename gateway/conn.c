@@ -314,6 +314,7 @@ int pc_conn_write(pc_conn *c, const void *p, size_t n)
         return -1;
     if (n == 0)
         return 0;
+    c->bytes_out += n;
     if (c->ssl) {
         if (c->tls_handshaking)
             return pc_buf_append(&pr->wq, p, n);
@@ -382,6 +383,7 @@ static int tls_pull(pc_conn *c)
                 c->err = -1;
                 return -1;
             }
+            c->bytes_in += (uint64_t)n;
             got = PULL_GOT;
             continue;
         }
@@ -514,6 +516,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             set_error(c, UV_ENOMEM);
             return;
         }
+        c->bytes_in += (uint64_t)nread;
         check_full(c);
         if (c->full)
             update_reading(c);

@@ -42,6 +42,8 @@ struct pc_conn {
     SSL *ssl;  /* NULL while plaintext */
     BIO *rbio, *wbio;
     size_t wpending;     /* bytes queued in uv_write requests */
+    uint64_t bytes_in;   /* plaintext received (after TLS), for the session's log line */
+    uint64_t bytes_out;  /* plaintext handed to pc_conn_write */
     unsigned timeout_ms; /* idle timeout; 0 = none */
     int err;
     char errtext[128];

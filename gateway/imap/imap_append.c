@@ -73,6 +73,8 @@ static void args_text(isess *s, const char *p, size_t n)
 static void pass_unscanned(isess *s, const pc_imap_ev *ev)
 {
     char ann[48];
+    s->appended++;
+    s->unscanned++;
     pc_log_notice(s->base.sid, "event=append user=%s size=%llu action=unscanned reason=size",
                   s->user, (unsigned long long)ev->lit_size);
     int n = snprintf(ann, sizeof(ann), "{%llu%s}\r\n", (unsigned long long)ev->lit_size,
@@ -93,6 +95,7 @@ static int message_literal(isess *s, const pc_imap_ev *ev)
             pass_unscanned(s, ev);
             return 0; /* the relay goes on with this LITERAL event */
         }
+        s->append_refused++;
         pc_log_notice(s->base.sid, "event=append user=%s size=%llu action=refused reason=size",
                       s->user, (unsigned long long)ev->lit_size);
         refuse(s, "NO [TOOBIG] Message too large to be scanned");
@@ -226,6 +229,7 @@ static void send_upstream(isess *s, const pc_verdict *v)
     is_up_send(s, pc_buf_ptr(&s->ap_cmd), pc_buf_used(&s->ap_cmd));
     is_up_send(s, ann, (size_t)n);
     s->outstanding++;
+    s->appended++;
     pc_log_info(s->base.sid,
                 "event=append user=%s size=%llu sent=%zu action=%s literal=%s duration_ms=%llu",
                 s->user, (unsigned long long)s->ap_size, sz,
@@ -258,6 +262,7 @@ static void ap_chain_cb(void *ud, const pc_verdict *v)
                                             [PC_TEMPFAIL] = "tempfail",
                                             [PC_QUARANTINE] = "quarantined",
                                             [PC_DISCARD] = "discarded"};
+        s->append_refused++;
         pc_log_info(s->base.sid,
                     "event=append user=%s size=%llu action=%s reason=\"%s\" ref=%s "
                     "duration_ms=%llu",
@@ -286,6 +291,7 @@ void is_ap_try_start(isess *s)
     if (s->ap_err || !s->ap_msg) {
         is_reply(s, "%s NO [UNAVAILABLE] Message could not be stored for checking, try again later",
                  s->ap_tag);
+        s->append_refused++;
         pc_log_notice(s->base.sid, "event=append user=%s size=%llu action=refused reason=spool-%d",
                       s->user, (unsigned long long)s->ap_size, s->ap_err);
         ap_done(s);
@@ -313,6 +319,7 @@ int is_ap_upstream_line(isess *s, const pc_imap_resp_head *h)
     }
     if (h->kind == PC_IMAP_RESP_TAGGED && h->tag.n == strlen(s->ap_tag) &&
         memcmp(h->tag.p, s->ap_tag, h->tag.n) == 0) {
+        s->append_refused++;
         pc_log_notice(s->base.sid, "event=append user=%s action=refused-upstream", s->user);
         ap_done(s);
     }

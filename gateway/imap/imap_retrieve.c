@@ -122,6 +122,19 @@ static void ent_set(ipf_ent *e, int state, const char *info, size_t len)
     }
 }
 
+/* Counts a retrieval outcome for the session's log line. */
+static void count(isess *s, const char *action)
+{
+    if (strcmp(action, "withheld") == 0)
+        s->withheld++;
+    else if (strcmp(action, "tag") == 0)
+        s->tagged++;
+    else if (strcmp(action, "unscanned") == 0)
+        s->unscanned++;
+    else
+        s->passed++;
+}
+
 /* The pre-scan's verdict for the message just scanned (v NULL: not scanned). */
 static void pre_verdict(isess *s, const pc_verdict *v)
 {
@@ -159,6 +172,7 @@ static void pre_verdict(isess *s, const pc_verdict *v)
         vc_store(s, uid, state, info, ilen);
     char rs[300];
     pc_sanitize(rs, sizeof(rs), reason, strlen(reason), 0);
+    count(s, action);
     pc_log_info(s->base.sid,
                 "event=retrieve user=%s uid=%u size=%llu source=prescan action=%s%s%s%s%s", s->user,
                 (unsigned)uid, (unsigned long long)s->scan_size, action,
@@ -201,6 +215,7 @@ static void emit(isess *s, const pc_verdict *v)
         is_out_add(s, pc_buf_ptr(&s->notice), pc_buf_used(&s->notice));
         char rs[300];
         pc_sanitize(rs, sizeof(rs), reason, strlen(reason), 0);
+        count(s, action);
         pc_log_info(s->base.sid,
                     "event=retrieve user=%s uid=%u size=%llu action=%s reason=\"%s\" ref=%s",
                     s->user, (unsigned)s->u_uid, (unsigned long long)s->scan_size, action, rs, ref);
@@ -218,6 +233,8 @@ static void emit(isess *s, const pc_verdict *v)
     hold_out(s, sz);
     int n = snprintf(hdr, sizeof(hdr), "{%zu}\r\n", sz);
     is_out_add(s, hdr, (size_t)n);
+    /* tagged: a TAG verdict, or headers added (what is served differs from what was read) */
+    count(s, (v && v->action == PC_TAG) || sz != s->scan_size ? "tag" : action);
     pc_log_info(
         s->base.sid, "event=retrieve user=%s uid=%u size=%llu sent=%zu action=%s duration_ms=%llu",
         s->user, (unsigned)s->u_uid, (unsigned long long)s->scan_size, sz,
@@ -290,6 +307,7 @@ void is_scan_done(isess *s)
     s->base.sv.msg = s->msg;
     s->wait = IW_CHAIN;
     pc_results_reset(&s->base.results);
+    s->scanned++;
     pc_chain_run *r = pc_chain_start(s->base.l->chain, PC_HOOK_RETRIEVE, &s->base.sv, chain_cb, s);
     if (r)
         s->run = r;
@@ -303,6 +321,7 @@ void is_scan_begin(isess *s, const pc_imap_ev *ev)
     s->spool_err = 0;
     if (ev->lit_size > s->base.cfg->mailbox.scan_max) {
         if (!s->base.cfg->mailbox.oversize_refuse && !s->scan_pre) {
+            s->unscanned++;
             pc_log_notice(s->base.sid,
                           "event=retrieve user=%s uid=%u size=%llu action=unscanned reason=size",
                           s->user, (unsigned)s->u_uid, (unsigned long long)ev->lit_size);
@@ -613,6 +632,7 @@ static void pf_step_scan(isess *s)
         const pc_vcache_ent *c = vc_lookup(s, e->uid);
         if (c) {
             ent_set(e, c->state, c->info, c->info_len);
+            s->cache_hits++;
             pc_log_info(s->base.sid,
                         "event=retrieve user=%s uid=%u source=cache result=hit action=%s", s->user,
                         (unsigned)e->uid, c->state == VS_PASS ? "pass" : "withheld");
@@ -620,6 +640,7 @@ static void pf_step_scan(isess *s)
         }
         if (e->size > s->base.cfg->mailbox.scan_max && !s->base.cfg->mailbox.oversize_refuse) {
             e->state = VS_PASS;
+            s->unscanned++;
             pc_log_notice(s->base.sid,
                           "event=retrieve user=%s uid=%u size=%llu action=unscanned reason=size",
                           s->user, (unsigned)e->uid, (unsigned long long)e->size);

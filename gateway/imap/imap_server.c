@@ -224,6 +224,7 @@ static void cmd_starttls(isess *s)
 static void command(isess *s)
 {
     const char *n = s->name;
+    s->commands++;
     char caps[256];
     if (strcmp(n, "CAPABILITY") == 0) {
         caps_prelogin(s, caps, sizeof(caps));
@@ -499,9 +500,15 @@ void is_close(isess *s)
     s->base.sv.msg = NULL;
     pc_session_close_hook(&s->base);
     pc_log_info(s->base.sid,
-                "event=disconnect client=%s tls=%s user=%s fetched=%u errors=%u duration_ms=%llu",
+                "event=disconnect proto=imap client=%s tls=%s user=%s commands=%u fetched=%u "
+                "scanned=%u passed=%u tagged=%u withheld=%u unscanned=%u cache_hits=%u "
+                "appended=%u append_refused=%u errors=%u auth_failures=%u bytes_in=%llu "
+                "bytes_out=%llu duration_ms=%llu",
                 s->base.client_ip, s->base.tls ? pc_conn_tls_version(s->base.c) : "no",
-                s->user[0] ? s->user : "-", s->fetched, s->errors,
+                s->user[0] ? s->user : "-", s->commands, s->fetched, s->scanned, s->passed,
+                s->tagged, s->withheld, s->unscanned, s->cache_hits, s->appended, s->append_refused,
+                s->errors, s->auth_failures, (unsigned long long)s->base.c->bytes_in,
+                (unsigned long long)s->base.c->bytes_out,
                 (unsigned long long)(pc_now_ms() - s->base.start_ms));
     explicit_bzero(s->user, sizeof(s->user));
     pc_conn_close(s->base.c);

@@ -703,6 +703,7 @@ void is_relay_client(isess *s)
                 set_tag(s, &ev);
                 s->swallow = 0;
                 s->c_first = 0;
+                s->commands++;
                 if (pc_imap_cmd_split(ev.data.p, ev.data.n, &h) == PC_OK) {
                     s->swallow_reply = intercepted(h.name);
                     s->swallow = s->swallow_reply != NULL;

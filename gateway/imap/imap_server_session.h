@@ -80,6 +80,10 @@ typedef struct isess {
     unsigned errors;
     unsigned auth_failures;
     unsigned fetched;
+    /* for the session's log line */
+    unsigned commands;
+    unsigned scanned, passed, tagged, withheld, unscanned, cache_hits; /* retrieval */
+    unsigned appended, append_refused;
 
     /* client stream */
     pc_imap_tok ctok;

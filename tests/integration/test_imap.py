@@ -387,6 +387,28 @@ class RetrieveHook(ImapBase):
         self.assertRegex(r[-1], rb"^t\d+ OK ")
         return out
 
+    def test_session_log_line(self):
+        """One line per session: user, client, TLS, commands, what was scanned and decided, bytes
+        each way; never the password."""
+        gw = self.start()
+        c = self.tls_client(gw)
+        self.login(c)
+        self.fetch_all(c)
+        c.send("z LOGOUT\r\n")
+        data, closed = h.drain(c)
+        self.assertTrue(closed)
+        line = h.wait_for(lambda: [x for x in gw.log_text().splitlines()
+                                   if "event=disconnect proto=imap" in x and "user=alice" in x])
+        self.assertTrue(line, gw.log_text()[-2000:])
+        f = dict(kv.split("=", 1) for kv in line[0].split() if "=" in kv)
+        self.assertEqual(f["client"], "127.0.0.1")
+        self.assertTrue(f["tls"].startswith("TLSv1."), f)
+        self.assertGreaterEqual(int(f["commands"]), 4)  # LOGIN SELECT FETCH LOGOUT
+        self.assertEqual((f["scanned"], f["passed"], f["tagged"], f["withheld"]), ("3", "0", "2", "1"))
+        self.assertGreater(int(f["bytes_out"]), sum(len(m) for m in self.seed))
+        self.assertGreater(int(f["bytes_in"]), 30)
+        self.assertNotIn(ALICE_PW, gw.log_text())
+
     def test_reject_replaced_by_notice_others_tagged(self):
         gw = self.start()
         c = self.tls_client(gw)
