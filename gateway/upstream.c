@@ -137,6 +137,13 @@ pc_conn *pc_upstream_connect(pc_upstream *u, uv_loop_t *loop, size_t in_max, pc_
     return conn;
 }
 
+void pc_upstream_tls_done(pc_conn *conn, uint64_t sid)
+{
+    pc_log_debug(sid, "upstream_tls=%s cipher=%s", pc_conn_tls_version(conn),
+                 pc_conn_tls_cipher(conn));
+    pc_conn_read_start(conn);
+}
+
 int pc_upstream_tls_start(pc_conn *conn, const pc_upstream_cfg *cfg, SSL_CTX *ctx)
 {
     const char *name = cfg->sni ? cfg->sni : cfg->host;
@@ -158,8 +165,10 @@ int pc_upstream_connected(pc_conn *conn, const pc_upstream_cfg *cfg, SSL_CTX *ct
         pc_conn_write(conn, hdr, n);
     }
     pc_conn_set_timeout(conn, cfg->reply_timeout_ms);
-    if (cfg->tls != PC_TLS_IMPLICIT)
+    if (cfg->tls != PC_TLS_IMPLICIT) {
+        pc_conn_read_start(conn);
         return PC_UPSTREAM_GREETING;
+    }
     if (pc_upstream_tls_start(conn, cfg, ctx) < 0) {
         *why = "TLS setup failed";
         return -1;

@@ -61,11 +61,14 @@ enum { PC_UPSTREAM_GREETING = 0, PC_UPSTREAM_TLS = 1 };
 
 /* Once the leg's TCP connection is up: the outbound PROXY v2 header (client → local) when the
  * identity mode is proxy, the reply timeout, and for implicit TLS the handshake. Returns
- * PC_UPSTREAM_GREETING (read the greeting next), PC_UPSTREAM_TLS (handshake under way; the greeting
- * follows it) or -1 with *why set. */
+ * PC_UPSTREAM_GREETING (reading started: the greeting comes next), PC_UPSTREAM_TLS (handshake under
+ * way; pc_upstream_tls_done() at its end) or -1 with *why set. */
 int pc_upstream_connected(pc_conn *conn, const pc_upstream_cfg *cfg, SSL_CTX *ctx,
                           const struct sockaddr_storage *client,
                           const struct sockaddr_storage *local, const char **why);
+
+/* PC_CONN_EV_TLS_DONE on a leg: logs the protocol and cipher (debug) and starts reading. */
+void pc_upstream_tls_done(pc_conn *conn, uint64_t sid);
 
 /* The TLS client handshake of a leg (implicit TLS, or after STARTTLS/STLS): SNI is cfg->sni or the
  * host, and the same name is verified against the certificate when cfg->verify. 0 or -1. */

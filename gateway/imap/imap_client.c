@@ -265,18 +265,15 @@ static void read_responses(pc_imapc *c)
 static void after_connect(pc_imapc *c)
 {
     const char *why = NULL;
-    switch (pc_upstream_connected(c->conn, &c->p.l->cfg->upstream, c->p.l->upstream_tls,
-                                  &c->p.client, &c->p.local, &why)) {
-    case PC_UPSTREAM_GREETING:
-        c->phase = C_GREETING;
-        pc_conn_read_start(c->conn);
+    int r = pc_upstream_connected(c->conn, &c->p.l->cfg->upstream, c->p.l->upstream_tls,
+                                  &c->p.client, &c->p.local, &why);
+    if (r < 0) {
+        finish(c, PC_IMAPC_PROTOCOL, why);
         return;
-    case PC_UPSTREAM_TLS:
-        c->phase = C_TLS;
-        tok_reset(c);
-        return;
-    default: finish(c, PC_IMAPC_PROTOCOL, why); return;
     }
+    c->phase = r == PC_UPSTREAM_TLS ? C_TLS : C_GREETING;
+    if (r == PC_UPSTREAM_TLS)
+        tok_reset(c);
 }
 
 static void on_conn(pc_conn *conn, pc_conn_event ev, void *ud)
@@ -287,9 +284,7 @@ static void on_conn(pc_conn *conn, pc_conn_event ev, void *ud)
     case PC_CONN_EV_READ: read_responses(c); return;
     case PC_CONN_EV_TLS_DONE:
         c->tls_done = 1;
-        pc_log_debug(c->p.sid, "upstream_tls=%s cipher=%s", pc_conn_tls_version(conn),
-                     pc_conn_tls_cipher(conn));
-        pc_conn_read_start(conn);
+        pc_upstream_tls_done(conn, c->p.sid);
         if (c->p.l->cfg->upstream.tls == PC_TLS_IMPLICIT) {
             c->phase = C_GREETING;
             read_responses(c);

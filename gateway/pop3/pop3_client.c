@@ -383,15 +383,12 @@ static void pump(pc_pop3c *c)
 static void after_connect(pc_pop3c *c)
 {
     const char *why = NULL;
-    switch (pc_upstream_connected(c->conn, c->cfg, c->p.l->upstream_tls, &c->p.client, &c->p.local,
-                                  &why)) {
-    case PC_UPSTREAM_GREETING:
-        c->phase = P_GREETING;
-        pc_conn_read_start(c->conn);
-        return;
-    case PC_UPSTREAM_TLS: c->phase = P_TLS; return;
-    default: fail(c, PC_POP3C_PROTOCOL, why); return;
-    }
+    int r = pc_upstream_connected(c->conn, c->cfg, c->p.l->upstream_tls, &c->p.client, &c->p.local,
+                                  &why);
+    if (r < 0)
+        fail(c, PC_POP3C_PROTOCOL, why);
+    else
+        c->phase = r == PC_UPSTREAM_TLS ? P_TLS : P_GREETING;
 }
 
 static void on_conn(pc_conn *conn, pc_conn_event ev, void *ud)
@@ -402,9 +399,7 @@ static void on_conn(pc_conn *conn, pc_conn_event ev, void *ud)
     case PC_CONN_EV_READ: pump(c); return;
     case PC_CONN_EV_TLS_DONE:
         c->tls_done = 1;
-        pc_log_debug(c->p.sid, "upstream_tls=%s cipher=%s", pc_conn_tls_version(conn),
-                     pc_conn_tls_cipher(conn));
-        pc_conn_read_start(conn);
+        pc_upstream_tls_done(conn, c->p.sid);
         if (c->cfg->tls == PC_TLS_IMPLICIT) {
             c->phase = P_GREETING;
             pump(c);

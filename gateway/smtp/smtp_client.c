@@ -286,15 +286,12 @@ static void read_replies(pc_smtpc *c)
 static void after_connect(pc_smtpc *c)
 {
     const char *why = NULL;
-    switch (pc_upstream_connected(c->conn, c->p.up->cfg, c->p.tls_ctx, &c->p.client, &c->p.local,
-                                  &why)) {
-    case PC_UPSTREAM_GREETING:
-        c->phase = P_GREETING;
-        pc_conn_read_start(c->conn);
-        return;
-    case PC_UPSTREAM_TLS: c->phase = P_TLS; return;
-    default: fail(c, PC_SMTPC_PROTOCOL, why); return;
-    }
+    int r =
+        pc_upstream_connected(c->conn, c->p.up->cfg, c->p.tls_ctx, &c->p.client, &c->p.local, &why);
+    if (r < 0)
+        fail(c, PC_SMTPC_PROTOCOL, why);
+    else
+        c->phase = r == PC_UPSTREAM_TLS ? P_TLS : P_GREETING;
 }
 
 static void on_conn(pc_conn *conn, pc_conn_event ev, void *ud)
@@ -305,9 +302,7 @@ static void on_conn(pc_conn *conn, pc_conn_event ev, void *ud)
     case PC_CONN_EV_READ: read_replies(c); return;
     case PC_CONN_EV_TLS_DONE:
         c->tls_done = 1;
-        pc_log_debug(c->p.sid, "upstream_tls=%s cipher=%s", pc_conn_tls_version(conn),
-                     pc_conn_tls_cipher(conn));
-        pc_conn_read_start(conn);
+        pc_upstream_tls_done(conn, c->p.sid);
         if (c->p.up->cfg->tls == PC_TLS_IMPLICIT) {
             c->phase = P_GREETING;
             read_replies(c);
