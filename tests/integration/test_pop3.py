@@ -144,6 +144,25 @@ class Pop3Session(Pop3Base):
         self.assertGreater(len(via), 3 * sum(len(m) for m in ALICE_MSGS))
         self.assertIn(b"+OK Logging out", via[-40:])
 
+    def test_pipelined_slow_reader(self):
+        """A deep pipeline (about 4.5 MB of answers) to a client that does not read for a while:
+        the gateway stops reading the upstream past its output limit (1 MiB queued) with commands
+        still in flight, resumes when the client drains, and every answer arrives complete and in
+        order, as Dovecot gives them directly."""
+        script = ["RETR 2", "LIST 2", "UIDL 1", "RETR 1", "STAT"] * 800 + ["QUIT"]
+        gw = self.pop_gateway(mailbox={"plaintext_auth": "allow"})
+        c = self.pop(gw.port)
+        self.assertOK(c.login("alice", ALICE))
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        c.send("".join(line + "\r\n" for line in script))
+        time.sleep(1.5)  # the gateway's queue to us fills up: the upstream is paused
+        via, closed = h.drain(c, timeout=60)
+        self.assertTrue(closed)
+        direct = run_pipelined(self.pop(self.up_port), "alice", ALICE, script)
+        self.assertEqual(len(via), len(direct))
+        self.assertEqual(via, direct)
+        self.assertTrue(gw.alive())
+
     def test_session_matches_direct(self):
         """Normalisation: greetings differ (the gateway's own) and CAPA is not compared; every other
         status line and body is byte-identical."""
