@@ -370,94 +370,19 @@ void is_retrieve_free(isess *s)
     s->pf = PF_NONE;
 }
 
-/* Finds "name SP number" at parenthesis depth 1 of a FETCH response segment, outside quoted
- * strings and section brackets; *depth carries the depth across segments. size_at / size_len
- * (may be NULL) get where the digits of RFC822.SIZE are in p. */
-static void scan_items(const char *p, size_t n, int *depth, uint32_t *uid, uint64_t *size,
-                       int *others, size_t *size_at, size_t *size_len)
-{
-    size_t i = 0;
-    while (i < n) {
-        char c = p[i];
-        if (c == '"') {
-            for (i++; i < n && p[i] != '"'; i++)
-                if (p[i] == '\\')
-                    i++;
-            i++;
-            continue;
-        }
-        if (c == '(') {
-            (*depth)++;
-            i++;
-            continue;
-        }
-        if (c == ')') {
-            (*depth)--;
-            i++;
-            continue;
-        }
-        if (c == ' ' || c == '\r' || c == '\n') {
-            i++;
-            continue;
-        }
-        size_t st = i;
-        while (i < n && p[i] != ' ' && p[i] != '(' && p[i] != ')' && p[i] != '"' && p[i] != '\r') {
-            if (p[i] == '[') {
-                while (i < n && p[i] != ']')
-                    i++;
-            }
-            if (i < n)
-                i++;
-        }
-        if (*depth != 1)
-            continue;
-        pc_slice w = {p + st, i - st};
-        int is_uid = pc_imap_word_is(w, "UID"), is_size = pc_imap_word_is(w, "RFC822.SIZE");
-        if (!is_uid && !is_size) {
-            if (others && !(w.n && w.p[0] == '{'))
-                (*others)++;
-            continue;
-        }
-        size_t j = i;
-        if (j >= n || p[j] != ' ')
-            continue;
-        j++;
-        uint64_t v = 0;
-        size_t d = 0;
-        while (j < n && p[j] >= '0' && p[j] <= '9' && d < 19) {
-            v = v * 10 + (uint64_t)(p[j] - '0');
-            j++;
-            d++;
-        }
-        if (!d)
-            continue;
-        if (is_uid && uid && v <= UINT32_MAX)
-            *uid = (uint32_t)v;
-        if (is_size && size)
-            *size = v;
-        while (j < n && p[j] >= '0' && p[j] <= '9')
-            j++;
-        if (is_size && size_at && size_len) {
-            *size_at = i + 1;
-            *size_len = j - (i + 1);
-        }
-        i = j;
-    }
-}
-
 /* Every TEXT segment of an upstream FETCH response: picks up its UID. */
 void is_pf_text(isess *s, const char *p, size_t n)
 {
     if (!s->u_fetch)
         return;
-    scan_items(p, n, &s->u_pdepth, &s->u_uid, NULL, NULL, NULL, NULL);
+    pc_imap_fetch_scan(p, n, &s->u_pdepth, &s->u_uid, NULL, NULL, NULL, NULL);
 }
 
 void is_fetch_seg_out(isess *s, const char *p, size_t n, int depth)
 {
     size_t at = 0, len = 0;
     if (s->size_fix_on && s->u_fetch)
-        scan_items(p, n, &depth, NULL, NULL, NULL, &at, &len);
+        pc_imap_fetch_scan(p, n, &depth, NULL, NULL, NULL, &at, &len);
     if (!len) {
         is_out_add(s, p, n);
         return;
@@ -740,7 +665,7 @@ int is_pf_line(isess *s, const char *p, size_t n, const pc_imap_resp_head *h)
         uint32_t seq = parse_u32(h->number), uid = 0;
         uint64_t size = 0;
         int depth = 0, others = 0;
-        scan_items(h->text.p, h->text.n, &depth, &uid, &size, &others, NULL, NULL);
+        pc_imap_fetch_scan(h->text.p, h->text.n, &depth, &uid, &size, &others, NULL, NULL);
         if (!seq || !uid)
             return 0;
         if (s->pmap_n < PF_MAP_MAX) {

@@ -681,3 +681,77 @@ int pc_imap_fetch_item(const char *text, size_t n, pc_slice *item)
     *item = (pc_slice){text + ls, ll};
     return classify_item(*item);
 }
+
+/* See imap_token.h. Bounds: every read is checked against n; a quote or a '[' left open runs to
+ * the end of the segment. */
+void pc_imap_fetch_scan(const char *p, size_t n, int *depth, uint32_t *uid, uint64_t *size,
+                        int *others, size_t *size_at, size_t *size_len)
+{
+    size_t i = 0;
+    while (i < n) {
+        char c = p[i];
+        if (c == '"') {
+            for (i++; i < n && p[i] != '"'; i++)
+                if (p[i] == '\\')
+                    i++;
+            i++;
+            continue;
+        }
+        if (c == '(') {
+            (*depth)++;
+            i++;
+            continue;
+        }
+        if (c == ')') {
+            (*depth)--;
+            i++;
+            continue;
+        }
+        if (c == ' ' || c == '\r' || c == '\n') {
+            i++;
+            continue;
+        }
+        size_t st = i;
+        while (i < n && p[i] != ' ' && p[i] != '(' && p[i] != ')' && p[i] != '"' && p[i] != '\r') {
+            if (p[i] == '[') {
+                while (i < n && p[i] != ']')
+                    i++;
+            }
+            if (i < n)
+                i++;
+        }
+        if (*depth != 1)
+            continue;
+        pc_slice w = {p + st, i - st};
+        int is_uid = pc_imap_word_is(w, "UID"), is_size = pc_imap_word_is(w, "RFC822.SIZE");
+        if (!is_uid && !is_size) {
+            if (others && !(w.n && w.p[0] == '{'))
+                (*others)++;
+            continue;
+        }
+        size_t j = i;
+        if (j >= n || p[j] != ' ')
+            continue;
+        j++;
+        uint64_t v = 0;
+        size_t d = 0;
+        while (j < n && p[j] >= '0' && p[j] <= '9' && d < 19) {
+            v = v * 10 + (uint64_t)(p[j] - '0');
+            j++;
+            d++;
+        }
+        if (!d)
+            continue;
+        if (is_uid && uid && v <= UINT32_MAX)
+            *uid = (uint32_t)v;
+        if (is_size && size)
+            *size = v;
+        while (j < n && p[j] >= '0' && p[j] <= '9')
+            j++;
+        if (is_size && size_at && size_len) {
+            *size_at = i + 1;
+            *size_len = j - (i + 1);
+        }
+        i = j;
+    }
+}

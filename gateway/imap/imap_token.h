@@ -200,4 +200,13 @@ enum {
  * the caller checks that the line is "* n FETCH" and that ev->depth of the LITERAL is 1. */
 int pc_imap_fetch_item(const char *text, size_t n, pc_slice *item);
 
+/* Scans a TEXT segment of a FETCH response (upstream input: hostile) for "UID n" and
+ * "RFC822.SIZE n" at parenthesis depth 1, outside quoted strings and section brackets; *depth
+ * carries the depth from one segment to the next (start at 0 before "(" of the item list). Every
+ * output may be NULL: uid, size (values, up to 19 digits read), others (count of other items at
+ * depth 1, literal announcements not counted), size_at / size_len (where the digits of
+ * RFC822.SIZE are in p, for rewriting; size_len 0 when there is none). */
+void pc_imap_fetch_scan(const char *p, size_t n, int *depth, uint32_t *uid, uint64_t *size,
+                        int *others, size_t *size_at, size_t *size_len);
+
 #endif

@@ -69,6 +69,18 @@ static void check_helpers(int server, const pc_imap_ev *ev, int first, pc_slice 
             }
         }
     }
+    if (ev->type == PC_IMAP_EV_TEXT) { /* the FETCH item scanner on every text segment */
+        int depth = 0, others = 0;
+        uint32_t uid = 0;
+        uint64_t size = 0;
+        size_t at = 0, len = 0;
+        pc_imap_fetch_scan(ev->data.p, ev->data.n, &depth, &uid, &size, &others, &at, &len);
+        if (len && (at > ev->data.n || len > ev->data.n - at))
+            abort();
+        for (size_t k = 0; k < len; k++)
+            if (ev->data.p[at + k] < '0' || ev->data.p[at + k] > '9')
+                abort();
+    }
     if (ev->type == PC_IMAP_EV_LITERAL) {
         pc_slice it;
         int k = pc_imap_fetch_item(prev_text.p, prev_text.n, &it);

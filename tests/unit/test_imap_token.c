@@ -849,6 +849,45 @@ static void test_fetch_item(void **st)
     }
 }
 
+/* UID and RFC822.SIZE at depth 1 only, not inside quotes, sections or nested lists; the depth
+ * carried across segments; where the size's digits are, for rewriting. */
+static void test_fetch_scan(void **st)
+{
+    (void)st;
+    static const struct {
+        const char *text;
+        int depth0; /* depth before the segment */
+        uint32_t uid;
+        uint64_t size;
+        int others;
+        const char *size_digits; /* what p[at..at+len) holds; "" = none */
+    } cases[] = {
+        {"* 1 FETCH (UID 12 RFC822.SIZE 3456 FLAGS (\\Seen))\r\n", 0, 12, 3456, 1, "3456"},
+        {"* 1 FETCH (RFC822.SIZE 77 BODY[] {77}\r\n", 0, 0, 77, 1, "77"},
+        {"* 1 FETCH (ENVELOPE (\"UID 5\" (UID 6)) UID 7)\r\n", 0, 7, 0, 1, ""},
+        {"* 1 FETCH (BODY[HEADER.FIELDS (UID RFC822.SIZE)] {10}\r\n", 0, 0, 0, 1, ""},
+        {" RFC822.SIZE 99 UID 3)\r\n", 1, 3, 99, 0, "99"},     /* after a literal, depth 1 */
+        {"* 1 FETCH (UID x RFC822.SIZE)\r\n", 0, 0, 0, 1, ""}, /* "x" is an other */
+        {"* 1 FETCH (RFC822.SIZE 123456789012345678901234)\r\n", 0, 0, 1234567890123456789ull, 0,
+         "123456789012345678901234"},
+        {"* 1 FETCH (\"unclosed RFC822.SIZE 5", 0, 0, 0, 0, ""},
+        {"* 1 FETCH (BODY[unclosed RFC822.SIZE 5", 0, 0, 0, 1, ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *p = cases[i].text;
+        int depth = cases[i].depth0, others = 0;
+        uint32_t uid = 0;
+        uint64_t size = 0;
+        size_t at = 0, len = 0;
+        pc_imap_fetch_scan(p, strlen(p), &depth, &uid, &size, &others, &at, &len);
+        if (uid != cases[i].uid || size != cases[i].size || others != cases[i].others)
+            fail_msg("case %zu: uid %u size %llu others %d", i, (unsigned)uid,
+                     (unsigned long long)size, others);
+        assert_int_equal(len, strlen(cases[i].size_digits));
+        assert_memory_equal(p + at, cases[i].size_digits, len);
+    }
+}
+
 /* The helpers on the TEXT events of a real FETCH response. */
 static void test_fetch_flow(void **st)
 {
@@ -900,6 +939,7 @@ int main(void)
         cmocka_unit_test(test_random_agreement), cmocka_unit_test(test_word_is),
         cmocka_unit_test(test_cmd_split),        cmocka_unit_test(test_resp_split),
         cmocka_unit_test(test_fetch_item),       cmocka_unit_test(test_fetch_flow),
+        cmocka_unit_test(test_fetch_scan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
