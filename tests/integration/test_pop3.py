@@ -531,6 +531,27 @@ class Pop3ConnectCloseHooks(Pop3Base):
         self.assertNotIn("hook=connect", self.session_log(gw, SLOW))
 
 
+class Pop3BuiltinFilters(Pop3Base):
+    """The built-in CONNECT filters on a POP3 listener answer in POP3 (filters/README.md)."""
+
+    def test_pregreet(self):
+        port = h.free_port()
+        lst = h.pop3_listener_config(port, self.up_port, mailbox={"plaintext_auth": "allow"})
+        lst["filters"] = [{"name": "pregreet", "timeout": "5s",
+                           "options": {"delay": "700ms", "action": "reject"}}]
+        gw = h.Gateway(self.tmp, h.gateway_config(self.tmp, lst))
+        self.addCleanup(self._stop_gateway, gw)
+        gw.start()
+        bot = self.pop(gw.port, greeting=False)
+        bot.send("USER alice\r\n")  # before the greeting
+        self.assertEqual(bot.read_line(), b"-ERR [SYS/PERM] Protocol error: talked before greeting")
+        self.assertTrue(bot.closed())
+        c = self.pop(gw.port)  # a client that waits gets the greeting and is served
+        self.assertEqual(c.greeting, b"+OK Portcullis POP3 ready.")
+        self.assertOK(c.login("alice", ALICE))
+        self.assertIn("PREGREET", gw.log_text())
+
+
 class FakePop3Upstream:
     """A scripted POP3 upstream on 127.0.0.1 (one thread, one connection at a time): records every
     line it receives; `mode` picks the misbehaviour: 'stls-inject' (bytes after +OK to STLS),
