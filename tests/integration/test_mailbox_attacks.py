@@ -469,6 +469,23 @@ class Pop3UpstreamAttacks(MailboxAttackBase):
         self.assertServes(gw)
         self.logged_in(gw)
 
+    def test_body_cut_off_mid_pipeline(self):
+        """The upstream dies in the middle of a pipeline (PIPELINING announced, so the commands
+        behind the cut RETR are already in flight): what arrived whole is relayed, the cut body is
+        never completed, nothing is answered for the commands after it, the session closes."""
+        up = self.mailbox("cut_body")
+        gw = self.mail_gateway(up)
+        c = self.logged_in(gw)
+        c.send("STAT\r\nNOOP\r\nRETR 1\r\nSTAT\r\nNOOP\r\nRETR 1\r\n")
+        data, closed = read_until_close(c.sock)
+        data = c.buf + data
+        self.assertTrue(closed, "session not closed: %r" % data[-200:])
+        self.assertRegex(data, rb"^\+OK 1 \d+\r\n\+OK[^\r]*\r\n\+OK \d+ octets\r\n")
+        self.assertFalse(data.endswith(b"\r\n.\r\n"), "a cut body was completed: %r" % data[-100:])
+        self.assertEqual(data.count(b"+OK 1 "), 1, data[-200:])  # no answer to the second STAT
+        self.assertAliveSmall(gw)
+        self.assertServes(gw)
+
     def test_huge_line(self):
         for at in ("command", "greeting"):
             with self.subTest(at=at):
