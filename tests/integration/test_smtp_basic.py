@@ -51,6 +51,13 @@ class Basic(h.GatewayTest):
         self.assertIsNotNone(rcv, "the gateway must prepend a Received header: %r" % dumps[0]["message"][:300])
         self.assertEqual(rest, msg)
         self.assertIn("alice@example.test", " ".join(dumps[0]["rcpts"]))
+        # the session's log line counts what the client sent (the message, dot-stuffed) and got
+        line = h.wait_for(lambda: [x for x in gw.log_text().splitlines()
+                                   if "event=disconnect client=" in x and "messages=1" in x])
+        self.assertTrue(line, gw.log_text()[-2000:])
+        f = dict(kv.split("=", 1) for kv in line[0].split() if "=" in kv)
+        self.assertGreater(int(f["bytes_in"]), len(msg))
+        self.assertGreater(int(f["bytes_out"]), 100)
 
     def test_byte_exact_on_the_wire(self):
         up = self.hostile("record")
