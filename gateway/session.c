@@ -173,7 +173,6 @@ void pc_session_flush(pc_session *b)
 {
     if (pc_buf_used(&b->out) == 0)
         return;
-    b->bytes_out += pc_buf_used(&b->out);
     pc_conn_write(b->c, pc_buf_ptr(&b->out), pc_buf_used(&b->out));
     pc_buf_release(&b->out);
 }
@@ -181,6 +180,5 @@ void pc_session_flush(pc_session *b)
 int pc_session_write(pc_session *b, const void *p, size_t n)
 {
     pc_session_flush(b);
-    b->bytes_out += n;
     return pc_conn_write(b->c, p, n);
 }

@@ -37,10 +37,9 @@ typedef struct pc_session {
     pc_conn *c; /* the client connection */
     uint64_t sid;
     uint64_t start_ms;
-    pc_buf out;                   /* replies batched for the client, written by pc_session_flush */
-    unsigned long long bytes_out; /* bytes handed to the client connection */
-    pc_session_view sv;           /* what the filters see */
-    pc_results results;           /* sv.results */
+    pc_buf out;         /* replies batched for the client, written by pc_session_flush */
+    pc_session_view sv; /* what the filters see */
+    pc_results results; /* sv.results */
     /* The hook run started through pc_session_hook_start (the CONNECT hook, the CLOSE hook; SMTP
      * and POP3 run every hook through it, one at a time). Its done callback clears it; whatever
      * still runs when the session ends is cancelled. */

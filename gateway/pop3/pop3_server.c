@@ -691,7 +691,6 @@ static void process(p3sess *s)
                 char *lf = memchr(buf, '\n', avail);
                 size_t n = lf ? (size_t)(lf - buf) + 1 : avail;
                 explicit_bzero(buf, n);
-                s->bytes_in += n;
                 pc_conn_consume(s->base.c, n);
                 if (lf)
                     s->skip_line = 0;
@@ -708,7 +707,6 @@ static void process(p3sess *s)
                 error_count(s);
                 continue;
             }
-            s->bytes_in += consumed;
             if (lr == PC_LINE_BARE_LF) {
                 explicit_bzero(buf, consumed);
                 pc_conn_consume(s->base.c, consumed);
@@ -863,7 +861,8 @@ void p3_close(p3sess *s)
                 s->base.client_ip, s->authed && u[0] ? u : "-",
                 s->base.tls ? pc_conn_tls_version(s->base.c) : "no", s->commands, s->scanned,
                 s->passed, s->tagged, s->replaced, s->unscanned, s->cache_hits, s->errors,
-                s->auth_failures, s->bytes_in, s->base.bytes_out,
+                s->auth_failures, (unsigned long long)s->base.c->bytes_in,
+                (unsigned long long)s->base.c->bytes_out,
                 (unsigned long long)(pc_now_ms() - s->base.start_ms));
     explicit_bzero(s->user, sizeof(s->user));
     pc_conn_close(s->base.c);

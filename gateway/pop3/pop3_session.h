@@ -56,7 +56,6 @@ typedef struct p3sess {
     int login_sasl; /* the login in flight is AUTH PLAIN */
     unsigned errors, auth_failures, commands;
     unsigned scanned, passed, tagged, replaced, unscanned, cache_hits;
-    unsigned long long bytes_in; /* bytes_out: base */
 
     /* upstream */
     pc_pop3c *up;
@@ -93,7 +92,7 @@ typedef struct p3sess {
 _Static_assert(offsetof(p3sess, base) == 0,
                "a p3sess is its pc_session (conn and chain callbacks)");
 
-/* Replies and writes to the client, counted in s->base.bytes_out (session.h). */
+/* Replies and writes to the client (session.h). */
 #define p3_reply(s, ...) pc_session_reply(&(s)->base, __VA_ARGS__)
 static inline void p3_flush(p3sess *s)
 {

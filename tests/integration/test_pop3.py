@@ -143,6 +143,13 @@ class Pop3Session(Pop3Base):
         self.assertEqual(via, direct)
         self.assertGreater(len(via), 3 * sum(len(m) for m in ALICE_MSGS))
         self.assertIn(b"+OK Logging out", via[-40:])
+        line = h.wait_for(lambda: [x for x in gw.log_text().splitlines()
+                                   if "event=disconnect proto=pop3" in x and "user=alice" in x])
+        self.assertTrue(line, gw.log_text()[-2000:])
+        f = dict(kv.split("=", 1) for kv in line[0].split() if "=" in kv)
+        self.assertEqual(int(f["commands"]), 2 + len(script))
+        self.assertGreaterEqual(int(f["bytes_out"]), len(via))
+        self.assertGreaterEqual(int(f["bytes_in"]), sum(len(x) + 2 for x in script))
 
     def test_pipelined_slow_reader(self):
         """A deep pipeline (about 4.5 MB of answers) to a client that does not read for a while:
