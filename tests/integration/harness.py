@@ -177,6 +177,44 @@ class TempDir:
         return self.path
 
 
+class ChildProcess:
+    """Base of the fixtures that run one child process (Postfix, Dovecot, SmtpSink, Gateway).
+
+    A subclass sets self.proc (a Popen) in start(), names its log files in LOG_ATTRS (attribute
+    names, read in that order by log_text()) and its stop timeout in STOP_TIMEOUT. stop() stops the
+    child by its PID (stop_pid: SIGTERM, bounded wait, SIGKILL) and keeps the exit code in
+    self.returncode; as a context manager it starts on enter and stops on exit."""
+
+    STOP_TIMEOUT = 10.0
+    LOG_ATTRS = ("log_path",)
+    proc = None
+    returncode = None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=None):
+        self.returncode = stop_pid(self.proc, timeout=self.STOP_TIMEOUT if timeout is None else timeout)
+        return self.returncode
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def log_text(self):
+        """The log files concatenated (a missing or unreadable one counts as empty)."""
+        text = ""
+        for attr in self.LOG_ATTRS:
+            try:
+                with open(getattr(self, attr), errors="replace") as f:
+                    text += f.read()
+            except OSError:
+                pass
+        return text
+
+
 # --------------------------------------------------------------------------- PKI (openssl CLI)
 
 def _openssl(*args, cwd=None):
@@ -250,7 +288,7 @@ def _render(template_path, values):
     return text
 
 
-class Postfix:
+class Postfix(ChildProcess):
     """A private Postfix instance: the real upstream for delivery tests.
 
     Own config_directory/queue_directory/data_directory under `directory`; master runs in the foreground
@@ -262,6 +300,8 @@ class Postfix:
     AUTH PLAIN LOGIN, checked by that Dovecot (smtpd_sasl_type = dovecot)."""
 
     USERS = ("alice", "bob")
+    STOP_TIMEOUT = 15.0
+    LOG_ATTRS = ("stdout_path", "log_path")
 
     def __init__(self, directory, tls=False, pki=None, message_size_limit=5000000, extra_main="",
                  sasl_path=None):
@@ -347,26 +387,6 @@ class Postfix:
             raise RuntimeError("Postfix did not start:\n" + self.log_text()[-4000:])
         return self
 
-    def stop(self, timeout=15.0):
-        rc = stop_pid(self.proc, timeout=timeout)
-        return rc
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    def log_text(self):
-        text = ""
-        for p in (self.stdout_path, self.log_path):
-            try:
-                with open(p, errors="replace") as f:
-                    text += f.read()
-            except OSError:
-                pass
-        return text
-
     # -- mailboxes
     def maildir(self, user):
         return os.path.join(self.mail, DOMAIN, user)
@@ -444,7 +464,7 @@ def _primary_group(name):
     return grp.getgrgid(pwd.getpwnam(name).pw_gid).gr_name
 
 
-class Dovecot:
+class Dovecot(ChildProcess):
     """A private Dovecot instance: today the SASL authentication service behind Postfix.
 
     Runs in the foreground (`dovecot -F -c CONF`) as a child of the test, stopped by its PID (SIGTERM,
@@ -456,6 +476,8 @@ class Dovecot:
     (e.g. a service imap-login { inet_listener ... } block) are there for later IMAP/POP3 use."""
 
     USERS_FILE = os.path.join(DOVECOT_FIXTURES, "users")
+    STOP_TIMEOUT = 15.0
+    LOG_ATTRS = ("stdout_path", "log_path")
 
     def __init__(self, directory, protocols="", extra_conf=""):
         self.root = os.path.join(str(directory), "dovecot")
@@ -519,25 +541,6 @@ class Dovecot:
             raise RuntimeError("Dovecot did not start (%s):\n%s" % (e, self.log_text()[-4000:]))
         return self
 
-    def stop(self, timeout=15.0):
-        return stop_pid(self.proc, timeout=timeout)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    def log_text(self):
-        text = ""
-        for p in (self.stdout_path, self.log_path):
-            try:
-                with open(p, errors="replace") as f:
-                    text += f.read()
-            except OSError:
-                pass
-        return text
-
 
 def header_block(msg):
     """The header section of a message (bytes), with CRLF or LF line ends."""
@@ -581,7 +584,7 @@ def to_crlf(data):
 
 # --------------------------------------------------------------------------- smtp-sink
 
-class SmtpSink:
+class SmtpSink(ChildProcess):
     """smtp-sink as a byte-recording upstream: `smtp-sink -u nobody -d DUMPDIR/%M. 127.0.0.1:PORT 64`.
 
     Each transaction is dumped into its own file: smtp-sink headers (X-Client-Addr, X-Helo-Args,
@@ -612,15 +615,6 @@ class SmtpSink:
         log.close()
         wait_port(self.port, timeout=timeout, proc=self.proc)
         return self
-
-    def stop(self):
-        return stop_pid(self.proc)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     def _files(self):
         out = []
@@ -787,7 +781,7 @@ def gateway_config(tmp, listeners, **over):
     return deep_merge(cfg, over)
 
 
-class Gateway:
+class Gateway(ChildProcess):
     """The binary under test, started from a YAML config (config=dict or str) or one-line args (args=list).
 
     stderr/stdout go to DIR/gateway-N.log; waits for `port` to accept; stopped by PID with SIGTERM
@@ -841,26 +835,6 @@ class Gateway:
                                    % (self.port, e, self.log_text()[-4000:]))
         return self
 
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout=10.0):
-        self.returncode = stop_pid(self.proc, timeout=timeout)
-        return self.returncode
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    def log_text(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
 
 def run_portcullis(args, timeout=30):
     """Run the binary to completion (for -t and other CLI checks). Returns CompletedProcess (text)."""
@@ -889,7 +863,39 @@ class Reply:
         return "Reply(%d, %r)" % (self.code, self.lines[:5])
 
 
-class SmtpClient:
+class SocketClient:
+    """Base of the raw protocol clients (SmtpClient, Pop3Client, ImapClient) on self.sock: send()
+    (str is sent UTF-8 encoded), close() and use as a context manager (closes on exit)."""
+
+    def _connect(self, port, host, timeout, tls_context, server_hostname, source):
+        """self.sock to host:port (bound to source when given; implicit TLS with tls_context), an
+        empty read buffer, self.timeout for the reads."""
+        self.timeout = timeout
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
+        if tls_context is not None:
+            self.sock = tls_context.wrap_socket(self.sock, server_hostname=server_hostname)
+        self.buf = b""
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class SmtpClient(SocketClient):
     """Raw-socket SMTP client for dialogue tests.
 
     source: local address to bind (e.g. '127.0.0.5'); tls_context: connect with implicit TLS.
@@ -1021,18 +1027,6 @@ class SmtpClient:
                 return True
             self.buf += chunk
         return False
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     # -- conveniences
     def transaction(self, sender, rcpts, data, helo=True):
@@ -1347,24 +1341,15 @@ def send_in_thread(sock_send, data, chunk=65536):
 
 # ---- POP3 (test_pop3*.py): a raw client, Dovecot pop3 settings, Maildir seeding, a listener ----
 
-class Pop3Client:
+class Pop3Client(SocketClient):
     """A raw POP3 client: status lines and multi-line bodies as bytes (CRLF stripped from status
     lines; bodies returned as received on the wire, dot-stuffing kept, without the final ".\\r\\n")."""
 
     def __init__(self, port, host="127.0.0.1", timeout=10.0, tls_context=None,
                  server_hostname="localhost", greeting=True, source=None):
-        self.timeout = timeout
-        self.sock = socket.create_connection((host, port), timeout=timeout,
-                                             source_address=(source, 0) if source else None)
-        if tls_context is not None:
-            self.sock = tls_context.wrap_socket(self.sock, server_hostname=server_hostname)
-        self.buf = b""
+        self._connect(port, host, timeout, tls_context, server_hostname, source)
         self.greeting = self.read_line() if greeting else None
 
-    def send(self, data):
-        if isinstance(data, str):
-            data = data.encode()
-        self.sock.sendall(data)
 
     def _fill(self):
         try:
@@ -1435,11 +1420,6 @@ class Pop3Client:
         finally:
             self.sock.settimeout(self.timeout)
 
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
 
 
 def unstuff(body):
@@ -1473,25 +1453,6 @@ def dovecot_pop3_conf(directory, port, pop3s_port=0, pki=None, haproxy=False):
         f.write(text)
     os.chmod(path, 0o644)
     return "!include %s" % path
-
-
-def seed_maildir(dovecot, user, messages):
-    """Writes messages (bytes, CRLF or LF) into home/<user>/Maildir/new before Dovecot starts.
-    Dovecot stores them as given; POP3 serves them with CRLF line ends. Returns the file names."""
-    md = os.path.join(dovecot.home, user, "Maildir")
-    names = []
-    for sub in ("new", "cur", "tmp"):
-        os.makedirs(os.path.join(md, sub), exist_ok=True)
-    for i, m in enumerate(messages):
-        name = "%d.M%dP%d.portcullis-test" % (1700000000 + i, i, os.getpid())
-        with open(os.path.join(md, "new", name), "wb") as f:
-            f.write(m.replace(b"\r\n", b"\n"))
-        names.append(name)
-    for root, dirs, files in os.walk(os.path.join(dovecot.home, user)):
-        for n in [root] + [os.path.join(root, x) for x in dirs + files]:
-            os.chown(n, NOBODY_UID, NOBODY_GID)
-    os.chown(dovecot.home, NOBODY_UID, NOBODY_GID)
-    return names
 
 
 def pop3_listener_config(port, upstream_port, tls=None, pki=None, name="pop", upstream=None, **over):
@@ -1556,25 +1517,16 @@ def imap_listener_config(port, upstream_port, tls=None, pki=None, name="imap", *
     return deep_merge(lst, over)
 
 
-class ImapClient:
+class ImapClient(SocketClient):
     """Raw-socket IMAP client: raw writes, literal-aware response reading (a response is returned
     as bytes with its literals inline), STARTTLS, implicit TLS. Every read is bounded by timeout."""
 
     def __init__(self, port, host="127.0.0.1", timeout=10.0, tls_context=None,
                  server_hostname="localhost", greeting=True, source=None):
-        self.timeout = timeout
-        self.sock = socket.create_connection((host, port), timeout=timeout,
-                                             source_address=(source, 0) if source else None)
-        if tls_context is not None:
-            self.sock = tls_context.wrap_socket(self.sock, server_hostname=server_hostname)
-        self.buf = b""
+        self._connect(port, host, timeout, tls_context, server_hostname, source)
         self.n = 0
         self.greeting = self.read_response() if greeting else None
 
-    def send(self, data):
-        if isinstance(data, str):
-            data = data.encode()
-        self.sock.sendall(data)
 
     def _fill(self, timeout):
         self.sock.settimeout(timeout)
@@ -1653,15 +1605,3 @@ class ImapClient:
             except OSError:
                 return True
         return False
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -13,7 +13,6 @@ Owns: one PKI per class (harness), a HostileMailbox and a gateway per test, clie
 """
 
 import os
-import socket
 import ssl
 import time
 import unittest
@@ -39,29 +38,6 @@ def vmrss_kb(pid):
 
 def read_until_close(sock, timeout=SESSION_WAIT, cap=64 << 20):
     return h.read_until_close(sock, timeout, cap)
-
-
-class SourcedImap(h.ImapClient):
-    """ImapClient connecting from a chosen loopback address."""
-
-    def __init__(self, port, source, timeout=10.0):
-        self.timeout = timeout
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
-                                             source_address=(source, 0))
-        self.buf = b""
-        self.n = 0
-        self.greeting = self.read_response()
-
-
-class SourcedPop3(h.Pop3Client):
-    """Pop3Client connecting from a chosen loopback address."""
-
-    def __init__(self, port, source, timeout=10.0):
-        self.timeout = timeout
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
-                                             source_address=(source, 0))
-        self.buf = b""
-        self.greeting = self.read_line()
 
 
 class MailboxAttackBase(h.GatewayTest):
@@ -102,6 +78,18 @@ class MailboxAttackBase(h.GatewayTest):
         rss = vmrss_kb(gw.proc.pid)
         self.assertLess(rss, RSS_MAX_KB, "gateway VmRSS %d kB" % rss)
 
+    def assertProxyV2(self, up, verb, gw, c):
+        """Exactly one upstream session got `verb`, after a valid PROXY v2 header naming client c
+        (from CLIENT_ADDR) and the gateway's listener."""
+        sess = up.sessions_with(verb)
+        self.assertEqual(len(sess), 1)
+        p = sess[0].proxy
+        self.assertTrue(p and p["valid"], p)
+        self.assertEqual(p["src"], CLIENT_ADDR)
+        self.assertEqual(p["dst"], "127.0.0.1")
+        self.assertEqual(p["dport"], gw.port)
+        self.assertEqual(p["sport"], c.sock.getsockname()[1])
+
 
 # ---------------------------------------------------------------------------------------- IMAP
 
@@ -109,7 +97,7 @@ class ImapUpstreamAttacks(MailboxAttackBase):
     proto = "imap"
 
     def imap(self, port, source=None):
-        c = SourcedImap(port, source) if source else h.ImapClient(port)
+        c = h.ImapClient(port, source=source)
         self.addCleanup(c.close)
         self.assertTrue(c.greeting.startswith(b"* OK "), c.greeting)
         return c
@@ -142,6 +130,18 @@ class ImapUpstreamAttacks(MailboxAttackBase):
         r = self.login(c)
         self.assertIn(b" OK ", r[-1], r)
         return c
+
+    def fetch_until_close(self, mode):
+        """A gateway in front of a HostileMailbox in `mode`; a logged-in session selects INBOX and
+        sends FETCH 1 BODY[]. Returns (gw, c, data, closed): what came after the FETCH until the
+        close (bounded by SESSION_WAIT; c.buf holds what the client had read before)."""
+        up = self.mailbox(mode)
+        gw = self.mail_gateway(up)
+        c = self.logged_in(gw)
+        self.assertIn(b" OK ", c.cmd("SELECT INBOX")[-1])
+        c.send("t9 FETCH 1 BODY[]\r\n")
+        data, closed = read_until_close(c.sock)
+        return gw, c, data, closed
 
     # -- positive controls: the fake behaves, so the refusals below prove the defence
     def test_record_starttls_login_and_fetch(self):
@@ -202,12 +202,7 @@ class ImapUpstreamAttacks(MailboxAttackBase):
 
     # -- upstream reply abuse after login
     def test_response_cut_mid_literal(self):
-        up = self.mailbox("cut_literal")
-        gw = self.mail_gateway(up)
-        c = self.logged_in(gw)
-        self.assertIn(b" OK ", c.cmd("SELECT INBOX")[-1])
-        c.send("t9 FETCH 1 BODY[]\r\n")
-        data, closed = read_until_close(c.sock)
+        gw, c, data, closed = self.fetch_until_close("cut_literal")
         self.assertTrue(closed, "session not closed within %ss: %r" % (SESSION_WAIT, data[-200:]))
         self.assertTrue((c.buf + data).startswith(b"* 1 FETCH (BODY[] {1000}\r\n"), data[:100])
         self.assertNotIn(b"t9 OK", data)
@@ -220,12 +215,7 @@ class ImapUpstreamAttacks(MailboxAttackBase):
         writes nothing of its own -- a BYE would land in what the client reads as message bytes or
         as the rest of an unfinished line. The client sees the bytes relayed so far, then the
         close."""
-        up = self.mailbox("cut_literal")
-        gw = self.mail_gateway(up)
-        c = self.logged_in(gw)
-        self.assertIn(b" OK ", c.cmd("SELECT INBOX")[-1])
-        c.send("t9 FETCH 1 BODY[]\r\n")
-        data, closed = read_until_close(c.sock)
+        _gw, c, data, closed = self.fetch_until_close("cut_literal")
         self.assertTrue(closed)
         self.assertEqual(c.buf + data, b"* 1 FETCH (BODY[] {1000}\r\n" + b"y" * 100)
 
@@ -250,12 +240,7 @@ class ImapUpstreamAttacks(MailboxAttackBase):
                 self.assertServes(gw)
 
     def test_literal_bomb(self):
-        up = self.mailbox("literal_bomb")
-        gw = self.mail_gateway(up)
-        c = self.logged_in(gw)
-        self.assertIn(b" OK ", c.cmd("SELECT INBOX")[-1])
-        c.send("t9 FETCH 1 BODY[]\r\n")
-        data, closed = read_until_close(c.sock)
+        gw, _c, data, closed = self.fetch_until_close("literal_bomb")
         self.assertTrue(closed, "session not closed: %r" % data[-200:])
         self.assertNotIn(b"99999999999999999999", data)
         self.assertIn(b"* BYE", data)
@@ -295,14 +280,7 @@ class ImapUpstreamAttacks(MailboxAttackBase):
         gw = self.mail_gateway(up, identity="proxy")
         c = self.imap(gw.port, source=CLIENT_ADDR)
         self.assertIn(b" OK ", self.login(c)[-1])
-        sess = up.sessions_with("LOGIN")
-        self.assertEqual(len(sess), 1)
-        p = sess[0].proxy
-        self.assertTrue(p and p["valid"], p)
-        self.assertEqual(p["src"], CLIENT_ADDR)
-        self.assertEqual(p["dst"], "127.0.0.1")
-        self.assertEqual(p["dport"], gw.port)
-        self.assertEqual(p["sport"], c.sock.getsockname()[1])
+        self.assertProxyV2(up, "LOGIN", gw, c)
 
 
 # ---------------------------------------------------------------------------------------- POP3
@@ -311,7 +289,7 @@ class Pop3UpstreamAttacks(MailboxAttackBase):
     proto = "pop3"
 
     def pop(self, port, source=None):
-        c = SourcedPop3(port, source) if source else h.Pop3Client(port)
+        c = h.Pop3Client(port, source=source)
         self.addCleanup(c.close)
         self.assertTrue(c.greeting and c.greeting.startswith(b"+OK"), c.greeting)
         return c
@@ -335,6 +313,17 @@ class Pop3UpstreamAttacks(MailboxAttackBase):
             self.assertTrue(c.cmd("CAPA").startswith(b"+OK"))
         finally:
             c.close()
+
+    def cut_body_until_close(self, commands):
+        """A gateway in front of a HostileMailbox in "cut_body"; a logged-in session sends
+        `commands`. Returns (gw, c, data, closed): all the client got after the login until the
+        close (bounded by SESSION_WAIT)."""
+        up = self.mailbox("cut_body")
+        gw = self.mail_gateway(up)
+        c = self.logged_in(gw)
+        c.send(commands)
+        data, closed = read_until_close(c.sock)
+        return gw, c, c.buf + data, closed
 
     def assertLoginFailsClosed(self, gw, up):
         c = self.pop(gw.port)
@@ -456,12 +445,7 @@ class Pop3UpstreamAttacks(MailboxAttackBase):
         self.assertIn("verdict=", gw.log_text())
 
     def test_body_cut_off(self):
-        up = self.mailbox("cut_body")
-        gw = self.mail_gateway(up)
-        c = self.logged_in(gw)
-        c.send("RETR 1\r\n")
-        data, closed = read_until_close(c.sock)
-        data = c.buf + data
+        gw, _c, data, closed = self.cut_body_until_close("RETR 1\r\n")
         self.assertTrue(closed, "session not closed: %r" % data[-200:])
         self.assertTrue(data.startswith((b"+OK", b"-ERR")), data[:100])
         self.assertFalse(data.endswith(b"\r\n.\r\n"), "a cut body was completed: %r" % data[-100:])
@@ -473,12 +457,8 @@ class Pop3UpstreamAttacks(MailboxAttackBase):
         """The upstream dies in the middle of a pipeline (PIPELINING announced, so the commands
         behind the cut RETR are already in flight): what arrived whole is relayed, the cut body is
         never completed, nothing is answered for the commands after it, the session closes."""
-        up = self.mailbox("cut_body")
-        gw = self.mail_gateway(up)
-        c = self.logged_in(gw)
-        c.send("STAT\r\nNOOP\r\nRETR 1\r\nSTAT\r\nNOOP\r\nRETR 1\r\n")
-        data, closed = read_until_close(c.sock)
-        data = c.buf + data
+        gw, _c, data, closed = self.cut_body_until_close(
+            "STAT\r\nNOOP\r\nRETR 1\r\nSTAT\r\nNOOP\r\nRETR 1\r\n")
         self.assertTrue(closed, "session not closed: %r" % data[-200:])
         self.assertRegex(data, rb"^\+OK 1 \d+\r\n\+OK[^\r]*\r\n\+OK \d+ octets\r\n")
         self.assertFalse(data.endswith(b"\r\n.\r\n"), "a cut body was completed: %r" % data[-100:])
@@ -513,14 +493,7 @@ class Pop3UpstreamAttacks(MailboxAttackBase):
         up = self.mailbox("record", expect_proxy=True)
         gw = self.mail_gateway(up, identity="proxy")
         c = self.logged_in(gw, source=CLIENT_ADDR)
-        sess = up.sessions_with("PASS")
-        self.assertEqual(len(sess), 1)
-        p = sess[0].proxy
-        self.assertTrue(p and p["valid"], p)
-        self.assertEqual(p["src"], CLIENT_ADDR)
-        self.assertEqual(p["dst"], "127.0.0.1")
-        self.assertEqual(p["dport"], gw.port)
-        self.assertEqual(p["sport"], c.sock.getsockname()[1])
+        self.assertProxyV2(up, "PASS", gw, c)
         self.assertTrue(c.cmd("QUIT").startswith(b"+OK"))
 
 

@@ -75,11 +75,13 @@ class MailboxIdentity(h.GatewayTest):
     def dovecot_saw_client(self, proto, before):
         return h.wait_for(lambda: self.logins_from_client(proto) > before, timeout=10)
 
-    def test_imap_proxy_v2(self):
+    def assertImapLoginShowsClient(self, upstream_port, identity):
+        """A gateway (client_identity `identity`) in front of Dovecot's IMAP listener on
+        upstream_port: alice logs in from CLIENT and Dovecot's login line names CLIENT."""
         port = h.free_port()
         gw = self.start(h.imap_listener_config(
-            port, self.imap_proxy_port, mailbox={"plaintext_auth": "allow"},
-            upstream={"client_identity": "proxy"}, trusted_networks=["127.0.0.1/32"]))
+            port, upstream_port, mailbox={"plaintext_auth": "allow"},
+            upstream={"client_identity": identity}, trusted_networks=["127.0.0.1/32"]))
         before = self.logins_from_client("imap")
         c = h.ImapClient(gw.port, source=CLIENT)
         self.addCleanup(c.close)
@@ -87,17 +89,11 @@ class MailboxIdentity(h.GatewayTest):
         self.assertIn(b" OK ", r[-1], r)
         self.assertTrue(self.dovecot_saw_client("imap", before), self.dove.log_text()[-2000:])
 
+    def test_imap_proxy_v2(self):
+        self.assertImapLoginShowsClient(self.imap_proxy_port, "proxy")
+
     def test_imap_id_x_originating_ip(self):
-        port = h.free_port()
-        gw = self.start(h.imap_listener_config(
-            port, self.imap_port, mailbox={"plaintext_auth": "allow"},
-            upstream={"client_identity": "imap_id"}, trusted_networks=["127.0.0.1/32"]))
-        before = self.logins_from_client("imap")
-        c = h.ImapClient(gw.port, source=CLIENT)
-        self.addCleanup(c.close)
-        r = c.cmd('LOGIN alice "%s"' % ALICE_PW)
-        self.assertIn(b" OK ", r[-1], r)
-        self.assertTrue(self.dovecot_saw_client("imap", before), self.dove.log_text()[-2000:])
+        self.assertImapLoginShowsClient(self.imap_port, "imap_id")
 
     def test_pop3_proxy_v2(self):
         port = h.free_port()

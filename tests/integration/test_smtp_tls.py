@@ -54,9 +54,7 @@ class Tls(h.GatewayTest):
         self.assertNotIn("STARTTLS", c.caps)
 
     def _old_tls_context(self, version):
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
+        ctx = h.client_context(verify=False)
         try:
             ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
             ctx.minimum_version = version
@@ -65,18 +63,22 @@ class Tls(h.GatewayTest):
             self.skipTest("local OpenSSL cannot offer %s: %s" % (version, e))
         return ctx
 
+    def assertHandshakeRefused(self, gw, ctx):
+        """An implicit-TLS session with ctx fails: handshake error, reset or close before a greeting."""
+        with self.assertRaises((ssl.SSLError, OSError, EOFError)):
+            c = h.SmtpClient(gw.port, tls_context=ctx, timeout=10)
+            try:
+                if c.greeting is None:
+                    raise EOFError("closed")
+            finally:
+                c.close()
+
     def test_tls11_and_tls10_refused_implicit(self):
         gw = self.gateway(self.pf.port, tls="implicit")
         for v in (ssl.TLSVersion.TLSv1_1, ssl.TLSVersion.TLSv1):
             with self.subTest(version=v):
                 ctx = self._old_tls_context(v)
-                with self.assertRaises((ssl.SSLError, OSError, EOFError)):
-                    c = h.SmtpClient(gw.port, tls_context=ctx, timeout=10)
-                    try:
-                        if c.greeting is None:
-                            raise EOFError("closed")
-                    finally:
-                        c.close()
+                self.assertHandshakeRefused(gw, ctx)
         self.assertGatewayServes_tls(gw)
 
     def test_weak_ciphers_refused(self):
@@ -86,22 +88,13 @@ class Tls(h.GatewayTest):
         tried = 0
         for suite in ("AES128-SHA", "AES256-SHA256", "DES-CBC3-SHA"):
             with self.subTest(cipher=suite):
-                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-                ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+                ctx = h.client_context(verify=False, max_version=ssl.TLSVersion.TLSv1_2)
                 try:
                     ctx.set_ciphers(suite)
                 except ssl.SSLError:
                     continue  # the client's own library refuses it already
                 tried += 1
-                with self.assertRaises((ssl.SSLError, OSError, EOFError)):
-                    c = h.SmtpClient(gw.port, tls_context=ctx, timeout=10)
-                    try:
-                        if c.greeting is None:
-                            raise EOFError("closed")
-                    finally:
-                        c.close()
+                self.assertHandshakeRefused(gw, ctx)
         self.assertGreaterEqual(tried, 1, "no weak suite could be offered by the test client")
         self.assertGatewayServes_tls(gw)
 
@@ -146,15 +139,19 @@ class Tls(h.GatewayTest):
         self.assertCode(r, 5)
         self.assertNotEqual(r.code, 334)
 
-    def test_require_tls_yaml(self):
-        gw = self.gateway(self.pf.port, tls="starttls", require_tls=True)
-        c = self.client(gw)
+    def assertTlsRequired(self, c):
+        """STARTTLS is offered, MAIL before it gets 530 5.7.0, the upgrade then succeeds."""
         c.ehlo()
         self.assertIn("STARTTLS", c.caps)
         r = c.cmd("MAIL FROM:<s@client.test>")
         self.assertCode(r, 530)
         self.assertEnhanced(r, "5.7.0")
         self.assertCode(c.starttls(self.ca_context()), 220)
+
+    def test_require_tls_yaml(self):
+        gw = self.gateway(self.pf.port, tls="starttls", require_tls=True)
+        c = self.client(gw)
+        self.assertTlsRequired(c)
         c.ehlo()
         self.assertCode(c.cmd("MAIL FROM:<s@client.test>"), 250)
 
@@ -164,22 +161,23 @@ class Tls(h.GatewayTest):
                            "--cert", self.pki["cert"], "--key", self.pki["key"], "--require-tls",
                            "--domain", "example.test", "--hostname", "gw.test"], port)
         c = self.client(port)
-        c.ehlo()
-        self.assertIn("STARTTLS", c.caps)
-        r = c.cmd("MAIL FROM:<s@client.test>")
-        self.assertCode(r, 530)
-        self.assertEnhanced(r, "5.7.0")
-        self.assertCode(c.starttls(self.ca_context()), 220)
+        self.assertTlsRequired(c)
         tag = h.unique("reqtls1")
         reps = c.transaction("s@client.test", ["alice@example.test"], h.simple_message(subject=tag))
         self.assertCode(reps[-1], 250)
         self.assertEqual(len(self.delivered("alice", tag)), 1)
 
-    def test_upstream_starttls_verified(self):
-        gw = self.gateway(self.pf.port, upstream={"tls": "starttls", "verify": True, "ca_file": self.pki["ca"],
-                                                  "sni": "localhost"})
-        tag = h.unique("upstls")
+    def upstream_tls_attempt(self, ca_file, sni, tag):
+        """A gateway verifying the upstream's STARTTLS against ca_file and sni; one message for alice
+        tagged h.unique(tag). Returns (gw, tag, replies, ok)."""
+        gw = self.gateway(self.pf.port, upstream={"tls": "starttls", "verify": True, "ca_file": ca_file,
+                                                  "sni": sni})
+        tag = h.unique(tag)
         reps, ok = h.attempt(gw.port, "s@client.test", ["alice@example.test"], h.simple_message(subject=tag))
+        return gw, tag, reps, ok
+
+    def test_upstream_starttls_verified(self):
+        _gw, tag, reps, ok = self.upstream_tls_attempt(self.pki["ca"], "localhost", "upstls")
         self.assertTrue(ok, reps)
         got = self.delivered("alice", tag)
         self.assertEqual(len(got), 1)
@@ -187,20 +185,14 @@ class Tls(h.GatewayTest):
         self.assertIn(b"ESMTPS", h.header_values(got[0], "Received")[0])
 
     def test_upstream_wrong_name_tempfails(self):
-        gw = self.gateway(self.pf.port, upstream={"tls": "starttls", "verify": True, "ca_file": self.pki["ca"],
-                                                  "sni": "wrong.test"})
-        tag = h.unique("wrongname")
-        reps, ok = h.attempt(gw.port, "s@client.test", ["alice@example.test"], h.simple_message(subject=tag))
+        gw, tag, reps, ok = self.upstream_tls_attempt(self.pki["ca"], "wrong.test", "wrongname")
         self.assertTempFailed(reps, ok)
         self.assertEqual(self.delivered("alice", tag, expect=1, timeout=3), [])
         self.assertGatewayServes(gw)
 
     def test_upstream_untrusted_ca_tempfails(self):
         other = h.make_pki(self.tmp.sub(h.unique("otherca")))
-        gw = self.gateway(self.pf.port, upstream={"tls": "starttls", "verify": True, "ca_file": other["ca"],
-                                                  "sni": "localhost"})
-        tag = h.unique("badca")
-        reps, ok = h.attempt(gw.port, "s@client.test", ["alice@example.test"], h.simple_message(subject=tag))
+        _gw, tag, reps, ok = self.upstream_tls_attempt(other["ca"], "localhost", "badca")
         self.assertTempFailed(reps, ok)
         self.assertEqual(self.delivered("alice", tag, expect=1, timeout=3), [])
 

@@ -112,6 +112,15 @@ static pc_chain *chain_of(const char *name, const pc_opt *opts, char *err, size_
     return pc_chain_build(&u, 1, err, errlen);
 }
 
+/* chain_of() that must succeed. */
+static pc_chain *build(const char *name, const pc_opt *opts)
+{
+    char err[256] = "";
+    pc_chain *ch = chain_of(name, opts, err, sizeof(err));
+    assert_non_null(ch);
+    return ch;
+}
+
 static pc_verdict run_hook(pc_chain *ch, pc_hook hook)
 {
     int before = ncb;
@@ -120,6 +129,27 @@ static pc_verdict run_hook(pc_chain *ch, pc_hook hook)
         uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(ncb, before + 1);
     return got;
+}
+
+/* A value for a session-view field and the action the chain must answer with it. */
+typedef struct {
+    const char *value;
+    pc_action action;
+} field_case;
+
+#define NCASES(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Sets *field to each case's value in turn, in order, and runs hook on ch for it. */
+static void check_cases(pc_chain *ch, pc_hook hook, const char **field, const field_case *c,
+                        size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        *field = c[i].value;
+        pc_action a = run_hook(ch, hook).action;
+        if (a != c[i].action)
+            print_error("hook %d, value \"%s\":\n", (int)hook, c[i].value);
+        assert_int_equal(a, c[i].action);
+    }
 }
 
 static pc_opt *access_opts(void)
@@ -139,9 +169,7 @@ static pc_opt *access_opts(void)
 static void test_access_clients(void **state)
 {
     (void)state;
-    char err[256] = "";
-    pc_chain *ch = chain_of("access", access_opts(), err, sizeof(err));
-    assert_non_null(ch);
+    pc_chain *ch = build("access", access_opts());
 
     pc_verdict v = run_hook(ch, PC_HOOK_CONNECT);
     assert_int_equal(v.action, PC_REJECT);
@@ -183,57 +211,50 @@ static void test_access_clients(void **state)
 static void test_access_envelope(void **state)
 {
     (void)state;
-    char err[256] = "";
-    pc_chain *ch = chain_of("access", access_opts(), err, sizeof(err));
-    assert_non_null(ch);
+    pc_chain *ch = build("access", access_opts());
     set_client("203.0.113.5");
 
     sv.helo = "LOCALHOST";
     assert_int_equal(run_hook(ch, PC_HOOK_HELO).action, PC_REJECT);
     assert_string_equal(got_text, "Helo command rejected: LOCALHOST");
     assert_string_equal(got_sym, "ACCESS_DENY_HELO");
-    sv.helo = "mx.Bad.Example";
-    assert_int_equal(run_hook(ch, PC_HOOK_HELO).action, PC_REJECT);
-    sv.helo = "bad.example"; /* ".domain" is for names below it */
-    assert_int_equal(run_hook(ch, PC_HOOK_HELO).action, PC_CONTINUE);
-    sv.helo = "notbad.example";
-    assert_int_equal(run_hook(ch, PC_HOOK_HELO).action, PC_CONTINUE);
+    static const field_case helos[] = {
+        {"mx.Bad.Example", PC_REJECT},
+        {"bad.example", PC_CONTINUE}, /* ".domain" is for names below it */
+        {"notbad.example", PC_CONTINUE},
+    };
+    check_cases(ch, PC_HOOK_HELO, &sv.helo, helos, NCASES(helos));
 
     sv.sender = "someone@SPAM.example";
     assert_int_equal(run_hook(ch, PC_HOOK_MAIL).action, PC_REJECT);
     assert_string_equal(got_text, "Sender address rejected: someone@SPAM.example");
     assert_string_equal(got_sym, "ACCESS_DENY_SENDER");
-    sv.sender = "boss@spam.example";
-    assert_int_equal(run_hook(ch, PC_HOOK_MAIL).action, PC_ACCEPT);
-    sv.sender = "a@junk.example";
-    assert_int_equal(run_hook(ch, PC_HOOK_MAIL).action, PC_REJECT);
-    sv.sender = "eve@example.org";
-    assert_int_equal(run_hook(ch, PC_HOOK_MAIL).action, PC_REJECT);
-    sv.sender = "adam@example.org";
-    assert_int_equal(run_hook(ch, PC_HOOK_MAIL).action, PC_CONTINUE);
-    sv.sender = "";
-    assert_int_equal(run_hook(ch, PC_HOOK_MAIL).action, PC_CONTINUE);
-    sv.sender = "x@sub.spam.example"; /* whole domain, not subdomains */
-    assert_int_equal(run_hook(ch, PC_HOOK_MAIL).action, PC_CONTINUE);
-    sv.sender = "bad\r\nname@spam.example"; /* echoed safely */
-    assert_int_equal(run_hook(ch, PC_HOOK_MAIL).action, PC_REJECT);
+    static const field_case senders[] = {
+        {"boss@spam.example", PC_ACCEPT},
+        {"a@junk.example", PC_REJECT},
+        {"eve@example.org", PC_REJECT},
+        {"adam@example.org", PC_CONTINUE},
+        {"", PC_CONTINUE},
+        {"x@sub.spam.example", PC_CONTINUE},     /* whole domain, not subdomains */
+        {"bad\r\nname@spam.example", PC_REJECT}, /* echoed safely */
+    };
+    check_cases(ch, PC_HOOK_MAIL, &sv.sender, senders, NCASES(senders));
     assert_string_equal(got_text, "Sender address rejected: bad??name@spam.example");
 
     sv.rcpt = "user@corp.example";
     assert_int_equal(run_hook(ch, PC_HOOK_RCPT).action, PC_REJECT);
     assert_string_equal(got_text, "Recipient address rejected: user@corp.example");
     assert_string_equal(got_sym, "ACCESS_DENY_RCPT");
-    sv.rcpt = "PostMaster@corp.example";
-    assert_int_equal(run_hook(ch, PC_HOOK_RCPT).action, PC_ACCEPT);
-    sv.rcpt = "a@old.example";
-    assert_int_equal(run_hook(ch, PC_HOOK_RCPT).action, PC_REJECT);
-    sv.rcpt = "a@new.example";
-    assert_int_equal(run_hook(ch, PC_HOOK_RCPT).action, PC_CONTINUE);
+    static const field_case rcpts[] = {
+        {"PostMaster@corp.example", PC_ACCEPT},
+        {"a@old.example", PC_REJECT},
+        {"a@new.example", PC_CONTINUE},
+    };
+    check_cases(ch, PC_HOOK_RCPT, &sv.rcpt, rcpts, NCASES(rcpts));
     pc_chain_free(ch);
 
     /* no options at all: everything continues */
-    ch = chain_of("access", NULL, err, sizeof(err));
-    assert_non_null(ch);
+    ch = build("access", NULL);
     assert_int_equal(run_hook(ch, PC_HOOK_CONNECT).action, PC_CONTINUE);
     assert_int_equal(run_hook(ch, PC_HOOK_RCPT).action, PC_CONTINUE);
     pc_chain_free(ch);
@@ -260,8 +281,7 @@ static void test_access_bad_options(void **state)
     nnodes = 0;
     root = node(PC_OPT_MAP, NULL, NULL, 1);
     add_child(root, node(PC_OPT_SCALAR, "deny_clients", "192.0.2.10", 2));
-    pc_chain *ch = chain_of("access", root, err, sizeof(err));
-    assert_non_null(ch);
+    pc_chain *ch = build("access", root);
     assert_int_equal(run_hook(ch, PC_HOOK_CONNECT).action, PC_REJECT);
     pc_chain_free(ch);
 }
@@ -288,8 +308,7 @@ static void test_pregreet(void **state)
     pc_buf_init(&conn.in, 4096);
     sv.conn = &conn;
 
-    pc_chain *ch = chain_of("pregreet", pregreet_opts("30ms", NULL), err, sizeof(err));
-    assert_non_null(ch);
+    pc_chain *ch = build("pregreet", pregreet_opts("30ms", NULL));
     /* quiet client */
     uint64_t t0 = uv_hrtime();
     assert_int_equal(run_hook(ch, PC_HOOK_CONNECT).action, PC_CONTINUE);
@@ -304,16 +323,14 @@ static void test_pregreet(void **state)
     assert_string_equal(got_sym, "PREGREET");
     pc_chain_free(ch);
 
-    ch = chain_of("pregreet", pregreet_opts("0", "tempfail"), err, sizeof(err));
-    assert_non_null(ch);
+    ch = build("pregreet", pregreet_opts("0", "tempfail"));
     assert_null(pc_chain_start(ch, PC_HOOK_CONNECT, &sv, on_chain, NULL)); /* delay 0: at once */
     assert_int_equal(got.action, PC_TEMPFAIL);
     assert_int_equal(got.code, 421);
     assert_string_equal(got_enh, "4.7.0");
     pc_chain_free(ch);
 
-    ch = chain_of("pregreet", pregreet_opts("10ms", "continue"), err, sizeof(err));
-    assert_non_null(ch);
+    ch = build("pregreet", pregreet_opts("10ms", "continue"));
     pc_results_reset(&results);
     assert_int_equal(run_hook(ch, PC_HOOK_CONNECT).action, PC_CONTINUE);
     assert_int_equal(results.nsymbols, 1);
@@ -321,8 +338,7 @@ static void test_pregreet(void **state)
     pc_chain_free(ch);
 
     /* the session ends during the delay */
-    ch = chain_of("pregreet", pregreet_opts("1h", NULL), err, sizeof(err));
-    assert_non_null(ch);
+    ch = build("pregreet", pregreet_opts("1h", NULL));
     pc_chain_run *run = pc_chain_start(ch, PC_HOOK_CONNECT, &sv, on_chain, NULL);
     assert_non_null(run);
     int before = ncb;

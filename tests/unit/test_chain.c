@@ -269,6 +269,23 @@ static pc_chain *build(pc_filter_use *u, size_t n)
     return ch;
 }
 
+/* use(name) with its own timeout and on-error action. */
+static pc_filter_use use_timeout(const char *name, unsigned timeout_ms, pc_onerr on_error)
+{
+    pc_filter_use u = use(name);
+    u.timeout_ms = timeout_ms;
+    u.on_error = on_error;
+    return u;
+}
+
+/* Starts ch at MAIL (the run must be pending: an asynchronous answer is due) and runs the loop
+ * until nothing is left on it. */
+static void run_pending(pc_chain *ch)
+{
+    assert_non_null(pc_chain_start(ch, PC_HOOK_MAIL, &sv, on_chain, NULL));
+    uv_run(&loop, UV_RUN_DEFAULT);
+}
+
 /* ---- tests ---- */
 
 static void test_build_errors(void **state)
@@ -368,12 +385,10 @@ static void test_async_timer(void **state)
 static void test_timeout_tempfail(void **state)
 {
     (void)state;
-    pc_filter_use u[2] = {use("t_never"), use("t_cont")};
-    u[0].timeout_ms = 30;
+    pc_filter_use u[2] = {use_timeout("t_never", 30, PC_ONERR_TEMPFAIL), use("t_cont")};
     pc_chain *ch = build(u, 2);
     uint64_t t0 = uv_hrtime();
-    assert_non_null(pc_chain_start(ch, PC_HOOK_MAIL, &sv, on_chain, NULL));
-    uv_run(&loop, UV_RUN_DEFAULT); /* returns: every timer was stopped and closed */
+    run_pending(ch); /* returns: every timer was stopped and closed */
     assert_true((uv_hrtime() - t0) / 1000000u < 2000);
     assert_int_equal(ncb, 1);
     assert_int_equal(ncancel, 1);
@@ -387,23 +402,17 @@ static void test_timeout_tempfail(void **state)
 static void test_timeout_continue_and_reject(void **state)
 {
     (void)state;
-    pc_filter_use u[2] = {use("t_never"), use("t_reject_custom")};
-    u[0].timeout_ms = 20;
-    u[0].on_error = PC_ONERR_CONTINUE;
+    pc_filter_use u[2] = {use_timeout("t_never", 20, PC_ONERR_CONTINUE), use("t_reject_custom")};
     pc_chain *ch = build(u, 2);
-    assert_non_null(pc_chain_start(ch, PC_HOOK_MAIL, &sv, on_chain, NULL));
-    uv_run(&loop, UV_RUN_DEFAULT);
+    run_pending(ch);
     assert_int_equal(ncb, 1);
     assert_int_equal(got.action, PC_REJECT); /* the next filter ran */
     assert_string_equal(got_text, "custom text");
     pc_chain_free(ch);
 
-    pc_filter_use u2[1] = {use("t_never")};
-    u2[0].timeout_ms = 20;
-    u2[0].on_error = PC_ONERR_REJECT;
+    pc_filter_use u2[1] = {use_timeout("t_never", 20, PC_ONERR_REJECT)};
     ch = build(u2, 1);
-    assert_non_null(pc_chain_start(ch, PC_HOOK_MAIL, &sv, on_chain, NULL));
-    uv_run(&loop, UV_RUN_DEFAULT);
+    run_pending(ch);
     assert_int_equal(ncb, 2);
     assert_int_equal(got.action, PC_REJECT);
     assert_int_equal(got.code, 550);
@@ -414,12 +423,9 @@ static void test_timeout_continue_and_reject(void **state)
 static void test_late_done_ignored(void **state)
 {
     (void)state;
-    pc_filter_use u[2] = {use("t_late"), use("t_cont")};
-    u[0].timeout_ms = 20;
-    u[0].on_error = PC_ONERR_CONTINUE;
+    pc_filter_use u[2] = {use_timeout("t_late", 20, PC_ONERR_CONTINUE), use("t_cont")};
     pc_chain *ch = build(u, 2);
-    assert_non_null(pc_chain_start(ch, PC_HOOK_MAIL, &sv, on_chain, NULL));
-    uv_run(&loop, UV_RUN_DEFAULT);
+    run_pending(ch);
     assert_int_equal(ncb, 1);
     assert_int_equal(got.action, PC_CONTINUE);
     assert_int_equal(nlate_ignored_checked, 1);
@@ -490,8 +496,7 @@ static void test_offload_threads(void **state)
     (void)state;
     pc_filter_use u[1] = {use("t_offload")};
     pc_chain *ch = build(u, 1);
-    assert_non_null(pc_chain_start(ch, PC_HOOK_MAIL, &sv, on_chain, NULL));
-    uv_run(&loop, UV_RUN_DEFAULT);
+    run_pending(ch);
     assert_int_equal(ncb, 1);
     assert_int_equal(got.action, PC_ACCEPT);
     assert_false(pthread_equal(work_thread, pthread_self()));
