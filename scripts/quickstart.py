@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Runs the gateway in front of a private Postfix on loopback (see scripts/quickstart).
+"""Runs the gateway in front of a private Postfix and Dovecot on loopback (see scripts/quickstart).
 
-Uses the integration-test harness to start Postfix from tests/fixtures/postfix and to make a
-throw-away CA and server certificate; then runs portcullis in the foreground until Ctrl-C."""
+Uses the integration-test harness to start Postfix from tests/fixtures/postfix and Dovecot from
+tests/fixtures/dovecot (reading the Maildirs Postfix delivers into), and to make a throw-away CA and
+server certificate; then runs portcullis in the foreground until Ctrl-C or SIGTERM."""
 
 import os
 import signal
@@ -23,9 +24,31 @@ def main():
     binary = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build/gateway/portcullis")
     smtps = int(os.environ.get("PORTCULLIS_SMTPS_PORT", "2465"))
     smtp = int(os.environ.get("PORTCULLIS_SMTP_PORT", "2587"))
+    imaps = int(os.environ.get("PORTCULLIS_IMAPS_PORT", "2993"))
+    pop3s = int(os.environ.get("PORTCULLIS_POP3S_PORT", "2995"))
     work = harness.TempDir(prefix="portcullis-quickstart-")
     pki = harness.make_pki(work.sub("pki"))
     postfix = harness.Postfix(str(work), tls=False).start()
+    # Dovecot serves what Postfix delivered (as the same unprivileged user), plaintext on loopback:
+    # the gateway adds the TLS.
+    d_imap, d_pop3 = harness.free_port(), harness.free_port()
+    mailboxes = os.path.join(postfix.mail, "example.test")
+    dovecot_conf = ("\nmail_location = maildir:%s/%%n\n"
+                    "service imap-login {\n  inet_listener imap {\n    address = 127.0.0.1\n"
+                    "    port = %d\n  }\n  inet_listener imaps {\n    port = 0\n  }\n}\n"
+                    "service pop3-login {\n  inet_listener pop3 {\n    address = 127.0.0.1\n"
+                    "    port = %d\n  }\n  inet_listener pop3s {\n    port = 0\n  }\n}\n#"
+                    % (mailboxes, d_imap, d_pop3))
+    dovecot = harness.Dovecot(str(work), protocols="imap pop3", extra_conf=dovecot_conf)
+    try:
+        dovecot.start()
+        harness.wait_port(d_imap, proc=dovecot.proc)
+        harness.wait_port(d_pop3, proc=dovecot.proc)
+    except Exception:
+        dovecot.stop()
+        postfix.stop()
+        raise
+    users = harness.Dovecot.users()
     spool = work.sub("spool")
     config = f"""# Written by scripts/quickstart; see etc/portcullis.yaml for every key.
 workers: auto
@@ -49,18 +72,34 @@ listeners:
     tls: {{ mode: starttls, certificates: [ {{ cert: {pki['cert']}, key: {pki['key']} }} ] }}
     accepted_domains: [ example.test ]
     upstream: {{ address: "127.0.0.1:{postfix.port}", client_identity: xclient }}
+  - name: imaps
+    protocol: imap
+    listen: ["127.0.0.1:{imaps}"]
+    hostname: gateway.example.test
+    tls: {{ mode: implicit, certificates: [ {{ cert: {pki['cert']}, key: {pki['key']} }} ] }}
+    upstream: {{ address: "127.0.0.1:{d_imap}" }}
+  - name: pop3s
+    protocol: pop3
+    listen: ["127.0.0.1:{pop3s}"]
+    hostname: gateway.example.test
+    tls: {{ mode: implicit, certificates: [ {{ cert: {pki['cert']}, key: {pki['key']} }} ] }}
+    upstream: {{ address: "127.0.0.1:{d_pop3}" }}
 """
     path = work.file("portcullis.yaml", config)
     print(f"""
-Portcullis is starting in front of Postfix (127.0.0.1:{postfix.port}).
+Portcullis is starting in front of Postfix (127.0.0.1:{postfix.port}) and Dovecot
+(imap 127.0.0.1:{d_imap}, pop3 127.0.0.1:{d_pop3}).
 
-  implicit TLS:  swaks --server 127.0.0.1:{smtps} --tls-on-connect --to alice@example.test
-  STARTTLS:      swaks --server 127.0.0.1:{smtp} --tls --to bob@example.test
-  verify TLS:    openssl s_client -connect 127.0.0.1:{smtps} -CAfile {pki['ca']}
+  send (implicit TLS):  swaks --server 127.0.0.1:{smtps} --tls-on-connect --to alice@example.test
+  send (STARTTLS):      swaks --server 127.0.0.1:{smtp} --tls --to bob@example.test
+  read (IMAPS):         curl --cacert {pki['ca']} -u alice:{users['alice']} imaps://localhost:{imaps}/INBOX/;UID=1
+  read (POP3S):         curl --cacert {pki['ca']} -u alice:{users['alice']} pop3s://localhost:{pop3s}/1
+  verify TLS:           openssl s_client -connect 127.0.0.1:{smtps} -CAfile {pki['ca']}
 
-Delivered mail: {postfix.mail}/example.test/<user>/new/
+Users: alice, bob (passwords in {dovecot.users_path}).
+Delivered mail: {mailboxes}/<user>/new/
 Configuration:  {path}
-Ctrl-C stops the gateway and Postfix.
+Ctrl-C stops the gateway, Dovecot and Postfix.
 """, flush=True)
     gw = subprocess.Popen([binary, "-c", path])
     try:
@@ -72,6 +111,7 @@ Ctrl-C stops the gateway and Postfix.
         except subprocess.TimeoutExpired:
             gw.kill()
     finally:
+        dovecot.stop()
         postfix.stop()
         work.cleanup()
 

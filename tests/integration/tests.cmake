@@ -20,6 +20,7 @@ if(TARGET portcullis)
     test_pop3
     test_mailbox_attacks
     test_mailbox_identity
+    test_quickstart
   )
   foreach(module IN LISTS PC_INTEGRATION_MODULES)
     add_test(NAME integration.${module}
