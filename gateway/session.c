@@ -154,6 +154,19 @@ void pc_session_close_hook(pc_session *b)
     pc_session_flush(b);
 }
 
+void pc_session_end(pc_session *b, const char *fmt, ...)
+{
+    char fields[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(fields, sizeof(fields), fmt, ap);
+    va_end(ap);
+    pc_log_info(b->sid, "event=disconnect %s bytes_in=%llu bytes_out=%llu duration_ms=%llu", fields,
+                (unsigned long long)b->c->bytes_in, (unsigned long long)b->c->bytes_out,
+                (unsigned long long)(pc_now_ms() - b->start_ms));
+    pc_conn_close(b->c);
+}
+
 /* ---- events and replies ---------------------------------------------------------------------- */
 
 void pc_session_log_timeout(pc_session *b, int phase)

@@ -103,6 +103,10 @@ void pc_session_hook_abort(pc_session *b);
  * uses it (its verdict is ignored; a filter still busy when the connection's handles are closed
  * is cancelled in pc_session_free), then writes the replies still batched. */
 void pc_session_close_hook(pc_session *b);
+/* The session's last line and the close: logs "event=disconnect <the protocol's fields, fmt>
+ * bytes_in=… bytes_out=… duration_ms=…" (the connection's plaintext counts) and closes the client
+ * connection; PC_CONN_EV_CLOSED follows. */
+void pc_session_end(pc_session *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- events and replies */
 

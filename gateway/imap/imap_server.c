@@ -499,19 +499,15 @@ void is_close(isess *s)
     pc_buf_release(&s->cred);
     s->base.sv.msg = NULL;
     pc_session_close_hook(&s->base);
-    pc_log_info(s->base.sid,
-                "event=disconnect proto=imap client=%s tls=%s user=%s commands=%u fetched=%u "
-                "scanned=%u passed=%u tagged=%u withheld=%u unscanned=%u cache_hits=%u "
-                "appended=%u append_refused=%u errors=%u auth_failures=%u bytes_in=%llu "
-                "bytes_out=%llu duration_ms=%llu",
-                s->base.client_ip, s->base.tls ? pc_conn_tls_version(s->base.c) : "no",
-                s->user[0] ? s->user : "-", s->commands, s->fetched, s->scanned, s->passed,
-                s->tagged, s->withheld, s->unscanned, s->cache_hits, s->appended, s->append_refused,
-                s->errors, s->auth_failures, (unsigned long long)s->base.c->bytes_in,
-                (unsigned long long)s->base.c->bytes_out,
-                (unsigned long long)(pc_now_ms() - s->base.start_ms));
+    pc_session_end(&s->base,
+                   "proto=imap client=%s tls=%s user=%s commands=%u fetched=%u scanned=%u "
+                   "passed=%u tagged=%u withheld=%u unscanned=%u cache_hits=%u appended=%u "
+                   "append_refused=%u errors=%u auth_failures=%u",
+                   s->base.client_ip, s->base.tls ? pc_conn_tls_version(s->base.c) : "no",
+                   s->user[0] ? s->user : "-", s->commands, s->fetched, s->scanned, s->passed,
+                   s->tagged, s->withheld, s->unscanned, s->cache_hits, s->appended,
+                   s->append_refused, s->errors, s->auth_failures);
     explicit_bzero(s->user, sizeof(s->user));
-    pc_conn_close(s->base.c);
 }
 
 static const pc_session_proto imap_proto = {"imap", 1200, on_conn};

@@ -854,18 +854,14 @@ void p3_close(p3sess *s)
     pc_session_close_hook(&s->base);
     char u[128];
     pc_sanitize(u, sizeof(u), s->user, strlen(s->user), 0);
-    pc_log_info(s->base.sid,
-                "event=disconnect proto=pop3 client=%s user=%s tls=%s commands=%u scanned=%u "
-                "passed=%u tagged=%u replaced=%u unscanned=%u cache_hits=%u errors=%u "
-                "auth_failures=%u bytes_in=%llu bytes_out=%llu duration_ms=%llu",
-                s->base.client_ip, s->authed && u[0] ? u : "-",
-                s->base.tls ? pc_conn_tls_version(s->base.c) : "no", s->commands, s->scanned,
-                s->passed, s->tagged, s->replaced, s->unscanned, s->cache_hits, s->errors,
-                s->auth_failures, (unsigned long long)s->base.c->bytes_in,
-                (unsigned long long)s->base.c->bytes_out,
-                (unsigned long long)(pc_now_ms() - s->base.start_ms));
+    pc_session_end(&s->base,
+                   "proto=pop3 client=%s user=%s tls=%s commands=%u scanned=%u passed=%u "
+                   "tagged=%u replaced=%u unscanned=%u cache_hits=%u errors=%u auth_failures=%u",
+                   s->base.client_ip, s->authed && u[0] ? u : "-",
+                   s->base.tls ? pc_conn_tls_version(s->base.c) : "no", s->commands, s->scanned,
+                   s->passed, s->tagged, s->replaced, s->unscanned, s->cache_hits, s->errors,
+                   s->auth_failures);
     explicit_bzero(s->user, sizeof(s->user));
-    pc_conn_close(s->base.c);
 }
 
 static const pc_session_proto pop3_proto = {"pop3", 1024, on_conn};

@@ -819,16 +819,11 @@ void ss_close_session(sess *s)
     release_upstream(s);
     ss_txn_reset(s);
     pc_session_close_hook(&s->base);
-    pc_log_info(s->base.sid,
-                "event=disconnect client=%s helo=%s tls=%s user=%s messages=%u errors=%u "
-                "bytes_in=%llu bytes_out=%llu duration_ms=%llu",
-                s->base.client_ip, s->helo[0] ? s->helo : "-",
-                s->base.tls ? pc_conn_tls_version(s->base.c) : "no", s->authed ? s->user : "-",
-                s->messages, s->errors, (unsigned long long)s->base.c->bytes_in,
-                (unsigned long long)s->base.c->bytes_out,
-                (unsigned long long)(pc_now_ms() - s->base.start_ms));
+    pc_session_end(&s->base, "client=%s helo=%s tls=%s user=%s messages=%u errors=%u",
+                   s->base.client_ip, s->helo[0] ? s->helo : "-",
+                   s->base.tls ? pc_conn_tls_version(s->base.c) : "no", s->authed ? s->user : "-",
+                   s->messages, s->errors);
     explicit_bzero(s->user, sizeof(s->user));
-    pc_conn_close(s->base.c);
 }
 
 static const pc_session_proto smtp_proto = {"smtp", 1024, on_conn};
