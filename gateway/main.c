@@ -11,15 +11,15 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "addrtable.h"
-#include "chain.h"
-#include "config.h"
-#include "conn.h"
-#include "listener.h"
-#include "log.h"
-#include "plugin.h"
-#include "spool.h"
-#include "tls.h"
+#include "base/log.h"
+#include "config/config.h"
+#include "core/chain.h"
+#include "core/listener.h"
+#include "core/plugin.h"
+#include "core/spool.h"
+#include "net/addrtable.h"
+#include "net/conn.h"
+#include "net/tls.h"
 #include "worker.h"
 
 #define PC_VERSION "0.1.0"

@@ -6,13 +6,23 @@
 #include <string.h>
 #include <time.h>
 
-#include "conn.h"
+#include "base/log.h"
 #include "imap/imap_client.h"
-#include "log.h"
+#include "imap/imap_server.h"
+#include "net/conn.h"
 #include "pop3/pop3_client.h"
+#include "pop3/pop3_server.h"
 #include "smtp/smtp_client.h"
+#include "smtp/smtp_server.h"
 
 enum { CMD_STOP = 1, CMD_RELOAD = 2 };
+
+/* Each listener hands its connections to the session of its protocol. */
+static const pc_protocol *const protocols[] = {
+    [PC_PROTO_SMTP] = &pc_smtp_protocol,
+    [PC_PROTO_POP3] = &pc_pop3_protocol,
+    [PC_PROTO_IMAP] = &pc_imap_protocol,
+};
 
 typedef struct probe {
     pc_smtpc *c;
@@ -124,6 +134,9 @@ int pc_worker_start(pc_worker *w)
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         pc_listener_rt *l = &w->ls[i];
         l->cfg = &cfg->listeners[i];
+        if ((size_t)l->cfg->proto >= sizeof(protocols) / sizeof(protocols[0]))
+            return -1;
+        l->proto = protocols[l->cfg->proto];
         l->loop = &w->loop;
         l->worker = w;
         l->server_tls = w->rt->server_tls[i];

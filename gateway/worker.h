@@ -8,9 +8,9 @@
 #include <stdatomic.h>
 #include <uv.h>
 
-#include "chain.h"
-#include "config.h"
-#include "listener.h"
+#include "config/config.h"
+#include "core/chain.h"
+#include "core/listener.h"
 
 /* What all workers share: the configuration and, per listener, TLS contexts and the filter chain.
  */

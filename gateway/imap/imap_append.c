@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "notice.h"
-#include "sanitize.h"
+#include "base/log.h"
+#include "core/notice.h"
+#include "parse/sanitize.h"
 
 #define AP_MBOX_LITERAL_MAX 1024
 #define AP_ERR_MBOX 1000 /* the mailbox literal cannot be quoted */

@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/log.h"
+#include "core/upstream.h"
 #include "imap/imap_token.h"
-#include "log.h"
-#include "sanitize.h"
-#include "upstream.h"
+#include "parse/sanitize.h"
 
 enum cphase { C_CONNECT, C_TLS, C_GREETING, C_CAPA, C_STARTTLS, C_ID, C_READY, C_DEAD };
 

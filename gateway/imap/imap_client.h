@@ -10,8 +10,8 @@
 #include <sys/socket.h>
 #include <uv.h>
 
-#include "conn.h"
-#include "listener.h"
+#include "core/listener.h"
+#include "net/conn.h"
 
 /* Upstream capability flags kept in pc_listener_rt.caps_flags. */
 enum {

@@ -11,10 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "notice.h"
-#include "sanitize.h"
-#include "vcache.h"
+#include "base/log.h"
+#include "core/notice.h"
+#include "core/vcache.h"
+#include "parse/sanitize.h"
 
 #define PF_MAP_MAX 100000   /* messages one pre-scanned FETCH may cover */
 #define PF_UIDLIST_MAX 4000 /* bytes of UID set in one internal UID FETCH */

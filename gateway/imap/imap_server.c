@@ -13,9 +13,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "log.h"
-#include "proxy.h"
-#include "sanitize.h"
+#include "base/log.h"
+#include "parse/proxy.h"
+#include "parse/sanitize.h"
 
 /* ---- replies --------------------------------------------------------------------------------- */
 
@@ -532,3 +532,6 @@ void pc_imap_session_start(pc_listener_rt *l, pc_conn *conn, const struct sockad
     }
     start_connect(s);
 }
+
+const pc_protocol pc_imap_protocol = {
+    "imap", "* BYE [UNAVAILABLE] Too many connections, try again later", pc_imap_session_start};

@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "addrtable.h"
-#include "log.h"
-#include "sanitize.h"
+#include "base/log.h"
+#include "net/addrtable.h"
+#include "parse/sanitize.h"
 
 void is_up_send(isess *s, const void *p, size_t n)
 {

@@ -8,14 +8,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "buf.h"
-#include "chain.h"
-#include "conn.h"
+#include "base/buf.h"
+#include "core/chain.h"
+#include "core/listener.h"
+#include "core/session.h"
+#include "core/spool.h"
 #include "imap/imap_client.h"
 #include "imap/imap_token.h"
-#include "listener.h"
-#include "session.h"
-#include "spool.h"
+#include "net/conn.h"
 
 #define IMAP_PRELOGIN_LITERAL_MAX 8192
 #define IMAP_MAX_ARGS 4

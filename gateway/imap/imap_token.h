@@ -39,7 +39,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "parse.h"
+#include "parse/parse.h"
 
 /* Event types (>= 0) and errors (< 0); pc_imap_tok_next() returns one of them. */
 enum {

@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conn.h"
-#include "log.h"
-#include "sanitize.h"
-#include "upstream.h"
+#include "base/log.h"
+#include "core/upstream.h"
+#include "net/conn.h"
+#include "parse/sanitize.h"
 
 enum phase {
     P_CONNECT,

@@ -16,7 +16,7 @@
 #include <sys/socket.h>
 #include <uv.h>
 
-#include "listener.h"
+#include "core/listener.h"
 #include "pop3/pop3_parse.h"
 
 typedef struct pc_pop3c pc_pop3c;

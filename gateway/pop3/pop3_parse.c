@@ -4,7 +4,7 @@
 
 #include <string.h>
 
-#include "data_out.h"
+#include "parse/data_out.h"
 
 /* ---- character helpers ---------------------------------------------------------------------- */
 
@@ -410,7 +410,7 @@ int pc_pop3_resp_parse(const char *buf, size_t len, size_t max, pc_pop3_resp *r,
 {
     size_t ll = 0, used = 0;
     memset(r, 0, sizeof(*r));
-    switch (pc_smtp_line_find(buf, len, max, &ll, &used)) {
+    switch (pc_line_find(buf, len, max, &ll, &used)) {
     case PC_LINE_NEED_MORE: return PC_NEED_MORE;
     case PC_LINE_TOO_LONG: return PC_TOO_LONG;
     case PC_LINE_BARE_LF: *consumed = used; return PC_INVALID;

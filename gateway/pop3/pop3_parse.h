@@ -3,14 +3,14 @@
 
 /* Pure functions over the caller's buffer; slices point into that buffer (borrowed).
  *
- * Client side: a command line is framed with pc_smtp_line_find() (smtp_parse.h: a line ends at CRLF
+ * Client side: a command line is framed with pc_line_find() (parse/line.h: a line ends at CRLF
  * and nowhere else, a bare LF is reported) with max = PC_POP3_CMD_MAX, or a larger limit such as
  * PC_POP3_AUTH_LINE_MAX for SASL continuation lines; then pc_pop3_cmd_parse() checks it against the
  * verb table. Upstream side: pc_pop3_resp_parse() reads one status line ("+OK", "-ERR" or the SASL
  * "+ " continuation); after a "+OK" to a verb for which pc_pop3_multiline() is true, a pc_pop3_body
  * reads the multi-line body (dot-unstuffed, ending only at CRLF "." CRLF).
  *
- * Writing a multi-line body (serving a replaced message) uses pc_smtp_stuff_* from smtp_data.h:
+ * Writing a multi-line body (serving a replaced message) uses pc_stuff_* from parse/stuff.h:
  * POP3 multi-line responses use exactly the byte-stuffing of SMTP DATA (RFC 1939 §3), so there is
  * no POP3 copy of the writer. It turns bare CR/LF into CRLF and ends the body with CRLF "." CRLF.
  */
@@ -19,9 +19,10 @@
 
 #include <stdint.h>
 
-#include "parse.h"
-#include "smtp/smtp_data.h"  /* pc_data_emit_fn, PC_DATA_* flags, the pc_smtp_stuff writer */
-#include "smtp/smtp_parse.h" /* pc_smtp_line_find, pc_line_result */
+#include "parse/data_out.h" /* pc_data_emit_fn, PC_DATA_* flags */
+#include "parse/line.h"     /* pc_line_find, pc_line_result */
+#include "parse/parse.h"
+#include "parse/stuff.h" /* the dot-stuffing writer */
 
 /* ---- limits (STYLE.md habit 5: the caller makes them configurable and passes them in) ------- */
 
@@ -202,7 +203,7 @@ int pc_pop3_resp_parse(const char *buf, size_t len, size_t max, pc_pop3_resp *r,
  * Content is delivered dot-unstuffed and otherwise byte for byte: the CRLF before the final "."
  * belongs to the content, the ".\r\n" does not. Only CRLF "." CRLF ends the body, and only a real
  * CRLF starts a line (for unstuffing and for the end): after a bare LF or bare CR the next bytes
- * are plain content. Flags (PC_DATA_* from smtp_data.h):
+ * are plain content. Flags (PC_DATA_* from parse/data_out.h):
  *   PC_DATA_BARE_LF, PC_DATA_BARE_CR  seen (passed as-is), also the line "." ended by them
  *   PC_DATA_NUL, PC_DATA_8BIT         seen
  *   PC_DATA_LONG_LINE                 a line (bytes other than CR since the last LF, plus 2) >

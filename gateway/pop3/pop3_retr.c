@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "notice.h"
-#include "sanitize.h"
-#include "vcache.h"
+#include "base/log.h"
+#include "core/notice.h"
+#include "core/vcache.h"
+#include "parse/sanitize.h"
 
 /* ---- verdict cache (vcache.c), keyed by listener + user + UIDL --------------------------- */
 

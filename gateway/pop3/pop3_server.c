@@ -10,10 +10,10 @@
 #include <strings.h>
 #include <time.h>
 
-#include "addrtable.h"
-#include "log.h"
-#include "proxy.h"
-#include "sanitize.h"
+#include "base/log.h"
+#include "net/addrtable.h"
+#include "parse/proxy.h"
+#include "parse/sanitize.h"
 
 static void process(p3sess *s);
 
@@ -662,7 +662,7 @@ static int pipeline_next(p3sess *s)
         return 0;
     const char *buf = pc_buf_ptr(&s->base.c->in);
     size_t linelen = 0, consumed = 0;
-    if (pc_smtp_line_find(buf, pc_conn_pending(s->base.c), s->line_max, &linelen, &consumed) !=
+    if (pc_line_find(buf, pc_conn_pending(s->base.c), s->line_max, &linelen, &consumed) !=
         PC_LINE_OK)
         return 0;
     pc_pop3_cmd cmd;
@@ -696,7 +696,7 @@ static void process(p3sess *s)
                     s->skip_line = 0;
                 continue;
             }
-            pc_line_result lr = pc_smtp_line_find(buf, avail, max, &linelen, &consumed);
+            pc_line_result lr = pc_line_find(buf, avail, max, &linelen, &consumed);
             if (lr == PC_LINE_NEED_MORE)
                 break;
             if (lr == PC_LINE_TOO_LONG) {
@@ -891,3 +891,6 @@ void pc_pop3_session_start(pc_listener_rt *l, pc_conn *conn, const struct sockad
     }
     start_session(s);
 }
+
+const pc_protocol pc_pop3_protocol = {
+    "pop3", "-ERR [SYS/TEMP] Too many connections, try again later.", pc_pop3_session_start};

@@ -4,10 +4,13 @@
 #ifndef PC_POP3_SERVER_H
 #define PC_POP3_SERVER_H
 
-#include "conn.h"
-#include "listener.h"
+#include "core/listener.h"
+#include "net/conn.h"
 
 /* Takes over an accepted connection of a POP3 listener (owns it from now on). */
 void pc_pop3_session_start(pc_listener_rt *l, pc_conn *conn, const struct sockaddr_storage *client);
+
+/* The protocol as the accept path sees it (core/listener.h). */
+extern const pc_protocol pc_pop3_protocol;
 
 #endif

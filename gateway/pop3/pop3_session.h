@@ -9,13 +9,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "chain.h"
-#include "conn.h"
-#include "listener.h"
+#include "core/chain.h"
+#include "core/listener.h"
+#include "core/session.h"
+#include "core/spool.h"
+#include "net/conn.h"
 #include "pop3/pop3_client.h"
 #include "pop3/pop3_parse.h"
-#include "session.h"
-#include "spool.h"
 
 #define P3_CRED_MAX 2048          /* the PASS / AUTH PLAIN line sent upstream */
 #define P3_OUT_HIGH (1024 * 1024) /* client write queue above which the upstream is paused */

@@ -7,12 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-#include "conn.h"
-#include "log.h"
-#include "sanitize.h"
+#include "base/log.h"
+#include "core/upstream.h"
+#include "net/conn.h"
+#include "parse/sanitize.h"
+#include "parse/stuff.h"
 #include "smtp/smtp_data.h"
-#include "upstream.h"
 
 enum phase {
     P_CONNECT,
@@ -44,12 +46,64 @@ struct pc_smtpc {
     int freed;             /* owner gave up: no callbacks */
     const pc_message *msg; /* DATA body being streamed */
     size_t msg_off;
-    pc_smtp_stuff stuff;
+    pc_stuff stuff;
     pc_buf wbuf;
 };
 
 #define DATA_CHUNK 65536
 #define DATA_HIGH_WATER (256 * 1024)
+
+static int kw(const pc_slice *l, const char *name, const char **rest, size_t *restlen)
+{
+    size_t n = strlen(name);
+    if (l->n < n || strncasecmp(l->p, name, n) != 0)
+        return 0;
+    if (l->n > n && l->p[n] != ' ' && l->p[n] != '=')
+        return 0;
+    *rest = l->n > n ? l->p + n + 1 : l->p + n;
+    *restlen = l->n > n ? l->n - n - 1 : 0;
+    return 1;
+}
+
+/* EHLO capability lines come from an untrusted server: each is bounded and sanitised before it is
+ * kept. */
+void pc_smtp_caps_parse(pc_upstream_caps *caps, const pc_smtp_reply *r)
+{
+    memset(caps, 0, sizeof(*caps));
+    caps->known = 1;
+    for (size_t i = 1; i < r->nlines; i++) {
+        const pc_slice *l = &r->lines[i];
+        const char *rest;
+        size_t rl;
+        if (kw(l, "SIZE", &rest, &rl)) {
+            caps->flags |= PC_CAP_SIZE;
+            char tmp[24];
+            size_t k = rl < sizeof(tmp) - 1 ? rl : sizeof(tmp) - 1;
+            memcpy(tmp, rest, k);
+            tmp[k] = '\0';
+            caps->size = (size_t)strtoull(tmp, NULL, 10);
+        } else if (kw(l, "PIPELINING", &rest, &rl))
+            caps->flags |= PC_CAP_PIPELINING;
+        else if (kw(l, "8BITMIME", &rest, &rl))
+            caps->flags |= PC_CAP_8BITMIME;
+        else if (kw(l, "ENHANCEDSTATUSCODES", &rest, &rl))
+            caps->flags |= PC_CAP_ENHANCED;
+        else if (kw(l, "SMTPUTF8", &rest, &rl))
+            caps->flags |= PC_CAP_SMTPUTF8;
+        else if (kw(l, "DSN", &rest, &rl))
+            caps->flags |= PC_CAP_DSN;
+        else if (kw(l, "STARTTLS", &rest, &rl))
+            caps->flags |= PC_CAP_STARTTLS;
+        else if (kw(l, "CHUNKING", &rest, &rl))
+            caps->flags |= PC_CAP_CHUNKING;
+        else if (kw(l, "XCLIENT", &rest, &rl))
+            caps->flags |= PC_CAP_XCLIENT;
+        else if (kw(l, "AUTH", &rest, &rl) && rl > 0) {
+            caps->flags |= PC_CAP_AUTH;
+            pc_sanitize(caps->auth, sizeof(caps->auth), rest, rl, 0);
+        }
+    }
+}
 
 static void fail(pc_smtpc *c, pc_smtpc_status st, const char *why)
 {
@@ -141,11 +195,11 @@ static void pump_body(pc_smtpc *c)
         int end = (n == 0);
         if (!end) {
             c->msg_off += (size_t)n;
-            if (pc_smtp_stuff_feed(&c->stuff, chunk, (size_t)n, data_emit, c) < 0) {
+            if (pc_stuff_feed(&c->stuff, chunk, (size_t)n, data_emit, c) < 0) {
                 fail(c, PC_SMTPC_UNAVAILABLE, "out of memory");
                 return;
             }
-        } else if (pc_smtp_stuff_end(&c->stuff, data_emit, c) < 0) {
+        } else if (pc_stuff_end(&c->stuff, data_emit, c) < 0) {
             fail(c, PC_SMTPC_UNAVAILABLE, "out of memory");
             return;
         }
@@ -182,7 +236,7 @@ static void on_reply(pc_smtpc *c, const pc_smtp_reply *r)
             fail(c, PC_SMTPC_PROTOCOL, "EHLO refused");
             return;
         }
-        pc_upstream_caps_parse(&c->p.up->caps, r);
+        pc_smtp_caps_parse(&c->p.up->caps, r);
         if (c->p.up->cfg->tls == PC_TLS_STARTTLS && !c->tls_done) {
             if (!(c->p.up->caps.flags & PC_CAP_STARTTLS)) {
                 fail(c, PC_SMTPC_PROTOCOL, "upstream does not offer STARTTLS");
@@ -231,7 +285,7 @@ static void on_reply(pc_smtpc *c, const pc_smtp_reply *r)
         if (code == 354) {
             c->phase = P_DATA_BODY;
             c->msg_off = 0;
-            pc_smtp_stuff_init(&c->stuff);
+            pc_stuff_init(&c->stuff);
             pump_body(c);
             return;
         }

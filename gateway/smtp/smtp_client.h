@@ -11,9 +11,9 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "core/upstream.h"
 #include "portcullis/message.h"
 #include "smtp/smtp_reply.h"
-#include "upstream.h"
 
 typedef struct pc_smtpc pc_smtpc;
 
@@ -56,5 +56,8 @@ int pc_smtpc_alive(const pc_smtpc *c);
 /* Ends the session (QUIT if idle and alive) and frees it once its handles are closed; no callback
  * is called after this. NULL is fine. */
 void pc_smtpc_free(pc_smtpc *c);
+
+/* Parses EHLO reply lines (after the first) into caps. */
+void pc_smtp_caps_parse(pc_upstream_caps *caps, const pc_smtp_reply *r);
 
 #endif

@@ -9,9 +9,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "addrtable.h"
-#include "log.h"
-#include "sanitize.h"
+#include "base/log.h"
+#include "net/addrtable.h"
+#include "parse/sanitize.h"
 #include "smtp/smtp_session.h"
 
 /* ---- AUTH -------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@
 #ifndef PC_SMTP_PARSE_H
 #define PC_SMTP_PARSE_H
 
-#include "parse.h"
+#include "parse/line.h"
+#include "parse/parse.h"
 
 typedef enum {
     PC_SMTP_UNKNOWN = 0,
@@ -25,19 +26,6 @@ typedef enum {
     PC_SMTP_XCLIENT,
     PC_SMTP_VERB_COUNT
 } pc_smtp_verb;
-
-/* Result of line framing. */
-typedef enum {
-    PC_LINE_NEED_MORE = 1, /* no CRLF yet, and fewer than max bytes */
-    PC_LINE_OK = 0,        /* a line of *linelen bytes (without CRLF); consume *consumed bytes */
-    PC_LINE_TOO_LONG = -2, /* max bytes without CRLF: the caller discards up to the next LF */
-    PC_LINE_BARE_LF = -3,  /* an LF not preceded by CR ends the line at *consumed; answer 500 */
-} pc_line_result;
-
-/* Finds the first line in buf[0..len). max is the longest line allowed including CRLF.
- * On OK and BARE_LF, *consumed is the number of bytes up to and including the LF. */
-pc_line_result pc_smtp_line_find(const char *buf, size_t len, size_t max, size_t *linelen,
-                                 size_t *consumed);
 
 #define PC_SMTP_MAX_PARAMS 16
 

@@ -4,7 +4,7 @@
 #ifndef PC_SMTP_REPLY_H
 #define PC_SMTP_REPLY_H
 
-#include "parse.h"
+#include "parse/parse.h"
 
 #define PC_SMTP_REPLY_MAX_LINES 64
 #define PC_SMTP_REPLY_MAX_BYTES 16384

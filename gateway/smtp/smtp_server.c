@@ -17,16 +17,16 @@
 #include <strings.h>
 #include <time.h>
 
-#include "addrtable.h"
-#include "chain.h"
-#include "log.h"
-#include "proxy.h"
-#include "sanitize.h"
+#include "base/log.h"
+#include "core/chain.h"
+#include "core/spool.h"
+#include "net/addrtable.h"
+#include "parse/proxy.h"
+#include "parse/sanitize.h"
 #include "smtp/smtp_client.h"
 #include "smtp/smtp_data.h"
 #include "smtp/smtp_parse.h"
 #include "smtp/smtp_reply.h"
-#include "spool.h"
 
 static void process(sess *s);
 static void upstream_ready(void *ud, pc_smtpc_status st, const pc_smtp_reply *r);
@@ -702,7 +702,7 @@ static void process(sess *s)
                     s->skip_line = 0;
                 continue;
             }
-            pc_line_result lr = pc_smtp_line_find(buf, avail, max, &linelen, &consumed);
+            pc_line_result lr = pc_line_find(buf, avail, max, &linelen, &consumed);
             if (lr == PC_LINE_NEED_MORE)
                 break;
             if (lr == PC_LINE_TOO_LONG) {
@@ -843,3 +843,6 @@ void pc_smtp_session_start(pc_listener_rt *l, pc_conn *conn, const struct sockad
     }
     start_connect_hook(s);
 }
+
+const pc_protocol pc_smtp_protocol = {
+    "smtp", "421 4.7.0 Error: too many connections, try again later", pc_smtp_session_start};

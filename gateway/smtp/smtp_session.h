@@ -9,15 +9,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "chain.h"
-#include "conn.h"
-#include "listener.h"
-#include "session.h"
+#include "core/chain.h"
+#include "core/listener.h"
+#include "core/session.h"
+#include "core/spool.h"
+#include "net/conn.h"
 #include "smtp/smtp_client.h"
 #include "smtp/smtp_data.h"
 #include "smtp/smtp_parse.h"
 #include "smtp/smtp_reply.h"
-#include "spool.h"
 
 #define PATH_MAX_LEN 512
 #define AUTH_LINE_MAX 12288 /* RFC 4954 §4 */

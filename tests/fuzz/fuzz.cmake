@@ -3,11 +3,13 @@
 # -fsanitize=fuzzer-no-link). New inputs go to a scratch directory in the build tree, which is
 # passed first; the checked-in seed corpus is passed second and never written to.
 set(PC_FUZZ_PARSE_SRCS
+  ${CMAKE_SOURCE_DIR}/gateway/parse/line.c
+  ${CMAKE_SOURCE_DIR}/gateway/parse/stuff.c
   ${CMAKE_SOURCE_DIR}/gateway/smtp/smtp_parse.c
   ${CMAKE_SOURCE_DIR}/gateway/smtp/smtp_reply.c
   ${CMAKE_SOURCE_DIR}/gateway/smtp/smtp_data.c
-  ${CMAKE_SOURCE_DIR}/gateway/proxy.c
-  ${CMAKE_SOURCE_DIR}/gateway/sanitize.c
+  ${CMAKE_SOURCE_DIR}/gateway/parse/proxy.c
+  ${CMAKE_SOURCE_DIR}/gateway/parse/sanitize.c
 )
 set(PC_FUZZ_FLAGS -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined)
 
@@ -26,7 +28,7 @@ target_sources(fuzz_smtp_data PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_sink
 
 # The configuration loader: YAML from an untrusted file must never crash the loader.
 add_executable(fuzz_config ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_config.c
-  ${CMAKE_SOURCE_DIR}/gateway/config.c ${CMAKE_SOURCE_DIR}/gateway/cli.c)
+  ${CMAKE_SOURCE_DIR}/gateway/config/config.c ${CMAKE_SOURCE_DIR}/gateway/config/cli.c)
 target_compile_options(fuzz_config PRIVATE ${PC_FUZZ_FLAGS})
 target_link_options(fuzz_config PRIVATE ${PC_FUZZ_FLAGS})
 target_link_libraries(fuzz_config PRIVATE PkgConfig::YAML)
@@ -39,8 +41,8 @@ set_tests_properties(fuzz.config PROPERTIES LABELS fuzz TIMEOUT 180)
 
 # POP3 command lines and the upstream response stream (status lines, multi-line bodies).
 add_executable(fuzz_pop3_parse ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_pop3_parse.c
-  ${CMAKE_SOURCE_DIR}/gateway/pop3/pop3_parse.c ${CMAKE_SOURCE_DIR}/gateway/smtp/smtp_parse.c
-  ${CMAKE_SOURCE_DIR}/gateway/smtp/smtp_data.c ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_sink.c)
+  ${CMAKE_SOURCE_DIR}/gateway/pop3/pop3_parse.c ${CMAKE_SOURCE_DIR}/gateway/parse/line.c
+  ${CMAKE_SOURCE_DIR}/gateway/parse/stuff.c ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_sink.c)
 target_compile_options(fuzz_pop3_parse PRIVATE ${PC_FUZZ_FLAGS})
 target_link_options(fuzz_pop3_parse PRIVATE ${PC_FUZZ_FLAGS})
 file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/pop3_parse)

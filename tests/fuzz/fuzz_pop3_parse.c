@@ -1,6 +1,6 @@
 /* fuzz_pop3_parse.c — libFuzzer target for POP3 command lines and the upstream response stream
  * (status lines + multi-line bodies). Whole and split reads must agree, slices stay in bounds, and
- * a clean body must survive pc_smtp_stuff -> reader unchanged; any breach aborts. */
+ * a clean body must survive pc_stuff -> reader unchanged; any breach aborts. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -83,11 +83,11 @@ static void commands(const char *buf, size_t size, size_t max, size_t cut)
     one_cmd(buf, size);
     while (pos < size) {
         size_t ll = 0, used = 0;
-        pc_line_result r = pc_smtp_line_find(buf + pos, size - pos, max, &ll, &used);
+        pc_line_result r = pc_line_find(buf + pos, size - pos, max, &ll, &used);
         /* a prefix of the buffer gives the same answer, or asks for more */
         size_t part = cut < size - pos ? cut : size - pos;
         size_t ll2 = 0, used2 = 0;
-        pc_line_result r2 = pc_smtp_line_find(buf + pos, part, max, &ll2, &used2);
+        pc_line_result r2 = pc_line_find(buf + pos, part, max, &ll2, &used2);
         if (r2 != PC_LINE_NEED_MORE &&
             (r2 != r || (r != PC_LINE_TOO_LONG && (ll2 != ll || used2 != used))))
             abort();
@@ -125,11 +125,11 @@ static void drv_init(drv *d, uint32_t shapes, size_t max_size, int check)
 static void round_trip(const sink *content, const drv *d)
 {
     sink wire = {0}, back = {0};
-    pc_smtp_stuff w;
-    pc_smtp_stuff_init(&w);
-    if (content->n && pc_smtp_stuff_feed(&w, content->p, content->n, sink_emit, &wire) < 0)
+    pc_stuff w;
+    pc_stuff_init(&w);
+    if (content->n && pc_stuff_feed(&w, content->p, content->n, sink_emit, &wire) < 0)
         abort();
-    if (pc_smtp_stuff_end(&w, sink_emit, &wire) < 0)
+    if (pc_stuff_end(&w, sink_emit, &wire) < 0)
         abort();
     pc_pop3_body b;
     pc_pop3_body_init(&b, 0, 0);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fuzz_sink.h"
+#include "parse/stuff.h"
 #include "smtp/smtp_data.h"
 
 typedef struct res {
@@ -78,11 +79,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (whole.done && !(whole.flags & PC_DATA_TOO_BIG)) {
         sink wire = {0};
-        pc_smtp_stuff w;
-        pc_smtp_stuff_init(&w);
-        if (whole.out.n && pc_smtp_stuff_feed(&w, whole.out.p, whole.out.n, sink_emit, &wire) < 0)
+        pc_stuff w;
+        pc_stuff_init(&w);
+        if (whole.out.n && pc_stuff_feed(&w, whole.out.p, whole.out.n, sink_emit, &wire) < 0)
             abort();
-        if (pc_smtp_stuff_end(&w, sink_emit, &wire) < 0)
+        if (pc_stuff_end(&w, sink_emit, &wire) < 0)
             abort();
         res back;
         read_msg(wire.p, wire.n, normalize, 0, seed, &back);

@@ -56,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     one(buf, size, 1);
     while (pos < size) {
         size_t ll = 0, used = 0;
-        pc_line_result r = pc_smtp_line_find(buf + pos, size - pos, 512, &ll, &used);
+        pc_line_result r = pc_line_find(buf + pos, size - pos, 512, &ll, &used);
         if (r == PC_LINE_NEED_MORE)
             break;
         if (r == PC_LINE_TOO_LONG) {

@@ -11,10 +11,10 @@
 
 #include <cmocka.h>
 
-#include "chain.h"
-#include "conn.h"
-#include "log.h"
-#include "plugin.h"
+#include "base/log.h"
+#include "core/chain.h"
+#include "core/plugin.h"
+#include "net/conn.h"
 
 static uv_loop_t loop;
 static pc_results results;

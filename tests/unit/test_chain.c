@@ -12,9 +12,9 @@
 
 #include <cmocka.h>
 
-#include "chain.h"
-#include "log.h"
-#include "plugin.h"
+#include "base/log.h"
+#include "core/chain.h"
+#include "core/plugin.h"
 
 static uv_loop_t loop;
 static pc_results results;

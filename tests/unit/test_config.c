@@ -14,8 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "log.h"
+#include "base/log.h"
+#include "config/config.h"
 
 #ifndef PC_SOURCE_DIR
 #define PC_SOURCE_DIR "."

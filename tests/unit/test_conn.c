@@ -17,9 +17,9 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-#include "addrtable.h"
-#include "conn.h"
-#include "tls.h"
+#include "net/addrtable.h"
+#include "net/conn.h"
+#include "net/tls.h"
 
 /* ---- certificates ---- */
 

@@ -11,8 +11,8 @@
 
 #include <cmocka.h>
 
-#include "notice.h"
-#include "spool.h"
+#include "core/notice.h"
+#include "core/spool.h"
 
 static int setup(void **state)
 {

@@ -246,30 +246,28 @@ static void test_line_framing(void **st)
     memset(buf, 'x', sizeof(buf));
     memcpy(buf, "PASS ", 5);
     memcpy(buf + PC_POP3_CMD_MAX - 2, "\r\n", 2);
-    assert_int_equal(pc_smtp_line_find(buf, PC_POP3_CMD_MAX, PC_POP3_CMD_MAX, &ll, &used),
-                     PC_LINE_OK);
+    assert_int_equal(pc_line_find(buf, PC_POP3_CMD_MAX, PC_POP3_CMD_MAX, &ll, &used), PC_LINE_OK);
     assert_int_equal(ll, PC_POP3_CMD_MAX - 2);
     assert_int_equal(used, PC_POP3_CMD_MAX);
     pc_pop3_cmd c;
     assert_int_equal(pc_pop3_cmd_parse(buf, ll, &c), PC_POP3_E_OK);
     memset(buf, 'x', sizeof(buf));
     memcpy(buf + PC_POP3_CMD_MAX - 1, "\r\n", 2);
-    assert_int_equal(pc_smtp_line_find(buf, PC_POP3_CMD_MAX + 1, PC_POP3_CMD_MAX, &ll, &used),
+    assert_int_equal(pc_line_find(buf, PC_POP3_CMD_MAX + 1, PC_POP3_CMD_MAX, &ll, &used),
                      PC_LINE_TOO_LONG);
     /* the same line with the AUTH continuation limit */
-    assert_int_equal(pc_smtp_line_find(buf, PC_POP3_CMD_MAX + 1, PC_POP3_AUTH_LINE_MAX, &ll, &used),
+    assert_int_equal(pc_line_find(buf, PC_POP3_CMD_MAX + 1, PC_POP3_AUTH_LINE_MAX, &ll, &used),
                      PC_LINE_OK);
     /* bare LF reported, with where it ends */
-    assert_int_equal(pc_smtp_line_find(S("STAT\nQUIT\r\n"), PC_POP3_CMD_MAX, &ll, &used),
+    assert_int_equal(pc_line_find(S("STAT\nQUIT\r\n"), PC_POP3_CMD_MAX, &ll, &used),
                      PC_LINE_BARE_LF);
     assert_int_equal(used, 5);
     /* need more for every prefix of a line, then OK */
     const char line[] = "TOP 1 10\r\nQUIT\r\n";
     for (size_t k = 0; k < 10; k++)
-        assert_int_equal(pc_smtp_line_find(line, k, PC_POP3_CMD_MAX, &ll, &used),
-                         PC_LINE_NEED_MORE);
+        assert_int_equal(pc_line_find(line, k, PC_POP3_CMD_MAX, &ll, &used), PC_LINE_NEED_MORE);
     for (size_t k = 10; k <= sizeof(line) - 1; k++) {
-        assert_int_equal(pc_smtp_line_find(line, k, PC_POP3_CMD_MAX, &ll, &used), PC_LINE_OK);
+        assert_int_equal(pc_line_find(line, k, PC_POP3_CMD_MAX, &ll, &used), PC_LINE_OK);
         assert_int_equal(used, 10);
         assert_int_equal(ll, 8);
     }
@@ -644,15 +642,15 @@ static void test_body_emit_failure(void **st)
     free(s.p);
 }
 
-/* content -> pc_smtp_stuff (the POP3 writer) -> pop3 body reader: the same content back */
+/* content -> pc_stuff (the POP3 writer) -> pop3 body reader: the same content back */
 static void round_trip(const char *content, size_t n)
 {
     sink wire;
     sink_init(&wire);
-    pc_smtp_stuff w;
-    pc_smtp_stuff_init(&w);
-    assert_int_equal(pc_smtp_stuff_feed(&w, content, n, sink_emit, &wire), 0);
-    assert_int_equal(pc_smtp_stuff_end(&w, sink_emit, &wire), 0);
+    pc_stuff w;
+    pc_stuff_init(&w);
+    assert_int_equal(pc_stuff_feed(&w, content, n, sink_emit, &wire), 0);
+    assert_int_equal(pc_stuff_end(&w, sink_emit, &wire), 0);
     result r;
     read_all(wire.p, wire.n, 0, 0, &r);
     assert_int_equal(r.done, 1);

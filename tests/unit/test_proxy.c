@@ -15,8 +15,8 @@
 
 #include <cmocka.h>
 
-#include "parse.h"
-#include "proxy.h"
+#include "parse/parse.h"
+#include "parse/proxy.h"
 
 static const unsigned char SIG[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
                                       0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "data_read.h"
+#include "parse/stuff.h"
 #include "smtp/smtp_data.h"
 
 /* The DATA reader behind the shared driver (data_read.h). */
@@ -299,20 +300,20 @@ static void test_emit_failure(void **st)
 
 static void write_all(const char *in, size_t n, sink *out)
 {
-    pc_smtp_stuff w;
-    pc_smtp_stuff_init(&w);
+    pc_stuff w;
+    pc_stuff_init(&w);
     sink_init(out);
     /* one byte at a time, to exercise state across calls */
     for (size_t i = 0; i < n; i++)
-        assert_int_equal(pc_smtp_stuff_feed(&w, in + i, 1, sink_emit, out), 0);
-    assert_int_equal(pc_smtp_stuff_end(&w, sink_emit, out), 0);
+        assert_int_equal(pc_stuff_feed(&w, in + i, 1, sink_emit, out), 0);
+    assert_int_equal(pc_stuff_end(&w, sink_emit, out), 0);
     /* and whole: same bytes */
-    pc_smtp_stuff w2;
+    pc_stuff w2;
     sink o2;
-    pc_smtp_stuff_init(&w2);
+    pc_stuff_init(&w2);
     sink_init(&o2);
-    assert_int_equal(pc_smtp_stuff_feed(&w2, in, n, sink_emit, &o2), 0);
-    assert_int_equal(pc_smtp_stuff_end(&w2, sink_emit, &o2), 0);
+    assert_int_equal(pc_stuff_feed(&w2, in, n, sink_emit, &o2), 0);
+    assert_int_equal(pc_stuff_end(&w2, sink_emit, &o2), 0);
     assert_int_equal(o2.n, out->n);
     if (o2.n)
         assert_memory_equal(o2.p, out->p, o2.n);
@@ -345,13 +346,13 @@ static void test_writer(void **st)
 static void test_writer_failure(void **st)
 {
     (void)st;
-    pc_smtp_stuff w;
+    pc_stuff w;
     sink o;
-    pc_smtp_stuff_init(&w);
+    pc_stuff_init(&w);
     sink_init(&o);
     o.fail_after = 0;
-    assert_int_equal(pc_smtp_stuff_feed(&w, S("a"), sink_emit, &o), -1);
-    assert_int_equal(pc_smtp_stuff_end(&w, sink_emit, &o), -1);
+    assert_int_equal(pc_stuff_feed(&w, S("a"), sink_emit, &o), -1);
+    assert_int_equal(pc_stuff_end(&w, sink_emit, &o), -1);
     free(o.p);
 }
 

@@ -20,11 +20,11 @@
  * end must be NEED_MORE (or the same early verdict), and the whole buffer must agree. */
 static pc_line_result frame(const char *buf, size_t len, size_t max, size_t *ll, size_t *used)
 {
-    pc_line_result whole = pc_smtp_line_find(buf, len, max, ll, used);
+    pc_line_result whole = pc_line_find(buf, len, max, ll, used);
     size_t wl = *ll, wu = *used;
     for (size_t k = 0; k <= len; k++) {
         size_t l2 = 0, u2 = 0;
-        pc_line_result r = pc_smtp_line_find(buf, k, max, &l2, &u2);
+        pc_line_result r = pc_line_find(buf, k, max, &l2, &u2);
         if (r == PC_LINE_NEED_MORE)
             continue;
         /* the first non-NEED_MORE verdict on a prefix is final */
@@ -436,7 +436,7 @@ static void test_stream_commands(void **st)
     /* one byte arrives at a time */
     while (start < len) {
         size_t ll = 0, used = 0;
-        pc_line_result r = pc_smtp_line_find(wire + start, avail, 512, &ll, &used);
+        pc_line_result r = pc_line_find(wire + start, avail, 512, &ll, &used);
         if (r == PC_LINE_NEED_MORE) {
             assert_true(start + avail < len);
             avail++;

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "sanitize.h"
+#include "parse/sanitize.h"
 #include "smtp/smtp_reply.h"
 
 /* Parses buf whole, and checks that every shorter prefix gives NEED_MORE or the same final verdict

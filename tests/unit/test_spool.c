@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "spool.h"
+#include "core/spool.h"
 
 static size_t count_fds(void)
 {

@@ -1,6 +1,6 @@
 /* spool.c — a message's bytes (memory up to a threshold, then an anonymous 0600 temp file) under
  * global memory/disk budgets, and the message object that layers filters' header changes on top. */
-#include "spool.h"
+#include "core/spool.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,6 +1,6 @@
 /* sanitize.c — makes raw network bytes safe to echo (replies, headers, logs); XCLIENT xtext.
  * Defends against CR/LF/NUL injection into replies, header fields and log lines. */
-#include "sanitize.h"
+#include "parse/sanitize.h"
 
 #include <string.h>
 

@@ -1,6 +1,6 @@
 /* log.c — structured log lines to stderr or syslog (see log.h). One write per line so that lines
  * from several worker threads never interleave. */
-#include "log.h"
+#include "base/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,12 +1,12 @@
 /* proxy.c — PROXY protocol v1/v2 header parsing and the v2 builder; pure.
  * Defends against lenient v1 addresses/ports, truncated or oversize v2 headers, bad families. */
-#include "proxy.h"
+#include "parse/proxy.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <string.h>
 
-#include "parse.h"
+#include "parse/parse.h"
 
 static const unsigned char V2_SIG[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
                                          0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};

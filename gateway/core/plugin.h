@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "config.h"
+#include "config/config.h"
 
 /* Registers the filters compiled into the gateway (access, pregreet). Idempotent. */
 void pc_filters_register_builtin(void);

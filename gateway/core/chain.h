@@ -11,7 +11,7 @@
 #include <sys/socket.h>
 #include <uv.h>
 
-#include "config.h"
+#include "config/config.h"
 #include "portcullis/filter.h"
 
 struct pc_conn;

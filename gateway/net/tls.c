@@ -1,6 +1,6 @@
 /* tls.c — builds the OpenSSL 3 contexts (see tls.h): a server context per listener with extra
  * certificates picked by SNI, and a client context per upstream. */
-#include "tls.h"
+#include "net/tls.h"
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>

@@ -1,6 +1,6 @@
 /* chain.c — runs a listener's filters for one hook (order, timeouts, on-error actions, verdict
  * merging, monitor mode, logging) and implements the filter API: context, timers, offload. */
-#include "chain.h"
+#include "core/chain.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -8,8 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "conn.h"
-#include "log.h"
+#include "base/log.h"
+#include "net/conn.h"
 
 #define DEFAULT_TIMEOUT_MS 30000u
 

@@ -1,6 +1,6 @@
 /* conn.c — one byte stream over libuv TCP, TLS through OpenSSL memory BIOs (see conn.h). Buffers
  * exist only while bytes are in flight; one timer serves the idle, connect and close deadlines. */
-#include "conn.h"
+#include "net/conn.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

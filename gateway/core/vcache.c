@@ -1,6 +1,6 @@
 /* vcache.c — per-worker verdict cache of retrieved messages (see vcache.h). Thread-local: each
  * worker's loop is its only user; the pthread key frees it when the thread ends. */
-#include "vcache.h"
+#include "core/vcache.h"
 
 #include <pthread.h>
 #include <stdlib.h>

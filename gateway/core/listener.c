@@ -1,7 +1,7 @@
 /* listener.c — listening sockets (SO_REUSEPORT, one per worker and address) and the accept path:
  * the total connection cap, then the hand-off to the protocol session, which applies the
  * per-address cap and PROXY trust. */
-#include "listener.h"
+#include "core/listener.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -13,14 +13,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "addrtable.h"
-#include "conn.h"
-#include "imap/imap_server.h"
-#include "log.h"
-#include "parse.h"
-#include "pop3/pop3_server.h"
-#include "proxy.h"
-#include "smtp/smtp_server.h"
+#include "base/log.h"
+#include "net/addrtable.h"
+#include "net/conn.h"
+#include "parse/parse.h"
+#include "parse/proxy.h"
 
 #define CLIENT_IN_MAX (64 * 1024)
 #define PROXY_TIMEOUT_MS 10000 /* a trusted load balancer sends its header at once */
@@ -88,23 +85,6 @@ int pc_listener_bind(const struct sockaddr_storage *ss, char *err, size_t errlen
     return fd;
 }
 
-/* What the accept path needs of each protocol (STYLE habit 2): its name, the refusal it writes
- * when a cap is hit (without CRLF), and where a session starts. */
-typedef struct proto_ops {
-    const char *name;
-    const char *busy;
-    void (*start)(pc_listener_rt *l, pc_conn *c, const struct sockaddr_storage *client);
-} proto_ops;
-
-static const proto_ops protos[] = {
-    [PC_PROTO_SMTP] = {"smtp", "421 4.7.0 Error: too many connections, try again later",
-                       pc_smtp_session_start},
-    [PC_PROTO_POP3] = {"pop3", "-ERR [SYS/TEMP] Too many connections, try again later.",
-                       pc_pop3_session_start},
-    [PC_PROTO_IMAP] = {"imap", "* BYE [UNAVAILABLE] Too many connections, try again later",
-                       pc_imap_session_start},
-};
-
 /* A connection between accept and its session: waiting for the PROXY header of a trusted load
  * balancer, or refused. Owns the per-address count of `client` until a session takes it over. */
 typedef struct gate {
@@ -115,7 +95,7 @@ typedef struct gate {
 
 static void refuse(pc_listener_rt *l, pc_conn *c)
 {
-    const char *busy = protos[l->cfg->proto].busy;
+    const char *busy = l->proto->busy;
     /* On an implicit-TLS port a plaintext line would be noise inside the handshake. */
     if (busy && l->cfg->tls.mode != PC_TLS_IMPLICIT) {
         pc_conn_write(c, busy, strlen(busy));
@@ -144,7 +124,7 @@ static void admit(gate *g, pc_conn *c)
     c->ud = NULL;
     struct sockaddr_storage client = g->client;
     free(g);
-    protos[l->cfg->proto].start(l, c, &client);
+    l->proto->start(l, c, &client);
 }
 
 static void on_gate(pc_conn *c, pc_conn_event ev, void *ud)
@@ -202,8 +182,7 @@ static void on_accept(uv_stream_t *server, int status)
         return;
     }
     g->client = c->peer;
-    if (pc_sessions_alive() >= max_total ||
-        (size_t)l->cfg->proto >= sizeof(protos) / sizeof(protos[0])) {
+    if (pc_sessions_alive() >= max_total) {
         pc_log_notice(0, "event=limit limit=max_connections listener=%s", l->cfg->name);
         refuse(l, c);
         return;

@@ -1,6 +1,6 @@
 /* plugin.c — the filter registry: built-in filters and shared-object plugins (dlopen, ABI check)
  * register by name; chains look them up. Written at start on the main thread, read-only after. */
-#include "plugin.h"
+#include "core/plugin.h"
 
 #include <dlfcn.h>
 #include <stdio.h>

@@ -4,14 +4,14 @@
  * event=timeout, event=limit limit=handshakes) are the same for every protocol; the lines that
  * differ (event=connect, event=disconnect, refusals) stay with the protocol. Defends against TLS
  * handshake floods from one address (the handshake is the expensive step a client can force). */
-#include "session.h"
+#include "core/session.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "addrtable.h"
-#include "log.h"
+#include "base/log.h"
+#include "net/addrtable.h"
 
 void *pc_session_new(size_t size, const pc_session_proto *proto, pc_listener_rt *l, pc_conn *conn,
                      const struct sockaddr_storage *client)

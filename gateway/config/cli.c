@@ -1,6 +1,6 @@
 /* cli.c — the one-line mode ("--listen URL --upstream URL ..."): turns the arguments into the same
  * option tree a YAML file gives, so that config.c's tables supply every default and every check. */
-#include "config.h"
+#include "config/config.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "buf.h"
+#include "base/buf.h"
 #include "portcullis/message.h"
 
 #define PC_NOTICE_INFO_MAX 1600 /* room for every field at its longest */

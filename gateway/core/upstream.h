@@ -8,8 +8,8 @@
 #include <sys/socket.h>
 #include <uv.h>
 
-#include "config.h"
-#include "conn.h"
+#include "config/config.h"
+#include "net/conn.h"
 
 enum {
     PC_CAP_SIZE = 1u << 0,
@@ -39,10 +39,6 @@ typedef struct pc_upstream {
     uv_getaddrinfo_t gai;
     pc_upstream_caps caps;
 } pc_upstream;
-
-/* Parses EHLO reply lines (after the first) into caps. */
-struct pc_smtp_reply;
-void pc_upstream_caps_parse(pc_upstream_caps *caps, const struct pc_smtp_reply *r);
 
 /* Resolves cfg->host:port synchronously (getaddrinfo). Called by a worker before its loop runs
  * only. Returns 0 or -1. */

@@ -18,7 +18,18 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "smtp/smtp_data.h" /* pc_data_emit_fn, PC_DATA_TOO_BIG */
+enum {
+    PC_DATA_BARE_LF = 1u << 0,
+    PC_DATA_BARE_CR = 1u << 1,
+    PC_DATA_NUL = 1u << 2,
+    PC_DATA_LONG_LINE = 1u << 3, /* a line longer than max_line (CRLF included) */
+    PC_DATA_TOO_BIG = 1u << 4,   /* more than max_size content bytes: emitting stopped */
+    PC_DATA_8BIT = 1u << 5,      /* informational: a byte >= 0x80 was seen */
+};
+
+/* Called with content bytes; borrowed, valid during the call only. Returns 0 or -1 to stop
+ * (feed then returns what it consumed so far and sets PC_DATA_... nothing: caller knows why). */
+typedef int (*pc_data_emit_fn)(void *ud, const char *p, size_t n);
 
 /* The batcher of one feed call. flags and size point into the reader's state (borrowed for the
  * call). The pending slice borrows the feed's input (or a string constant): it must be flushed

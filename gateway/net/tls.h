@@ -9,7 +9,7 @@
 #include <openssl/ssl.h>
 #include <stddef.h>
 
-#include "config.h"
+#include "config/config.h"
 
 /* Returns a new context or NULL with a reason in err (naming the file that failed to load). */
 SSL_CTX *pc_tls_server_ctx(const pc_tls_cfg *cfg, char *err, size_t errlen);

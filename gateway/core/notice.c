@@ -1,11 +1,11 @@
 /* notice.c — the replacement notice of POP3 and IMAP retrieval (see notice.h). */
-#include "notice.h"
+#include "core/notice.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
-#include "sanitize.h"
+#include "parse/sanitize.h"
 
 enum { F_FROM, F_SUBJECT, F_DATE, F_FINDING, F_ACTION, F_REF, F__COUNT };
 

@@ -8,9 +8,9 @@
 #include <openssl/ssl.h>
 #include <uv.h>
 
-#include "chain.h"
-#include "config.h"
-#include "upstream.h"
+#include "config/config.h"
+#include "core/chain.h"
+#include "core/upstream.h"
 
 struct pc_worker;
 struct pc_smtpc;
@@ -19,8 +19,22 @@ struct pc_smtpc;
 #define PC_UPSTREAM_POOL 32
 #define PC_UPSTREAM_POOL_IDLE_MS 30000
 
+struct pc_listener_rt;
+struct pc_conn;
+
+/* What the accept path needs of a protocol (STYLE habit 2): its name, the refusal it writes when a
+ * cap is hit (without CRLF), and where a session starts (it owns the connection from then on). Each
+ * protocol exports one; the worker gives every listener the one of its protocol. */
+typedef struct pc_protocol {
+    const char *name;
+    const char *busy;
+    void (*start)(struct pc_listener_rt *l, struct pc_conn *c,
+                  const struct sockaddr_storage *client);
+} pc_protocol;
+
 typedef struct pc_listener_rt {
     const pc_listener_cfg *cfg;
+    const pc_protocol *proto;
     SSL_CTX *server_tls;   /* NULL when tls.mode is none */
     SSL_CTX *upstream_tls; /* NULL when the upstream's tls is none */
     const pc_chain *chain;

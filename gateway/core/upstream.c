@@ -1,7 +1,6 @@
-/* upstream.c — upstream address resolution and EHLO capability parsing (see upstream.h).
- * Capability lines come from an untrusted server: each is bounded and sanitised before it is kept.
- */
-#include "upstream.h"
+/* upstream.c — upstream address resolution and the first steps of every upstream leg (see
+ * upstream.h): connect, outbound PROXY v2, implicit TLS or STARTTLS with SNI and name checks. */
+#include "core/upstream.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -10,60 +9,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "log.h"
-#include "proxy.h"
-#include "sanitize.h"
-#include "smtp/smtp_reply.h"
-
-static int kw(const pc_slice *l, const char *name, const char **rest, size_t *restlen)
-{
-    size_t n = strlen(name);
-    if (l->n < n || strncasecmp(l->p, name, n) != 0)
-        return 0;
-    if (l->n > n && l->p[n] != ' ' && l->p[n] != '=')
-        return 0;
-    *rest = l->n > n ? l->p + n + 1 : l->p + n;
-    *restlen = l->n > n ? l->n - n - 1 : 0;
-    return 1;
-}
-
-void pc_upstream_caps_parse(pc_upstream_caps *caps, const struct pc_smtp_reply *r)
-{
-    memset(caps, 0, sizeof(*caps));
-    caps->known = 1;
-    for (size_t i = 1; i < r->nlines; i++) {
-        const pc_slice *l = &r->lines[i];
-        const char *rest;
-        size_t rl;
-        if (kw(l, "SIZE", &rest, &rl)) {
-            caps->flags |= PC_CAP_SIZE;
-            char tmp[24];
-            size_t k = rl < sizeof(tmp) - 1 ? rl : sizeof(tmp) - 1;
-            memcpy(tmp, rest, k);
-            tmp[k] = '\0';
-            caps->size = (size_t)strtoull(tmp, NULL, 10);
-        } else if (kw(l, "PIPELINING", &rest, &rl))
-            caps->flags |= PC_CAP_PIPELINING;
-        else if (kw(l, "8BITMIME", &rest, &rl))
-            caps->flags |= PC_CAP_8BITMIME;
-        else if (kw(l, "ENHANCEDSTATUSCODES", &rest, &rl))
-            caps->flags |= PC_CAP_ENHANCED;
-        else if (kw(l, "SMTPUTF8", &rest, &rl))
-            caps->flags |= PC_CAP_SMTPUTF8;
-        else if (kw(l, "DSN", &rest, &rl))
-            caps->flags |= PC_CAP_DSN;
-        else if (kw(l, "STARTTLS", &rest, &rl))
-            caps->flags |= PC_CAP_STARTTLS;
-        else if (kw(l, "CHUNKING", &rest, &rl))
-            caps->flags |= PC_CAP_CHUNKING;
-        else if (kw(l, "XCLIENT", &rest, &rl))
-            caps->flags |= PC_CAP_XCLIENT;
-        else if (kw(l, "AUTH", &rest, &rl) && rl > 0) {
-            caps->flags |= PC_CAP_AUTH;
-            pc_sanitize(caps->auth, sizeof(caps->auth), rest, rl, 0);
-        }
-    }
-}
+#include "base/log.h"
+#include "parse/proxy.h"
+#include "parse/sanitize.h"
 
 static void resolved_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {

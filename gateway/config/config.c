@@ -1,7 +1,7 @@
 /* config.c — YAML file → generic pc_opt tree (every node with file and line) → validated pc_config
  * through one typed table per section (key, type, default, check, offset); also the value parsers.
  */
-#include "config.h"
+#include "config/config.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -14,7 +14,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
-#include "log.h"
+#include "base/log.h"
 
 #define MAX_DEPTH 64 /* YAML nesting; deeper is an error, never a deep recursion */
 

@@ -13,7 +13,7 @@
 #include <sys/socket.h>
 #include <uv.h>
 
-#include "buf.h"
+#include "base/buf.h"
 
 typedef struct pc_conn pc_conn;
 

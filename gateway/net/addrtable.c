@@ -1,6 +1,6 @@
 /* addrtable.c — per-address counters shared by the workers (see addrtable.h): a fixed table with
  * bounded linear probing under one mutex; windows are rings of one-second buckets. */
-#include "addrtable.h"
+#include "net/addrtable.h"
 
 #include <netinet/in.h>
 #include <pthread.h>

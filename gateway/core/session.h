@@ -18,10 +18,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "buf.h"
-#include "chain.h"
-#include "conn.h"
-#include "listener.h"
+#include "base/buf.h"
+#include "core/chain.h"
+#include "core/listener.h"
+#include "net/conn.h"
 
 /* What the common code needs of a protocol: one static table per protocol (STYLE habit 2). */
 typedef struct pc_session_proto {
