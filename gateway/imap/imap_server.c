@@ -5,6 +5,7 @@
  * (buffered plaintext discarded, state reset), literal abuse (pre-login literals capped at 8 KiB,
  * no allocation sized by a claim), junk (errors counted, BAD, close at the limit). */
 #include "imap/imap_server.h"
+#include "imap/imap_render.h"
 #include "imap/imap_server_session.h"
 
 #include <openssl/evp.h>
@@ -412,24 +413,18 @@ static void connect_done(void *ud, const pc_verdict *v)
     s->base.run = NULL;
     if (s->phase != IP_CONNECT)
         return;
-    if (v->action == PC_REJECT || v->action == PC_TEMPFAIL || v->action == PC_QUARANTINE) {
-        char text[300];
-        const char *t = v->text ? v->text : "Service refused";
-        pc_sanitize(text, sizeof(text), t, strlen(t), 0);
-        int tempfail = v->action != PC_REJECT;
-        char line[340];
-        snprintf(line, sizeof(line), "%s%s", tempfail ? "[UNAVAILABLE] " : "", text);
-        is_bye(s, line);
-        pc_log_notice(s->base.sid, "event=connect-refused client=%s action=%s reason=\"%s\"",
-                      s->base.client_ip,
-                      v->action == PC_REJECT     ? "reject"
-                      : v->action == PC_TEMPFAIL ? "tempfail"
-                                                 : "quarantine",
-                      text);
-        is_close(s);
+    pc_decision d;
+    pc_decision_set(&d, v, s->base.sv.results);
+    char line[512];
+    if (pc_imap_render(&d, PC_IMAP_AT_CONNECT, line, sizeof(line)) == PC_IMAP_GO_ON) {
+        greet(s);
         return;
     }
-    greet(s);
+    is_bye(s, line);
+    pc_log_notice(s->base.sid, "event=connect-refused client=%s action=%s reason=\"%s\"",
+                  s->base.client_ip, pc_action_name(d.action),
+                  pc_decision_reason(&d, "Service refused"));
+    is_close(s);
 }
 
 /* Runs the CONNECT hook if a filter uses it, else greets at once. Meanwhile the client's bytes are

@@ -1,6 +1,7 @@
 /* pop3_server.c — client-facing POP3 session (RFC 1939, 2449, 2595, 5034): login here, then relay.
  * Defends against STLS injection, plaintext logins, APOP, smuggling, floods, a hostile upstream. */
 #include "pop3/pop3_server.h"
+#include "pop3/pop3_render.h"
 #include "pop3/pop3_session.h"
 
 #include <openssl/evp.h>
@@ -760,28 +761,20 @@ static void connect_done(void *ud, const pc_verdict *v)
 {
     p3sess *s = ud;
     s->base.run = NULL;
-    const char *code = NULL, *dflt = NULL, *action = NULL;
-    switch (v->action) {
-    case PC_REJECT:
-    case PC_DISCARD:
-        code = "SYS/PERM";
-        action = v->action == PC_REJECT ? "reject" : "discard";
-        dflt = "Service refused";
-        break;
-    case PC_TEMPFAIL:
-    case PC_QUARANTINE:
-        code = "SYS/TEMP";
-        action = v->action == PC_TEMPFAIL ? "tempfail" : "quarantine";
-        dflt = "Service not available, try again later";
-        break;
-    default: greet(s); return;
+    pc_decision d;
+    pc_decision_set(&d, v, s->base.sv.results);
+    char line[512];
+    if (pc_pop3_render(&d, PC_POP3_AT_CONNECT, line, sizeof(line)) == PC_POP3_GO_ON) {
+        greet(s);
+        return;
     }
-    char text[200];
-    const char *t = v->text ? v->text : dflt;
-    pc_sanitize(text, sizeof(text), t, strlen(t), 0);
-    pc_log_notice(s->base.sid, "event=connect-refused client=%s action=%s reason=\"%s\"",
-                  s->base.client_ip, action, text);
-    p3_reply(s, "-ERR [%s] %s", code, text);
+    pc_log_notice(
+        s->base.sid, "event=connect-refused client=%s action=%s reason=\"%s\"", s->base.client_ip,
+        pc_action_name(d.action),
+        pc_decision_reason(&d, d.outcome == PC_OUTCOME_REFUSE || d.outcome == PC_OUTCOME_DISCARD
+                                   ? "Service refused"
+                                   : "Service not available, try again later"));
+    p3_reply(s, "%s", line);
     p3_close(s);
 }
 

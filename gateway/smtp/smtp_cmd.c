@@ -157,9 +157,9 @@ static void cmd_helo(sess *s, const pc_smtp_cmd *cmd, int ehlo)
     ss_run_hook(s, PC_HOOK_HELO, ST_HELO);
 }
 
-void ss_helo_after_filters(sess *s, const pc_verdict *v)
+void ss_helo_after_filters(sess *s, const pc_decision *d)
 {
-    if (ss_verdict_stops(s, v)) {
+    if (ss_verdict_stops(s, d, PC_SMTP_AT_COMMAND)) {
         s->helo[0] = '\0';
         s->base.sv.helo = NULL;
         return;
@@ -312,9 +312,9 @@ static void cmd_mail(sess *s, const char *line, size_t len)
     ss_run_hook(s, PC_HOOK_MAIL, ST_MAIL);
 }
 
-void ss_mail_after_filters(sess *s, const pc_verdict *v)
+void ss_mail_after_filters(sess *s, const pc_decision *d)
 {
-    if (ss_verdict_stops(s, v)) {
+    if (ss_verdict_stops(s, d, PC_SMTP_AT_COMMAND)) {
         ss_txn_reset(s);
         s->step = ST_NONE;
         return;
@@ -389,10 +389,10 @@ static void cmd_rcpt(sess *s, const char *line, size_t len)
     ss_run_hook(s, PC_HOOK_RCPT, ST_RCPT);
 }
 
-void ss_rcpt_after_filters(sess *s, const pc_verdict *v)
+void ss_rcpt_after_filters(sess *s, const pc_decision *d)
 {
     s->base.sv.rcpt = NULL;
-    if (ss_verdict_stops(s, v)) {
+    if (ss_verdict_stops(s, d, PC_SMTP_AT_COMMAND)) {
         s->step = ST_NONE;
         return;
     }

@@ -7,6 +7,7 @@
  * line, message, recipient count and error count bounded), and never answers 250 to DATA unless the
  * upstream did. */
 #include "smtp/smtp_server.h"
+#include "smtp/smtp_render.h"
 #include "smtp/smtp_session.h"
 
 #include <arpa/inet.h>
@@ -120,36 +121,26 @@ static int add_rcpt(sess *s, const char *addr, const char *line)
 /* ---- the filter chain -------------------------------------------------------------------------
  */
 
-static void verdict_reply(sess *s, const pc_verdict *v, int defcode, const char *defenh,
-                          const char *deftext)
+/* Renders a refusing decision as the reply (smtp_render.c); returns 1 if the step must stop here.
+ */
+int ss_verdict_stops(sess *s, const pc_decision *d, pc_smtp_stage stage)
 {
-    char text[400];
-    const char *t = v->text ? v->text : deftext;
-    pc_sanitize(text, sizeof(text), t, strlen(t), 0);
-    ss_reply(s, "%d %s %s", v->code ? v->code : defcode, v->enhanced ? v->enhanced : defenh, text);
+    char line[512];
+    if (pc_smtp_render(d, stage, line, sizeof(line)) == PC_SMTP_GO_ON)
+        return 0;
+    ss_reply(s, "%s", line);
+    return 1;
 }
 
-/* Maps a final verdict to a reply; returns 1 if the step must stop here. */
-int ss_verdict_stops(sess *s, const pc_verdict *v)
-{
-    switch (v->action) {
-    case PC_REJECT: verdict_reply(s, v, 550, "5.7.1", "Rejected by policy"); return 1;
-    case PC_TEMPFAIL: verdict_reply(s, v, 451, "4.7.1", "Try again later"); return 1;
-    case PC_QUARANTINE:
-        /* No quarantine store yet: never accept what cannot be kept. */
-        ss_reply(s, "451 4.7.1 Message held for review, try again later");
-        return 1;
-    default: return 0;
-    }
-}
-
-static void step_done(sess *s, const pc_verdict *v);
+static void step_done(sess *s, const pc_decision *d);
 
 static void chain_cb(void *ud, const pc_verdict *v)
 {
     sess *s = ud;
     s->base.run = NULL;
-    step_done(s, v);
+    pc_decision d;
+    pc_decision_set(&d, v, s->base.sv.results);
+    step_done(s, &d);
 }
 
 /* Runs hook if a filter uses it; otherwise continues at once. */
@@ -157,8 +148,9 @@ void ss_run_hook(sess *s, pc_hook hook, enum step step)
 {
     s->step = step;
     if (!pc_session_hook_used(&s->base, hook)) {
-        pc_verdict v = {.action = PC_CONTINUE};
-        step_done(s, &v);
+        pc_decision d;
+        pc_decision_pass(&d);
+        step_done(s, &d);
         return;
     }
     s->wait = W_CHAIN;
@@ -563,24 +555,15 @@ static void end_of_data(sess *s)
     ss_run_hook(s, PC_HOOK_MESSAGE, ST_MESSAGE);
 }
 
-static void message_after_filters(sess *s, const pc_verdict *v)
+static void message_after_filters(sess *s, const pc_decision *d)
 {
-    if (ss_verdict_stops(s, v)) {
+    if (ss_verdict_stops(s, d, PC_SMTP_AT_MESSAGE)) {
         char detail[64];
-        snprintf(detail, sizeof(detail), "action=%s",
-                 v->action == PC_REJECT     ? "reject"
-                 : v->action == PC_TEMPFAIL ? "tempfail"
-                                            : "quarantine");
-        log_message(s, PC_LOG_NOTICE, "filtered", detail, pc_message_size(s->msg));
-        ss_txn_reset(s);
-        s->step = ST_NONE;
-        ss_resume(s);
-        return;
-    }
-    if (v->action == PC_DISCARD) {
-        log_message(s, PC_LOG_NOTICE, "discarded-by-policy", "action=discard",
-                    pc_message_size(s->msg));
-        ss_reply(s, "250 2.0.0 Ok: discarded by policy");
+        snprintf(detail, sizeof(detail), "action=%s", pc_action_name(d->action));
+        if (d->outcome == PC_OUTCOME_DISCARD)
+            log_message(s, PC_LOG_NOTICE, "discarded-by-policy", detail, pc_message_size(s->msg));
+        else
+            log_message(s, PC_LOG_NOTICE, "filtered", detail, pc_message_size(s->msg));
         ss_txn_reset(s);
         s->step = ST_NONE;
         ss_resume(s);
@@ -607,22 +590,18 @@ static int spool_emit(void *ud, const char *p, size_t n)
     return 0;
 }
 
-static void step_done(sess *s, const pc_verdict *v)
+static void step_done(sess *s, const pc_decision *d)
 {
     enum step st = s->step;
     s->wait = W_NONE;
     switch (st) {
     case ST_CONNECT: {
         s->step = ST_NONE;
-        if (v->action == PC_REJECT || v->action == PC_TEMPFAIL || v->action == PC_QUARANTINE) {
-            char text[300];
-            const char *t = v->text ? v->text : "Service refused";
-            pc_sanitize(text, sizeof(text), t, strlen(t), 0);
-            int code = v->code ? v->code : (v->action == PC_REJECT ? 554 : 421);
-            ss_reply(s, "%d %s %s", code,
-                     v->enhanced ? v->enhanced : (code / 100 == 5 ? "5.7.1" : "4.7.0"), text);
+        char line[512];
+        if (pc_smtp_render(d, PC_SMTP_AT_CONNECT, line, sizeof(line)) != PC_SMTP_GO_ON) {
+            ss_reply(s, "%s", line);
             pc_log_notice(s->base.sid, "event=connect-refused client=%s code=%d", s->base.client_ip,
-                          code);
+                          atoi(line));
             ss_close_session(s);
             return;
         }
@@ -640,19 +619,19 @@ static void step_done(sess *s, const pc_verdict *v)
     }
     case ST_HELO:
         s->step = ST_NONE;
-        ss_helo_after_filters(s, v);
+        ss_helo_after_filters(s, d);
         break;
     case ST_MAIL:
-        ss_mail_after_filters(s, v);
+        ss_mail_after_filters(s, d);
         if (s->wait)
             return;
         break;
     case ST_RCPT:
-        ss_rcpt_after_filters(s, v);
+        ss_rcpt_after_filters(s, d);
         if (s->wait)
             return;
         break;
-    case ST_MESSAGE: message_after_filters(s, v); return;
+    case ST_MESSAGE: message_after_filters(s, d); return;
     default: break;
     }
     ss_resume(s);

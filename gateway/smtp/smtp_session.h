@@ -17,6 +17,7 @@
 #include "smtp/smtp_client.h"
 #include "smtp/smtp_data.h"
 #include "smtp/smtp_parse.h"
+#include "smtp/smtp_render.h"
 #include "smtp/smtp_reply.h"
 
 #define PATH_MAX_LEN 512
@@ -118,7 +119,7 @@ static inline void ss_flush(sess *s)
 void ss_relay_reply(sess *s, const pc_smtp_reply *r);
 void ss_error_count(sess *s);
 void ss_txn_reset(sess *s);
-int ss_verdict_stops(sess *s, const pc_verdict *v);
+int ss_verdict_stops(sess *s, const pc_decision *d, pc_smtp_stage stage);
 void ss_run_hook(sess *s, pc_hook hook, enum step step);
 void ss_upstream_failed_reply(sess *s, pc_smtpc_status st);
 void ss_drop_upstream(sess *s);
@@ -132,9 +133,9 @@ void ss_resume(sess *s);
 void ss_close_session(sess *s);
 void ss_auth_done(sess *s, const pc_smtp_reply *r);
 void ss_auth_continue(sess *s, char *line, size_t len);
-void ss_helo_after_filters(sess *s, const pc_verdict *v);
-void ss_mail_after_filters(sess *s, const pc_verdict *v);
-void ss_rcpt_after_filters(sess *s, const pc_verdict *v);
+void ss_helo_after_filters(sess *s, const pc_decision *d);
+void ss_mail_after_filters(sess *s, const pc_decision *d);
+void ss_rcpt_after_filters(sess *s, const pc_decision *d);
 void ss_command(sess *s, char *line, size_t len);
 
 #endif
