@@ -120,11 +120,19 @@ void ss_auth_continue(sess *s, char *line, size_t len)
 /* ---- commands ---------------------------------------------------------------------------------
  */
 
+/* The SIZE announced in EHLO, and the limit MAIL's SIZE= and the message itself (RFC 1870 §3: its
+ * bytes with CRLF line ends, before dot-stuffing) are held to: the gateway's own limit, or the
+ * upstream's SIZE less the headroom for the headers the gateway adds, whichever is smaller, so that
+ * a message that fits the announcement also fits the upstream. */
 static size_t announced_size(sess *s)
 {
-    size_t lim = s->base.cfg->limits.message_size;
-    if (s->base.l->up.caps.size && s->base.l->up.caps.size < lim)
-        lim = s->base.l->up.caps.size;
+    size_t lim = s->base.cfg->limits.message_size, up = s->base.l->up.caps.size;
+    size_t room = s->base.cfg->limits.size_headroom;
+    if (up) {
+        up = up > room ? up - room : 1;
+        if (up < lim)
+            lim = up;
+    }
     return lim;
 }
 
@@ -420,8 +428,8 @@ static void cmd_data(sess *s)
         ss_reply(s, "451 4.3.0 Local error in processing");
         return;
     }
-    pc_smtp_data_init(&s->data, s->base.cfg->limits.text_line_length,
-                      s->base.cfg->limits.message_size, s->base.cfg->bare_lf_normalize);
+    pc_smtp_data_init(&s->data, s->base.cfg->limits.text_line_length, announced_size(s),
+                      s->base.cfg->bare_lf_normalize);
     ss_reply(s, "354 End data with <CR><LF>.<CR><LF>");
     s->phase = PH_DATA;
     pc_conn_set_timeout(s->base.c, s->base.cfg->timeouts.data_block_ms);
