@@ -185,5 +185,74 @@ class Basic(h.GatewayTest):
         self.assertNotIn("STARTTLS", c.caps)   # no certificate configured
 
 
+class Envelope(h.GatewayTest):
+    """What the gateway lets into the envelope it relays: 8-bit addresses only with SMTPUTF8
+    (RFC 6531 §3.4), and local parts it does not interpret passed on unchanged to its one upstream."""
+
+    UTF8_FROM = "usér@exämple.test"
+    UTF8_RCPT = "ålice@example.test"
+
+    def _probed(self, gw, cap):
+        def has():
+            c = h.SmtpClient(gw.port)
+            try:
+                c.ehlo()
+                return cap in c.caps
+            finally:
+                c.close()
+        self.assertTrue(h.wait_for(has, 15), "the gateway never learnt the upstream's %s" % cap)
+
+    def _refused_8bit(self, c):
+        r = c.cmd("MAIL FROM:<%s>" % self.UTF8_FROM)
+        self.assertCode(r, 553)
+        self.assertEnhanced(r, "5.6.7")
+        self.assertCode(c.cmd("NOOP"), 250)                  # the session goes on
+        self.assertCode(c.cmd("MAIL FROM:<s@client.test>"), 250)
+        r = c.cmd("RCPT TO:<%s>" % self.UTF8_RCPT)          # a transaction opened without SMTPUTF8
+        self.assertCode(r, 553)
+        self.assertEnhanced(r, "5.6.7")
+        self.assertCode(c.cmd("RCPT TO:<alice@example.test>"), 250)
+        self.assertCode(c.cmd("RSET"), 250)
+
+    def test_8bit_address_without_smtputf8_refused(self):
+        # The upstream offers SMTPUTF8, but greets late: the first client arrives while the gateway's
+        # start-up probe is still waiting, and must get the same answers as one after it.
+        up = self.hostile("record", caps=["SMTPUTF8"], greeting_delay=3.0)
+        gw = self.gateway(up.port)
+        c = self.client(gw, timeout=20)
+        c.ehlo()
+        self.assertNotIn("SMTPUTF8", c.caps)                 # the probe has not finished yet
+        self._refused_8bit(c)
+        c.cmd("QUIT")
+        self._probed(gw, "SMTPUTF8")
+        c2 = self.client(gw, timeout=20)
+        c2.ehlo()
+        self._refused_8bit(c2)
+        c2.cmd("QUIT")
+        c.close()
+        c2.close()
+        sent = up.all_bytes()
+        self.assertTrue(sent)
+        self.assertFalse([b for b in sent if b >= 0x80], "8-bit bytes reached the upstream: %r" % sent)
+
+    def test_8bit_address_with_smtputf8_relayed(self):
+        up = self.hostile("record", caps=["SMTPUTF8"])
+        gw = self.gateway(up.port)
+        self._probed(gw, "SMTPUTF8")
+        c = self.client(gw)
+        c.ehlo()
+        self.assertCode(c.cmd("MAIL FROM:<%s> SMTPUTF8" % self.UTF8_FROM), 250)
+        self.assertCode(c.cmd("RCPT TO:<%s>" % self.UTF8_RCPT), 250)
+        self.assertCode(c.cmd("DATA"), 354)
+        c.send(b"Subject: utf8\r\n\r\nx\r\n.\r\n")
+        self.assertCode(c.read_reply(timeout=30), 250)
+        msgs = up.complete_messages()
+        self.assertEqual(len(msgs), 1)
+        # recorded as latin-1 text: compare the bytes
+        self.assertEqual(msgs[0].mail_from.encode("latin-1"),
+                         ("FROM:<%s> SMTPUTF8" % self.UTF8_FROM).encode())
+        self.assertEqual([r.encode("latin-1") for r in msgs[0].rcpts], [("TO:<%s>" % self.UTF8_RCPT).encode()])
+
+
 if __name__ == "__main__":
     unittest.main()
