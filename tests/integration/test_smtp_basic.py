@@ -253,6 +253,44 @@ class Envelope(h.GatewayTest):
                          ("FROM:<%s> SMTPUTF8" % self.UTF8_FROM).encode())
         self.assertEqual([r.encode("latin-1") for r in msgs[0].rcpts], [("TO:<%s>" % self.UTF8_RCPT).encode()])
 
+    # Local parts with routing in them: the percent hack, a quoted "@", a bang path. The gateway
+    # interprets none of them: the domain after the last "@" is the destination (accepted here), the
+    # address goes to its one upstream unchanged, and the client hears the upstream's own answer.
+    # Whether the upstream then routes to foreign.example is its configuration (SECURITY.md).
+    ROUTED = ["u%foreign.example@example.test", '"u@foreign.example"@example.test',
+              "u!foreign.example@example.test"]
+
+    def test_routing_local_parts_reach_the_upstream_unchanged(self):
+        up = self.hostile("record", reject_rcpts=[self.ROUTED[2]])
+        gw = self.gateway(up.port, trusted_networks=["192.0.2.0/24"])   # the test client is untrusted
+        c = self.client(gw)
+        c.ehlo()
+        self.assertCode(c.cmd("MAIL FROM:<s@client.test>"), 250)
+        r = c.cmd("RCPT TO:<u@foreign.example>")                    # control: a foreign domain
+        self.assertCode(r, 554)
+        self.assertEnhanced(r, "5.7.1")
+        self.assertCode(c.cmd("RCPT TO:<%s>" % self.ROUTED[0]), 250)
+        self.assertCode(c.cmd("RCPT TO:<%s>" % self.ROUTED[1]), 250)
+        r = c.cmd("RCPT TO:<%s>" % self.ROUTED[2])
+        self.assertCode(r, 550)                                      # the upstream's refusal, relayed
+        self.assertEnhanced(r, "5.1.1")
+        self.assertIn("Recipient address rejected", r.text)
+        self.assertCode(c.cmd("DATA"), 354)
+        c.send(b"Subject: routed\r\n\r\nx\r\n.\r\n")
+        self.assertCode(c.read_reply(timeout=30), 250)
+        c.cmd("QUIT")
+        msgs = up.complete_messages()
+        self.assertEqual(len(msgs), 1)
+        self.assertEqual(msgs[0].rcpts, ["TO:<%s>" % a for a in self.ROUTED[:2]])
+        rcpt_lines = [x for x in up.all_commands() if x.upper().startswith("RCPT")]
+        self.assertEqual(rcpt_lines, ["RCPT TO:<%s>" % a for a in self.ROUTED])
+        self.assertNotIn(b"<u@foreign.example>", up.all_bytes())
+        # the gateway has no route of its own: foreign.example appears in its log only as part of an
+        # address, never as a host it resolved or connected to
+        for line in gw.log_text().splitlines():
+            if "foreign.example" in line:
+                self.assertRegex(line, r"event=(relay-denied|message) ", line)
+
 
 if __name__ == "__main__":
     unittest.main()
