@@ -149,6 +149,24 @@ class Upstream421(h.GatewayTest):
         self.assertServing(c)
         self.assertEqual(sink.messages(), [])
 
+    def test_421_at_auth(self):
+        up = self.hostile("record", caps=["AUTH PLAIN"], close_421=["AUTH"])
+        gw = self.gateway(up.port, smtp={"plaintext_auth": "allow"})
+        def offered():
+            c = h.SmtpClient(gw.port)
+            try:
+                c.ehlo()
+                return "AUTH" in c.caps
+            finally:
+                c.close()
+        self.assertTrue(h.wait_for(offered, 10), "the gateway never offered AUTH")
+        c = self.client(gw, timeout=30)
+        c.ehlo()
+        self.assertUpstream421(c.cmd("AUTH PLAIN AGFsaWNlAHNlY3JldA=="))
+        self.assertServing(c)
+        self.assertIn(b"AUTH PLAIN", up.all_bytes())
+        self.assertNotIn("result=failed", gw.log_text())   # not counted as a failed login
+
     def test_421_at_mail(self):
         sink = self._sink("MAIL")
         gw = self.gateway(sink.port)
