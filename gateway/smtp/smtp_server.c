@@ -486,7 +486,9 @@ static void data_final(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
         ss_drop_upstream(s);
         ss_upstream_failed_reply(s, st);
     } else if (ss_upstream_closing(s, r)) {
-        snprintf(rtext, sizeof(rtext), "%s", "closing connection");
+        code = r->code; /* logged as the upstream said it; the client heard 451 */
+        pc_sanitize(rtext, sizeof(rtext), r->nlines ? r->lines[0].p : "",
+                    r->nlines ? r->lines[0].n : 0, 0);
     } else if (!ss_reply_class_ok(r) || (r->code / 100 == 2 && r->code != 250)) {
         ss_drop_upstream(s);
         ss_upstream_failed_reply(s, PC_SMTPC_PROTOCOL);
