@@ -699,6 +699,7 @@ static const section limits_sec = {.fields = (const field[]){
     {KEY("line_length", F_SIZE, "512", LIM(line_length)), .min = 1, .max = 65536},
     {KEY("text_line_length", F_SIZE, "1000", LIM(text_line_length)), .min = 1, .max = 1048576},
     {KEY("message_size", F_SIZE, "50M", LIM(message_size)), .min = 1},
+    {KEY("size_headroom", F_SIZE, "16K", LIM(size_headroom)), .max = 1048576},
     {KEY("recipients", F_UINT, "100", LIM(recipients)), .min = 1},
     {KEY("errors", F_UINT, "10", LIM(errors)), .min = 1},
     {KEY("max_received", F_UINT, "30", LIM(max_received)), .min = 1},

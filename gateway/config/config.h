@@ -80,6 +80,7 @@ typedef struct pc_smtp_limits {
     size_t line_length;      /* command line, CRLF included; default 512 (RFC 5321 4.5.3.1.4) */
     size_t text_line_length; /* DATA line, CRLF included; default 1000 (RFC 5321 4.5.3.1.6) */
     size_t message_size;     /* default 50 MiB; also announced in SIZE */
+    size_t size_headroom;    /* off the upstream's SIZE, for added headers; 16 KiB */
     unsigned recipients;     /* per transaction; default 100 (RFC 5321 4.5.3.1.8) */
     unsigned errors;         /* per session before 421; default 10 */
     unsigned max_received;   /* Received headers before 554 5.4.6; default 30 */

@@ -120,11 +120,19 @@ void ss_auth_continue(sess *s, char *line, size_t len)
 /* ---- commands ---------------------------------------------------------------------------------
  */
 
+/* The SIZE announced in EHLO, and the limit MAIL's SIZE= and the message itself (RFC 1870 §3: its
+ * bytes with CRLF line ends, before dot-stuffing) are held to: the gateway's own limit, or the
+ * upstream's SIZE less the headroom for the headers the gateway adds, whichever is smaller, so that
+ * a message that fits the announcement also fits the upstream. */
 static size_t announced_size(sess *s)
 {
-    size_t lim = s->base.cfg->limits.message_size;
-    if (s->base.l->up.caps.size && s->base.l->up.caps.size < lim)
-        lim = s->base.l->up.caps.size;
+    size_t lim = s->base.cfg->limits.message_size, up = s->base.l->up.caps.size;
+    size_t room = s->base.cfg->limits.size_headroom;
+    if (up) {
+        up = up > room ? up - room : 1;
+        if (up < lim)
+            lim = up;
+    }
     return lim;
 }
 
@@ -232,6 +240,15 @@ static int valis(const pc_smtp_param *pm, const char *v)
     return pm->value.n == strlen(v) && strncasecmp(pm->value.p, v, pm->value.n) == 0;
 }
 
+/* RFC 6531 §3.4: an address with 8-bit bytes needs the SMTPUTF8 parameter of its transaction. */
+static int has_8bit(pc_slice p)
+{
+    for (size_t i = 0; i < p.n; i++)
+        if ((unsigned char)p.p[i] >= 0x80)
+            return 1;
+    return 0;
+}
+
 static void cmd_mail(sess *s, const char *line, size_t len)
 {
     if (!s->helo[0]) {
@@ -245,8 +262,9 @@ static void cmd_mail(sess *s, const char *line, size_t len)
         return;
     }
     pc_smtp_cmd cmd;
-    int utf8 = (upcaps(s) & PC_CAP_SMTPUTF8) != 0;
-    pc_smtp_err e = pc_smtp_cmd_parse(line, len, utf8, &cmd);
+    /* UTF-8 is parsed in the address whatever the client or the upstream offers; whether it may be
+     * there is decided below from this command's own SMTPUTF8 parameter. */
+    pc_smtp_err e = pc_smtp_cmd_parse(line, len, 1, &cmd);
     if (e == PC_SMTP_E_ADDRESS) {
         ss_reply(s, "501 5.1.7 Bad sender address syntax");
         ss_error_count(s);
@@ -263,6 +281,7 @@ static void cmd_mail(sess *s, const char *line, size_t len)
         return;
     }
     unsigned caps = upcaps(s);
+    s->body8bit = s->smtputf8 = 0; /* this MAIL's parameters only, not a refused one's */
     for (size_t i = 0; i < cmd.nparams; i++) {
         const pc_smtp_param *pm = &cmd.params[i];
         if (keyis(pm, "SIZE") && pm->value.n) {
@@ -303,6 +322,11 @@ static void cmd_mail(sess *s, const char *line, size_t len)
             return;
         }
     }
+    if (!s->smtputf8 && has_8bit(cmd.path)) {
+        s->body8bit = 0;
+        ss_reply(s, "553 5.6.7 Non-ASCII sender address requires SMTPUTF8");
+        return;
+    }
     if (copy_path(s->sender, sizeof(s->sender), cmd.path) < 0 ||
         build_line(s, s->mail_line, sizeof(s->mail_line), "MAIL FROM", s->sender, &cmd) < 0) {
         ss_reply(s, "501 5.1.7 Sender address too long");
@@ -337,7 +361,7 @@ static void cmd_rcpt(sess *s, const char *line, size_t len)
         return;
     }
     pc_smtp_cmd cmd;
-    pc_smtp_err e = pc_smtp_cmd_parse(line, len, s->smtputf8, &cmd);
+    pc_smtp_err e = pc_smtp_cmd_parse(line, len, 1, &cmd);
     if (e == PC_SMTP_E_ADDRESS) {
         ss_reply(s, "501 5.1.3 Bad recipient address syntax");
         ss_error_count(s);
@@ -361,6 +385,10 @@ static void cmd_rcpt(sess *s, const char *line, size_t len)
         ss_reply(s, "555 5.5.4 Unsupported parameter %.*s", (int)(pm->key.n > 40 ? 40 : pm->key.n),
                  pm->key.p);
         ss_error_count(s);
+        return;
+    }
+    if (!s->smtputf8 && has_8bit(cmd.path)) {
+        ss_reply(s, "553 5.6.7 Non-ASCII recipient address requires SMTPUTF8");
         return;
     }
     if (s->nrcpts >= s->base.cfg->limits.recipients) {
@@ -420,8 +448,8 @@ static void cmd_data(sess *s)
         ss_reply(s, "451 4.3.0 Local error in processing");
         return;
     }
-    pc_smtp_data_init(&s->data, s->base.cfg->limits.text_line_length,
-                      s->base.cfg->limits.message_size, s->base.cfg->bare_lf_normalize);
+    pc_smtp_data_init(&s->data, s->base.cfg->limits.text_line_length, announced_size(s),
+                      s->base.cfg->bare_lf_normalize);
     ss_reply(s, "354 End data with <CR><LF>.<CR><LF>");
     s->phase = PH_DATA;
     pc_conn_set_timeout(s->base.c, s->base.cfg->timeouts.data_block_ms);
@@ -531,8 +559,9 @@ static void cmd_rset(sess *s)
 void ss_command(sess *s, char *line, size_t len)
 {
     pc_smtp_cmd cmd;
-    int utf8 = (upcaps(s) & PC_CAP_SMTPUTF8) != 0;
-    pc_smtp_err e = pc_smtp_cmd_parse(line, len, utf8, &cmd);
+    /* 8-bit is allowed only in MAIL and RCPT addresses (the parser refuses it elsewhere); their
+     * handlers decide whether the transaction may carry it. */
+    pc_smtp_err e = pc_smtp_cmd_parse(line, len, 1, &cmd);
     s->first_cmd = 1;
     if (e == PC_SMTP_E_NUL || e == PC_SMTP_E_8BIT) {
         ss_reply(s, "500 5.5.2 Error: invalid characters in command");

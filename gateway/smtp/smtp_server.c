@@ -314,12 +314,30 @@ int ss_reply_class_ok(const pc_smtp_reply *r)
     return k == 2 || k == 4 || k == 5;
 }
 
+/* RFC 5321 §3.8: an upstream's 421 says that it is closing the connection. Relayed, it would tell
+ * the client that the gateway closes, while the gateway goes on: so every 421 from the upstream
+ * becomes 451 4.4.2 to the client, that upstream leg is dropped, and the client is still served
+ * (its next command opens another leg). Returns 1 if r was such a reply and has been answered. */
+int ss_upstream_closing(sess *s, const pc_smtp_reply *r)
+{
+    if (!r || r->code != 421)
+        return 0;
+    char text[300];
+    pc_sanitize(text, sizeof(text), r->nlines ? r->lines[0].p : "", r->nlines ? r->lines[0].n : 0,
+                0);
+    pc_log_notice(s->base.sid, "event=upstream status=closing step=%s upstream=\"421 %s\"",
+                  step_name(s->step), text);
+    ss_drop_upstream(s);
+    ss_reply(s, "451 4.4.2 Upstream closed the connection, try again later");
+    return 1;
+}
+
 static void up_cmd_done(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
 {
     sess *s = ud;
     s->wait = W_NONE;
-    if (st != PC_SMTPC_OK && s->up_reused && s->step == ST_MAIL) {
-        /* A pooled session the upstream had closed meanwhile: open a fresh one instead. */
+    if ((st != PC_SMTPC_OK || (r && r->code == 421)) && s->up_reused && s->step == ST_MAIL) {
+        /* A pooled session the upstream had closed (or is closing) meanwhile: open a fresh one. */
         ss_drop_upstream(s);
         ss_open_upstream(s);
         return;
@@ -331,6 +349,18 @@ static void up_cmd_done(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
         if (s->step == ST_MAIL || s->step == ST_MESSAGE)
             ss_txn_reset(s);
         if (s->step == ST_AUTH || s->step == ST_AUTH_RSET) {
+            explicit_bzero(s->auth_line, sizeof(s->auth_line));
+            s->phase = PH_CMD;
+        }
+        s->step = ST_NONE;
+        ss_resume(s);
+        return;
+    }
+    if (s->step != ST_MAIL_RSET && s->step != ST_AUTH_RSET && ss_upstream_closing(s, r)) {
+        /* An earlier RCPT's acceptance stays: DATA reconnects and replays the envelope. */
+        if (s->step == ST_MAIL || s->step == ST_MESSAGE)
+            ss_txn_reset(s);
+        if (s->step == ST_AUTH) {
             explicit_bzero(s->auth_line, sizeof(s->auth_line));
             s->phase = PH_CMD;
         }
@@ -447,6 +477,10 @@ static void data_final(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
     if (st != PC_SMTPC_OK) {
         ss_drop_upstream(s);
         ss_upstream_failed_reply(s, st);
+    } else if (ss_upstream_closing(s, r)) {
+        code = r->code; /* logged as the upstream said it; the client heard 451 */
+        pc_sanitize(rtext, sizeof(rtext), r->nlines ? r->lines[0].p : "",
+                    r->nlines ? r->lines[0].n : 0, 0);
     } else if (!ss_reply_class_ok(r) || (r->code / 100 == 2 && r->code != 250)) {
         ss_drop_upstream(s);
         ss_upstream_failed_reply(s, PC_SMTPC_PROTOCOL);

@@ -123,6 +123,9 @@ int ss_verdict_stops(sess *s, const pc_decision *d, pc_smtp_stage stage);
 void ss_run_hook(sess *s, pc_hook hook, enum step step);
 void ss_upstream_failed_reply(sess *s, pc_smtpc_status st);
 void ss_drop_upstream(sess *s);
+/* An upstream 421: answers the client 451 4.4.2 and drops the upstream leg; returns 1 if r was one.
+ */
+int ss_upstream_closing(sess *s, const pc_smtp_reply *r);
 void ss_open_upstream(sess *s);
 void ss_up_send(sess *s, const char *line, int secret);
 /* Sends the MAIL (step ST_MAIL) or AUTH (step ST_AUTH) line upstream: on the live session, after an

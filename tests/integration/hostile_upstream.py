@@ -23,10 +23,17 @@ Modes:
   unexpected_2xx_data answers DATA with 250 instead of 354
   slow                greets, then never answers anything
   drop_mid_data       354 to DATA, reads a little of the message, then closes
+Options of every mode: size=N is announced as SIZE N and never enforced (a deliberately lax peer: a
+message over it is taken, so a test sees what the gateway let through); caps=[...] adds capabilities
+(e.g. SMTPUTF8, AUTH PLAIN); close_421={verb,...} answers those commands 421 and closes;
+greeting_delay=S waits S seconds before each greeting (the gateway's start-up probe is
+then still running when a test's first client arrives).
 State owned: the listening socket, one thread per connection, and the recordings (guarded by a lock).
 Invariants: bounded buffers (a session's record is capped at 64 MB); stop() closes every socket and
 joins threads with a timeout.
 """
+
+import time
 
 from harness import wait_for
 from hostile_base import RECORD_CAP, Closed, Conn, HostileServer, Session  # noqa: F401 (re-exported)
@@ -104,8 +111,10 @@ class HostileUpstream(HostileServer):
 
     def __init__(self, mode="record", at="EHLO", reject_rcpts=(), tls_context=None, lenient_dot=False,
                  caps=None, greeting=b"220 hostile.test ESMTP test-upstream\r\n", size=10240000,
-                 lines=100000):
+                 lines=100000, greeting_delay=0.0, close_421=()):
         super().__init__(mode, MODES, tls_context)
+        self.greeting_delay = greeting_delay
+        self.close_421 = {v.upper() for v in close_421}
         self.at = at.upper()
         self.reject_rcpts = {r.lower() for r in reject_rcpts}
         self.lenient_dot = lenient_dot
@@ -144,6 +153,8 @@ class HostileUpstream(HostileServer):
 
     def _dialogue(self, io, sess):
         mode = self.mode
+        if self.greeting_delay:
+            time.sleep(self.greeting_delay)
         io.send(self.greeting)
         mail_from, rcpts = None, []
         offer_tls = mode == "starttls_inject" or (self.tls_context is not None and mode != "no_starttls")
@@ -152,6 +163,9 @@ class HostileUpstream(HostileServer):
             if mode == "slow":
                 continue
             point = "EHLO" if verb in ("EHLO", "HELO", "LHLO") else verb
+            if verb in self.close_421:                     # "421 ... closing", and it does
+                io.send(b"421 4.3.2 hostile.test Service shutting down\r\n")
+                return
             if point == self.at and point in UNTERMINATED:  # where huge_reply and no_crlf strike
                 if mode == "huge_reply":
                     io.send(self._huge())

@@ -169,7 +169,8 @@ class Basic(h.GatewayTest):
         gw = self.gateway(self.pf.port, tls="starttls")   # gateway 10M, Postfix 5000000
         c = self.client(gw)
         self.assertCode(c.ehlo(), 250)
-        self.assertEqual(c.caps.get("SIZE"), "5000000")
+        # Postfix's limit less the default headroom for the headers the gateway adds
+        self.assertEqual(c.caps.get("SIZE"), str(5000000 - 16384))
         for cap in ("PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "STARTTLS"):
             self.assertIn(cap, c.caps)
         self.assertNotIn("CHUNKING", c.caps)
@@ -182,6 +183,113 @@ class Basic(h.GatewayTest):
         c.ehlo()
         self.assertEqual(c.caps.get("SIZE"), "1000000")
         self.assertNotIn("STARTTLS", c.caps)   # no certificate configured
+
+
+class Envelope(h.GatewayTest):
+    """What the gateway lets into the envelope it relays: 8-bit addresses only with SMTPUTF8
+    (RFC 6531 §3.4), and local parts it does not interpret passed on unchanged to its one upstream."""
+
+    UTF8_FROM = "usér@exämple.test"
+    UTF8_RCPT = "ålice@example.test"
+
+    def _probed(self, gw, cap):
+        def has():
+            c = h.SmtpClient(gw.port)
+            try:
+                c.ehlo()
+                return cap in c.caps
+            finally:
+                c.close()
+        self.assertTrue(h.wait_for(has, 15), "the gateway never learnt the upstream's %s" % cap)
+
+    def _refused_8bit(self, c):
+        r = c.cmd("MAIL FROM:<%s>" % self.UTF8_FROM)
+        self.assertCode(r, 553)
+        self.assertEnhanced(r, "5.6.7")
+        self.assertCode(c.cmd("NOOP"), 250)                  # the session goes on
+        self.assertCode(c.cmd("MAIL FROM:<s@client.test>"), 250)
+        r = c.cmd("RCPT TO:<%s>" % self.UTF8_RCPT)          # a transaction opened without SMTPUTF8
+        self.assertCode(r, 553)
+        self.assertEnhanced(r, "5.6.7")
+        self.assertCode(c.cmd("RCPT TO:<alice@example.test>"), 250)
+        self.assertCode(c.cmd("RSET"), 250)
+
+    def test_8bit_address_without_smtputf8_refused(self):
+        # The upstream offers SMTPUTF8, but greets late: the first client arrives while the gateway's
+        # start-up probe is still waiting, and must get the same answers as one after it.
+        up = self.hostile("record", caps=["SMTPUTF8"], greeting_delay=3.0)
+        gw = self.gateway(up.port)
+        c = self.client(gw, timeout=20)
+        c.ehlo()
+        self.assertNotIn("SMTPUTF8", c.caps)                 # the probe has not finished yet
+        self._refused_8bit(c)
+        c.cmd("QUIT")
+        self._probed(gw, "SMTPUTF8")
+        c2 = self.client(gw, timeout=20)
+        c2.ehlo()
+        self._refused_8bit(c2)
+        c2.cmd("QUIT")
+        c.close()
+        c2.close()
+        sent = up.all_bytes()
+        self.assertTrue(sent)
+        self.assertFalse([b for b in sent if b >= 0x80], "8-bit bytes reached the upstream: %r" % sent)
+
+    def test_8bit_address_with_smtputf8_relayed(self):
+        up = self.hostile("record", caps=["SMTPUTF8"])
+        gw = self.gateway(up.port)
+        self._probed(gw, "SMTPUTF8")
+        c = self.client(gw)
+        c.ehlo()
+        self.assertCode(c.cmd("MAIL FROM:<%s> SMTPUTF8" % self.UTF8_FROM), 250)
+        self.assertCode(c.cmd("RCPT TO:<%s>" % self.UTF8_RCPT), 250)
+        self.assertCode(c.cmd("DATA"), 354)
+        c.send(b"Subject: utf8\r\n\r\nx\r\n.\r\n")
+        self.assertCode(c.read_reply(timeout=30), 250)
+        msgs = up.complete_messages()
+        self.assertEqual(len(msgs), 1)
+        # recorded as latin-1 text: compare the bytes
+        self.assertEqual(msgs[0].mail_from.encode("latin-1"),
+                         ("FROM:<%s> SMTPUTF8" % self.UTF8_FROM).encode())
+        self.assertEqual([r.encode("latin-1") for r in msgs[0].rcpts], [("TO:<%s>" % self.UTF8_RCPT).encode()])
+
+    # Local parts with routing in them: the percent hack, a quoted "@", a bang path. The gateway
+    # interprets none of them: the domain after the last "@" is the destination (accepted here), the
+    # address goes to its one upstream unchanged, and the client hears the upstream's own answer.
+    # Whether the upstream then routes to foreign.example is its configuration (SECURITY.md).
+    ROUTED = ["u%foreign.example@example.test", '"u@foreign.example"@example.test',
+              "u!foreign.example@example.test"]
+
+    def test_routing_local_parts_reach_the_upstream_unchanged(self):
+        up = self.hostile("record", reject_rcpts=[self.ROUTED[2]])
+        gw = self.gateway(up.port, trusted_networks=["192.0.2.0/24"])   # the test client is untrusted
+        c = self.client(gw)
+        c.ehlo()
+        self.assertCode(c.cmd("MAIL FROM:<s@client.test>"), 250)
+        r = c.cmd("RCPT TO:<u@foreign.example>")                    # control: a foreign domain
+        self.assertCode(r, 554)
+        self.assertEnhanced(r, "5.7.1")
+        self.assertCode(c.cmd("RCPT TO:<%s>" % self.ROUTED[0]), 250)
+        self.assertCode(c.cmd("RCPT TO:<%s>" % self.ROUTED[1]), 250)
+        r = c.cmd("RCPT TO:<%s>" % self.ROUTED[2])
+        self.assertCode(r, 550)                                      # the upstream's refusal, relayed
+        self.assertEnhanced(r, "5.1.1")
+        self.assertIn("Recipient address rejected", r.text)
+        self.assertCode(c.cmd("DATA"), 354)
+        c.send(b"Subject: routed\r\n\r\nx\r\n.\r\n")
+        self.assertCode(c.read_reply(timeout=30), 250)
+        c.cmd("QUIT")
+        msgs = up.complete_messages()
+        self.assertEqual(len(msgs), 1)
+        self.assertEqual(msgs[0].rcpts, ["TO:<%s>" % a for a in self.ROUTED[:2]])
+        rcpt_lines = [x for x in up.all_commands() if x.upper().startswith("RCPT")]
+        self.assertEqual(rcpt_lines, ["RCPT TO:<%s>" % a for a in self.ROUTED])
+        self.assertNotIn(b"<u@foreign.example>", up.all_bytes())
+        # the gateway has no route of its own: foreign.example appears in its log only as part of an
+        # address, never as a host it resolved or connected to
+        for line in gw.log_text().splitlines():
+            if "foreign.example" in line:
+                self.assertRegex(line, r"event=(relay-denied|message) ", line)
 
 
 if __name__ == "__main__":

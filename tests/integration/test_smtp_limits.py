@@ -1,5 +1,5 @@
-"""Limits and timeouts: a 1 MB line without LF, SIZE (declared and actual), the recipients cap, the
-errors cap, Received hop counting, the command timeout, and a slow-but-alive client.
+"""Limits and timeouts: a 1 MB line without LF, SIZE (declared and actual; the upstream's SIZE less
+the headroom is announced and enforced), the recipients cap, the errors cap, Received hop counting, the command timeout, and a slow-but-alive client.
 
 Owns: a recording upstream and gateways per test (timeouts shortened in the config for the test).
 """
@@ -138,6 +138,98 @@ class Limits(h.GatewayTest):
         self.assertCode(c.read_reply(timeout=10), 250)
         r = c.read_reply(timeout=20)             # then idle: the timeout still applies
         self.assertCode(r, 421)
+
+    # -- SIZE: the limit announced is the limit enforced. The recording upstream announces
+    # SIZE 5000000 and deliberately does not enforce it (a lax peer): whatever it received is what the
+    # gateway let through.
+    UP_SIZE = 5000000
+    HEADROOM = 16384          # limits.size_headroom default
+
+    def _size_gateway(self, **limits):
+        up = self.hostile("record", size=self.UP_SIZE)
+        gw = self.gateway(up.port, limits=limits)
+        # the start-up probe of the upstream teaches the gateway its SIZE: wait for it
+        want = str(self.UP_SIZE - limits.get("size_headroom", self.HEADROOM))
+        def probed():
+            c = h.SmtpClient(gw.port)
+            try:
+                c.ehlo()
+                return c.caps.get("SIZE") != "10485760"
+            finally:
+                c.close()
+        self.assertTrue(h.wait_for(probed, 10), "the gateway never learnt the upstream's SIZE")
+        return up, gw, want
+
+    def test_size_announced_is_upstream_minus_headroom(self):
+        up, gw, want = self._size_gateway()
+        c = self.client(gw)
+        c.ehlo()
+        self.assertEqual(c.caps.get("SIZE"), want)
+        up2, gw2, want2 = self._size_gateway(size_headroom=1024)
+        c2 = self.client(gw2)
+        c2.ehlo()
+        self.assertEqual(c2.caps.get("SIZE"), want2)
+        self.assertEqual(want2, str(self.UP_SIZE - 1024))
+
+    def test_size_declared_over_announced_refused_at_mail(self):
+        up, gw, want = self._size_gateway()
+        c = self.client(gw)
+        c.ehlo()
+        # over the announcement though under the upstream's own SIZE
+        r = c.cmd("MAIL FROM:<s@client.test> SIZE=%d" % (int(want) + 1))
+        self.assertCode(r, 552)
+        self.assertEnhanced(r, "5.3.4")
+        self.assertCode(c.cmd("MAIL FROM:<s@client.test> SIZE=%s" % want), 250)
+        self.assertFalse([x for x in up.all_commands() if "SIZE=%d" % (int(want) + 1) in x])
+
+    def _send_sized(self, gw, total):
+        """One transaction with a message of `total` bytes as RFC 1870 counts them (CRLF line ends,
+        before dot-stuffing), no SIZE parameter. Returns the reply to the final dot."""
+        c = self.client(gw, timeout=60)
+        c.ehlo()
+        self.assertCode(c.cmd("MAIL FROM:<s@client.test>"), 250)
+        self.assertCode(c.cmd("RCPT TO:<alice@example.test>"), 250)
+        self.assertCode(c.cmd("DATA"), 354)
+        head = b"Subject: sized\r\n\r\n"
+        line = b"." + b"x" * 77 + b"\r\n"      # leading dots: stuffing must not count
+        n, rest = divmod(total - len(head), len(line))
+        if rest == 1:
+            n, rest = n - 1, rest + len(line)
+        body = head + line * n + (b"y" * (rest - 2) + b"\r\n" if rest else b"")
+        self.assertEqual(len(body), total)
+        wire = h.dot_stuff(body) + b".\r\n"
+        t = h.send_in_thread(c.sock.sendall, wire)
+        r = c.read_reply(timeout=60)
+        t.join(60)
+        return c, r
+
+    def test_message_over_upstream_size_refused_after_dot(self):
+        up, gw, want = self._size_gateway()
+        c, r = self._send_sized(gw, 5002000)
+        self.assertCode(r, 552)
+        self.assertEnhanced(r, "5.3.4")
+        self.assertEqual(up.complete_messages(), [])
+        self.assertNotIn(b"Subject: sized", up.all_bytes())
+        self.assertCode(c.cmd("RSET"), 250)
+
+    def test_message_over_announced_size_refused_after_dot(self):
+        up, gw, want = self._size_gateway()
+        c, r = self._send_sized(gw, int(want) + 1)
+        self.assertCode(r, 552)
+        self.assertEnhanced(r, "5.3.4")
+        self.assertEqual(up.complete_messages(), [])
+
+    def test_message_of_announced_size_fits_upstream(self):
+        up, gw, want = self._size_gateway()
+        c, r = self._send_sized(gw, int(want))
+        self.assertCode(r, 250)
+        msgs = up.complete_messages()
+        self.assertEqual(len(msgs), 1)
+        # with the gateway's Received header it still fits the upstream's SIZE
+        self.assertLessEqual(len(msgs[0].data), self.UP_SIZE)
+        rcv, rest = h.strip_first_received(msgs[0].data)
+        self.assertIsNotNone(rcv)
+        self.assertEqual(len(rest), int(want))
 
 
 if __name__ == "__main__":
