@@ -521,9 +521,10 @@ static void test_cli_full(void **state)
         assert_int_equal(l->require_tls, 1);
         assert_string_equal(l->hostname, "gw.example.test");
         assert_int_equal(l->accepted_domains.n, 2);
-        assert_int_equal(l->trusted_networks.n, 3);
-        assert_true(in4(&l->trusted_networks, "127.0.0.1"));
+        assert_int_equal(l->trusted_networks.n, 1); /* --trust replaces the loopback default */
+        assert_false(in4(&l->trusted_networks, "127.0.0.1"));
         assert_true(in4(&l->trusted_networks, "10.1.1.1"));
+        assert_int_equal(l->plaintext_auth, 0);
         assert_int_equal(l->limits.message_size, 10 << 20);
         assert_int_equal(l->upstream.verify, 0);
         assert_string_equal(l->upstream.ca_file, cert);
@@ -541,6 +542,40 @@ static void test_cli_full(void **state)
     assert_int_equal(l->upstream.port, 4465);
     assert_int_equal(l->upstream.tls, PC_TLS_IMPLICIT);
     pc_config_free(cfg);
+}
+
+/* --trust replaces the default and repeats; --plaintext-auth relaxes the listener's own key. */
+static void test_cli_trust_and_plaintext_auth(void **state)
+{
+    (void)state;
+    pc_config *cfg = cli("--listen", "smtp://127.0.0.1:2525", "--upstream", "smtp://127.0.0.1",
+                         "--listen", "imap://127.0.0.1:2143", "--upstream", "imap://127.0.0.1",
+                         "--listen", "pop3://127.0.0.1:2110", "--upstream", "pop3://127.0.0.1",
+                         "--trust", "10.0.0.0/8", "--trust=::1", "--plaintext-auth", NULL);
+    if (!cfg)
+        print_error("%s\n", err);
+    assert_non_null(cfg);
+    for (size_t i = 0; i < 3; i++) {
+        const pc_listener_cfg *l = &cfg->listeners[i];
+        assert_int_equal(l->trusted_networks.n, 2);
+        assert_false(in4(&l->trusted_networks, "127.0.0.1"));
+        assert_true(in4(&l->trusted_networks, "10.9.9.9"));
+        assert_true(in6(&l->trusted_networks, "::1"));
+        assert_int_equal(i == 0 ? l->plaintext_auth : l->mailbox.plaintext_auth, 1);
+    }
+    pc_config_free(cfg);
+
+    cfg = cli("--listen", "imap://127.0.0.1:2143", "--upstream", "imap://127.0.0.1", NULL);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->listeners[0].mailbox.plaintext_auth, 0); /* never, by default */
+    assert_true(in4(&cfg->listeners[0].trusted_networks, "127.0.0.1"));
+    pc_config_free(cfg);
+    expect_cli_error(cli("--listen", "smtp://127.0.0.1:25", "--upstream", "smtp://h", "--trust",
+                         "10.0.0.0/33", NULL),
+                     "command line: listeners[0].trusted_networks[0]: ");
+    expect_cli_error(cli("--listen", "smtp://127.0.0.1:25", "--upstream", "smtp://h",
+                         "--plaintext-auth=yes", NULL),
+                     "--plaintext-auth takes no value");
 }
 
 static void test_cli_errors(void **state)
@@ -760,6 +795,7 @@ int main(void)
         cmocka_unit_test(test_cli_basic),
         cmocka_unit_test(test_mailbox_defaults_per_protocol),
         cmocka_unit_test(test_cli_full),
+        cmocka_unit_test(test_cli_trust_and_plaintext_auth),
         cmocka_unit_test(test_cli_errors),
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_sizes),
