@@ -27,22 +27,22 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: portcullis -c FILE          run with a configuration file\n"
-            "       portcullis -t -c FILE       check the configuration and exit\n"
-            "       portcullis --listen URL --upstream URL [--cert F --key F] [options]\n"
-            "                                   one-line mode (see portcullis(8), "
-            "docs/configuration.md)\n"
-            "  one-line options: --require-tls --domain D --trust NET --ca-file F --no-verify\n"
-            "                    --upstream-identity none|xclient|proxy --hostname H --workers N\n"
-            "                    --user U --log-level L --filter NAME --max-message-size SIZE\n"
-            "                    --plaintext-auth (passwords accepted before TLS: trusted networks\n"
-            "                    only; logged)\n"
-            "  --trust NET replaces the default trusted network (loopback); repeatable\n"
-            "  URL schemes: smtp, smtps, pop3, pop3s, imap, imaps (listen; STARTTLS/STLS offered\n"
-            "               when a certificate is given); the same and smtp+starttls, pop3+stls,\n"
-            "               imap+starttls (upstream)\n"
-            "  -V  print the version;  -h  this help\n");
+    fprintf(
+        f, "usage: portcullis -c FILE          run with a configuration file\n"
+           "       portcullis -t -c FILE       check the configuration and exit\n"
+           "       portcullis --listen URL --upstream URL [--cert F --key F] [options]\n"
+           "                                   one-line mode (see portcullis(8), "
+           "docs/configuration.md)\n"
+           "  one-line options: --require-tls --domain D --trust NET --ca-file F --no-verify\n"
+           "                    --upstream-identity none|xclient|proxy --hostname H --workers N\n"
+           "                    --user U --log-level L --filter NAME --max-message-size SIZE\n"
+           "                    --plaintext-auth (passwords accepted before TLS: trusted networks\n"
+           "                    only; logged)\n"
+           "  --trust NET replaces the default trusted network (loopback); repeatable\n"
+           "  URL schemes: smtp, smtps, pop3, pop3s, imap, imaps (listen; STARTTLS/STLS offered\n"
+           "               when a certificate is given); the same and smtp+starttls, pop3+stls,\n"
+           "               imap+starttls (upstream)\n"
+           "  -V  print the version;  -h  this help\n");
 }
 
 /* What an admin must hear about a valid configuration: -t prints it on stderr, a start logs it. */
@@ -85,8 +85,8 @@ static void report_config(const pc_config *cfg, int test_only)
                 lc->name, proto[lc->proto]);
         if (ptauth && lc->tls.mode != PC_TLS_IMPLICIT)
             say(test_only, PC_LOG_WARN,
-                "listener=%s %s.plaintext_auth=allow: passwords are accepted before TLS",
-                lc->name, mailbox ? "mailbox" : "smtp");
+                "listener=%s %s.plaintext_auth=allow: passwords are accepted before TLS", lc->name,
+                mailbox ? "mailbox" : "smtp");
     }
 }
 
@@ -250,7 +250,6 @@ int main(int argc, char **argv)
     uv_unref((uv_handle_t *)&shup);
     pc_addrtable_init(65536);
     pc_listener_set_max_total(cfg->max_connections);
-
 
     nworkers = cfg->workers ? cfg->workers : (unsigned)uv_available_parallelism();
     if (nworkers == 0)
