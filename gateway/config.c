@@ -659,6 +659,7 @@ static const char *const tlsver_names[] = {"TLSv1.2", "TLSv1.3", NULL};
 static int finish_top(struct ctx *, void *, const pc_opt *, const pc_opt *, size_t);
 static int finish_listener(struct ctx *, void *, const pc_opt *, const pc_opt *, size_t);
 static int finish_spool(struct ctx *, void *, const pc_opt *, const pc_opt *, size_t);
+static int finish_filter(struct ctx *, void *, const pc_opt *, const pc_opt *, size_t);
 
 /* clang-format off */
 #define KEY(k, t, d, o) .key = k, .type = t, .def = d, .off = o
@@ -748,7 +749,7 @@ static const section upstream_sec = {.fields = (const field[]){
     {KEY("data_timeout", F_DURATION, "10m", U(data_timeout_ms))},
     END}};
 
-static const section filter_sec = {.elem_size = sizeof(pc_filter_use), .fields = (const field[]){
+static const section filter_sec = {.elem_size = sizeof(pc_filter_use), .finish = finish_filter, .fields = (const field[]){
     {KEY("name", F_STR, NULL, FU(name)), .flags = REQUIRED | HOSTNAME},
     {KEY("timeout", F_DURATION, "30s", FU(timeout_ms))},
     {KEY("on_error", F_ENUM, "tempfail", FU(on_error)), .names = onerr_names, .values = onerr_values},
@@ -1175,6 +1176,38 @@ static int finish_spool(struct ctx *c, void *base, const pc_opt *map, const pc_o
     if (cfg->spool_memory_threshold > cfg->spool_memory_total)
         return fail_key(c, "memory_threshold", at(map, "memory_threshold", where),
                         "must not exceed memory_total");
+    return 0;
+}
+
+/* Built-in filters that wait on purpose: the filter's timeout must outlast the wait, or every call
+ * times out. The defaults are the filters' own (filters/pregreet/pregreet.c). */
+static const struct {
+    const char *filter, *option;
+    unsigned def_ms;
+} filter_waits[] = {
+    {"pregreet", "delay", 6000},
+};
+
+static int finish_filter(struct ctx *c, void *base, const pc_opt *map, const pc_opt *where,
+                         size_t index)
+{
+    (void)index;
+    pc_filter_use *fu = base;
+    for (size_t i = 0; i < sizeof(filter_waits) / sizeof(filter_waits[0]); i++) {
+        if (strcmp(fu->name, filter_waits[i].filter))
+            continue;
+        unsigned wait = filter_waits[i].def_ms;
+        char e[256];
+        if (pc_opt_duration(fu->options, filter_waits[i].option, &wait, e, sizeof(e)) < 0)
+            return 0; /* the filter's own init names the bad value, at start and in -t */
+        if (fu->timeout_ms <= wait) {
+            char msg[200];
+            snprintf(msg, sizeof(msg),
+                     "must be longer than the %s filter's %s (%u ms), or it can only time out",
+                     fu->name, filter_waits[i].option, wait);
+            return fail_key(c, "timeout", at(map, "timeout", where), msg);
+        }
+    }
     return 0;
 }
 

@@ -341,6 +341,18 @@ static void test_errors_inline(void **state)
         {"listeners:\n  - listen: \"127.0.0.1:1\"\n    upstream: { address: \"h:1\" }\n"
          "    timeouts: { command: 0s }\n",
          ":4: listeners[0].timeouts.command: ", "must be greater than 0"},
+        /* pregreet waits `delay` on purpose: a shorter filter timeout could only time out */
+        {"listeners:\n  - listen: \"127.0.0.1:1\"\n    upstream: { address: \"h:1\" }\n"
+         "    filters:\n      - name: pregreet\n        timeout: 2s\n        options: { delay: 3s "
+         "}\n",
+         ":6: listeners[0].filters[0].timeout: ",
+         "must be longer than the pregreet filter's delay (3000 ms)"},
+        {"listeners:\n  - listen: \"127.0.0.1:1\"\n    upstream: { address: \"h:1\" }\n"
+         "    filters:\n      - name: access\n      - name: pregreet\n        timeout: 6s\n",
+         ":7: listeners[0].filters[1].timeout: ", "pregreet filter's delay (6000 ms)"},
+        {"listeners:\n  - listen: \"127.0.0.1:1\"\n    upstream: { address: \"h:1\" }\n"
+         "    filters: [ { name: pregreet, options: { delay: 1m } } ]\n",
+         ":4: listeners[0].filters[0].timeout: ", "pregreet filter's delay (60000 ms)"},
     };
     char path[300], prefix[400];
     snprintf(path, sizeof(path), "%s/inline.yaml", tmpdir);
@@ -355,6 +367,34 @@ static void test_errors_inline(void **state)
         assert_null(cfg);
         assert_memory_equal(err, prefix, strlen(prefix));
         assert_non_null(strstr(err, cases[i].problem));
+    }
+}
+
+/* A pregreet timeout longer than the delay (given or default) loads; a bad delay is left to the
+ * filter's own init, which names it. */
+static void test_pregreet_timeout_ok(void **state)
+{
+    (void)state;
+    static const char *const ok[] = {
+        "    filters: [ { name: pregreet } ]\n",
+        "    filters: [ { name: pregreet, timeout: 7s } ]\n",
+        "    filters: [ { name: pregreet, timeout: 1s, options: { delay: 500ms } } ]\n",
+        "    filters: [ { name: pregreet, timeout: 1s, options: { delay: 0 } } ]\n",
+        "    filters: [ { name: pregreet, timeout: 1s, options: { delay: soon } } ]\n",
+        "    filters: [ { name: access, timeout: 1s, options: { delay: 1h } } ]\n",
+    };
+    char path[300], text[512];
+    snprintf(path, sizeof(path), "%s/pregreet.yaml", tmpdir);
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        snprintf(text, sizeof(text),
+                 "listeners:\n  - listen: \"127.0.0.1:1\"\n    upstream: { address: \"h:1\" }\n%s",
+                 ok[i]);
+        write_file(path, text);
+        pc_config *cfg = pc_config_load(path, err, sizeof(err));
+        if (!cfg)
+            print_error("case %zu: %s\n", i, err);
+        assert_non_null(cfg);
+        pc_config_free(cfg);
     }
 }
 
@@ -790,6 +830,7 @@ int main(void)
         cmocka_unit_test(test_values),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_errors_inline),
+        cmocka_unit_test(test_pregreet_timeout_ok),
         cmocka_unit_test(test_example_loads),
         cmocka_unit_test(test_every_key_documented),
         cmocka_unit_test(test_cli_basic),
