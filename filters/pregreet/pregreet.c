@@ -2,11 +2,11 @@
  * client that has already talked (spam bots that do not wait for the banner). */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "portcullis/filter.h"
 
-#define PCF_PREGREET_DELAY_MS 6000 /* the default delay; config.c knows it as "6s" */
+/* The default delay; gateway/config.c (filter_waits) holds the same value for its timeout check. */
+#define PCF_PREGREET_DELAY_MS 6000
 
 typedef struct pregreet {
     unsigned delay_ms;
