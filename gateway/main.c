@@ -5,6 +5,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,19 +27,67 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: portcullis -c FILE          run with a configuration file\n"
-            "       portcullis -t -c FILE       check the configuration and exit\n"
-            "       portcullis --listen URL --upstream URL [--cert F --key F] [options]\n"
-            "                                   one-line mode (see portcullis(8), "
-            "docs/configuration.md)\n"
-            "  one-line options: --require-tls --domain D --trust NET --ca-file F --no-verify\n"
-            "                    --upstream-identity none|xclient|proxy --hostname H --workers N\n"
-            "                    --user U --log-level L --filter NAME --max-message-size SIZE\n"
-            "  URL schemes: smtp, smtps, pop3, pop3s, imap, imaps (listen; STARTTLS/STLS offered\n"
-            "               when a certificate is given); the same and smtp+starttls, pop3+stls,\n"
-            "               imap+starttls (upstream)\n"
-            "  -V  print the version;  -h  this help\n");
+    fprintf(
+        f, "usage: portcullis -c FILE          run with a configuration file\n"
+           "       portcullis -t -c FILE       check the configuration and exit\n"
+           "       portcullis --listen URL --upstream URL [--cert F --key F] [options]\n"
+           "                                   one-line mode (see portcullis(8), "
+           "docs/configuration.md)\n"
+           "  one-line options: --require-tls --domain D --trust NET --ca-file F --no-verify\n"
+           "                    --upstream-identity none|xclient|proxy --hostname H --workers N\n"
+           "                    --user U --log-level L --filter NAME --max-message-size SIZE\n"
+           "                    --plaintext-auth (passwords accepted before TLS: trusted networks\n"
+           "                    only; logged)\n"
+           "  --trust NET replaces the default trusted network (loopback); repeatable\n"
+           "  URL schemes: smtp, smtps, pop3, pop3s, imap, imaps (listen; STARTTLS/STLS offered\n"
+           "               when a certificate is given); the same and smtp+starttls, pop3+stls,\n"
+           "               imap+starttls (upstream)\n"
+           "  -V  print the version;  -h  this help\n");
+}
+
+/* What an admin must hear about a valid configuration: -t prints it on stderr, a start logs it. */
+__attribute__((format(printf, 3, 4))) static void say(int test_only, pc_log_level level,
+                                                      const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (test_only)
+        fprintf(stderr, "portcullis: %s: %s\n", level == PC_LOG_WARN ? "warning" : "notice", msg);
+    else if (level == PC_LOG_WARN)
+        pc_log_warn(0, "%s", msg);
+    else
+        pc_log_notice(0, "%s", msg);
+}
+
+static void report_config(const pc_config *cfg, int test_only)
+{
+    static const char *const proto[] = {"smtp", "pop3", "imap"};
+    for (size_t l = 0; l < cfg->nlisteners; l++) {
+        const pc_listener_cfg *lc = &cfg->listeners[l];
+        int mailbox = lc->proto != PC_PROTO_SMTP;
+        int ptauth = mailbox ? lc->mailbox.plaintext_auth : lc->plaintext_auth;
+        if (!mailbox && lc->accepted_domains.n == 0)
+            say(test_only, PC_LOG_WARN,
+                "listener=%s accepted_domains=none: only clients from trusted networks "
+                "and authenticated clients may send mail through it",
+                lc->name);
+        /* No TLS and no plaintext logins: the listener advertises LOGINDISABLED and refuses
+         * every login; valid, but never what the admin wanted. */
+        if (mailbox && lc->tls.mode == PC_TLS_NONE && !ptauth)
+            say(test_only, PC_LOG_WARN,
+                "listener=%s protocol=%s tls=none plaintext_auth=never: no client can log in "
+                "(LOGINDISABLED, every login refused); give it a certificate (tls.mode starttls "
+                "or implicit; --cert FILE --key FILE), or, for clients on a trusted network "
+                "only, set mailbox.plaintext_auth: allow (--plaintext-auth)",
+                lc->name, proto[lc->proto]);
+        if (ptauth && lc->tls.mode != PC_TLS_IMPLICIT)
+            say(test_only, PC_LOG_WARN,
+                "listener=%s %s.plaintext_auth=allow: passwords are accepted before TLS", lc->name,
+                mailbox ? "mailbox" : "smtp");
+    }
 }
 
 static pc_runtime rt;
@@ -179,6 +228,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "portcullis: %s\n", err);
         return 1;
     }
+    report_config(cfg, test_only);
     if (test_only) {
         printf("portcullis: configuration %s is valid\n", file ? file : "(command line)");
         return 0;
@@ -200,15 +250,6 @@ int main(int argc, char **argv)
     uv_unref((uv_handle_t *)&shup);
     pc_addrtable_init(65536);
     pc_listener_set_max_total(cfg->max_connections);
-
-    for (size_t l = 0; l < cfg->nlisteners; l++) {
-        pc_listener_cfg *lc = &cfg->listeners[l];
-        if (lc->proto == PC_PROTO_SMTP && lc->accepted_domains.n == 0)
-            pc_log_warn(0,
-                        "listener=%s accepted_domains=none: only clients from trusted networks "
-                        "and authenticated clients may send mail through it",
-                        lc->name);
-    }
 
     nworkers = cfg->workers ? cfg->workers : (unsigned)uv_available_parallelism();
     if (nworkers == 0)

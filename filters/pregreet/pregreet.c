@@ -2,93 +2,40 @@
  * client that has already talked (spam bots that do not wait for the banner). */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "portcullis/filter.h"
+
+/* The default delay; gateway/config.c (filter_waits) holds the same value for its timeout check. */
+#define PCF_PREGREET_DELAY_MS 6000
 
 typedef struct pregreet {
     unsigned delay_ms;
     pc_action action; /* PC_REJECT, PC_TEMPFAIL or PC_TAG (action: continue) */
 } pregreet;
 
-static void where(char *err, size_t errlen, const pc_opt *o, const char *msg, const char *what)
-{
-    if (o->line)
-        snprintf(err, errlen, "%s:%d: %s%s", o->file ? o->file : "config", o->line, msg, what);
-    else
-        snprintf(err, errlen, "%s%s", msg, what);
-}
+static const char *const keys[] = {"delay", "action", NULL};
+static const char *const actions[] = {"reject", "tempfail", "continue", NULL};
+static const pc_action action_of[] = {PC_REJECT, PC_TEMPFAIL, PC_TAG};
 
-/* "6s", "500ms", "1m", "0", a bare number = seconds. Kept here so that the filter library does not
- * depend on the configuration library (same grammar as pc_parse_duration_ms). */
-static int parse_duration(const char *s, unsigned *ms)
-{
-    char *end;
-    if (!s || *s < '0' || *s > '9')
-        return -1;
-    unsigned long long v = strtoull(s, &end, 10);
-    unsigned long long mul;
-    if (*end == '\0' || strcmp(end, "s") == 0)
-        mul = 1000;
-    else if (strcmp(end, "ms") == 0)
-        mul = 1;
-    else if (strcmp(end, "m") == 0)
-        mul = 60000;
-    else if (strcmp(end, "h") == 0)
-        mul = 3600000;
-    else
-        return -1;
-    if (v > 0xffffffffull / mul)
-        return -1;
-    *ms = (unsigned)(v * mul);
-    return 0;
-}
-
+/* Options read with the loader's parsers (options.h). The filter's own `timeout` must outlast
+ * `delay`: the configuration loader checks that (gateway/config.c, finish_filter). */
 static void *pregreet_init(const pc_opt *options, char *err, size_t errlen)
 {
     pregreet *p = calloc(1, sizeof(*p));
+    int action = 0;
     if (!p) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    p->delay_ms = 6000;
-    p->action = PC_REJECT;
-    if (!options)
-        return p;
-    if (options->kind != PC_OPT_MAP) {
-        where(err, errlen, options, "options must be a map", "");
-        goto fail;
+    p->delay_ms = PCF_PREGREET_DELAY_MS;
+    if (pc_opt_check_keys(options, keys, err, errlen) < 0 ||
+        pc_opt_duration(options, "delay", &p->delay_ms, err, errlen) < 0 ||
+        pc_opt_enum(options, "action", actions, &action, err, errlen) < 0) {
+        free(p);
+        return NULL;
     }
-    for (const pc_opt *o = options->child; o; o = o->next) {
-        const char *key = o->key ? o->key : "(none)";
-        int scalar = o->kind == PC_OPT_SCALAR && o->value;
-        if (strcmp(key, "delay") == 0) {
-            if (!scalar || parse_duration(o->value, &p->delay_ms) < 0) {
-                where(err, errlen, o, "delay: expected a duration such as 6s or 500ms, got ",
-                      scalar ? o->value : "a non-scalar");
-                goto fail;
-            }
-        } else if (strcmp(key, "action") == 0) {
-            if (scalar && strcmp(o->value, "reject") == 0)
-                p->action = PC_REJECT;
-            else if (scalar && strcmp(o->value, "tempfail") == 0)
-                p->action = PC_TEMPFAIL;
-            else if (scalar && strcmp(o->value, "continue") == 0)
-                p->action = PC_TAG;
-            else {
-                where(err, errlen, o, "action: expected reject, tempfail or continue, got ",
-                      scalar ? o->value : "a non-scalar");
-                goto fail;
-            }
-        } else {
-            where(err, errlen, o, "unknown option ", key);
-            goto fail;
-        }
-    }
+    p->action = action_of[action];
     return p;
-fail:
-    free(p);
-    return NULL;
 }
 
 static void pregreet_fini(void *self)

@@ -22,6 +22,7 @@ enum {
     O_LOG_LEVEL,
     O_FILTER,
     O_MAX_MESSAGE_SIZE,
+    O_PLAINTEXT_AUTH,
 };
 
 static const struct option {
@@ -45,6 +46,7 @@ static const struct option {
     {"--log-level", O_LOG_LEVEL, 1},
     {"--filter", O_FILTER, 1},
     {"--max-message-size", O_MAX_MESSAGE_SIZE, 1},
+    {"--plaintext-auth", O_PLAINTEXT_AUTH, 0},
 };
 
 /* Repeatable options keep their values in argv order; the arrays live in the arena. */
@@ -56,7 +58,7 @@ typedef struct {
 struct args {
     list listen, upstream, cert, key, domain, trust, filter;
     const char *ca_file, *identity, *hostname, *workers, *user, *log_level, *max_size;
-    int require_tls, no_verify;
+    int require_tls, no_verify, plaintext_auth;
 };
 
 struct builder {
@@ -161,13 +163,12 @@ static int build_listener(struct builder *b, pc_opt *seq, const struct args *g, 
     }
     if (g->require_tls)
         add_str(b, l, "require_tls", "true");
-    if (g->trust.n) { /* --trust adds to the loopback default instead of replacing it */
-        pc_opt *tn = add(b, l, PC_OPT_SEQ, "trusted_networks", NULL);
-        add_str(b, tn, NULL, "127.0.0.0/8");
-        add_str(b, tn, NULL, "::1/128");
-        for (size_t t = 0; tn && t < g->trust.n; t++)
-            add(b, tn, PC_OPT_SCALAR, NULL, g->trust.v[t]);
-    }
+    /* --trust replaces the loopback default, as trusted_networks does in a file: an admin can
+     * then test from 127.0.0.1 as an untrusted client. */
+    add_list(b, l, "trusted_networks", &g->trust, NULL);
+    if (g->plaintext_auth) /* a relaxation, logged at start (main.c) */
+        add_str(b, add(b, l, PC_OPT_MAP, lp == PC_PROTO_SMTP ? "smtp" : "mailbox", NULL),
+                "plaintext_auth", "allow");
     add_list(b, l, "accepted_domains", &g->domain, NULL);
     if (g->max_size) {
         pc_opt *lim = add(b, l, PC_OPT_MAP, "limits", NULL);
@@ -247,6 +248,7 @@ static int parse_args(int argc, char **argv, struct args *g, pc_arena *a, char *
         case O_LOG_LEVEL: g->log_level = value; break;
         case O_FILTER: g->filter.v[g->filter.n++] = value; break;
         case O_MAX_MESSAGE_SIZE: g->max_size = value; break;
+        case O_PLAINTEXT_AUTH: g->plaintext_auth = 1; break;
         }
     }
     if (g->listen.n == 0) {

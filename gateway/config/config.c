@@ -555,10 +555,13 @@ typedef enum {
 } ftype;
 
 enum {
-    REQUIRED = 1, /* no default: must be given */
-    READABLE = 2, /* a file we must be able to read now (before privileges drop) */
-    ABSPATH = 4,  /* an absolute path */
-    HOSTNAME = 8, /* a DNS name: letters, digits, '-', '.', '_' */
+    REQUIRED = 1,  /* no default: must be given */
+    READABLE = 2,  /* a file we must be able to read now (before privileges drop) */
+    ABSPATH = 4,   /* an absolute path */
+    HOSTNAME = 8,  /* a DNS name: letters, digits, '-', '.', '_' */
+    BELOW = 16,    /* with HOSTNAME: a leading '.' (any name below) is allowed */
+    MAILADDR = 32, /* user@domain, @domain or domain */
+    ZERO_OK = 64,  /* durations: 0 is allowed */
 };
 
 struct ctx;
@@ -656,6 +659,7 @@ static const char *const tlsver_names[] = {"TLSv1.2", "TLSv1.3", NULL};
 static int finish_top(struct ctx *, void *, const pc_opt *, const pc_opt *, size_t);
 static int finish_listener(struct ctx *, void *, const pc_opt *, const pc_opt *, size_t);
 static int finish_spool(struct ctx *, void *, const pc_opt *, const pc_opt *, size_t);
+static int finish_filter(struct ctx *, void *, const pc_opt *, const pc_opt *, size_t);
 
 /* clang-format off */
 #define KEY(k, t, d, o) .key = k, .type = t, .def = d, .off = o
@@ -746,7 +750,7 @@ static const section upstream_sec = {.fields = (const field[]){
     {KEY("data_timeout", F_DURATION, "10m", U(data_timeout_ms))},
     END}};
 
-static const section filter_sec = {.elem_size = sizeof(pc_filter_use), .fields = (const field[]){
+static const section filter_sec = {.elem_size = sizeof(pc_filter_use), .finish = finish_filter, .fields = (const field[]){
     {KEY("name", F_STR, NULL, FU(name)), .flags = REQUIRED | HOSTNAME},
     {KEY("timeout", F_DURATION, "30s", FU(timeout_ms))},
     {KEY("on_error", F_ENUM, "tempfail", FU(on_error)), .names = onerr_names, .values = onerr_values},
@@ -831,14 +835,32 @@ static int valid_hostname(const char *s)
     return 1;
 }
 
+/* "user@domain", "@domain" or "domain": a local part of RFC 5322 atext, dots and UTF-8 (at most
+ * 64 bytes), and a DNS name. */
+static int valid_mailaddr(const char *s)
+{
+    const char *at = strrchr(s, '@');
+    if (!at)
+        return valid_hostname(s);
+    if (at - s > 64 || !valid_hostname(at + 1))
+        return 0;
+    for (const char *p = s; p < at; p++)
+        if (!((unsigned char)*p >= 0x80 || strchr("!#$%&'*+-/=?^_`{|}~.", *p) ||
+              (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
+            return 0;
+    return 1;
+}
+
 /* Strings end up in greetings, headers, paths and log lines: no control characters anywhere. */
 static int check_string(struct ctx *c, const pc_opt *n, unsigned flags)
 {
     for (const unsigned char *p = (const unsigned char *)n->value; *p; p++)
         if (*p < 0x20 || *p == 0x7f)
             return fail(c, n, "control characters are not allowed");
-    if ((flags & HOSTNAME) && !valid_hostname(n->value))
+    if ((flags & HOSTNAME) && !valid_hostname(n->value + ((flags & BELOW) && n->value[0] == '.')))
         return fail(c, n, "\"%s\" is not a valid name (letters, digits, '-', '.', '_')", n->value);
+    if ((flags & MAILADDR) && !valid_mailaddr(n->value))
+        return fail(c, n, "\"%s\" is not user@domain, @domain or domain", n->value);
     if ((flags & ABSPATH) && n->value[0] != '/')
         return fail(c, n, "expected an absolute path");
     if ((flags & READABLE) && access(n->value, R_OK) < 0)
@@ -1016,7 +1038,7 @@ static int conv_field(struct ctx *c, const field *f, const pc_opt *n, char *base
     case F_SIZE: {
         size_t sz;
         if (pc_parse_size(s, &sz) < 0)
-            return fail(c, n, "expected a size such as 512, 64K, 50M, 4G");
+            return fail(c, n, "expected a size such as 512, 64K, 50M, 4G, got %.64s", s);
         if (range(c, n, f, sz, SIZE_MAX) < 0)
             return -1;
         *(size_t *)dst = sz;
@@ -1025,8 +1047,8 @@ static int conv_field(struct ctx *c, const field *f, const pc_opt *n, char *base
     case F_DURATION: {
         unsigned ms;
         if (pc_parse_duration_ms(s, &ms) < 0)
-            return fail(c, n, "expected a duration such as 250ms, 30s, 5m, 1h");
-        if (ms == 0)
+            return fail(c, n, "expected a duration such as 6s or 500ms, got %.64s", s);
+        if (ms == 0 && !(f->flags & ZERO_OK))
             return fail(c, n, "must be greater than 0");
         *(unsigned *)dst = ms;
         return 0;
@@ -1037,7 +1059,7 @@ static int conv_field(struct ctx *c, const field *f, const pc_opt *n, char *base
         else if (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "off"))
             *(int *)dst = 0;
         else
-            return fail(c, n, "expected true or false");
+            return fail(c, n, "expected true or false, got %.64s", s);
         return 0;
     case F_ENUM:
         if (enum_value(c, f, n, &idx) < 0)
@@ -1155,6 +1177,38 @@ static int finish_spool(struct ctx *c, void *base, const pc_opt *map, const pc_o
     if (cfg->spool_memory_threshold > cfg->spool_memory_total)
         return fail_key(c, "memory_threshold", at(map, "memory_threshold", where),
                         "must not exceed memory_total");
+    return 0;
+}
+
+/* Built-in filters that wait on purpose: the filter's timeout must outlast the wait, or every call
+ * times out. The defaults are the filters' own (filters/pregreet/pregreet.c). */
+static const struct {
+    const char *filter, *option;
+    unsigned def_ms;
+} filter_waits[] = {
+    {"pregreet", "delay", 6000},
+};
+
+static int finish_filter(struct ctx *c, void *base, const pc_opt *map, const pc_opt *where,
+                         size_t index)
+{
+    (void)index;
+    pc_filter_use *fu = base;
+    for (size_t i = 0; i < sizeof(filter_waits) / sizeof(filter_waits[0]); i++) {
+        if (strcmp(fu->name, filter_waits[i].filter))
+            continue;
+        unsigned wait = filter_waits[i].def_ms;
+        char e[256];
+        if (pc_opt_duration(fu->options, filter_waits[i].option, &wait, e, sizeof(e)) < 0)
+            return 0; /* the filter's own init names the bad value, at start and in -t */
+        if (fu->timeout_ms <= wait) {
+            char msg[200];
+            snprintf(msg, sizeof(msg),
+                     "must be longer than the %s filter's %s (%u ms), or it can only time out",
+                     fu->name, filter_waits[i].option, wait);
+            return fail_key(c, "timeout", at(map, "timeout", where), msg);
+        }
+    }
     return 0;
 }
 
@@ -1359,4 +1413,44 @@ const char *const *pc_config_known_keys(void)
         built = 1;
     }
     return keys;
+}
+
+/* ---- one value, for the typed readers (options.c) ----------------------------------------------
+ */
+
+int pc_config_value(pc_arena *a, const pc_opt *n, const char *key, pc_value_kind kind,
+                    const char *const *names, unsigned flags, void *dst, char *err, size_t errlen)
+{
+    struct ctx c = {.a = a,
+                    .file = n->line ? (n->file ? n->file : "config") : NULL,
+                    .err = err,
+                    .errlen = errlen};
+    field f = {.key = key, .names = names};
+    int idx;
+    path_push(&c, key, 0);
+    switch (kind) {
+    case PC_VAL_DURATION: f.type = F_DURATION, f.flags = ZERO_OK; break;
+    case PC_VAL_SIZE: f.type = F_SIZE; break;
+    case PC_VAL_BOOL: f.type = F_BOOL; break;
+    case PC_VAL_NETS: f.type = F_NETLIST; break;
+    case PC_VAL_DOMAINS:
+        f.type = F_STRLIST, f.flags = HOSTNAME | (flags & PC_OPT_BELOW ? BELOW : 0);
+        break;
+    case PC_VAL_ADDRESSES: f.type = F_STRLIST, f.flags = MAILADDR; break;
+    case PC_VAL_ENUM:
+        if (want_scalar(&c, n) < 0 || enum_value(&c, &f, n, &idx) < 0)
+            return -1;
+        *(int *)dst = idx;
+        return 0;
+    case PC_VAL_PATH:
+        if (want_scalar(&c, n) < 0 ||
+            check_string(&c, n,
+                         (flags & PC_OPT_ABSOLUTE ? ABSPATH : 0) |
+                             (flags & PC_OPT_READABLE ? READABLE : 0)) < 0)
+            return -1;
+        *(const char **)dst = n->value;
+        return 0;
+    default: return fail(&c, n, "internal error: unknown type");
+    }
+    return conv_field(&c, &f, n, dst);
 }

@@ -17,17 +17,9 @@ typedef enum { PC_TLS_NONE, PC_TLS_STARTTLS, PC_TLS_IMPLICIT } pc_tls_mode;
 typedef enum { PC_IDENT_NONE, PC_IDENT_XCLIENT, PC_IDENT_PROXY, PC_IDENT_IMAP_ID } pc_ident_mode;
 typedef enum { PC_ONERR_TEMPFAIL, PC_ONERR_CONTINUE, PC_ONERR_REJECT } pc_onerr;
 
-/* A CIDR block. */
-typedef struct pc_net {
-    int family; /* AF_INET or AF_INET6 */
-    unsigned char addr[16];
-    unsigned prefix;
-} pc_net;
-
-typedef struct pc_netlist {
-    pc_net *v;
-    size_t n;
-} pc_netlist;
+/* A CIDR block, and a list of them: the plugin API's types (options.h). */
+typedef pc_cidr pc_net;
+typedef pc_cidr_list pc_netlist;
 
 typedef struct pc_strlist {
     char **v;
@@ -180,6 +172,26 @@ int pc_net_parse(const char *s, pc_net *out);
 int pc_parse_duration_ms(const char *s, unsigned *ms);
 /* Parses "512", "64K", "50M", "4G" (powers of 1024). Returns 0 or -1. */
 int pc_parse_size(const char *s, size_t *out);
+
+/* One value converted as the loader converts a key of that kind, for the typed readers of
+ * options.h (options.c): the loader's checks, and its errors with key as the path. dst: unsigned
+ * ms (DURATION; 0 allowed), size_t (SIZE), int 0/1 (BOOL), int index into names (ENUM),
+ * pc_netlist (NETS), pc_strlist (DOMAINS, with PC_OPT_BELOW in flags; ADDRESSES), const char *
+ * borrowed from n (PATH, with PC_OPT_ABSOLUTE / PC_OPT_READABLE). Lists are allocated in a.
+ * Returns 0 or -1. */
+typedef enum {
+    PC_VAL_DURATION,
+    PC_VAL_SIZE,
+    PC_VAL_BOOL,
+    PC_VAL_ENUM,
+    PC_VAL_NETS,
+    PC_VAL_DOMAINS,
+    PC_VAL_ADDRESSES,
+    PC_VAL_PATH,
+} pc_value_kind;
+struct pc_arena;
+int pc_config_value(struct pc_arena *a, const pc_opt *n, const char *key, pc_value_kind kind,
+                    const char *const *names, unsigned flags, void *dst, char *err, size_t errlen);
 
 /* Every key the loader accepts, as dotted paths ("listeners.tls.mode"), sections included;
  * NULL-terminated, static. The test checks each one against etc/portcullis.yaml. */

@@ -265,6 +265,41 @@ SESSION = [
 ]
 
 
+class OneLinePlaintext(ImapBase):
+    """The one-line mode without a certificate: an imap:// listener where nobody can log in says so
+    at start; --plaintext-auth (a legacy setup behind a VPN) lets a real Dovecot login through."""
+
+    def one_line(self, *extra):
+        port = h.free_port()
+        return self.gateway_args(["--listen", "imap://127.0.0.1:%d" % port, "--upstream",
+                                  "imap://127.0.0.1:%d" % self.dport, "--workers", "1"] + list(extra),
+                                 port)
+
+    def test_without_the_flag_every_login_is_refused_and_the_start_says_so(self):
+        gw = self.one_line()
+        self.assertTrue(h.wait_for(lambda: "no client can log in" in gw.log_text(), timeout=5),
+                        gw.log_text())
+        self.assertRegex(gw.log_text(), r"listener=listener0 protocol=imap tls=none plaintext_auth=never: "
+                                        r"no client can log in .*certificate.*plaintext_auth: allow "
+                                        r"\(--plaintext-auth\)")
+        c = self.imap(gw.port)
+        self.assertIn(b"LOGINDISABLED", c.greeting)
+        r = c.cmd('LOGIN alice "%s"' % ALICE_PW)
+        self.assertRegex(r[-1], rb"^t\d+ NO ")
+
+    def test_plaintext_auth_flag_logs_in(self):
+        gw = self.one_line("--plaintext-auth")
+        c = self.imap(gw.port)
+        self.assertNotIn(b"LOGINDISABLED", c.greeting)
+        self.login(c)
+        r = c.cmd("SELECT INBOX")
+        self.assertIn(b" OK ", r[-1])
+        self.assertTrue(any(b"3 EXISTS" in x for x in r), r)
+        self.assertNotIn("no client can log in", gw.log_text())
+        self.assertIn("listener=listener0 mailbox.plaintext_auth=allow: passwords are accepted before TLS",
+                      gw.log_text())
+
+
 class Sessions(ImapBase):
 
     def run_session(self, c):

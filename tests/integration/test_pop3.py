@@ -130,6 +130,34 @@ def run_pipelined(c, user, password, script=SCRIPT):
     return c.buf
 
 
+class Pop3OneLinePlaintext(Pop3Base):
+    """--plaintext-auth in the one-line mode: a pop3:// listener without a certificate logs a real
+    Dovecot user in; without it the start warns that nobody can."""
+
+    def one_line(self, *extra):
+        port = h.free_port()
+        return self.gateway_args(["--listen", "pop3://127.0.0.1:%d" % port, "--upstream",
+                                  "pop3://127.0.0.1:%d" % self.up_port, "--workers", "1"] + list(extra),
+                                 port)
+
+    def test_plaintext_auth_flag_logs_in(self):
+        gw = self.one_line("--plaintext-auth")
+        c = self.pop(gw.port)
+        self.assertOK(c.login("alice", ALICE))
+        self.assertTrue(c.cmd("STAT").startswith(b"+OK 3 "))
+        self.assertNotIn("no client can log in", gw.log_text())
+        self.assertIn("mailbox.plaintext_auth=allow", gw.log_text())
+
+    def test_without_the_flag_the_start_warns(self):
+        gw = self.one_line()
+        self.assertTrue(h.wait_for(lambda: "no client can log in" in gw.log_text(), timeout=5),
+                        gw.log_text())
+        self.assertIn("listener=listener0 protocol=pop3 tls=none plaintext_auth=never", gw.log_text())
+        c = self.pop(gw.port)
+        self.assertOK(c.greeting)
+        self.assertERR(c.login("alice", ALICE))
+
+
 class Pop3Session(Pop3Base):
 
     def test_pipelined_session_matches_direct(self):

@@ -6,6 +6,7 @@ if(TARGET portcullis)
   set(PC_INTEGRATION_MODULES
     test_fixtures
     test_cli
+    test_docs_config
     test_smtp_basic
     test_smtp_tls
     test_smtp_attacks

@@ -341,6 +341,18 @@ static void test_errors_inline(void **state)
         {"listeners:\n  - listen: \"127.0.0.1:1\"\n    upstream: { address: \"h:1\" }\n"
          "    timeouts: { command: 0s }\n",
          ":4: listeners[0].timeouts.command: ", "must be greater than 0"},
+        /* pregreet waits `delay` on purpose: a shorter filter timeout could only time out */
+        {"listeners:\n  - listen: \"127.0.0.1:1\"\n    upstream: { address: \"h:1\" }\n"
+         "    filters:\n      - name: pregreet\n        timeout: 2s\n        options: { delay: 3s "
+         "}\n",
+         ":6: listeners[0].filters[0].timeout: ",
+         "must be longer than the pregreet filter's delay (3000 ms)"},
+        {"listeners:\n  - listen: \"127.0.0.1:1\"\n    upstream: { address: \"h:1\" }\n"
+         "    filters:\n      - name: access\n      - name: pregreet\n        timeout: 6s\n",
+         ":7: listeners[0].filters[1].timeout: ", "pregreet filter's delay (6000 ms)"},
+        {"listeners:\n  - listen: \"127.0.0.1:1\"\n    upstream: { address: \"h:1\" }\n"
+         "    filters: [ { name: pregreet, options: { delay: 1m } } ]\n",
+         ":4: listeners[0].filters[0].timeout: ", "pregreet filter's delay (60000 ms)"},
     };
     char path[300], prefix[400];
     snprintf(path, sizeof(path), "%s/inline.yaml", tmpdir);
@@ -355,6 +367,34 @@ static void test_errors_inline(void **state)
         assert_null(cfg);
         assert_memory_equal(err, prefix, strlen(prefix));
         assert_non_null(strstr(err, cases[i].problem));
+    }
+}
+
+/* A pregreet timeout longer than the delay (given or default) loads; a bad delay is left to the
+ * filter's own init, which names it. */
+static void test_pregreet_timeout_ok(void **state)
+{
+    (void)state;
+    static const char *const ok[] = {
+        "    filters: [ { name: pregreet } ]\n",
+        "    filters: [ { name: pregreet, timeout: 7s } ]\n",
+        "    filters: [ { name: pregreet, timeout: 1s, options: { delay: 500ms } } ]\n",
+        "    filters: [ { name: pregreet, timeout: 1s, options: { delay: 0 } } ]\n",
+        "    filters: [ { name: pregreet, timeout: 1s, options: { delay: soon } } ]\n",
+        "    filters: [ { name: access, timeout: 1s, options: { delay: 1h } } ]\n",
+    };
+    char path[300], text[512];
+    snprintf(path, sizeof(path), "%s/pregreet.yaml", tmpdir);
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        snprintf(text, sizeof(text),
+                 "listeners:\n  - listen: \"127.0.0.1:1\"\n    upstream: { address: \"h:1\" }\n%s",
+                 ok[i]);
+        write_file(path, text);
+        pc_config *cfg = pc_config_load(path, err, sizeof(err));
+        if (!cfg)
+            print_error("case %zu: %s\n", i, err);
+        assert_non_null(cfg);
+        pc_config_free(cfg);
     }
 }
 
@@ -521,9 +561,10 @@ static void test_cli_full(void **state)
         assert_int_equal(l->require_tls, 1);
         assert_string_equal(l->hostname, "gw.example.test");
         assert_int_equal(l->accepted_domains.n, 2);
-        assert_int_equal(l->trusted_networks.n, 3);
-        assert_true(in4(&l->trusted_networks, "127.0.0.1"));
+        assert_int_equal(l->trusted_networks.n, 1); /* --trust replaces the loopback default */
+        assert_false(in4(&l->trusted_networks, "127.0.0.1"));
         assert_true(in4(&l->trusted_networks, "10.1.1.1"));
+        assert_int_equal(l->plaintext_auth, 0);
         assert_int_equal(l->limits.message_size, 10 << 20);
         assert_int_equal(l->upstream.verify, 0);
         assert_string_equal(l->upstream.ca_file, cert);
@@ -541,6 +582,40 @@ static void test_cli_full(void **state)
     assert_int_equal(l->upstream.port, 4465);
     assert_int_equal(l->upstream.tls, PC_TLS_IMPLICIT);
     pc_config_free(cfg);
+}
+
+/* --trust replaces the default and repeats; --plaintext-auth relaxes the listener's own key. */
+static void test_cli_trust_and_plaintext_auth(void **state)
+{
+    (void)state;
+    pc_config *cfg = cli("--listen", "smtp://127.0.0.1:2525", "--upstream", "smtp://127.0.0.1",
+                         "--listen", "imap://127.0.0.1:2143", "--upstream", "imap://127.0.0.1",
+                         "--listen", "pop3://127.0.0.1:2110", "--upstream", "pop3://127.0.0.1",
+                         "--trust", "10.0.0.0/8", "--trust=::1", "--plaintext-auth", NULL);
+    if (!cfg)
+        print_error("%s\n", err);
+    assert_non_null(cfg);
+    for (size_t i = 0; i < 3; i++) {
+        const pc_listener_cfg *l = &cfg->listeners[i];
+        assert_int_equal(l->trusted_networks.n, 2);
+        assert_false(in4(&l->trusted_networks, "127.0.0.1"));
+        assert_true(in4(&l->trusted_networks, "10.9.9.9"));
+        assert_true(in6(&l->trusted_networks, "::1"));
+        assert_int_equal(i == 0 ? l->plaintext_auth : l->mailbox.plaintext_auth, 1);
+    }
+    pc_config_free(cfg);
+
+    cfg = cli("--listen", "imap://127.0.0.1:2143", "--upstream", "imap://127.0.0.1", NULL);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->listeners[0].mailbox.plaintext_auth, 0); /* never, by default */
+    assert_true(in4(&cfg->listeners[0].trusted_networks, "127.0.0.1"));
+    pc_config_free(cfg);
+    expect_cli_error(cli("--listen", "smtp://127.0.0.1:25", "--upstream", "smtp://h", "--trust",
+                         "10.0.0.0/33", NULL),
+                     "command line: listeners[0].trusted_networks[0]: ");
+    expect_cli_error(cli("--listen", "smtp://127.0.0.1:25", "--upstream", "smtp://h",
+                         "--plaintext-auth=yes", NULL),
+                     "--plaintext-auth takes no value");
 }
 
 static void test_cli_errors(void **state)
@@ -755,11 +830,13 @@ int main(void)
         cmocka_unit_test(test_values),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_errors_inline),
+        cmocka_unit_test(test_pregreet_timeout_ok),
         cmocka_unit_test(test_example_loads),
         cmocka_unit_test(test_every_key_documented),
         cmocka_unit_test(test_cli_basic),
         cmocka_unit_test(test_mailbox_defaults_per_protocol),
         cmocka_unit_test(test_cli_full),
+        cmocka_unit_test(test_cli_trust_and_plaintext_auth),
         cmocka_unit_test(test_cli_errors),
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_sizes),
