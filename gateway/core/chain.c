@@ -273,17 +273,9 @@ static int is_final(pc_action a)
 
 static int set_final(pc_chain_run *run, const pc_verdict *v)
 {
+    /* Kept as the filter said it: each protocol fills in its own defaults when it renders the
+     * decision (core/decision.h). */
     run->final = *v;
-    if (v->action == PC_REJECT || v->action == PC_TEMPFAIL) {
-        int rej = v->action == PC_REJECT;
-        if (run->final.code == 0)
-            run->final.code = rej ? 550 : 451;
-        int cls = run->final.code / 100;
-        if (!run->final.enhanced)
-            run->final.enhanced = cls == 5 ? "5.7.1" : "4.7.1";
-        if (!run->final.text)
-            run->final.text = rej ? "Rejected by policy" : "Try again later";
-    }
     run->enhanced = run->final.enhanced ? strdup(run->final.enhanced) : NULL;
     run->text = run->final.text ? strdup(run->final.text) : NULL;
     run->symbol = run->final.symbol ? strdup(run->final.symbol) : NULL;
@@ -341,15 +333,12 @@ static void onerr_verdict(const pc_filter_ctx *ctx, pc_verdict *v)
     case PC_ONERR_CONTINUE: v->action = PC_CONTINUE; break;
     case PC_ONERR_REJECT:
         *v = (pc_verdict){.action = PC_REJECT,
-                          .code = 550,
                           .enhanced = "5.7.1",
                           .text = "Rejected by policy (filter failure)"};
         break;
     default:
-        *v = (pc_verdict){.action = PC_TEMPFAIL,
-                          .code = 451,
-                          .enhanced = "4.3.0",
-                          .text = "Temporary filter failure"};
+        *v = (pc_verdict){
+            .action = PC_TEMPFAIL, .enhanced = "4.3.0", .text = "Temporary filter failure"};
         break;
     }
 }

@@ -17,7 +17,7 @@ typedef enum {
 /* Strings are borrowed: the chain copies what it keeps before done() returns. */
 typedef struct pc_verdict {
     pc_action action;
-    int code;             /* SMTP reply code; 0 = the protocol's default for the action */
+    int code;             /* SMTP reply code of the action's class; 0 = the protocol's default */
     const char *enhanced; /* "5.7.1"; NULL = default */
     const char *text;     /* reply text; NULL = default */
     double score;         /* added to the transaction's total */
