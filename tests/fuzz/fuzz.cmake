@@ -28,7 +28,9 @@ target_sources(fuzz_smtp_data PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_sink
 
 # The configuration loader: YAML from an untrusted file must never crash the loader.
 add_executable(fuzz_config ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_config.c
-  ${CMAKE_SOURCE_DIR}/gateway/config/config.c ${CMAKE_SOURCE_DIR}/gateway/config/cli.c)
+  ${CMAKE_SOURCE_DIR}/gateway/config/config.c ${CMAKE_SOURCE_DIR}/gateway/config/tree.c
+  ${CMAKE_SOURCE_DIR}/gateway/config/values.c ${CMAKE_SOURCE_DIR}/gateway/config/cli.c
+  ${CMAKE_SOURCE_DIR}/gateway/config/options.c)
 target_compile_options(fuzz_config PRIVATE ${PC_FUZZ_FLAGS})
 target_link_options(fuzz_config PRIVATE ${PC_FUZZ_FLAGS})
 target_link_libraries(fuzz_config PRIVATE PkgConfig::YAML)
