@@ -601,7 +601,8 @@ static void pf_step_scan(isess *s)
 
 void is_pf_try_start(isess *s)
 {
-    if (s->pf != PF_HELD || s->outstanding || s->wait != IW_NONE || s->ap != AP_NONE || !s->c_first)
+    if (s->pf != PF_HELD || s->outstanding || s->wait != IW_NONE || s->ap.st != AP_NONE ||
+        !s->c_first)
         return;
     pc_imap_cmd_head h;
     const char *cmd = pc_buf_ptr(&s->pf_cmd);

@@ -505,8 +505,8 @@ void is_close(isess *s)
                    "append_refused=%u errors=%u auth_failures=%u",
                    s->base.client_ip, s->base.tls ? pc_conn_tls_version(s->base.c) : "no",
                    s->user[0] ? s->user : "-", s->commands, s->fetched, s->scanned, s->passed,
-                   s->tagged, s->withheld, s->unscanned, s->cache_hits, s->appended,
-                   s->append_refused, s->errors, s->auth_failures);
+                   s->tagged, s->withheld, s->unscanned + s->ap.unscanned, s->cache_hits,
+                   s->ap.appended, s->ap.refused, s->errors, s->auth_failures);
     explicit_bzero(s->user, sizeof(s->user));
 }
 
@@ -522,6 +522,7 @@ void pc_imap_session_start(pc_listener_rt *l, pc_conn *conn, const struct sockad
     pc_buf_init(&s->cred, 0);
     pc_buf_init(&s->notice, 0);
     pc_buf_init(&s->hold, 0);
+    is_relay_init(s);
     pc_log_info(s->base.sid, "event=connect client=%s listener=%s proto=imap", s->base.client_ip,
                 s->base.cfg->name);
     if (s->base.cfg->tls.mode == PC_TLS_IMPLICIT) {

@@ -46,10 +46,106 @@ static void drop_upstream(isess *s)
     pc_buf_release(&s->uout);
 }
 
+/* ---- what the objects ask of the session (ud: the session) ------------------------------------
+ */
+
+static void op_up_send(void *ud, const void *p, size_t n)
+{
+    is_up_send(ud, p, n);
+}
+
+static void op_up_flush(void *ud)
+{
+    is_up_flush(ud);
+}
+
+static pc_conn *op_upstream(void *ud)
+{
+    return ((isess *)ud)->up;
+}
+
+static void op_forwarded(void *ud, size_t line_fwd)
+{
+    isess *s = ud;
+    if (line_fwd)
+        s->line_fwd = line_fwd;
+    s->outstanding++;
+}
+
+static void op_refuse(void *ud, const char *reply)
+{
+    isess *s = ud;
+    s->swallow = 1;
+    s->swallow_reply = reply;
+}
+
+static void op_error_count(void *ud)
+{
+    is_error_count(ud);
+}
+
+static void op_close(void *ud)
+{
+    is_close(ud);
+}
+
+static int op_closing(void *ud)
+{
+    return ((isess *)ud)->phase == IP_CLOSING;
+}
+
+static void op_again(void *ud)
+{
+    ((isess *)ud)->again = 1;
+}
+
+static void op_process(void *ud)
+{
+    is_process(ud);
+}
+
+static void op_ap_resume(void *ud)
+{
+    isess *s = ud;
+    if (s->phase == IP_CLOSING)
+        return;
+    is_flush(s);
+    is_relay_upstream(s);
+    is_process(s);
+}
+
+static void op_ap_sent(void *ud)
+{
+    isess *s = ud;
+    if (!s->c_paused)
+        s->up->want_drain = 0;
+    is_process(s);
+}
+
+static const is_append_ops append_ops = {
+    .up_send = op_up_send,
+    .up_flush = op_up_flush,
+    .upstream = op_upstream,
+    .forwarded = op_forwarded,
+    .refuse = op_refuse,
+    .error_count = op_error_count,
+    .close = op_close,
+    .closing = op_closing,
+    .again = op_again,
+    .process = op_process,
+    .resume = op_ap_resume,
+    .sent = op_ap_sent,
+};
+
+void is_relay_init(isess *s)
+{
+    is_ap_init(&s->ap, &s->base, s->user, &s->pf_serial, &append_ops, s);
+}
+
 void is_relay_free(isess *s)
 {
     is_retrieve_free(s);
-    is_ap_free(s);
+    is_ap_free(&s->ap);
     pc_results_reset(&s->base.results);
     drop_upstream(s);
 }
@@ -339,7 +435,7 @@ static int line_head(isess *s, const pc_imap_ev *ev)
             pc_conn_consume(s->up, ev->consumed);
             return 1;
         }
-        if (is_ap_upstream_line(s, &h)) {
+        if (is_ap_upstream_line(&s->ap, &h)) {
             pc_conn_consume(s->up, ev->consumed);
             return 1;
         }
@@ -366,7 +462,7 @@ static int line_head(isess *s, const pc_imap_ev *ev)
     if (h.kind == PC_IMAP_RESP_TAGGED && s->phase == IP_RELAY) {
         if (s->outstanding)
             s->outstanding--;
-        is_ap_upstream_line(s, &h);
+        is_ap_upstream_line(&s->ap, &h);
     }
     if (h.kind == PC_IMAP_RESP_TAGGED) {
         if (s->phase == IP_LOGIN && h.tag.n == strlen(s->login_tag) &&
@@ -454,7 +550,7 @@ static void up_closed(isess *s);
 
 void is_relay_upstream(isess *s)
 {
-    while (s->up && s->wait == IW_NONE && !s->u_paused && s->ap != AP_CHAIN &&
+    while (s->up && s->wait == IW_NONE && !s->u_paused && s->ap.st != AP_CHAIN &&
            (s->phase == IP_LOGIN || s->phase == IP_RELAY)) {
         pc_imap_ev ev;
         int rc = pc_imap_tok_next(&s->utok, in_ptr(s->up), pc_conn_pending(s->up), &ev);
@@ -542,7 +638,7 @@ void is_relay_upstream(isess *s)
     /* The upstream closed: once nothing it sent waits any more (a verdict, the pump, a full
      * client queue, the message hook), the session ends. */
     if (s->up_eof && s->phase == IP_RELAY && s->wait == IW_NONE && !s->u_paused &&
-        s->ap != AP_CHAIN)
+        s->ap.st != AP_CHAIN)
         up_closed(s);
 }
 
@@ -587,9 +683,9 @@ void is_up_event(pc_conn *c, pc_conn_event ev, void *ud)
             is_process(s);
         return;
     case PC_CONN_EV_DRAIN:
-        if (s->ap == AP_SEND)
-            is_ap_pump(s);
-        if (s->c_paused && s->ap != AP_SEND) {
+        if (s->ap.st == AP_SEND)
+            is_ap_pump(&s->ap);
+        if (s->c_paused && s->ap.st != AP_SEND) {
             s->c_paused = 0;
             s->up->want_drain = 0;
             pc_conn_read_start(s->base.c);
@@ -649,13 +745,13 @@ static void set_tag(isess *s, const pc_imap_ev *ev)
 /* The client waits: a held APPEND or a pre-scanned FETCH is in progress. */
 static int client_blocked(const isess *s)
 {
-    return s->ap >= AP_READY || (s->pf != PF_NONE && s->c_first);
+    return s->ap.st >= AP_READY || (s->pf != PF_NONE && s->c_first);
 }
 
 void is_relay_client(isess *s)
 {
-    if (s->phase == IP_RELAY && s->ap == AP_READY)
-        is_ap_try_start(s);
+    if (s->phase == IP_RELAY && s->ap.st == AP_READY)
+        is_ap_try_start(&s->ap, s->wait != IW_NONE);
     if (s->phase == IP_RELAY && s->pf == PF_HELD)
         is_pf_try_start(s);
     while (s->phase == IP_RELAY && s->up && !s->sync_wait && !s->c_paused && !client_blocked(s)) {
@@ -672,7 +768,7 @@ void is_relay_client(isess *s)
                 is_reply(s, "%s %s", s->tag, "NO [TOOBIG] Literal too big");
                 s->c_first = 1;
                 s->swallow = 0;
-                is_ap_free(s);
+                is_ap_free(&s->ap);
                 is_error_count(s);
                 continue;
             }
@@ -687,8 +783,12 @@ void is_relay_client(isess *s)
             is_close(s);
             return;
         }
-        if (s->ap != AP_NONE) {
-            int r = is_ap_event(s, rc, &ev);
+        if (s->ap.st != AP_NONE) {
+            if (rc == PC_IMAP_EV_LINE_END) {
+                s->c_first = 1;
+                s->line_fwd = 0;
+            }
+            int r = is_ap_event(&s->ap, rc, &ev);
             if (r < 0)
                 return;
             if (r > 0) {
@@ -709,8 +809,8 @@ void is_relay_client(isess *s)
                     s->swallow = s->swallow_reply != NULL;
                     if (pc_imap_word_is(h.name, "LOGOUT"))
                         s->logout = 1;
-                    if (!s->swallow && is_ap_wanted(s, &h)) {
-                        is_ap_event(s, rc, &ev);
+                    if (!s->swallow && is_ap_wanted(&s->ap, &h)) {
+                        is_ap_begin(&s->ap, s->tag, &ev);
                         break;
                     }
                     if (!s->swallow && is_pf_command(s, &ev, &h))
@@ -764,8 +864,8 @@ void is_relay_client(isess *s)
         }
     }
     is_up_flush(s);
-    if (s->phase == IP_RELAY && s->ap == AP_READY)
-        is_ap_try_start(s);
+    if (s->phase == IP_RELAY && s->ap.st == AP_READY)
+        is_ap_try_start(&s->ap, s->wait != IW_NONE);
     if (s->phase == IP_RELAY && s->pf == PF_HELD)
         is_pf_try_start(s);
     if (s->phase == IP_RELAY)

@@ -13,14 +13,14 @@
 #include "core/listener.h"
 #include "core/session.h"
 #include "core/spool.h"
+#include "imap/imap_append.h"
 #include "imap/imap_client.h"
+#include "imap/imap_flow.h"
 #include "imap/imap_token.h"
 #include "net/conn.h"
 
 #define IMAP_PRELOGIN_LITERAL_MAX 8192
 #define IMAP_MAX_ARGS 4
-#define IMAP_CHUNK 65536
-#define IMAP_HIGH_WATER (1024 * 1024)
 
 enum iphase {
     IP_TLS,     /* handshake in progress */
@@ -33,18 +33,6 @@ enum iphase {
 };
 
 enum iwait { IW_NONE, IW_CHAIN, IW_PUMP };
-
-/* APPEND through the message hook (imap_append.c). */
-enum iappend {
-    AP_NONE,
-    AP_ARGS,   /* reading the arguments before the message literal */
-    AP_BODY,   /* spooling the message literal */
-    AP_END,    /* the literal is in, waiting for the line end */
-    AP_READY,  /* complete, waiting for the retrieve hook to be idle */
-    AP_CHAIN,  /* the message hook runs */
-    AP_UPWAIT, /* "{n}" sent upstream, waiting for its "+" */
-    AP_SEND,   /* streaming the message upstream */
-};
 
 /* Section / partial FETCH pre-scan (imap_retrieve.c). */
 enum iprescan {
@@ -83,7 +71,6 @@ typedef struct isess {
     /* for the session's log line */
     unsigned commands;
     unsigned scanned, passed, tagged, withheld, unscanned, cache_hits; /* retrieval */
-    unsigned appended, append_refused;
 
     /* client stream */
     pc_imap_tok ctok;
@@ -127,18 +114,8 @@ typedef struct isess {
     size_t emit_off;
     uint64_t t0;
 
-    /* APPEND through the message hook */
-    enum iappend ap;
-    int ap_have_mbox; /* the mailbox argument was seen */
-    int ap_err;       /* spool error while reading the literal */
-    uint64_t ap_size;
-    pc_buf ap_cmd; /* "APPEND mailbox [flags] [date] " as it goes upstream (no tag) */
-    pc_spool *ap_spool;
-    pc_message *ap_msg;
-    pc_chain_run *ap_run;
-    size_t ap_off;
-    char ap_tag[64];
-    uint64_t ap_t0;
+    /* APPEND through the message hook (imap_append.h), driven by the relay */
+    is_append ap;
 
     /* FETCH of sections / partials: pre-scan, verdict map, cache key */
     unsigned outstanding; /* client commands sent upstream whose tagged answer is due */
@@ -196,6 +173,8 @@ void is_relay_upstream(isess *s);
 void is_up_event(pc_conn *c, pc_conn_event ev, void *ud);
 void is_client_drained(isess *s);
 void is_relay_free(isess *s);
+/* Sets up the objects the relay drives (at session start). */
+void is_relay_init(isess *s);
 void is_caps_rewrite(isess *s, const char *caps, size_t n, pc_buf *out);
 void is_tok_client_init(isess *s, int relay);
 void is_up_send(isess *s, const void *p, size_t n);
@@ -224,15 +203,5 @@ void is_fetch_seg_out(isess *s, const char *p, size_t n, int depth);
 /* The held segment before a whole-message literal goes out unchanged (the literal is relayed). */
 void is_hold_release(isess *s);
 void is_sel_command(isess *s, const pc_imap_cmd_head *h);
-
-/* imap_append.c */
-int is_ap_wanted(const isess *s, const pc_imap_cmd_head *h);
-/* Client events while s->ap is active; returns 1 when the event was consumed (the caller drops
- * ev->consumed bytes), 0 to let the relay handle it, -1 when the session closed. */
-int is_ap_event(isess *s, int rc, const pc_imap_ev *ev);
-void is_ap_try_start(isess *s);
-int is_ap_upstream_line(isess *s, const pc_imap_resp_head *h);
-void is_ap_pump(isess *s);
-void is_ap_free(isess *s);
 
 #endif
