@@ -480,7 +480,7 @@ static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
     case PC_CONN_EV_DRAIN: is_client_drained(s); return;
     case PC_CONN_EV_CONNECTED: return;
     case PC_CONN_EV_CLOSED:
-        pc_buf_release(&s->hold);
+        pc_buf_release(&s->rt.hold);
         pc_session_free(&s->base);
         return;
     }
@@ -504,9 +504,9 @@ void is_close(isess *s)
                    "passed=%u tagged=%u withheld=%u unscanned=%u cache_hits=%u appended=%u "
                    "append_refused=%u errors=%u auth_failures=%u",
                    s->base.client_ip, s->base.tls ? pc_conn_tls_version(s->base.c) : "no",
-                   s->user[0] ? s->user : "-", s->commands, s->fetched, s->scanned, s->passed,
-                   s->tagged, s->withheld, s->unscanned + s->ap.unscanned, s->cache_hits,
-                   s->ap.appended, s->ap.refused, s->errors, s->auth_failures);
+                   s->user[0] ? s->user : "-", s->commands, s->rt.fetched, s->rt.scanned,
+                   s->rt.passed, s->rt.tagged, s->rt.withheld, s->rt.unscanned + s->ap.unscanned,
+                   s->rt.cache_hits, s->ap.appended, s->ap.refused, s->errors, s->auth_failures);
     explicit_bzero(s->user, sizeof(s->user));
 }
 
@@ -520,8 +520,6 @@ void pc_imap_session_start(pc_listener_rt *l, pc_conn *conn, const struct sockad
     pc_buf_init(&s->uout, 0);
     pc_buf_init(&s->args, 0);
     pc_buf_init(&s->cred, 0);
-    pc_buf_init(&s->notice, 0);
-    pc_buf_init(&s->hold, 0);
     is_relay_init(s);
     pc_log_info(s->base.sid, "event=connect client=%s listener=%s proto=imap", s->base.client_ip,
                 s->base.cfg->name);

@@ -137,14 +137,39 @@ static const is_append_ops append_ops = {
     .sent = op_ap_sent,
 };
 
+static void op_out_add(void *ud, const void *p, size_t n)
+{
+    is_out_add(ud, p, n);
+}
+
+static void op_rt_resume(void *ud)
+{
+    isess *s = ud;
+    if (s->phase == IP_CLOSING)
+        return;
+    is_relay_upstream(s);
+    is_process(s);
+}
+
+static const is_retrieve_ops retrieve_ops = {
+    .out_add = op_out_add,
+    .up_send = op_up_send,
+    .up_flush = op_up_flush,
+    .forwarded = op_forwarded,
+    .close = op_close,
+    .again = op_again,
+    .resume = op_rt_resume,
+};
+
 void is_relay_init(isess *s)
 {
-    is_ap_init(&s->ap, &s->base, s->user, &s->pf_serial, &append_ops, s);
+    is_rt_init(&s->rt, &s->base, s->user, &s->ref_serial, &retrieve_ops, s);
+    is_ap_init(&s->ap, &s->base, s->user, &s->ref_serial, &append_ops, s);
 }
 
 void is_relay_free(isess *s)
 {
-    is_retrieve_free(s);
+    is_retrieve_free(&s->rt);
     is_ap_free(&s->ap);
     pc_results_reset(&s->base.results);
     drop_upstream(s);
@@ -454,7 +479,7 @@ static int line_head(isess *s, const pc_imap_ev *ev)
         }
         s->bye_sent = 1; /* relayed: the only BYE the client gets */
     }
-    if (s->phase == IP_RELAY && is_pf_line(s, ev->data.p, ev->data.n, &h)) {
+    if (s->phase == IP_RELAY && is_pf_line(&s->rt, ev->data.p, ev->data.n, &h)) {
         s->u_skip_end = 1;
         pc_conn_consume(s->up, ev->consumed);
         return 1;
@@ -495,25 +520,14 @@ static void up_text(isess *s, const pc_imap_ev *ev)
     const char *p = ev->data.p;
     size_t n = ev->data.n;
     int ann = n >= 2 && p[n - 1] == '\n';
-    if (ev->first && is_scannable(s) && s->phase == IP_RELAY) {
-        pc_imap_resp_head h;
-        s->u_fetch = pc_imap_resp_split(p, n, &h) == PC_OK && h.kind == PC_IMAP_RESP_UNTAGGED &&
-                     h.number.n && pc_imap_word_is(h.name, "FETCH");
-        s->u_seq = 0;
-        s->u_uid = 0;
-        s->u_pdepth = 0;
-        s->size_fix_on = 0;
-        if (s->u_fetch) {
-            for (size_t i = 0; i < h.number.n && i < 10; i++)
-                s->u_seq = s->u_seq * 10 + (uint32_t)(h.number.p[i] - '0');
-            s->u_own = ann && is_pf_own_line(s, p, n);
-        }
-    }
-    int depth0 = s->u_pdepth;
-    is_pf_text(s, p, n);
+    if (ev->first && is_scannable(&s->rt) && s->phase == IP_RELAY &&
+        is_rt_fetch_begin(&s->rt, p, n))
+        s->u_own = ann && is_pf_own_line(&s->rt, p, n);
+    int depth0 = s->rt.u_pdepth;
+    is_pf_text(&s->rt, p, n);
     if (!ann) {
         if (!s->u_own)
-            is_fetch_seg_out(s, p, n, depth0);
+            is_fetch_seg_out(&s->rt, p, n, depth0);
         return;
     }
     size_t k = n;
@@ -523,7 +537,7 @@ static void up_text(isess *s, const pc_imap_ev *ev)
         k--;
     if (k == 0 || n - (k - 1) > sizeof(s->ann)) {
         if (!s->u_own)
-            is_fetch_seg_out(s, p, n, depth0);
+            is_fetch_seg_out(&s->rt, p, n, depth0);
         s->ann_len = 0;
         s->u_kind = PC_IMAP_ITEM_NONE;
         return;
@@ -531,26 +545,20 @@ static void up_text(isess *s, const pc_imap_ev *ev)
     k--;
     s->ann_len = n - k;
     memcpy(s->ann, p + k, s->ann_len);
-    pc_slice item = {"", 0};
-    s->u_kind = s->u_fetch ? pc_imap_fetch_item(p, k, &item) : PC_IMAP_ITEM_NONE;
-    snprintf(s->u_item, sizeof(s->u_item), "%.*s", (int)item.n, item.p);
+    s->u_kind = is_rt_item(&s->rt, p, k);
     if (s->u_own)
         return;
-    if (s->u_fetch && s->u_kind == PC_IMAP_ITEM_MESSAGE) {
-        /* Held until the verdict: an RFC822.SIZE in it must describe what is served. */
-        pc_buf_reset(&s->hold);
-        s->hold_depth = depth0;
-        if (pc_buf_append(&s->hold, p, k) == 0)
-            return;
-    }
-    is_fetch_seg_out(s, p, k, depth0);
+    /* Held until the verdict: an RFC822.SIZE in it must describe what is served. */
+    if (s->rt.u_fetch && s->u_kind == PC_IMAP_ITEM_MESSAGE && is_rt_hold(&s->rt, p, k, depth0))
+        return;
+    is_fetch_seg_out(&s->rt, p, k, depth0);
 }
 
 static void up_closed(isess *s);
 
 void is_relay_upstream(isess *s)
 {
-    while (s->up && s->wait == IW_NONE && !s->u_paused && s->ap.st != AP_CHAIN &&
+    while (s->up && s->rt.wait == IW_NONE && !s->u_paused && s->ap.st != AP_CHAIN &&
            (s->phase == IP_LOGIN || s->phase == IP_RELAY)) {
         pc_imap_ev ev;
         int rc = pc_imap_tok_next(&s->utok, in_ptr(s->up), pc_conn_pending(s->up), &ev);
@@ -568,7 +576,7 @@ void is_relay_upstream(isess *s)
         switch (rc) {
         case PC_IMAP_EV_TEXT:
             if (ev.first) {
-                s->u_fetch = 0;
+                is_rt_line_end(&s->rt);
                 s->u_own = 0;
                 s->u_skip_end = 0;
                 if (ev.data.n < 2 || ev.data.p[ev.data.n - 1] != '\n') {
@@ -582,36 +590,30 @@ void is_relay_upstream(isess *s)
             up_text(s, &ev);
             break;
         case PC_IMAP_EV_LITERAL:
-            if (s->u_fetch && ev.depth == 1 && s->u_kind == PC_IMAP_ITEM_MESSAGE &&
+            if (s->rt.u_fetch && ev.depth == 1 && s->u_kind == PC_IMAP_ITEM_MESSAGE &&
                 ev.lit_size > 0 && s->ann_len) {
-                is_scan_begin(s, &ev);
+                is_scan_begin(&s->rt, &ev, s->u_own, s->ann, s->ann_len);
                 s->ann_len = 0;
                 break;
             }
-            is_hold_release(s); /* a message literal not scanned (nested, empty) */
+            is_hold_release(&s->rt); /* a message literal not scanned (nested, empty) */
             if (s->u_own) {
-                s->scan = ev.lit_size > 0 ? 3 : 0; /* the gateway's own response: dropped */
-            } else if (s->u_fetch && ev.depth == 1 && s->u_kind == PC_IMAP_ITEM_PART &&
-                       s->ann_len && is_pf_part_literal(s, &ev)) {
-                s->scan = ev.lit_size > 0 ? 3 : 0; /* replaced by a notice part */
+                is_scan_drop(&s->rt, &ev); /* the gateway's own response: dropped */
+            } else if (s->rt.u_fetch && ev.depth == 1 && s->u_kind == PC_IMAP_ITEM_PART &&
+                       s->ann_len && is_pf_part_literal(&s->rt, &ev)) {
+                is_scan_drop(&s->rt, &ev); /* replaced by a notice part */
             } else {
                 is_out_add(s, s->ann, s->ann_len);
             }
             s->ann_len = 0;
             break;
         case PC_IMAP_EV_LITERAL_DATA:
-            if (s->scan == 1 && !s->spool_err) {
-                int w = pc_spool_write(s->spool, ev.data.p, ev.data.n);
-                if (w != PC_SPOOL_OK)
-                    s->spool_err = w;
-            } else if (!s->scan && !s->u_own) {
-                is_out_add(s, ev.data.p, ev.data.n);
-            }
-            if (s->scan == 3 && ev.lit_left == 0) {
-                s->scan = 0;
-            } else if (s->scan && ev.lit_left == 0) {
+            if (!s->rt.scan) {
+                if (!s->u_own)
+                    is_out_add(s, ev.data.p, ev.data.n);
+            } else if (is_scan_data(&s->rt, &ev)) {
                 pc_conn_consume(s->up, ev.consumed);
-                is_scan_done(s);
+                is_scan_done(&s->rt);
                 continue;
             }
             break;
@@ -619,9 +621,8 @@ void is_relay_upstream(isess *s)
             if (!s->u_skip_end && !s->u_own)
                 is_out_add(s, ev.data.p, ev.data.n);
             s->u_skip_end = 0;
-            s->u_fetch = 0;
             s->u_own = 0;
-            s->size_fix_on = 0;
+            is_rt_line_end(&s->rt);
             break;
         default: break;
         }
@@ -637,7 +638,7 @@ void is_relay_upstream(isess *s)
     is_flush(s);
     /* The upstream closed: once nothing it sent waits any more (a verdict, the pump, a full
      * client queue, the message hook), the session ends. */
-    if (s->up_eof && s->phase == IP_RELAY && s->wait == IW_NONE && !s->u_paused &&
+    if (s->up_eof && s->phase == IP_RELAY && s->rt.wait == IW_NONE && !s->u_paused &&
         s->ap.st != AP_CHAIN)
         up_closed(s);
 }
@@ -658,9 +659,9 @@ void is_client_drained(isess *s)
 {
     if (s->phase == IP_CLOSING)
         return;
-    if (s->wait == IW_PUMP) {
-        is_pump(s);
-        if (s->wait != IW_NONE)
+    if (s->rt.wait == IW_PUMP) {
+        is_pump(&s->rt);
+        if (s->rt.wait != IW_NONE)
             return;
     }
     s->base.c->want_drain = 0;
@@ -745,15 +746,21 @@ static void set_tag(isess *s, const pc_imap_ev *ev)
 /* The client waits: a held APPEND or a pre-scanned FETCH is in progress. */
 static int client_blocked(const isess *s)
 {
-    return s->ap.st >= AP_READY || (s->pf != PF_NONE && s->c_first);
+    return s->ap.st >= AP_READY || (s->rt.pf != PF_NONE && s->c_first);
+}
+
+/* The pre-scan waits for every earlier command's answer, an APPEND, a command's end. */
+static int pf_blocked(const isess *s)
+{
+    return s->outstanding || s->ap.st != AP_NONE || !s->c_first;
 }
 
 void is_relay_client(isess *s)
 {
     if (s->phase == IP_RELAY && s->ap.st == AP_READY)
-        is_ap_try_start(&s->ap, s->wait != IW_NONE);
-    if (s->phase == IP_RELAY && s->pf == PF_HELD)
-        is_pf_try_start(s);
+        is_ap_try_start(&s->ap, s->rt.wait != IW_NONE);
+    if (s->phase == IP_RELAY && s->rt.pf == PF_HELD)
+        is_pf_try_start(&s->rt, pf_blocked(s));
     while (s->phase == IP_RELAY && s->up && !s->sync_wait && !s->c_paused && !client_blocked(s)) {
         pc_imap_ev ev;
         int rc = pc_imap_tok_next(&s->ctok, in_ptr(s->base.c), pc_conn_pending(s->base.c), &ev);
@@ -813,10 +820,10 @@ void is_relay_client(isess *s)
                         is_ap_begin(&s->ap, s->tag, &ev);
                         break;
                     }
-                    if (!s->swallow && is_pf_command(s, &ev, &h))
+                    if (!s->swallow && is_pf_command(&s->rt, s->tag, &ev, &h))
                         break;
                     if (!s->swallow) {
-                        is_sel_command(s, &h);
+                        is_sel_command(&s->rt, &h);
                         s->outstanding++;
                     }
                 }
@@ -844,8 +851,8 @@ void is_relay_client(isess *s)
         case PC_IMAP_EV_LINE_END:
             if (s->swallow)
                 is_reply(s, "%s %s", s->tag, s->swallow_reply);
-            else if (s->pf == PF_HELD)
-                pc_buf_append(&s->pf_cmd, ev.data.p, ev.data.n);
+            else if (s->rt.pf == PF_HELD)
+                is_pf_command_add(&s->rt, ev.data.p, ev.data.n);
             else
                 is_up_send(s, ev.data.p, ev.data.n);
             s->swallow = 0;
@@ -865,9 +872,9 @@ void is_relay_client(isess *s)
     }
     is_up_flush(s);
     if (s->phase == IP_RELAY && s->ap.st == AP_READY)
-        is_ap_try_start(&s->ap, s->wait != IW_NONE);
-    if (s->phase == IP_RELAY && s->pf == PF_HELD)
-        is_pf_try_start(s);
+        is_ap_try_start(&s->ap, s->rt.wait != IW_NONE);
+    if (s->phase == IP_RELAY && s->rt.pf == PF_HELD)
+        is_pf_try_start(&s->rt, pf_blocked(s));
     if (s->phase == IP_RELAY)
         pc_conn_set_timeout(s->base.c, s->base.cfg->mailbox.idle_timeout_ms);
 }

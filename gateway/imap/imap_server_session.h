@@ -16,6 +16,7 @@
 #include "imap/imap_append.h"
 #include "imap/imap_client.h"
 #include "imap/imap_flow.h"
+#include "imap/imap_retrieve.h"
 #include "imap/imap_token.h"
 #include "net/conn.h"
 
@@ -32,29 +33,9 @@ enum iphase {
     IP_CLOSING,
 };
 
-enum iwait { IW_NONE, IW_CHAIN, IW_PUMP };
-
-/* Section / partial FETCH pre-scan (imap_retrieve.c). */
-enum iprescan {
-    PF_NONE,
-    PF_HELD,  /* the client's FETCH is held until earlier commands are answered */
-    PF_UIDS,  /* internal "FETCH set (UID RFC822.SIZE)" running */
-    PF_SCAN,  /* internal "UID FETCH uids (UID BODY.PEEK[])" running */
-    PF_RELAY, /* the client's FETCH relayed, its parts checked against the map */
-};
-
-/* One message of the FETCH being pre-scanned: sequence number, UID, size, verdict. */
-typedef struct ipf_ent {
-    uint32_t seq, uid;
-    uint64_t size;
-    int state;  /* 0 unknown, 1 pass, 2 withheld */
-    char *info; /* withheld: "from\0subject\0date\0reason\0ref" */
-    size_t info_len;
-} ipf_ent;
-
 typedef struct isess {
     pc_session base; /* first: what every protocol's session has (session.h); base.run is the
-                        CONNECT hook, later the CLOSE hook (the retrieve hook is `run` below) */
+                        CONNECT hook, later the CLOSE hook (the retrieve hook's is rt.run) */
     pc_conn *up;
     pc_imapc *opening;
     enum iphase phase;
@@ -67,10 +48,8 @@ typedef struct isess {
     char user[256];
     unsigned errors;
     unsigned auth_failures;
-    unsigned fetched;
     /* for the session's log line */
     unsigned commands;
-    unsigned scanned, passed, tagged, withheld, unscanned, cache_hits; /* retrieval */
 
     /* client stream */
     pc_imap_tok ctok;
@@ -80,7 +59,8 @@ typedef struct isess {
     size_t line_fwd; /* bytes of the current command forwarded upstream */
     int swallow;     /* relay: the current command is answered here, not forwarded */
     const char *swallow_reply;
-    int sync_wait; /* relay: a synchronising literal was forwarded, the answer is due */
+    int sync_wait;        /* relay: a synchronising literal was forwarded, the answer is due */
+    unsigned outstanding; /* relay: client commands sent upstream whose tagged answer is due */
     int logout;
     /* pre-login command arguments (astrings; literal contents included) */
     pc_buf args;
@@ -96,51 +76,18 @@ typedef struct isess {
     /* upstream stream */
     pc_imap_tok utok;
     int u_skip_end; /* the line was rewritten: drop its LINE_END */
-    int u_fetch;    /* the line is "* n FETCH" */
     int u_kind;     /* pc_imap_fetch_item of the last TEXT */
+    int u_own;      /* the upstream line is the gateway's (internal command): not relayed */
     char ann[32];   /* literal announcement held until its LITERAL event */
     size_t ann_len;
     int u_paused; /* upstream reading paused until the client drains */
     int c_paused;
-    /* retrieve hook */
-    enum iwait wait;
-    int scan; /* 1: spooling the literal; 2: discarding it (oversize refused) */
-    uint64_t scan_size;
-    pc_spool *spool;
-    int spool_err;
-    pc_message *msg;
-    pc_chain_run *run;
-    pc_buf notice;
-    size_t emit_off;
-    uint64_t t0;
+    /* FETCH through the retrieve hook (imap_retrieve.h), driven by the relay */
+    is_retrieve rt;
+    unsigned ref_serial; /* references of notices and internal tags (retrieve and APPEND) */
 
     /* APPEND through the message hook (imap_append.h), driven by the relay */
     is_append ap;
-
-    /* FETCH of sections / partials: pre-scan, verdict map, cache key */
-    unsigned outstanding; /* client commands sent upstream whose tagged answer is due */
-    char sel_mbox[256];   /* selected mailbox as the client named it ("" unknown) */
-    uint32_t sel_uidv;    /* its UIDVALIDITY (0 unknown) */
-    enum iprescan pf;
-    pc_buf pf_cmd;    /* the held FETCH command line (CRLF included) */
-    char pf_tag[64];  /* its tag */
-    char pf_itag[24]; /* tag of the internal command running */
-    int pf_uidcmd;    /* the client's command is UID FETCH */
-    int pf_failed;    /* the UID step failed: parts of unknown messages are withheld */
-    ipf_ent *pmap;
-    size_t pmap_n, pmap_cap;
-    unsigned pf_serial;
-    int scan_pre;    /* the literal being scanned belongs to the pre-scan */
-    uint32_t u_seq;  /* "* n FETCH": n */
-    uint32_t u_uid;  /* UID seen in this FETCH response so far (0 none) */
-    int u_pdepth;    /* parenthesis depth reached in this response's text */
-    int u_own;       /* the upstream line is the gateway's (internal command): not relayed */
-    char u_item[64]; /* item name of the literal held in ann */
-    /* RFC822.SIZE of a whole message served changed (tagged, replaced, withheld) */
-    pc_buf hold;       /* the FETCH segment before a whole-message literal, until its verdict */
-    int hold_depth;    /* parenthesis depth at the start of that segment */
-    uint64_t size_fix; /* served size: RFC822.SIZE later in this response is rewritten */
-    int size_fix_on;
 } isess;
 
 _Static_assert(offsetof(isess, base) == 0, "an isess is its pc_session (conn and chain callbacks)");
@@ -180,28 +127,5 @@ void is_tok_client_init(isess *s, int relay);
 void is_up_send(isess *s, const void *p, size_t n);
 void is_up_flush(isess *s);
 void is_out_add(isess *s, const void *p, size_t n);
-
-/* imap_retrieve.c: whole-message FETCH through the retrieve hook, the section pre-scan and the
- * per-worker verdict cache */
-int is_scannable(const isess *s);
-void is_scan_begin(isess *s, const pc_imap_ev *ev);
-void is_scan_done(isess *s);
-void is_pump(isess *s);
-void is_retrieve_free(isess *s);
-/* Client side: a FETCH command head; returns 1 if it was held for a pre-scan. */
-int is_pf_command(isess *s, const pc_imap_ev *ev, const pc_imap_cmd_head *h);
-void is_pf_try_start(isess *s);
-/* Upstream side: a whole response line without literals (1: consumed), a first TEXT segment with
- * a literal (1: the line is the gateway's own), a literal of a FETCH response item. */
-int is_pf_line(isess *s, const char *p, size_t n, const pc_imap_resp_head *h);
-int is_pf_own_line(isess *s, const char *p, size_t n);
-int is_pf_part_literal(isess *s, const pc_imap_ev *ev);
-void is_pf_text(isess *s, const char *p, size_t n);
-/* A FETCH response segment to the client: as it is, or with the value of RFC822.SIZE at depth 1
- * (depth: at the segment's start) replaced by s->size_fix when s->size_fix_on. */
-void is_fetch_seg_out(isess *s, const char *p, size_t n, int depth);
-/* The held segment before a whole-message literal goes out unchanged (the literal is relayed). */
-void is_hold_release(isess *s);
-void is_sel_command(isess *s, const pc_imap_cmd_head *h);
 
 #endif
