@@ -5,6 +5,7 @@
  * (buffered plaintext discarded, state reset), literal abuse (pre-login literals capped at 8 KiB,
  * no allocation sized by a claim), junk (errors counted, BAD, close at the limit). */
 #include "imap/imap_server.h"
+#include "imap/imap_server_relay.h"
 #include "imap/imap_server_session.h"
 
 #include <openssl/evp.h>
@@ -19,23 +20,6 @@
 
 /* ---- replies --------------------------------------------------------------------------------- */
 
-void is_bye(isess *s, const char *text)
-{
-    if (s->bye_sent)
-        return;
-    s->bye_sent = 1;
-    is_reply(s, "* BYE %s", text);
-}
-
-void is_error_count(isess *s)
-{
-    if (++s->errors >= s->base.cfg->mailbox.errors) {
-        is_bye(s, "Too many errors");
-        pc_log_notice(s->base.sid, "event=limit limit=errors client=%s", s->base.client_ip);
-        is_close(s);
-    }
-}
-
 static int auth_allowed(const isess *s)
 {
     return s->base.tls || s->base.cfg->mailbox.plaintext_auth;
@@ -48,33 +32,6 @@ static void caps_prelogin(isess *s, char *out, size_t outlen)
                  ? " STARTTLS"
                  : "",
              auth_allowed(s) ? " AUTH=PLAIN" : " LOGINDISABLED");
-}
-
-/* ---- tokenizer set-up ------------------------------------------------------------------------ */
-
-void is_tok_client_init(isess *s, int relay)
-{
-    pc_imap_tok_cfg tc;
-    pc_imap_tok_cfg_default(&tc, 0);
-    tc.max_line = s->base.cfg->mailbox.line_length ? s->base.cfg->mailbox.line_length : 8192;
-    if (!relay) {
-        tc.max_literal = IMAP_PRELOGIN_LITERAL_MAX;
-        tc.max_nonsync = 0; /* nothing but synchronising literals before login */
-    } else {
-        unsigned f = s->base.l->caps_flags;
-        size_t cfgmax = s->base.cfg->mailbox.nonsync_literal_max;
-        tc.max_literal =
-            s->base.cfg->mailbox.literal_max ? s->base.cfg->mailbox.literal_max : 50u << 20;
-        if ((f & PC_IMAPCAP_LITPLUS) && cfgmax >= tc.max_literal)
-            tc.max_nonsync = cfgmax;
-        else if ((f & (PC_IMAPCAP_LITPLUS | PC_IMAPCAP_LITMINUS)) &&
-                 cfgmax >= PC_IMAP_LITERAL_MINUS_MAX)
-            tc.max_nonsync = PC_IMAP_LITERAL_MINUS_MAX;
-        else
-            tc.max_nonsync = 0;
-    }
-    pc_imap_tok_init(&s->ctok, &tc);
-    s->c_first = 1;
 }
 
 /* ---- pre-login commands ---------------------------------------------------------------------- */
@@ -367,7 +324,7 @@ static void prelogin_input(isess *s)
     }
 }
 
-void is_process(isess *s)
+static void process(isess *s)
 {
     if (s->in_process) {
         s->again = 1;
@@ -486,7 +443,7 @@ static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
     }
 }
 
-void is_close(isess *s)
+static void close_session(isess *s)
 {
     if (s->phase == IP_CLOSING)
         return;
@@ -510,6 +467,8 @@ void is_close(isess *s)
     explicit_bzero(s->user, sizeof(s->user));
 }
 
+static const is_session_ops session_ops = {process, close_session};
+
 static const pc_session_proto imap_proto = {"imap", 1200, on_conn};
 
 void pc_imap_session_start(pc_listener_rt *l, pc_conn *conn, const struct sockaddr_storage *client)
@@ -517,6 +476,7 @@ void pc_imap_session_start(pc_listener_rt *l, pc_conn *conn, const struct sockad
     isess *s = pc_session_new(sizeof(*s), &imap_proto, l, conn, client);
     if (!s)
         return;
+    s->sops = &session_ops;
     pc_buf_init(&s->uout, 0);
     pc_buf_init(&s->args, 0);
     pc_buf_init(&s->cred, 0);

@@ -4,6 +4,7 @@
  * framing desync (both streams tokenized, sync literals held until the upstream answers), features
  * the gateway cannot inspect (COMPRESS, STARTTLS, literal8, UNAUTHENTICATE refused and not
  * advertised) and unbounded buffering (literal contents streamed, flow control on both sides). */
+#include "imap/imap_server_relay.h"
 #include "imap/imap_server_session.h"
 
 #include <openssl/evp.h>

@@ -33,9 +33,18 @@ enum iphase {
     IP_CLOSING,
 };
 
-typedef struct isess {
+typedef struct isess isess;
+
+/* What the session before login (imap_server.c) provides to the files below it. */
+typedef struct is_session_ops {
+    void (*process)(isess *s); /* the input loop of the current state */
+    void (*close)(isess *s);   /* ends the session: the relay freed, the CLOSE hook, the log line */
+} is_session_ops;
+
+struct isess {
     pc_session base; /* first: what every protocol's session has (session.h); base.run is the
                         CONNECT hook, later the CLOSE hook (the retrieve hook's is rt.run) */
+    const is_session_ops *sops; /* set at start by imap_server.c */
     pc_conn *up;
     pc_imapc *opening;
     enum iphase phase;
@@ -88,7 +97,7 @@ typedef struct isess {
 
     /* APPEND through the message hook (imap_append.h), driven by the relay */
     is_append ap;
-} isess;
+};
 
 _Static_assert(offsetof(isess, base) == 0, "an isess is its pc_session (conn and chain callbacks)");
 
@@ -106,26 +115,16 @@ static inline void is_flush(isess *s)
     pc_session_flush(&s->base);
 }
 
-/* imap_server.c */
+/* imap_server_session.c: calls none of the other files by name */
 /* "* BYE text", at most once per session: after the upstream's own BYE was relayed, nothing. */
 void is_bye(isess *s, const char *text);
-void is_close(isess *s);
+/* Counts a client error; at mailbox.errors "* BYE" and close. */
 void is_error_count(isess *s);
-void is_process(isess *s);
-
-/* imap_server_relay.c */
-void is_login_start(isess *s);
-void is_relay_client(isess *s);
-void is_relay_upstream(isess *s);
-void is_up_event(pc_conn *c, pc_conn_event ev, void *ud);
-void is_client_drained(isess *s);
-void is_relay_free(isess *s);
-/* Sets up the objects the relay drives (at session start). */
-void is_relay_init(isess *s);
-void is_caps_rewrite(isess *s, const char *caps, size_t n, pc_buf *out);
+/* The client tokenizer's limits before login (relay 0) or after (relay 1); a command starts. */
 void is_tok_client_init(isess *s, int relay);
-void is_up_send(isess *s, const void *p, size_t n);
-void is_up_flush(isess *s);
-void is_out_add(isess *s, const void *p, size_t n);
+/* Through s->sops: the session ends (once; phase IP_CLOSING), the client's input is processed
+ * (again later when called from within). */
+void is_close(isess *s);
+void is_process(isess *s);
 
 #endif
