@@ -7,6 +7,7 @@
  * response text (UIDs read only at parenthesis depth 1 outside strings and sections). */
 #include "imap/imap_retrieve.h"
 #include "imap/imap_flow.h"
+#include "imap/imap_select.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,48 +15,22 @@
 
 #include "base/log.h"
 #include "core/notice.h"
-#include "core/vcache.h"
 #include "parse/sanitize.h"
 
 #define PF_MAP_MAX 100000   /* messages one pre-scanned FETCH may cover */
 #define PF_UIDLIST_MAX 4000 /* bytes of UID set in one internal UID FETCH */
 
-enum { VS_UNKNOWN = 0, VS_PASS = 1, VS_WITHHELD = 2, VS_ASKED = 3 };
-
-/* ---- verdict cache (vcache.c), keyed by listener, user, mailbox, UIDVALIDITY and UID ---- */
-
-/* The key, or -1 when the mailbox or its UIDVALIDITY is not known (no caching then). */
-static int vc_keyof(const is_retrieve *r, uint32_t uid, char *out, size_t outlen)
-{
-    if (!uid || !r->sel_mbox[0] || !r->sel_uidv || !r->user[0])
-        return -1;
-    int n = snprintf(out, outlen, "%s\n%s\n%s\n%u\n%u", r->base->cfg->name, r->user, r->sel_mbox,
-                     (unsigned)r->sel_uidv, (unsigned)uid);
-    return n > 0 && (size_t)n < outlen ? 0 : -1;
-}
-
-static size_t vc_slots(const is_retrieve *r)
-{
-    return r->base->cfg->mailbox.verdict_cache ? r->base->cfg->mailbox.verdict_cache : 10000;
-}
+/* ---- the verdict cache (imap_select.c) --------------------------------------------------- */
 
 static const pc_vcache_ent *vc_lookup(const is_retrieve *r, uint32_t uid)
 {
-    char key[700];
-    if (vc_keyof(r, uid, key, sizeof(key)) < 0)
-        return NULL;
-    return pc_vcache_lookup(vc_slots(r), key);
+    return is_vc_lookup(&r->sel, r->base->cfg, r->user, uid);
 }
 
-/* state VS_PASS or VS_WITHHELD (with the notice fields). */
 static void vc_store(const is_retrieve *r, uint32_t uid, int state, const char *info,
                      size_t info_len)
 {
-    char key[700];
-    if (vc_keyof(r, uid, key, sizeof(key)) < 0)
-        return;
-    int withheld = state == VS_WITHHELD;
-    pc_vcache_store(vc_slots(r), key, state, withheld ? info : NULL, withheld ? info_len : 0);
+    is_vc_store(&r->sel, r->base->cfg, r->user, uid, state, info, info_len);
 }
 
 /* ---- the notice (notice.c) ---------------------------------------------------------------- */
@@ -474,58 +449,6 @@ void is_hold_release(is_retrieve *r)
     pc_buf_release(&r->hold);
 }
 
-static uint32_t parse_u32(pc_slice t)
-{
-    uint64_t v = 0;
-    if (!t.n || t.n > 10)
-        return 0;
-    for (size_t i = 0; i < t.n; i++) {
-        if (t.p[i] < '0' || t.p[i] > '9')
-            return 0;
-        v = v * 10 + (uint64_t)(t.p[i] - '0');
-    }
-    return v <= UINT32_MAX ? (uint32_t)v : 0;
-}
-
-/* Parses the mailbox argument of SELECT / EXAMINE (atom or quoted; a literal: unknown). */
-void is_sel_command(is_retrieve *r, const pc_imap_cmd_head *h)
-{
-    if (h->sub.n)
-        return;
-    if (pc_imap_word_is(h->name, "CLOSE") || pc_imap_word_is(h->name, "UNSELECT")) {
-        r->sel_mbox[0] = '\0';
-        r->sel_uidv = 0;
-        return;
-    }
-    if (!pc_imap_word_is(h->name, "SELECT") && !pc_imap_word_is(h->name, "EXAMINE"))
-        return;
-    r->sel_mbox[0] = '\0';
-    r->sel_uidv = 0;
-    const char *p = h->args.p;
-    size_t n = h->args.n, o = 0, i = 0;
-    char name[sizeof(r->sel_mbox)];
-    if (n && p[0] == '"') {
-        for (i = 1; i < n && p[i] != '"' && o + 1 < sizeof(name); i++) {
-            if (p[i] == '\\' && i + 1 < n)
-                i++;
-            name[o++] = p[i];
-        }
-        if (i >= n || p[i] != '"')
-            return;
-    } else {
-        for (i = 0; i < n && p[i] != ' ' && p[i] != '{' && p[i] != '(' && o + 1 < sizeof(name); i++)
-            name[o++] = p[i];
-        if (i < n && p[i] == '{')
-            return;
-    }
-    name[o] = '\0';
-    pc_slice w = {name, o};
-    if (pc_imap_word_is(w, "INBOX"))
-        snprintf(r->sel_mbox, sizeof(r->sel_mbox), "INBOX");
-    else
-        snprintf(r->sel_mbox, sizeof(r->sel_mbox), "%s", name);
-}
-
 /* Does the FETCH item list ask for a section or a partial? */
 static int wants_parts(const char *p, size_t n)
 {
@@ -703,14 +626,8 @@ int is_pf_line(is_retrieve *r, const char *p, size_t n, const pc_imap_resp_head 
 {
     (void)p;
     (void)n;
-    if (h->kind == PC_IMAP_RESP_UNTAGGED && h->status == PC_IMAP_ST_OK && h->code.n &&
-        pc_imap_word_is(h->code_name, "UIDVALIDITY")) {
-        const char *v = h->code_name.p + h->code_name.n;
-        while (v < h->code.p + h->code.n && *v == ' ')
-            v++;
-        r->sel_uidv = parse_u32((pc_slice){v, (size_t)(h->code.p + h->code.n - v)});
+    if (is_sel_uidvalidity(&r->sel, h))
         return 0;
-    }
     if (h->kind == PC_IMAP_RESP_TAGGED && r->pf_itag[0] && h->tag.n == strlen(r->pf_itag) &&
         memcmp(h->tag.p, r->pf_itag, h->tag.n) == 0) {
         r->pf_itag[0] = '\0';
@@ -735,7 +652,7 @@ int is_pf_line(is_retrieve *r, const char *p, size_t n, const pc_imap_resp_head 
         return 0;
     }
     if (r->pf == PF_UIDS && h->kind == PC_IMAP_RESP_UNTAGGED && pc_imap_word_is(h->name, "FETCH")) {
-        uint32_t seq = parse_u32(h->number), uid = 0;
+        uint32_t seq = is_parse_u32(h->number), uid = 0;
         uint64_t size = 0;
         int depth = 0, others = 0;
         pc_imap_fetch_scan(h->text.p, h->text.n, &depth, &uid, &size, &others, NULL, NULL);

@@ -1,10 +1,10 @@
 /* imap_retrieve.h — FETCH through the retrieve hook, as an object the relay embeds and drives
  * (imap_retrieve.c): the whole message of a FETCH response spooled, scanned and served (or a
  * notice), the pre-scan of section / partial FETCHes with its verdict map, the selected mailbox
- * for the per-worker verdict cache, and the state of the upstream FETCH response being relayed
- * (its number, UID, depth, the segment held for the verdict, the RFC822.SIZE to rewrite). It
- * reaches the relay and the session only through the ops the session hands it at init (ud: the
- * session), never by calling their functions by name. */
+ * for the per-worker verdict cache (imap_select.h), and the state of the upstream FETCH response
+ * being relayed (its number, UID, depth, the segment held for the verdict, the RFC822.SIZE to
+ * rewrite). It reaches the relay and the session only through the ops the session hands it at init
+ * (ud: the session), never by calling their functions by name. */
 #ifndef PC_IMAP_RETRIEVE_H
 #define PC_IMAP_RETRIEVE_H
 
@@ -15,6 +15,7 @@
 #include "core/chain.h"
 #include "core/session.h"
 #include "core/spool.h"
+#include "imap/imap_select.h"
 #include "imap/imap_token.h"
 
 enum iwait { IW_NONE, IW_CHAIN, IW_PUMP };
@@ -78,8 +79,7 @@ typedef struct is_retrieve {
     int size_fix_on;
 
     /* FETCH of sections / partials: pre-scan, verdict map, cache key */
-    char sel_mbox[256]; /* selected mailbox as the client named it ("" unknown) */
-    uint32_t sel_uidv;  /* its UIDVALIDITY (0 unknown) */
+    is_selected sel; /* the verdict cache's mailbox */
     enum iprescan pf;
     pc_buf pf_cmd;    /* the held FETCH command line (CRLF included) */
     char pf_tag[64];  /* its tag */
@@ -150,7 +150,5 @@ void is_pf_text(is_retrieve *r, const char *p, size_t n);
 void is_fetch_seg_out(is_retrieve *r, const char *p, size_t n, int depth);
 /* The held segment before a whole-message literal goes out unchanged (the literal is relayed). */
 void is_hold_release(is_retrieve *r);
-/* SELECT / EXAMINE / CLOSE / UNSELECT: the selected mailbox for the verdict cache. */
-void is_sel_command(is_retrieve *r, const pc_imap_cmd_head *h);
 
 #endif

@@ -1,6 +1,8 @@
 /* imap_server.c — the client-facing IMAP session (RFC 9051/3501, 2595, 4959, 2971, 7888): its life
  * (PROXY, TLS, the CONNECT hook before the greeting, timeouts, close and the CLOSE hook) and the
- * not-authenticated state, answered by the gateway itself. At most one "* BYE" per session.
+ * not-authenticated state, answered by the gateway itself. At most one "* BYE" per session. It
+ * drives the relay (imap_server_relay.h) and hands the files below it its close and input loop as
+ * ops (s->sops), so that none of them calls back into it by name.
  * Defends against: credentials before TLS (LOGINDISABLED, NO [PRIVACYREQUIRED]), STARTTLS injection
  * (buffered plaintext discarded, state reset), literal abuse (pre-login literals capped at 8 KiB,
  * no allocation sized by a claim), junk (errors counted, BAD, close at the limit). */

@@ -1,10 +1,12 @@
 /* imap_server_relay.c — the IMAP session from the login on: the login relayed to the upstream, then
- * both directions relayed through the literal-aware tokenizer, CAPABILITY rewritten, and whole
- * messages in FETCH responses held, spooled and run through the retrieve hook. Defends against
+ * both directions relayed through the literal-aware tokenizer, CAPABILITY rewritten (imap_caps.c),
+ * whole messages in FETCH responses and APPEND handed to the objects it drives (imap_retrieve.h,
+ * imap_append.h), which report back through the ops below. Defends against
  * framing desync (both streams tokenized, sync literals held until the upstream answers), features
  * the gateway cannot inspect (COMPRESS, STARTTLS, literal8, UNAUTHENTICATE refused and not
  * advertised) and unbounded buffering (literal contents streamed, flow control on both sides). */
 #include "imap/imap_server_relay.h"
+#include "imap/imap_caps.h"
 #include "imap/imap_server_session.h"
 
 #include <openssl/evp.h>
@@ -16,28 +18,6 @@
 #include "net/addrtable.h"
 #include "parse/sanitize.h"
 
-void is_up_send(isess *s, const void *p, size_t n)
-{
-    pc_buf_append(&s->uout, p, n);
-}
-
-void is_up_flush(isess *s)
-{
-    if (!s->up || pc_buf_used(&s->uout) == 0)
-        return;
-    pc_conn_write(s->up, pc_buf_ptr(&s->uout), pc_buf_used(&s->uout));
-    if (s->phase != IP_RELAY) /* the login command carries credentials */
-        explicit_bzero(s->uout.data + s->uout.off, pc_buf_used(&s->uout));
-    pc_buf_release(&s->uout);
-}
-
-void is_out_add(isess *s, const void *p, size_t n)
-{
-    pc_buf_append(&s->base.out, p, n);
-    if (pc_buf_used(&s->base.out) >= IMAP_CHUNK)
-        is_flush(s);
-}
-
 static void drop_upstream(isess *s)
 {
     pc_imapc_free(s->opening);
@@ -47,8 +27,7 @@ static void drop_upstream(isess *s)
     pc_buf_release(&s->uout);
 }
 
-/* ---- what the objects ask of the session (ud: the session) ------------------------------------
- */
+/* ---- the ops the retrieve and append objects report back through (ud: the session) ---------- */
 
 static void op_up_send(void *ud, const void *p, size_t n)
 {
@@ -174,92 +153,6 @@ void is_relay_free(isess *s)
     is_ap_free(&s->ap);
     pc_results_reset(&s->base.results);
     drop_upstream(s);
-}
-
-/* ---- CAPABILITY ------------------------------------------------------------------------------ */
-
-/* What the gateway cannot proxy: compression and TLS (it must see the bytes), literal8 (BINARY,
- * IMAP4rev2, which includes it), MULTIAPPEND/CATENATE/URLAUTH (APPEND forms not inspected), and
- * UNAUTHENTICATE (a second login behind the gateway's back). LITERAL+/- follow the gateway's own
- * limit. */
-static int cap_removed(pc_slice w)
-{
-    static const char *const drop[] = {
-        "STARTTLS",       "LOGINDISABLED", "MULTIAPPEND", "BINARY",  "CATENATE", "IMAP4rev2",
-        "UNAUTHENTICATE", "LITERAL+",      "LITERAL-",    "SASL-IR", NULL};
-    for (size_t i = 0; drop[i]; i++)
-        if (pc_imap_word_is(w, drop[i]))
-            return 1;
-    static const char *const prefixes[] = {"COMPRESS=", "AUTH=", "URLAUTH", "UTF8=", NULL};
-    for (size_t i = 0; prefixes[i]; i++) {
-        size_t k = strlen(prefixes[i]);
-        pc_slice head = {w.p, k};
-        if (w.n >= k && pc_imap_word_is(head, prefixes[i]))
-            return 1;
-    }
-    return 0;
-}
-
-void is_caps_rewrite(isess *s, const char *caps, size_t n, pc_buf *out)
-{
-    size_t i = 0;
-    int first = 1;
-    while (i < n) {
-        while (i < n && caps[i] == ' ')
-            i++;
-        size_t st = i;
-        while (i < n && caps[i] != ' ')
-            i++;
-        pc_slice w = {caps + st, i - st};
-        if (!w.n || cap_removed(w))
-            continue;
-        if (!first)
-            pc_buf_append(out, " ", 1);
-        pc_buf_append(out, w.p, w.n);
-        first = 0;
-    }
-    uint64_t mx = s->ctok.cfg.max_nonsync;
-    if (s->phase == IP_RELAY || s->phase == IP_LOGIN) {
-        unsigned f = s->base.l->caps_flags;
-        size_t cfgmax = s->base.cfg->mailbox.nonsync_literal_max;
-        size_t lmax =
-            s->base.cfg->mailbox.literal_max ? s->base.cfg->mailbox.literal_max : 50u << 20;
-        if ((f & PC_IMAPCAP_LITPLUS) && cfgmax >= lmax)
-            mx = cfgmax;
-        else if ((f & (PC_IMAPCAP_LITPLUS | PC_IMAPCAP_LITMINUS)) &&
-                 cfgmax >= PC_IMAP_LITERAL_MINUS_MAX)
-            mx = PC_IMAP_LITERAL_MINUS_MAX;
-        else
-            mx = 0;
-    }
-    if (mx > PC_IMAP_LITERAL_MINUS_MAX)
-        pc_buf_append(out, " LITERAL+", 9);
-    else if (mx == PC_IMAP_LITERAL_MINUS_MAX)
-        pc_buf_append(out, " LITERAL-", 9);
-}
-
-/* Rewrites a whole status or CAPABILITY response line (no CRLF) into s->base.out, with CRLF.
- * Returns 1 if it did (the caller drops the original), 0 if the line needs no change. */
-static int rewrite_line(isess *s, const char *p, size_t n, const pc_imap_resp_head *h)
-{
-    if (h->kind == PC_IMAP_RESP_UNTAGGED && h->status == PC_IMAP_ST_NONE &&
-        pc_imap_word_is(h->name, "CAPABILITY")) {
-        pc_buf_append(&s->base.out, "* CAPABILITY ", 13);
-        is_caps_rewrite(s, h->text.p, h->text.n, &s->base.out);
-        pc_buf_append(&s->base.out, "\r\n", 2);
-        return 1;
-    }
-    if (h->code.n && pc_imap_word_is(h->code_name, "CAPABILITY")) {
-        const char *cs = h->code_name.p + h->code_name.n;
-        const char *ce = h->code.p + h->code.n;
-        pc_buf_append(&s->base.out, p, (size_t)(h->code.p - p));
-        pc_buf_append(&s->base.out, "CAPABILITY ", 11);
-        is_caps_rewrite(s, cs, (size_t)(ce - cs), &s->base.out);
-        pc_buf_append(&s->base.out, ce, n - (size_t)(ce - p));
-        pc_buf_append(&s->base.out, "\r\n", 2);
-        return 1;
-    }
-    return 0;
 }
 
 /* ---- login ----------------------------------------------------------------------------------- */
@@ -409,7 +302,7 @@ void is_login_start(isess *s)
 /* The upstream's tagged answer to the login (line without CRLF). */
 static void login_result(isess *s, const char *p, size_t n, const pc_imap_resp_head *h)
 {
-    if (!rewrite_line(s, p, n, h)) {
+    if (!is_caps_line(s, p, n, h)) {
         pc_buf_append(&s->base.out, p, n);
         pc_buf_append(&s->base.out, "\r\n", 2);
     }
@@ -508,7 +401,7 @@ static int line_head(isess *s, const pc_imap_ev *ev)
             s->again = 1;
         }
     }
-    if (rewrite_line(s, ev->data.p, ev->data.n, &h)) {
+    if (is_caps_line(s, ev->data.p, ev->data.n, &h)) {
         s->u_skip_end = 1;
         pc_conn_consume(s->up, ev->consumed);
         return 1;
@@ -824,7 +717,7 @@ void is_relay_client(isess *s)
                     if (!s->swallow && is_pf_command(&s->rt, s->tag, &ev, &h))
                         break;
                     if (!s->swallow) {
-                        is_sel_command(&s->rt, &h);
+                        is_sel_command(&s->rt.sel, &h);
                         s->outstanding++;
                     }
                 }

@@ -22,9 +22,5 @@ void is_relay_free(isess *s);
 /* Used within the relay's file and by the ops it hands the objects. */
 void is_relay_upstream(isess *s);
 void is_up_event(pc_conn *c, pc_conn_event ev, void *ud);
-void is_caps_rewrite(isess *s, const char *caps, size_t n, pc_buf *out);
-void is_up_send(isess *s, const void *p, size_t n);
-void is_up_flush(isess *s);
-void is_out_add(isess *s, const void *p, size_t n);
 
 #endif

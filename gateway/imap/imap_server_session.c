@@ -1,9 +1,12 @@
 /* imap_server_session.c — the low-level helpers every file of the IMAP session uses: the one
- * "* BYE" per session, the error count, the client tokenizer's limits for each state, and the way
+ * "* BYE" per session, the error count, the client tokenizer's limits for each state, the output
+ * batches towards the upstream and the client, and the way
  * to close the session or run its input loop, which go through the ops the session set
  * (imap_server.c). It calls no function of the other IMAP session files by name, so that the
  * session, the relay and the objects the relay drives call each other in one direction only. */
 #include "imap/imap_server_session.h"
+
+#include <string.h>
 
 #include "base/log.h"
 
@@ -23,6 +26,28 @@ void is_close(isess *s)
 void is_process(isess *s)
 {
     s->sops->process(s);
+}
+
+void is_up_send(isess *s, const void *p, size_t n)
+{
+    pc_buf_append(&s->uout, p, n);
+}
+
+void is_up_flush(isess *s)
+{
+    if (!s->up || pc_buf_used(&s->uout) == 0)
+        return;
+    pc_conn_write(s->up, pc_buf_ptr(&s->uout), pc_buf_used(&s->uout));
+    if (s->phase != IP_RELAY) /* the login command carries credentials */
+        explicit_bzero(s->uout.data + s->uout.off, pc_buf_used(&s->uout));
+    pc_buf_release(&s->uout);
+}
+
+void is_out_add(isess *s, const void *p, size_t n)
+{
+    pc_buf_append(&s->base.out, p, n);
+    if (pc_buf_used(&s->base.out) >= IMAP_CHUNK)
+        is_flush(s);
 }
 
 void is_error_count(isess *s)

@@ -1,6 +1,9 @@
-/* imap_server_session.h — the state of one client-facing IMAP session and what its files share:
- * imap_server.c (session life, pre-login commands, login) and imap_server_relay.c (the relay after
- * login, CAPABILITY rewriting, the retrieve hook). Internal; nothing else includes it. */
+/* imap_server_session.h — the state of one client-facing IMAP session and the low-level helpers
+ * its files share (imap_server_session.c). The files call each other in one direction only:
+ * imap_server.c (session life, pre-login) → imap_server_relay.c (login, relay after login) → the
+ * objects the relay drives, imap_append.c and imap_retrieve.c (→ imap_select.c), which see the
+ * session only through their ops; imap_caps.c and imap_server_session.c are below them all, and
+ * reach the session's own functions only through s->sops. Internal to gateway/imap/. */
 #ifndef PC_IMAP_SERVER_SESSION_H
 #define PC_IMAP_SERVER_SESSION_H
 
@@ -122,6 +125,11 @@ void is_bye(isess *s, const char *text);
 void is_error_count(isess *s);
 /* The client tokenizer's limits before login (relay 0) or after (relay 1); a command starts. */
 void is_tok_client_init(isess *s, int relay);
+/* Batched to the upstream (s->uout; wiped after writing before the relay: credentials) and to the
+ * client (s->base.out, written when IMAP_CHUNK is reached). Copied. */
+void is_up_send(isess *s, const void *p, size_t n);
+void is_up_flush(isess *s);
+void is_out_add(isess *s, const void *p, size_t n);
 /* Through s->sops: the session ends (once; phase IP_CLOSING), the client's input is processed
  * (again later when called from within). */
 void is_close(isess *s);
