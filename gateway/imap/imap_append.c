@@ -5,7 +5,9 @@
  * Defends against: a refused message reaching the mailbox (nothing goes upstream before the
  * verdict), unbounded buffering (literal_max, the spool's budgets), APPEND forms the gateway does
  * not inspect (MULTIAPPEND, CATENATE: BAD). */
-#include "imap/imap_server_session.h"
+#include "imap/imap_append.h"
+#include "imap/imap_client.h"
+#include "imap/imap_flow.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,43 +20,52 @@
 #define AP_MBOX_LITERAL_MAX 1024
 #define AP_ERR_MBOX 1000 /* the mailbox literal cannot be quoted */
 
-int is_ap_wanted(const isess *s, const pc_imap_cmd_head *h)
+void is_ap_init(is_append *a, pc_session *base, const char *user, unsigned *serial,
+                const is_append_ops *ops, void *ud)
 {
-    return s->base.l->chain && (s->base.l->chain_hooks & PC_HOOK_BIT(PC_HOOK_MESSAGE)) &&
+    a->base = base;
+    a->user = user;
+    a->serial = serial;
+    a->ops = ops;
+    a->ud = ud;
+}
+
+int is_ap_wanted(const is_append *a, const pc_imap_cmd_head *h)
+{
+    return a->base->l->chain && (a->base->l->chain_hooks & PC_HOOK_BIT(PC_HOOK_MESSAGE)) &&
            !h->sub.n && pc_imap_word_is(h->name, "APPEND");
 }
 
-void is_ap_free(isess *s)
+void is_ap_free(is_append *a)
 {
-    if (s->ap_run) {
-        pc_chain_abort(s->ap_run);
-        s->ap_run = NULL;
+    if (a->run) {
+        pc_chain_abort(a->run);
+        a->run = NULL;
     }
-    if (s->ap_msg)
-        pc_message_free(s->ap_msg);
+    if (a->msg)
+        pc_message_free(a->msg);
     else
-        pc_spool_free(s->ap_spool);
-    if (s->base.sv.msg == s->ap_msg)
-        s->base.sv.msg = NULL;
-    s->ap_msg = NULL;
-    s->ap_spool = NULL;
-    pc_buf_release(&s->ap_cmd);
-    s->ap = AP_NONE;
-    s->ap_err = 0;
-    s->ap_have_mbox = 0;
+        pc_spool_free(a->spool);
+    if (a->base->sv.msg == a->msg)
+        a->base->sv.msg = NULL;
+    a->msg = NULL;
+    a->spool = NULL;
+    pc_buf_release(&a->cmd);
+    a->st = AP_NONE;
+    a->err = 0;
+    a->have_mbox = 0;
 }
 
 /* Refuses the rest of the command: the relay's swallow path answers (at once for a synchronising
  * literal, else at the line end). */
-static void refuse(isess *s, const char *reply)
+static void refuse(is_append *a, const char *reply)
 {
-    is_ap_free(s);
-    s->swallow = 1;
-    s->swallow_reply = reply;
+    is_ap_free(a);
+    a->ops->refuse(a->ud, reply);
 }
 
 /* A text segment of the arguments: what comes before a literal announcement is kept. */
-static void args_text(isess *s, const char *p, size_t n)
+static void args_text(is_append *a, const char *p, size_t n)
 {
     if (n && p[n - 1] == '\n') {
         size_t k = n;
@@ -62,295 +73,289 @@ static void args_text(isess *s, const char *p, size_t n)
             k--;
         n = k ? k - 1 : 0;
     }
-    for (size_t i = 0; i < n && !s->ap_have_mbox; i++)
+    for (size_t i = 0; i < n && !a->have_mbox; i++)
         if (p[i] != ' ')
-            s->ap_have_mbox = 1;
-    pc_buf_append(&s->ap_cmd, p, n);
+            a->have_mbox = 1;
+    pc_buf_append(&a->cmd, p, n);
 }
 
 /* The message is too large to be scanned and may pass: the command goes upstream as the client
  * sent it and the relay takes over (the upstream answers the "+"). */
-static void pass_unscanned(isess *s, const pc_imap_ev *ev)
+static void pass_unscanned(is_append *a, const pc_imap_ev *ev)
 {
     char ann[48];
-    s->appended++;
-    s->unscanned++;
-    pc_log_notice(s->base.sid, "event=append user=%s size=%llu action=unscanned reason=size",
-                  s->user, (unsigned long long)ev->lit_size);
+    a->appended++;
+    a->unscanned++;
+    pc_log_notice(a->base->sid, "event=append user=%s size=%llu action=unscanned reason=size",
+                  a->user, (unsigned long long)ev->lit_size);
     int n = snprintf(ann, sizeof(ann), "{%llu%s}\r\n", (unsigned long long)ev->lit_size,
                      (ev->lit_flags & PC_IMAP_LIT_NONSYNC) ? "+" : "");
-    is_up_send(s, s->ap_tag, strlen(s->ap_tag));
-    is_up_send(s, " ", 1);
-    is_up_send(s, pc_buf_ptr(&s->ap_cmd), pc_buf_used(&s->ap_cmd));
-    is_up_send(s, ann, (size_t)n);
-    s->line_fwd = pc_buf_used(&s->ap_cmd) + (size_t)n + 1;
-    s->outstanding++;
-    is_ap_free(s);
+    a->ops->up_send(a->ud, a->tag, strlen(a->tag));
+    a->ops->up_send(a->ud, " ", 1);
+    a->ops->up_send(a->ud, pc_buf_ptr(&a->cmd), pc_buf_used(&a->cmd));
+    a->ops->up_send(a->ud, ann, (size_t)n);
+    a->ops->forwarded(a->ud, pc_buf_used(&a->cmd) + (size_t)n + 1);
+    is_ap_free(a);
 }
 
-static int message_literal(isess *s, const pc_imap_ev *ev)
+static int message_literal(is_append *a, const pc_imap_ev *ev)
 {
-    if (ev->lit_size > s->base.cfg->mailbox.scan_max) {
-        if (!s->base.cfg->mailbox.oversize_refuse) {
-            pass_unscanned(s, ev);
+    if (ev->lit_size > a->base->cfg->mailbox.scan_max) {
+        if (!a->base->cfg->mailbox.oversize_refuse) {
+            pass_unscanned(a, ev);
             return 0; /* the relay goes on with this LITERAL event */
         }
-        s->append_refused++;
-        pc_log_notice(s->base.sid, "event=append user=%s size=%llu action=refused reason=size",
-                      s->user, (unsigned long long)ev->lit_size);
-        refuse(s, "NO [TOOBIG] Message too large to be scanned");
+        a->refused++;
+        pc_log_notice(a->base->sid, "event=append user=%s size=%llu action=refused reason=size",
+                      a->user, (unsigned long long)ev->lit_size);
+        refuse(a, "NO [TOOBIG] Message too large to be scanned");
         return 0;
     }
-    s->ap_size = ev->lit_size;
-    s->ap_spool = pc_spool_new(s->base.l->spool_threshold);
-    if (!s->ap_spool)
-        s->ap_err = PC_SPOOL_EIO;
+    a->size = ev->lit_size;
+    a->spool = pc_spool_new(a->base->l->spool_threshold);
+    if (!a->spool)
+        a->err = PC_SPOOL_EIO;
     if (ev->lit_flags & PC_IMAP_LIT_SYNC) {
-        is_reply(s, "+ Ready for literal data");
-        is_flush(s);
+        pc_session_reply(a->base, "+ Ready for literal data");
+        pc_session_flush(a->base);
     }
-    s->ap = ev->lit_size ? AP_BODY : AP_END;
+    a->st = ev->lit_size ? AP_BODY : AP_END;
     return 1;
 }
 
-int is_ap_event(isess *s, int rc, const pc_imap_ev *ev)
+void is_ap_begin(is_append *a, const char *tag, const pc_imap_ev *ev)
+{
+    pc_imap_cmd_head h;
+    pc_imap_cmd_split(ev->data.p, ev->data.n, &h);
+    snprintf(a->tag, sizeof(a->tag), "%s", tag);
+    pc_buf_reset(&a->cmd);
+    pc_buf_append(&a->cmd, "APPEND ", 7);
+    a->st = AP_ARGS;
+    a->have_mbox = 0;
+    a->err = 0;
+    a->t0 = pc_now_ms();
+    /* h.args lacks the CRLF of an announcement: take the segment's end instead */
+    const char *p = h.args.n ? h.args.p : ev->data.p + ev->data.n;
+    args_text(a, p, (size_t)(ev->data.p + ev->data.n - p));
+}
+
+int is_ap_event(is_append *a, int rc, const pc_imap_ev *ev)
 {
     switch (rc) {
     case PC_IMAP_EV_TEXT:
-        if (s->ap == AP_NONE) { /* the command's first segment */
-            pc_imap_cmd_head h;
-            pc_imap_cmd_split(ev->data.p, ev->data.n, &h);
-            snprintf(s->ap_tag, sizeof(s->ap_tag), "%s", s->tag);
-            pc_buf_reset(&s->ap_cmd);
-            pc_buf_append(&s->ap_cmd, "APPEND ", 7);
-            s->ap = AP_ARGS;
-            s->ap_have_mbox = 0;
-            s->ap_err = 0;
-            s->ap_t0 = pc_now_ms();
-            /* h.args lacks the CRLF of an announcement: take the segment's end instead */
-            const char *a = h.args.n ? h.args.p : ev->data.p + ev->data.n;
-            args_text(s, a, (size_t)(ev->data.p + ev->data.n - a));
-            return 1;
-        }
-        if (s->ap == AP_ARGS) {
-            args_text(s, ev->data.p, ev->data.n);
+        if (a->st == AP_ARGS) {
+            args_text(a, ev->data.p, ev->data.n);
             return 1;
         }
         /* text after the message literal: a second message (MULTIAPPEND) or junk */
-        refuse(s, "BAD Only one message per APPEND (MULTIAPPEND is not available)");
+        refuse(a, "BAD Only one message per APPEND (MULTIAPPEND is not available)");
         return 0;
     case PC_IMAP_EV_LITERAL:
-        if (s->ap != AP_ARGS)
+        if (a->st != AP_ARGS)
             return 1;
         if (ev->depth != 0) {
-            refuse(s, "BAD APPEND form not supported (CATENATE is not available)");
+            refuse(a, "BAD APPEND form not supported (CATENATE is not available)");
             return 0;
         }
-        if (s->ap_have_mbox)
-            return message_literal(s, ev);
+        if (a->have_mbox)
+            return message_literal(a, ev);
         if (ev->lit_size > AP_MBOX_LITERAL_MAX) {
-            refuse(s, "BAD Mailbox name too long");
+            refuse(a, "BAD Mailbox name too long");
             return 0;
         }
         /* the mailbox as a literal: rebuilt as a quoted string */
-        s->ap_have_mbox = 2;
-        pc_buf_append(&s->ap_cmd, "\"", 1);
+        a->have_mbox = 2;
+        pc_buf_append(&a->cmd, "\"", 1);
         if (ev->lit_size == 0) {
-            pc_buf_append(&s->ap_cmd, "\"", 1);
-            s->ap_have_mbox = 1;
+            pc_buf_append(&a->cmd, "\"", 1);
+            a->have_mbox = 1;
         }
         if (ev->lit_flags & PC_IMAP_LIT_SYNC) {
-            is_reply(s, "+ Ready for literal data");
-            is_flush(s);
+            pc_session_reply(a->base, "+ Ready for literal data");
+            pc_session_flush(a->base);
         }
         return 1;
     case PC_IMAP_EV_LITERAL_DATA:
-        if (s->ap == AP_ARGS && s->ap_have_mbox == 2) {
+        if (a->st == AP_ARGS && a->have_mbox == 2) {
             for (size_t i = 0; i < ev->data.n; i++) {
                 unsigned char c = (unsigned char)ev->data.p[i];
                 if (c < 0x20 || c > 0x7e)
-                    s->ap_err = AP_ERR_MBOX;
+                    a->err = AP_ERR_MBOX;
                 if (c == '"' || c == '\\')
-                    pc_buf_append(&s->ap_cmd, "\\", 1);
-                pc_buf_append(&s->ap_cmd, ev->data.p + i, 1);
+                    pc_buf_append(&a->cmd, "\\", 1);
+                pc_buf_append(&a->cmd, ev->data.p + i, 1);
             }
             if (ev->lit_left == 0) {
-                pc_buf_append(&s->ap_cmd, "\"", 1);
-                s->ap_have_mbox = 1;
-                if (s->ap_err) {
-                    refuse(s, "BAD Mailbox name not supported");
+                pc_buf_append(&a->cmd, "\"", 1);
+                a->have_mbox = 1;
+                if (a->err) {
+                    refuse(a, "BAD Mailbox name not supported");
                     return 1;
                 }
             }
             return 1;
         }
-        if (s->ap == AP_BODY) {
-            if (!s->ap_err) {
-                int w = pc_spool_write(s->ap_spool, ev->data.p, ev->data.n);
+        if (a->st == AP_BODY) {
+            if (!a->err) {
+                int w = pc_spool_write(a->spool, ev->data.p, ev->data.n);
                 if (w != PC_SPOOL_OK)
-                    s->ap_err = w;
+                    a->err = w;
             }
             if (ev->lit_left == 0)
-                s->ap = AP_END;
+                a->st = AP_END;
         }
         return 1;
     case PC_IMAP_EV_LINE_END:
-        s->c_first = 1;
-        s->line_fwd = 0;
-        if (s->ap == AP_END) {
-            s->ap = AP_READY;
+        if (a->st == AP_END) {
+            a->st = AP_READY;
             return 1;
         }
-        is_reply(s, "%s BAD Missing message literal", s->ap_tag);
-        is_ap_free(s);
-        is_error_count(s);
-        return s->phase == IP_CLOSING ? -1 : 1;
+        pc_session_reply(a->base, "%s BAD Missing message literal", a->tag);
+        is_ap_free(a);
+        a->ops->error_count(a->ud);
+        return a->ops->closing(a->ud) ? -1 : 1;
     default: return 1;
     }
 }
 
-static void ap_done(isess *s)
+static void ap_done(is_append *a)
 {
-    is_ap_free(s);
-    pc_results_reset(&s->base.results);
-    s->again = 1;
+    is_ap_free(a);
+    pc_results_reset(&a->base->results);
+    a->ops->again(a->ud);
 }
 
-static void send_upstream(isess *s, const pc_verdict *v)
+static void send_upstream(is_append *a, const pc_verdict *v)
 {
-    size_t sz = pc_message_size(s->ap_msg);
-    unsigned f = s->base.l->caps_flags;
+    size_t sz = pc_message_size(a->msg);
+    unsigned f = a->base->l->caps_flags;
     int nonsync =
         (f & PC_IMAPCAP_LITPLUS) || ((f & PC_IMAPCAP_LITMINUS) && sz <= PC_IMAP_LITERAL_MINUS_MAX);
     char ann[48];
     int n = snprintf(ann, sizeof(ann), "{%zu%s}\r\n", sz, nonsync ? "+" : "");
-    is_up_send(s, s->ap_tag, strlen(s->ap_tag));
-    is_up_send(s, " ", 1);
-    is_up_send(s, pc_buf_ptr(&s->ap_cmd), pc_buf_used(&s->ap_cmd));
-    is_up_send(s, ann, (size_t)n);
-    s->outstanding++;
-    s->appended++;
-    pc_log_info(s->base.sid,
+    a->ops->up_send(a->ud, a->tag, strlen(a->tag));
+    a->ops->up_send(a->ud, " ", 1);
+    a->ops->up_send(a->ud, pc_buf_ptr(&a->cmd), pc_buf_used(&a->cmd));
+    a->ops->up_send(a->ud, ann, (size_t)n);
+    a->ops->forwarded(a->ud, 0);
+    a->appended++;
+    pc_log_info(a->base->sid,
                 "event=append user=%s size=%llu sent=%zu action=%s literal=%s duration_ms=%llu",
-                s->user, (unsigned long long)s->ap_size, sz,
-                v && v->action == PC_TAG ? "tag" : "pass", nonsync ? "nonsync" : "sync",
-                (unsigned long long)(pc_now_ms() - s->ap_t0));
-    s->ap_off = 0;
+                a->user, (unsigned long long)a->size, sz, v && v->action == PC_TAG ? "tag" : "pass",
+                nonsync ? "nonsync" : "sync", (unsigned long long)(pc_now_ms() - a->t0));
+    a->off = 0;
     if (nonsync) {
-        s->ap = AP_SEND;
-        is_ap_pump(s);
+        a->st = AP_SEND;
+        is_ap_pump(a);
     } else {
-        s->ap = AP_UPWAIT;
-        is_up_flush(s);
+        a->st = AP_UPWAIT;
+        a->ops->up_flush(a->ud);
     }
 }
 
 static void ap_chain_cb(void *ud, const pc_verdict *v)
 {
-    isess *s = ud;
-    s->ap_run = NULL;
-    s->base.sv.msg = NULL;
+    is_append *a = ud;
+    a->run = NULL;
+    a->base->sv.msg = NULL;
     if (v->action == PC_REJECT || v->action == PC_TEMPFAIL || v->action == PC_QUARANTINE ||
         v->action == PC_DISCARD) {
         char why[300], ref[64];
         const char *txt = v->text ? v->text : "Message refused by policy";
         pc_sanitize(why, sizeof(why), txt, strlen(txt), 0);
-        pc_notice_ref(ref, sizeof(ref), s->base.sid, "a", ++s->pf_serial);
+        pc_notice_ref(ref, sizeof(ref), a->base->sid, "a", ++*a->serial);
         const char *code = v->action == PC_TEMPFAIL ? "UNAVAILABLE" : "CANNOT";
-        is_reply(s, "%s NO [%s] %s (reference %s)", s->ap_tag, code, why, ref);
+        pc_session_reply(a->base, "%s NO [%s] %s (reference %s)", a->tag, code, why, ref);
         static const char *const names[] = {[PC_REJECT] = "rejected",
                                             [PC_TEMPFAIL] = "tempfail",
                                             [PC_QUARANTINE] = "quarantined",
                                             [PC_DISCARD] = "discarded"};
-        s->append_refused++;
-        pc_log_info(s->base.sid,
+        a->refused++;
+        pc_log_info(a->base->sid,
                     "event=append user=%s size=%llu action=%s reason=\"%s\" ref=%s "
                     "duration_ms=%llu",
-                    s->user, (unsigned long long)s->ap_size, names[v->action], why, ref,
-                    (unsigned long long)(pc_now_ms() - s->ap_t0));
-        ap_done(s);
+                    a->user, (unsigned long long)a->size, names[v->action], why, ref,
+                    (unsigned long long)(pc_now_ms() - a->t0));
+        ap_done(a);
     } else {
-        send_upstream(s, v);
+        send_upstream(a, v);
     }
-    if (s->phase == IP_CLOSING)
-        return;
-    is_flush(s);
-    is_relay_upstream(s);
-    is_process(s);
+    a->ops->resume(a->ud);
 }
 
-void is_ap_try_start(isess *s)
+void is_ap_try_start(is_append *a, int retrieve_busy)
 {
-    if (s->ap != AP_READY || s->wait != IW_NONE)
+    if (a->st != AP_READY || retrieve_busy)
         return;
-    if (!s->ap_err) {
-        s->ap_msg = pc_message_new(s->ap_spool);
-        if (s->ap_msg)
-            s->ap_spool = NULL;
+    if (!a->err) {
+        a->msg = pc_message_new(a->spool);
+        if (a->msg)
+            a->spool = NULL;
     }
-    if (s->ap_err || !s->ap_msg) {
-        is_reply(s, "%s NO [UNAVAILABLE] Message could not be stored for checking, try again later",
-                 s->ap_tag);
-        s->append_refused++;
-        pc_log_notice(s->base.sid, "event=append user=%s size=%llu action=refused reason=spool-%d",
-                      s->user, (unsigned long long)s->ap_size, s->ap_err);
-        ap_done(s);
+    if (a->err || !a->msg) {
+        pc_session_reply(
+            a->base,
+            "%s NO [UNAVAILABLE] Message could not be stored for checking, try again later",
+            a->tag);
+        a->refused++;
+        pc_log_notice(a->base->sid, "event=append user=%s size=%llu action=refused reason=spool-%d",
+                      a->user, (unsigned long long)a->size, a->err);
+        ap_done(a);
         return;
     }
-    pc_results_reset(&s->base.results);
-    s->base.sv.msg = s->ap_msg;
-    s->ap = AP_CHAIN;
+    pc_results_reset(&a->base->results);
+    a->base->sv.msg = a->msg;
+    a->st = AP_CHAIN;
     pc_chain_run *r =
-        pc_chain_start(s->base.l->chain, PC_HOOK_MESSAGE, &s->base.sv, ap_chain_cb, s);
+        pc_chain_start(a->base->l->chain, PC_HOOK_MESSAGE, &a->base->sv, ap_chain_cb, a);
     if (r)
-        s->ap_run = r;
+        a->run = r;
 }
 
 /* The upstream's answer while the APPEND is on its way: its "+" (consumed, the message follows)
  * or a tagged refusal (relayed by the caller). Returns 1 when the line was consumed. */
-int is_ap_upstream_line(isess *s, const pc_imap_resp_head *h)
+int is_ap_upstream_line(is_append *a, const pc_imap_resp_head *h)
 {
-    if (s->ap != AP_UPWAIT)
+    if (a->st != AP_UPWAIT)
         return 0;
     if (h->kind == PC_IMAP_RESP_CONTINUE) {
-        s->ap = AP_SEND;
-        is_ap_pump(s);
+        a->st = AP_SEND;
+        is_ap_pump(a);
         return 1;
     }
-    if (h->kind == PC_IMAP_RESP_TAGGED && h->tag.n == strlen(s->ap_tag) &&
-        memcmp(h->tag.p, s->ap_tag, h->tag.n) == 0) {
-        s->append_refused++;
-        pc_log_notice(s->base.sid, "event=append user=%s action=refused-upstream", s->user);
-        ap_done(s);
+    if (h->kind == PC_IMAP_RESP_TAGGED && h->tag.n == strlen(a->tag) &&
+        memcmp(h->tag.p, a->tag, h->tag.n) == 0) {
+        a->refused++;
+        pc_log_notice(a->base->sid, "event=append user=%s action=refused-upstream", a->user);
+        ap_done(a);
     }
     return 0;
 }
 
 /* Streams the message upstream while its write queue is low; continues on the upstream's DRAIN.
  */
-void is_ap_pump(isess *s)
+void is_ap_pump(is_append *a)
 {
     char chunk[IMAP_CHUNK];
-    is_up_flush(s);
-    while (s->ap == AP_SEND && s->up && s->up->wpending < IMAP_HIGH_WATER) {
-        ssize_t n = pc_message_read(s->ap_msg, s->ap_off, chunk, sizeof(chunk));
+    a->ops->up_flush(a->ud);
+    pc_conn *up = a->ops->upstream(a->ud);
+    while (a->st == AP_SEND && up && up->wpending < IMAP_HIGH_WATER) {
+        ssize_t n = pc_message_read(a->msg, a->off, chunk, sizeof(chunk));
         if (n < 0) {
-            pc_log_err(s->base.sid, "event=spool-read-error");
-            is_reply(s, "* BYE Local error");
-            is_close(s);
+            pc_log_err(a->base->sid, "event=spool-read-error");
+            pc_session_reply(a->base, "* BYE Local error");
+            a->ops->close(a->ud);
             return;
         }
         if (n == 0) {
-            pc_conn_write(s->up, "\r\n", 2);
-            if (!s->c_paused)
-                s->up->want_drain = 0;
-            ap_done(s);
-            is_process(s);
+            pc_conn_write(up, "\r\n", 2);
+            ap_done(a);
+            a->ops->sent(a->ud);
             return;
         }
-        s->ap_off += (size_t)n;
-        pc_conn_write(s->up, chunk, (size_t)n);
+        a->off += (size_t)n;
+        pc_conn_write(up, chunk, (size_t)n);
     }
-    if (s->up && s->ap == AP_SEND)
-        s->up->want_drain = 1;
+    if (up && a->st == AP_SEND)
+        up->want_drain = 1;
 }

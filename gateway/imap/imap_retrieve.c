@@ -5,7 +5,9 @@
  * withheld message replaced by a notice part. Defends against: a dangerous message read piecewise
  * (BODY[2], BODY[]<0.2048>) around the whole-message scan, cache poisoning by a UID spoofed in
  * response text (UIDs read only at parenthesis depth 1 outside strings and sections). */
-#include "imap/imap_server_session.h"
+#include "imap/imap_retrieve.h"
+#include "imap/imap_flow.h"
+#include "imap/imap_select.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,55 +15,30 @@
 
 #include "base/log.h"
 #include "core/notice.h"
-#include "core/vcache.h"
 #include "parse/sanitize.h"
 
 #define PF_MAP_MAX 100000   /* messages one pre-scanned FETCH may cover */
 #define PF_UIDLIST_MAX 4000 /* bytes of UID set in one internal UID FETCH */
 
-enum { VS_UNKNOWN = 0, VS_PASS = 1, VS_WITHHELD = 2, VS_ASKED = 3 };
+/* ---- the verdict cache (imap_select.c) --------------------------------------------------- */
 
-/* ---- verdict cache (vcache.c), keyed by listener, user, mailbox, UIDVALIDITY and UID ---- */
-
-/* The key, or -1 when the mailbox or its UIDVALIDITY is not known (no caching then). */
-static int vc_keyof(const isess *s, uint32_t uid, char *out, size_t outlen)
+static const pc_vcache_ent *vc_lookup(const is_retrieve *r, uint32_t uid)
 {
-    if (!uid || !s->sel_mbox[0] || !s->sel_uidv || !s->user[0])
-        return -1;
-    int n = snprintf(out, outlen, "%s\n%s\n%s\n%u\n%u", s->base.cfg->name, s->user, s->sel_mbox,
-                     (unsigned)s->sel_uidv, (unsigned)uid);
-    return n > 0 && (size_t)n < outlen ? 0 : -1;
+    return is_vc_lookup(&r->sel, r->base->cfg, r->user, uid);
 }
 
-static size_t vc_slots(const isess *s)
+static void vc_store(const is_retrieve *r, uint32_t uid, int state, const char *info,
+                     size_t info_len)
 {
-    return s->base.cfg->mailbox.verdict_cache ? s->base.cfg->mailbox.verdict_cache : 10000;
-}
-
-static const pc_vcache_ent *vc_lookup(const isess *s, uint32_t uid)
-{
-    char key[700];
-    if (vc_keyof(s, uid, key, sizeof(key)) < 0)
-        return NULL;
-    return pc_vcache_lookup(vc_slots(s), key);
-}
-
-/* state VS_PASS or VS_WITHHELD (with the notice fields). */
-static void vc_store(const isess *s, uint32_t uid, int state, const char *info, size_t info_len)
-{
-    char key[700];
-    if (vc_keyof(s, uid, key, sizeof(key)) < 0)
-        return;
-    int withheld = state == VS_WITHHELD;
-    pc_vcache_store(vc_slots(s), key, state, withheld ? info : NULL, withheld ? info_len : 0);
+    is_vc_store(&r->sel, r->base->cfg, r->user, uid, state, info, info_len);
 }
 
 /* ---- the notice (notice.c) ---------------------------------------------------------------- */
 
-static size_t notice_info(const isess *s, const pc_message *m, const char *reason, const char *ref,
-                          char *info, size_t infolen)
+static size_t notice_info(const is_retrieve *r, const pc_message *m, const char *reason,
+                          const char *ref, char *info, size_t infolen)
 {
-    return pc_notice_info(m, s->base.cfg->hostname, reason, "withheld", ref, info, infolen);
+    return pc_notice_info(m, r->base->cfg->hostname, reason, "withheld", ref, info, infolen);
 }
 
 static int withheld_action(const pc_verdict *v)
@@ -72,37 +49,49 @@ static int withheld_action(const pc_verdict *v)
 
 /* ---- whole messages in FETCH responses ------------------------------------------------------ */
 
-int is_scannable(const isess *s)
+void is_rt_init(is_retrieve *r, pc_session *base, const char *user, unsigned *serial,
+                const is_retrieve_ops *ops, void *ud)
 {
-    return s->base.l->chain && (s->base.l->chain_hooks & PC_HOOK_BIT(PC_HOOK_RETRIEVE));
+    pc_buf_init(&r->notice, 0);
+    pc_buf_init(&r->hold, 0);
+    r->base = base;
+    r->user = user;
+    r->serial = serial;
+    r->ops = ops;
+    r->ud = ud;
 }
 
-static void scan_finish(isess *s)
+int is_scannable(const is_retrieve *r)
 {
-    if (s->msg)
-        pc_message_free(s->msg);
+    return r->base->l->chain && (r->base->l->chain_hooks & PC_HOOK_BIT(PC_HOOK_RETRIEVE));
+}
+
+static void scan_finish(is_retrieve *r)
+{
+    if (r->msg)
+        pc_message_free(r->msg);
     else
-        pc_spool_free(s->spool);
-    s->msg = NULL;
-    s->spool = NULL;
-    s->base.sv.msg = NULL;
-    pc_buf_release(&s->notice);
-    pc_results_reset(&s->base.results);
-    if (!s->scan_pre)
-        s->fetched++;
-    s->scan = 0;
-    s->scan_pre = 0;
-    s->wait = IW_NONE;
+        pc_spool_free(r->spool);
+    r->msg = NULL;
+    r->spool = NULL;
+    r->base->sv.msg = NULL;
+    pc_buf_release(&r->notice);
+    pc_results_reset(&r->base->results);
+    if (!r->scan_pre)
+        r->fetched++;
+    r->scan = 0;
+    r->scan_pre = 0;
+    r->wait = IW_NONE;
 }
 
-static ipf_ent *map_find(isess *s, uint32_t seq)
+static ipf_ent *map_find(is_retrieve *r, uint32_t seq)
 {
-    size_t lo = 0, hi = s->pmap_n;
+    size_t lo = 0, hi = r->pmap_n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (s->pmap[mid].seq == seq)
-            return &s->pmap[mid];
-        if (s->pmap[mid].seq < seq)
+        if (r->pmap[mid].seq == seq)
+            return &r->pmap[mid];
+        if (r->pmap[mid].seq < seq)
             lo = mid + 1;
         else
             hi = mid;
@@ -123,37 +112,37 @@ static void ent_set(ipf_ent *e, int state, const char *info, size_t len)
 }
 
 /* Counts a retrieval outcome for the session's log line. */
-static void count(isess *s, const char *action)
+static void count(is_retrieve *r, const char *action)
 {
     if (strcmp(action, "withheld") == 0)
-        s->withheld++;
+        r->withheld++;
     else if (strcmp(action, "tag") == 0)
-        s->tagged++;
+        r->tagged++;
     else if (strcmp(action, "unscanned") == 0)
-        s->unscanned++;
+        r->unscanned++;
     else
-        s->passed++;
+        r->passed++;
 }
 
 /* The pre-scan's verdict for the message just scanned (v NULL: not scanned). */
-static void pre_verdict(isess *s, const pc_verdict *v)
+static void pre_verdict(is_retrieve *r, const pc_verdict *v)
 {
-    ipf_ent *e = map_find(s, s->u_seq);
-    uint32_t uid = s->u_uid ? s->u_uid : e ? e->uid : 0;
+    ipf_ent *e = map_find(r, r->u_seq);
+    uint32_t uid = r->u_uid ? r->u_uid : e ? e->uid : 0;
     char ref[64], info[PC_NOTICE_INFO_MAX];
     size_t ilen = 0;
-    pc_notice_ref(ref, sizeof(ref), s->base.sid, "p", ++s->pf_serial);
+    pc_notice_ref(ref, sizeof(ref), r->base->sid, "p", ++*r->serial);
     int state = VS_PASS;
     const char *action = v && v->action == PC_TAG ? "tag" : "pass";
     const char *reason = "";
-    if (s->scan == 2) {
-        if (s->base.cfg->mailbox.oversize_refuse) {
+    if (r->scan == 2) {
+        if (r->base->cfg->mailbox.oversize_refuse) {
             state = VS_WITHHELD;
             reason = "message too large to be scanned";
         } else {
             action = "unscanned";
         }
-    } else if (s->spool_err || !s->msg) {
+    } else if (r->spool_err || !r->msg) {
         state = VS_WITHHELD;
         reason = "local error";
     } else if (withheld_action(v) || (v && v->action == PC_REPLACE)) {
@@ -164,293 +153,300 @@ static void pre_verdict(isess *s, const pc_verdict *v)
     }
     if (state == VS_WITHHELD) {
         action = "withheld";
-        ilen = notice_info(s, s->msg, reason, ref, info, sizeof(info));
+        ilen = notice_info(r, r->msg, reason, ref, info, sizeof(info));
     }
     if (e)
         ent_set(e, state, info, ilen);
-    if (!(state == VS_PASS && s->scan == 2) && !s->spool_err) /* unscanned: not cached */
-        vc_store(s, uid, state, info, ilen);
+    if (!(state == VS_PASS && r->scan == 2) && !r->spool_err) /* unscanned: not cached */
+        vc_store(r, uid, state, info, ilen);
     char rs[300];
     pc_sanitize(rs, sizeof(rs), reason, strlen(reason), 0);
-    count(s, action);
-    pc_log_info(s->base.sid,
-                "event=retrieve user=%s uid=%u size=%llu source=prescan action=%s%s%s%s%s", s->user,
-                (unsigned)uid, (unsigned long long)s->scan_size, action,
+    count(r, action);
+    pc_log_info(r->base->sid,
+                "event=retrieve user=%s uid=%u size=%llu source=prescan action=%s%s%s%s%s", r->user,
+                (unsigned)uid, (unsigned long long)r->scan_size, action,
                 state == VS_WITHHELD ? " reason=\"" : "", state == VS_WITHHELD ? rs : "",
                 state == VS_WITHHELD ? "\" ref=" : "", state == VS_WITHHELD ? ref : "");
-    scan_finish(s);
+    scan_finish(r);
 }
 
 /* The held segment before the literal goes out, with RFC822.SIZE describing what is served
  * (here and in the rest of the response) when that differs from the upstream's literal. */
-static void hold_out(isess *s, uint64_t served)
+static void hold_out(is_retrieve *r, uint64_t served)
 {
-    s->size_fix = served;
-    s->size_fix_on = served != s->scan_size;
-    if (pc_buf_used(&s->hold))
-        is_fetch_seg_out(s, pc_buf_ptr(&s->hold), pc_buf_used(&s->hold), s->hold_depth);
-    pc_buf_release(&s->hold);
+    r->size_fix = served;
+    r->size_fix_on = served != r->scan_size;
+    if (pc_buf_used(&r->hold))
+        is_fetch_seg_out(r, pc_buf_ptr(&r->hold), pc_buf_used(&r->hold), r->hold_depth);
+    pc_buf_release(&r->hold);
 }
 
-static void emit(isess *s, const pc_verdict *v)
+static void emit(is_retrieve *r, const pc_verdict *v)
 {
     char ref[64], hdr[40], info[PC_NOTICE_INFO_MAX];
-    pc_notice_ref(ref, sizeof(ref), s->base.sid, "", s->fetched + 1);
+    pc_notice_ref(ref, sizeof(ref), r->base->sid, "", r->fetched + 1);
     const char *action = "pass";
-    int withhold = s->scan == 2 || s->spool_err || !s->msg;
-    const char *reason = s->scan == 2 ? "message too large to be scanned" : "local error";
+    int withhold = r->scan == 2 || r->spool_err || !r->msg;
+    const char *reason = r->scan == 2 ? "message too large to be scanned" : "local error";
     if (withheld_action(v)) {
         withhold = 1;
         reason = v->text ? v->text : "rejected by policy";
     }
     if (withhold) {
-        size_t ilen = notice_info(s, s->msg, reason, ref, info, sizeof(info));
-        pc_notice_build(&s->notice, info, ilen, s->base.cfg->hostname, PC_NOTICE_FULL);
-        if (!s->spool_err && s->msg)
-            vc_store(s, s->u_uid, VS_WITHHELD, info, ilen);
+        size_t ilen = notice_info(r, r->msg, reason, ref, info, sizeof(info));
+        pc_notice_build(&r->notice, info, ilen, r->base->cfg->hostname, PC_NOTICE_FULL);
+        if (!r->spool_err && r->msg)
+            vc_store(r, r->u_uid, VS_WITHHELD, info, ilen);
         action = "withheld";
-        hold_out(s, pc_buf_used(&s->notice));
-        int n = snprintf(hdr, sizeof(hdr), "{%zu}\r\n", pc_buf_used(&s->notice));
-        is_out_add(s, hdr, (size_t)n);
-        is_out_add(s, pc_buf_ptr(&s->notice), pc_buf_used(&s->notice));
+        hold_out(r, pc_buf_used(&r->notice));
+        int n = snprintf(hdr, sizeof(hdr), "{%zu}\r\n", pc_buf_used(&r->notice));
+        r->ops->out_add(r->ud, hdr, (size_t)n);
+        r->ops->out_add(r->ud, pc_buf_ptr(&r->notice), pc_buf_used(&r->notice));
         char rs[300];
         pc_sanitize(rs, sizeof(rs), reason, strlen(reason), 0);
-        count(s, action);
-        pc_log_info(s->base.sid,
+        count(r, action);
+        pc_log_info(r->base->sid,
                     "event=retrieve user=%s uid=%u size=%llu action=%s reason=\"%s\" ref=%s",
-                    s->user, (unsigned)s->u_uid, (unsigned long long)s->scan_size, action, rs, ref);
-        scan_finish(s);
+                    r->user, (unsigned)r->u_uid, (unsigned long long)r->scan_size, action, rs, ref);
+        scan_finish(r);
         return;
     }
     /* REPLACE serves the replacement whole; its parts would not match: withheld for sections. */
     if (v && v->action == PC_REPLACE) {
-        size_t ilen = notice_info(s, s->msg, "replaced by policy", ref, info, sizeof(info));
-        vc_store(s, s->u_uid, VS_WITHHELD, info, ilen);
+        size_t ilen = notice_info(r, r->msg, "replaced by policy", ref, info, sizeof(info));
+        vc_store(r, r->u_uid, VS_WITHHELD, info, ilen);
     } else {
-        vc_store(s, s->u_uid, VS_PASS, NULL, 0);
+        vc_store(r, r->u_uid, VS_PASS, NULL, 0);
     }
-    size_t sz = pc_message_size(s->msg);
-    hold_out(s, sz);
+    size_t sz = pc_message_size(r->msg);
+    hold_out(r, sz);
     int n = snprintf(hdr, sizeof(hdr), "{%zu}\r\n", sz);
-    is_out_add(s, hdr, (size_t)n);
+    r->ops->out_add(r->ud, hdr, (size_t)n);
     /* tagged: a TAG verdict, or headers added (what is served differs from what was read) */
-    count(s, (v && v->action == PC_TAG) || sz != s->scan_size ? "tag" : action);
+    count(r, (v && v->action == PC_TAG) || sz != r->scan_size ? "tag" : action);
     pc_log_info(
-        s->base.sid, "event=retrieve user=%s uid=%u size=%llu sent=%zu action=%s duration_ms=%llu",
-        s->user, (unsigned)s->u_uid, (unsigned long long)s->scan_size, sz,
-        v && v->action == PC_TAG ? "tag" : action, (unsigned long long)(pc_now_ms() - s->t0));
-    s->emit_off = 0;
-    s->wait = IW_PUMP;
-    is_pump(s);
+        r->base->sid, "event=retrieve user=%s uid=%u size=%llu sent=%zu action=%s duration_ms=%llu",
+        r->user, (unsigned)r->u_uid, (unsigned long long)r->scan_size, sz,
+        v && v->action == PC_TAG ? "tag" : action, (unsigned long long)(pc_now_ms() - r->t0));
+    r->emit_off = 0;
+    r->wait = IW_PUMP;
+    is_pump(r);
 }
 
 /* Streams the message to the client while its write queue is low; continues on DRAIN. The bytes
  * join the session's output batch (after the response text and "{n}", before the rest of the
  * line), which goes out in writes of IMAP_CHUNK bytes: a small message is one write with its
  * framing, a large one a series of full chunks. */
-void is_pump(isess *s)
+void is_pump(is_retrieve *r)
 {
     char chunk[IMAP_CHUNK];
-    while (s->wait == IW_PUMP && s->base.c->wpending < IMAP_HIGH_WATER) {
-        size_t used = pc_buf_used(&s->base.out);
+    while (r->wait == IW_PUMP && r->base->c->wpending < IMAP_HIGH_WATER) {
+        size_t used = pc_buf_used(&r->base->out);
         if (used >= IMAP_CHUNK) {
-            is_flush(s);
+            pc_session_flush(r->base);
             continue;
         }
-        ssize_t n = pc_message_read(s->msg, s->emit_off, chunk, IMAP_CHUNK - used);
+        ssize_t n = pc_message_read(r->msg, r->emit_off, chunk, IMAP_CHUNK - used);
         if (n < 0) {
-            pc_log_err(s->base.sid, "event=spool-read-error");
-            is_close(s);
+            pc_log_err(r->base->sid, "event=spool-read-error");
+            r->ops->close(r->ud);
             return;
         }
         if (n == 0) {
-            s->base.c->want_drain = 0;
-            scan_finish(s); /* the rest of the line joins the batch; the caller flushes */
-            s->again = 1;
+            r->base->c->want_drain = 0;
+            scan_finish(r); /* the rest of the line joins the batch; the caller flushes */
+            r->ops->again(r->ud);
             return;
         }
-        s->emit_off += (size_t)n;
-        is_out_add(s, chunk, (size_t)n); /* a full batch is written at once */
+        r->emit_off += (size_t)n;
+        r->ops->out_add(r->ud, chunk, (size_t)n); /* a full batch is written at once */
     }
-    is_flush(s); /* waiting for DRAIN: what is gathered goes out now */
-    s->base.c->want_drain = 1;
+    pc_session_flush(r->base); /* waiting for DRAIN: what is gathered goes out now */
+    r->base->c->want_drain = 1;
 }
 
 static void chain_cb(void *ud, const pc_verdict *v)
 {
-    isess *s = ud;
-    s->run = NULL;
-    if (s->scan_pre)
-        pre_verdict(s, v);
+    is_retrieve *r = ud;
+    r->run = NULL;
+    if (r->scan_pre)
+        pre_verdict(r, v);
     else
-        emit(s, v);
-    if (s->wait == IW_NONE && s->phase != IP_CLOSING) {
-        is_relay_upstream(s);
-        is_process(s);
-    }
+        emit(r, v);
+    if (r->wait == IW_NONE)
+        r->ops->resume(r->ud);
 }
 
-void is_scan_done(isess *s)
+void is_scan_done(is_retrieve *r)
 {
-    if (s->scan == 1 && !s->spool_err) {
-        s->msg = pc_message_new(s->spool);
-        if (s->msg)
-            s->spool = NULL;
+    if (r->scan == 1 && !r->spool_err) {
+        r->msg = pc_message_new(r->spool);
+        if (r->msg)
+            r->spool = NULL;
     }
-    if (s->scan == 2 || s->spool_err || !s->msg) {
-        if (s->scan_pre)
-            pre_verdict(s, NULL);
+    if (r->scan == 2 || r->spool_err || !r->msg) {
+        if (r->scan_pre)
+            pre_verdict(r, NULL);
         else
-            emit(s, NULL);
+            emit(r, NULL);
         return;
     }
-    s->base.sv.msg = s->msg;
-    s->wait = IW_CHAIN;
-    pc_results_reset(&s->base.results);
-    s->scanned++;
-    pc_chain_run *r = pc_chain_start(s->base.l->chain, PC_HOOK_RETRIEVE, &s->base.sv, chain_cb, s);
-    if (r)
-        s->run = r;
+    r->base->sv.msg = r->msg;
+    r->wait = IW_CHAIN;
+    pc_results_reset(&r->base->results);
+    r->scanned++;
+    pc_chain_run *run =
+        pc_chain_start(r->base->l->chain, PC_HOOK_RETRIEVE, &r->base->sv, chain_cb, r);
+    if (run)
+        r->run = run;
 }
 
-void is_scan_begin(isess *s, const pc_imap_ev *ev)
+void is_scan_begin(is_retrieve *r, const pc_imap_ev *ev, int own, const char *ann, size_t ann_len)
 {
-    s->scan_pre = s->u_own;
-    s->scan_size = ev->lit_size;
-    s->t0 = pc_now_ms();
-    s->spool_err = 0;
-    if (ev->lit_size > s->base.cfg->mailbox.scan_max) {
-        if (!s->base.cfg->mailbox.oversize_refuse && !s->scan_pre) {
-            s->unscanned++;
-            pc_log_notice(s->base.sid,
+    r->scan_pre = own;
+    r->scan_size = ev->lit_size;
+    r->t0 = pc_now_ms();
+    r->spool_err = 0;
+    if (ev->lit_size > r->base->cfg->mailbox.scan_max) {
+        if (!r->base->cfg->mailbox.oversize_refuse && !r->scan_pre) {
+            r->unscanned++;
+            pc_log_notice(r->base->sid,
                           "event=retrieve user=%s uid=%u size=%llu action=unscanned reason=size",
-                          s->user, (unsigned)s->u_uid, (unsigned long long)ev->lit_size);
-            is_hold_release(s);
-            is_out_add(s, s->ann, s->ann_len);
+                          r->user, (unsigned)r->u_uid, (unsigned long long)ev->lit_size);
+            is_hold_release(r);
+            r->ops->out_add(r->ud, ann, ann_len);
             return;
         }
-        s->scan = 2; /* discarded; refused, or (pre-scan) passed unscanned */
+        r->scan = 2; /* discarded; refused, or (pre-scan) passed unscanned */
         return;
     }
-    s->scan = 1;
-    s->spool = pc_spool_new(s->base.l->spool_threshold);
-    if (!s->spool)
-        s->spool_err = PC_SPOOL_EIO;
+    r->scan = 1;
+    r->spool = pc_spool_new(r->base->l->spool_threshold);
+    if (!r->spool)
+        r->spool_err = PC_SPOOL_EIO;
 }
 
 /* ---- the pre-scan of section / partial FETCH ---------------------------------------------- */
 
-static void map_free(isess *s)
+static void map_free(is_retrieve *r)
 {
-    for (size_t i = 0; i < s->pmap_n; i++)
-        free(s->pmap[i].info);
-    free(s->pmap);
-    s->pmap = NULL;
-    s->pmap_n = s->pmap_cap = 0;
+    for (size_t i = 0; i < r->pmap_n; i++)
+        free(r->pmap[i].info);
+    free(r->pmap);
+    r->pmap = NULL;
+    r->pmap_n = r->pmap_cap = 0;
 }
 
-void is_retrieve_free(isess *s)
+void is_retrieve_free(is_retrieve *r)
 {
-    if (s->run) {
-        pc_chain_abort(s->run);
-        s->run = NULL;
+    if (r->run) {
+        pc_chain_abort(r->run);
+        r->run = NULL;
     }
-    if (s->msg)
-        pc_message_free(s->msg);
+    if (r->msg)
+        pc_message_free(r->msg);
     else
-        pc_spool_free(s->spool);
-    if (s->base.sv.msg == s->msg)
-        s->base.sv.msg = NULL;
-    s->msg = NULL;
-    s->spool = NULL;
-    pc_buf_release(&s->notice);
-    pc_buf_release(&s->pf_cmd);
-    pc_buf_release(&s->hold);
-    map_free(s);
-    s->pf = PF_NONE;
+        pc_spool_free(r->spool);
+    if (r->base->sv.msg == r->msg)
+        r->base->sv.msg = NULL;
+    r->msg = NULL;
+    r->spool = NULL;
+    pc_buf_release(&r->notice);
+    pc_buf_release(&r->pf_cmd);
+    pc_buf_release(&r->hold);
+    map_free(r);
+    r->pf = PF_NONE;
+}
+
+int is_rt_fetch_begin(is_retrieve *r, const char *p, size_t n)
+{
+    pc_imap_resp_head h;
+    r->u_fetch = pc_imap_resp_split(p, n, &h) == PC_OK && h.kind == PC_IMAP_RESP_UNTAGGED &&
+                 h.number.n && pc_imap_word_is(h.name, "FETCH");
+    r->u_seq = 0;
+    r->u_uid = 0;
+    r->u_pdepth = 0;
+    r->size_fix_on = 0;
+    if (r->u_fetch)
+        for (size_t i = 0; i < h.number.n && i < 10; i++)
+            r->u_seq = r->u_seq * 10 + (uint32_t)(h.number.p[i] - '0');
+    return r->u_fetch;
+}
+
+void is_rt_line_end(is_retrieve *r)
+{
+    r->u_fetch = 0;
+    r->size_fix_on = 0;
+}
+
+int is_rt_item(is_retrieve *r, const char *p, size_t n)
+{
+    pc_slice item = {"", 0};
+    int kind = r->u_fetch ? pc_imap_fetch_item(p, n, &item) : PC_IMAP_ITEM_NONE;
+    snprintf(r->u_item, sizeof(r->u_item), "%.*s", (int)item.n, item.p);
+    return kind;
+}
+
+int is_rt_hold(is_retrieve *r, const char *p, size_t n, int depth)
+{
+    pc_buf_reset(&r->hold);
+    r->hold_depth = depth;
+    return pc_buf_append(&r->hold, p, n) == 0;
+}
+
+void is_scan_drop(is_retrieve *r, const pc_imap_ev *ev)
+{
+    r->scan = ev->lit_size > 0 ? 3 : 0;
+}
+
+int is_scan_data(is_retrieve *r, const pc_imap_ev *ev)
+{
+    if (r->scan == 1 && !r->spool_err) {
+        int w = pc_spool_write(r->spool, ev->data.p, ev->data.n);
+        if (w != PC_SPOOL_OK)
+            r->spool_err = w;
+    }
+    if (r->scan == 3 && ev->lit_left == 0) {
+        r->scan = 0;
+        return 0;
+    }
+    return ev->lit_left == 0;
+}
+
+void is_pf_command_add(is_retrieve *r, const char *p, size_t n)
+{
+    pc_buf_append(&r->pf_cmd, p, n);
 }
 
 /* Every TEXT segment of an upstream FETCH response: picks up its UID. */
-void is_pf_text(isess *s, const char *p, size_t n)
+void is_pf_text(is_retrieve *r, const char *p, size_t n)
 {
-    if (!s->u_fetch)
+    if (!r->u_fetch)
         return;
-    pc_imap_fetch_scan(p, n, &s->u_pdepth, &s->u_uid, NULL, NULL, NULL, NULL);
+    pc_imap_fetch_scan(p, n, &r->u_pdepth, &r->u_uid, NULL, NULL, NULL, NULL);
 }
 
-void is_fetch_seg_out(isess *s, const char *p, size_t n, int depth)
+void is_fetch_seg_out(is_retrieve *r, const char *p, size_t n, int depth)
 {
     size_t at = 0, len = 0;
-    if (s->size_fix_on && s->u_fetch)
+    if (r->size_fix_on && r->u_fetch)
         pc_imap_fetch_scan(p, n, &depth, NULL, NULL, NULL, &at, &len);
     if (!len) {
-        is_out_add(s, p, n);
+        r->ops->out_add(r->ud, p, n);
         return;
     }
     char num[24];
-    int k = snprintf(num, sizeof(num), "%llu", (unsigned long long)s->size_fix);
-    is_out_add(s, p, at);
-    is_out_add(s, num, (size_t)k);
-    is_out_add(s, p + at + len, n - at - len);
+    int k = snprintf(num, sizeof(num), "%llu", (unsigned long long)r->size_fix);
+    r->ops->out_add(r->ud, p, at);
+    r->ops->out_add(r->ud, num, (size_t)k);
+    r->ops->out_add(r->ud, p + at + len, n - at - len);
 }
 
-void is_hold_release(isess *s)
+void is_hold_release(is_retrieve *r)
 {
-    if (pc_buf_used(&s->hold))
-        is_fetch_seg_out(s, pc_buf_ptr(&s->hold), pc_buf_used(&s->hold), s->hold_depth);
-    pc_buf_release(&s->hold);
-}
-
-static uint32_t parse_u32(pc_slice t)
-{
-    uint64_t v = 0;
-    if (!t.n || t.n > 10)
-        return 0;
-    for (size_t i = 0; i < t.n; i++) {
-        if (t.p[i] < '0' || t.p[i] > '9')
-            return 0;
-        v = v * 10 + (uint64_t)(t.p[i] - '0');
-    }
-    return v <= UINT32_MAX ? (uint32_t)v : 0;
-}
-
-/* Parses the mailbox argument of SELECT / EXAMINE (atom or quoted; a literal: unknown). */
-void is_sel_command(isess *s, const pc_imap_cmd_head *h)
-{
-    if (h->sub.n)
-        return;
-    if (pc_imap_word_is(h->name, "CLOSE") || pc_imap_word_is(h->name, "UNSELECT")) {
-        s->sel_mbox[0] = '\0';
-        s->sel_uidv = 0;
-        return;
-    }
-    if (!pc_imap_word_is(h->name, "SELECT") && !pc_imap_word_is(h->name, "EXAMINE"))
-        return;
-    s->sel_mbox[0] = '\0';
-    s->sel_uidv = 0;
-    const char *p = h->args.p;
-    size_t n = h->args.n, o = 0, i = 0;
-    char name[sizeof(s->sel_mbox)];
-    if (n && p[0] == '"') {
-        for (i = 1; i < n && p[i] != '"' && o + 1 < sizeof(name); i++) {
-            if (p[i] == '\\' && i + 1 < n)
-                i++;
-            name[o++] = p[i];
-        }
-        if (i >= n || p[i] != '"')
-            return;
-    } else {
-        for (i = 0; i < n && p[i] != ' ' && p[i] != '{' && p[i] != '(' && o + 1 < sizeof(name); i++)
-            name[o++] = p[i];
-        if (i < n && p[i] == '{')
-            return;
-    }
-    name[o] = '\0';
-    pc_slice w = {name, o};
-    if (pc_imap_word_is(w, "INBOX"))
-        snprintf(s->sel_mbox, sizeof(s->sel_mbox), "INBOX");
-    else
-        snprintf(s->sel_mbox, sizeof(s->sel_mbox), "%s", name);
+    if (pc_buf_used(&r->hold))
+        is_fetch_seg_out(r, pc_buf_ptr(&r->hold), pc_buf_used(&r->hold), r->hold_depth);
+    pc_buf_release(&r->hold);
 }
 
 /* Does the FETCH item list ask for a section or a partial? */
@@ -493,50 +489,50 @@ static int set_ok(pc_slice set)
     return 1;
 }
 
-int is_pf_command(isess *s, const pc_imap_ev *ev, const pc_imap_cmd_head *h)
+int is_pf_command(is_retrieve *r, const char *tag, const pc_imap_ev *ev, const pc_imap_cmd_head *h)
 {
-    if (!is_scannable(s))
+    if (!is_scannable(r))
         return 0;
     int uid = pc_imap_word_is(h->name, "UID") && pc_imap_word_is(h->sub, "FETCH");
     if (!uid && !(pc_imap_word_is(h->name, "FETCH") && !h->sub.n))
         return 0;
     if (ev->data.n && ev->data.p[ev->data.n - 1] == '\n') {
         /* a literal inside the FETCH command (BODY[HEADER.FIELDS ({4}...)]): not pre-scanned */
-        pc_log_notice(s->base.sid,
-                      "event=retrieve user=%s action=unscanned reason=fetch-with-literal", s->user);
+        pc_log_notice(r->base->sid,
+                      "event=retrieve user=%s action=unscanned reason=fetch-with-literal", r->user);
         return 0;
     }
     if (!wants_parts(h->args.p, h->args.n))
         return 0;
-    pc_buf_reset(&s->pf_cmd);
-    if (pc_buf_append(&s->pf_cmd, ev->data.p, ev->data.n) < 0)
+    pc_buf_reset(&r->pf_cmd);
+    if (pc_buf_append(&r->pf_cmd, ev->data.p, ev->data.n) < 0)
         return 0;
-    snprintf(s->pf_tag, sizeof(s->pf_tag), "%s", s->tag);
-    s->pf_uidcmd = uid;
-    s->pf_failed = 0;
-    s->pf = PF_HELD;
+    snprintf(r->pf_tag, sizeof(r->pf_tag), "%s", tag);
+    r->pf_uidcmd = uid;
+    r->pf_failed = 0;
+    r->pf = PF_HELD;
     return 1;
 }
 
-static void pf_relay(isess *s)
+static void pf_relay(is_retrieve *r)
 {
-    is_up_send(s, pc_buf_ptr(&s->pf_cmd), pc_buf_used(&s->pf_cmd));
-    pc_buf_release(&s->pf_cmd);
-    s->outstanding++;
-    s->pf = PF_RELAY;
-    s->pf_itag[0] = '\0';
-    is_up_flush(s);
+    r->ops->up_send(r->ud, pc_buf_ptr(&r->pf_cmd), pc_buf_used(&r->pf_cmd));
+    pc_buf_release(&r->pf_cmd);
+    r->ops->forwarded(r->ud, 0);
+    r->pf = PF_RELAY;
+    r->pf_itag[0] = '\0';
+    r->ops->up_flush(r->ud);
 }
 
-static void pf_internal(isess *s, const char *fmt, const char *a, const char *b)
+static void pf_internal(is_retrieve *r, const char *fmt, const char *a, const char *b)
 {
     char line[PF_UIDLIST_MAX + 200];
-    snprintf(s->pf_itag, sizeof(s->pf_itag), "PCX%llu.%u",
-             (unsigned long long)(s->base.sid % 100000), ++s->pf_serial);
-    int n = snprintf(line, sizeof(line), fmt, s->pf_itag, a, b);
+    snprintf(r->pf_itag, sizeof(r->pf_itag), "PCX%llu.%u",
+             (unsigned long long)(r->base->sid % 100000), ++*r->serial);
+    int n = snprintf(line, sizeof(line), fmt, r->pf_itag, a, b);
     if (n > 0 && (size_t)n < sizeof(line))
-        is_up_send(s, line, (size_t)n);
-    is_up_flush(s);
+        r->ops->up_send(r->ud, line, (size_t)n);
+    r->ops->up_flush(r->ud);
 }
 
 static int cmp_seq(const void *a, const void *b)
@@ -546,29 +542,29 @@ static int cmp_seq(const void *a, const void *b)
 }
 
 /* Second step: verdicts from the cache or the size limit, the rest fetched whole and scanned. */
-static void pf_step_scan(isess *s)
+static void pf_step_scan(is_retrieve *r)
 {
     char list[PF_UIDLIST_MAX + 32];
     size_t o = 0;
-    for (size_t i = 0; i < s->pmap_n; i++) {
-        ipf_ent *e = &s->pmap[i];
+    for (size_t i = 0; i < r->pmap_n; i++) {
+        ipf_ent *e = &r->pmap[i];
         if (e->state != VS_UNKNOWN)
             continue;
-        const pc_vcache_ent *c = vc_lookup(s, e->uid);
+        const pc_vcache_ent *c = vc_lookup(r, e->uid);
         if (c) {
             ent_set(e, c->state, c->info, c->info_len);
-            s->cache_hits++;
-            pc_log_info(s->base.sid,
-                        "event=retrieve user=%s uid=%u source=cache result=hit action=%s", s->user,
+            r->cache_hits++;
+            pc_log_info(r->base->sid,
+                        "event=retrieve user=%s uid=%u source=cache result=hit action=%s", r->user,
                         (unsigned)e->uid, c->state == VS_PASS ? "pass" : "withheld");
             continue;
         }
-        if (e->size > s->base.cfg->mailbox.scan_max && !s->base.cfg->mailbox.oversize_refuse) {
+        if (e->size > r->base->cfg->mailbox.scan_max && !r->base->cfg->mailbox.oversize_refuse) {
             e->state = VS_PASS;
-            s->unscanned++;
-            pc_log_notice(s->base.sid,
+            r->unscanned++;
+            pc_log_notice(r->base->sid,
                           "event=retrieve user=%s uid=%u size=%llu action=unscanned reason=size",
-                          s->user, (unsigned)e->uid, (unsigned long long)e->size);
+                          r->user, (unsigned)e->uid, (unsigned long long)e->size);
             continue;
         }
         if (o > PF_UIDLIST_MAX)
@@ -576,12 +572,12 @@ static void pf_step_scan(isess *s)
         /* consecutive UIDs as ranges */
         uint32_t first = e->uid, last = e->uid;
         e->state = VS_ASKED;
-        while (i + 1 < s->pmap_n && s->pmap[i + 1].state == VS_UNKNOWN &&
-               s->pmap[i + 1].uid == last + 1 && !vc_lookup(s, s->pmap[i + 1].uid) &&
-               s->pmap[i + 1].size <= s->base.cfg->mailbox.scan_max) {
+        while (i + 1 < r->pmap_n && r->pmap[i + 1].state == VS_UNKNOWN &&
+               r->pmap[i + 1].uid == last + 1 && !vc_lookup(r, r->pmap[i + 1].uid) &&
+               r->pmap[i + 1].size <= r->base->cfg->mailbox.scan_max) {
             i++;
-            s->pmap[i].state = VS_ASKED;
-            last = s->pmap[i].uid;
+            r->pmap[i].state = VS_ASKED;
+            last = r->pmap[i].uid;
         }
         int k = first == last
                     ? snprintf(list + o, sizeof(list) - o, "%s%u", o ? "," : "", (unsigned)first)
@@ -591,93 +587,87 @@ static void pf_step_scan(isess *s)
             o += (size_t)k;
     }
     if (!o) {
-        pf_relay(s);
+        pf_relay(r);
         return;
     }
     list[o] = '\0';
-    s->pf = PF_SCAN;
-    pf_internal(s, "%s UID FETCH %s%s (UID BODY.PEEK[])\r\n", list, "");
+    r->pf = PF_SCAN;
+    pf_internal(r, "%s UID FETCH %s%s (UID BODY.PEEK[])\r\n", list, "");
 }
 
-void is_pf_try_start(isess *s)
+void is_pf_try_start(is_retrieve *r, int blocked)
 {
-    if (s->pf != PF_HELD || s->outstanding || s->wait != IW_NONE || s->ap != AP_NONE || !s->c_first)
+    if (r->pf != PF_HELD || blocked || r->wait != IW_NONE)
         return;
     pc_imap_cmd_head h;
-    const char *cmd = pc_buf_ptr(&s->pf_cmd);
-    size_t n = pc_buf_used(&s->pf_cmd);
+    const char *cmd = pc_buf_ptr(&r->pf_cmd);
+    size_t n = pc_buf_used(&r->pf_cmd);
     pc_slice set = {"", 0};
     if (pc_imap_cmd_split(cmd, n, &h) == PC_OK) {
         const char *sp = memchr(h.args.p, ' ', h.args.n);
         set = (pc_slice){h.args.p, sp ? (size_t)(sp - h.args.p) : h.args.n};
     }
-    map_free(s);
+    map_free(r);
     if (!set_ok(set) || set.n > 1000) {
-        pc_log_notice(s->base.sid, "event=retrieve user=%s action=unscanned reason=fetch-set",
-                      s->user);
-        pf_relay(s);
+        pc_log_notice(r->base->sid, "event=retrieve user=%s action=unscanned reason=fetch-set",
+                      r->user);
+        pf_relay(r);
         return;
     }
     char sb[1001];
     memcpy(sb, set.p, set.n);
     sb[set.n] = '\0';
-    s->pf = PF_UIDS;
-    pf_internal(s, "%s %sFETCH %s (UID RFC822.SIZE)\r\n", s->pf_uidcmd ? "UID " : "", sb);
+    r->pf = PF_UIDS;
+    pf_internal(r, "%s %sFETCH %s (UID RFC822.SIZE)\r\n", r->pf_uidcmd ? "UID " : "", sb);
 }
 
 /* Whole upstream lines (no literal) while relaying. Returns 1 when consumed here. */
-int is_pf_line(isess *s, const char *p, size_t n, const pc_imap_resp_head *h)
+int is_pf_line(is_retrieve *r, const char *p, size_t n, const pc_imap_resp_head *h)
 {
     (void)p;
     (void)n;
-    if (h->kind == PC_IMAP_RESP_UNTAGGED && h->status == PC_IMAP_ST_OK && h->code.n &&
-        pc_imap_word_is(h->code_name, "UIDVALIDITY")) {
-        const char *v = h->code_name.p + h->code_name.n;
-        while (v < h->code.p + h->code.n && *v == ' ')
-            v++;
-        s->sel_uidv = parse_u32((pc_slice){v, (size_t)(h->code.p + h->code.n - v)});
+    if (is_sel_uidvalidity(&r->sel, h))
         return 0;
-    }
-    if (h->kind == PC_IMAP_RESP_TAGGED && s->pf_itag[0] && h->tag.n == strlen(s->pf_itag) &&
-        memcmp(h->tag.p, s->pf_itag, h->tag.n) == 0) {
-        s->pf_itag[0] = '\0';
-        if (s->pf == PF_UIDS) {
+    if (h->kind == PC_IMAP_RESP_TAGGED && r->pf_itag[0] && h->tag.n == strlen(r->pf_itag) &&
+        memcmp(h->tag.p, r->pf_itag, h->tag.n) == 0) {
+        r->pf_itag[0] = '\0';
+        if (r->pf == PF_UIDS) {
             if (h->status != PC_IMAP_ST_OK) {
-                s->pf_failed = 1;
-                pf_relay(s);
+                r->pf_failed = 1;
+                pf_relay(r);
                 return 1;
             }
-            qsort(s->pmap, s->pmap_n, sizeof(*s->pmap), cmp_seq);
-            pf_step_scan(s);
-        } else if (s->pf == PF_SCAN) {
-            pf_step_scan(s); /* the next batch, or the client's command */
+            qsort(r->pmap, r->pmap_n, sizeof(*r->pmap), cmp_seq);
+            pf_step_scan(r);
+        } else if (r->pf == PF_SCAN) {
+            pf_step_scan(r); /* the next batch, or the client's command */
         }
         return 1;
     }
-    if (h->kind == PC_IMAP_RESP_TAGGED && s->pf == PF_RELAY && h->tag.n == strlen(s->pf_tag) &&
-        memcmp(h->tag.p, s->pf_tag, h->tag.n) == 0) {
-        map_free(s);
-        s->pf = PF_NONE;
-        s->again = 1;
+    if (h->kind == PC_IMAP_RESP_TAGGED && r->pf == PF_RELAY && h->tag.n == strlen(r->pf_tag) &&
+        memcmp(h->tag.p, r->pf_tag, h->tag.n) == 0) {
+        map_free(r);
+        r->pf = PF_NONE;
+        r->ops->again(r->ud);
         return 0;
     }
-    if (s->pf == PF_UIDS && h->kind == PC_IMAP_RESP_UNTAGGED && pc_imap_word_is(h->name, "FETCH")) {
-        uint32_t seq = parse_u32(h->number), uid = 0;
+    if (r->pf == PF_UIDS && h->kind == PC_IMAP_RESP_UNTAGGED && pc_imap_word_is(h->name, "FETCH")) {
+        uint32_t seq = is_parse_u32(h->number), uid = 0;
         uint64_t size = 0;
         int depth = 0, others = 0;
         pc_imap_fetch_scan(h->text.p, h->text.n, &depth, &uid, &size, &others, NULL, NULL);
         if (!seq || !uid)
             return 0;
-        if (s->pmap_n < PF_MAP_MAX) {
-            if (s->pmap_n == s->pmap_cap) {
-                size_t nc = s->pmap_cap ? s->pmap_cap * 2 : 64;
-                ipf_ent *nm = realloc(s->pmap, nc * sizeof(*nm));
+        if (r->pmap_n < PF_MAP_MAX) {
+            if (r->pmap_n == r->pmap_cap) {
+                size_t nc = r->pmap_cap ? r->pmap_cap * 2 : 64;
+                ipf_ent *nm = realloc(r->pmap, nc * sizeof(*nm));
                 if (!nm)
                     return 0;
-                s->pmap = nm;
-                s->pmap_cap = nc;
+                r->pmap = nm;
+                r->pmap_cap = nc;
             }
-            s->pmap[s->pmap_n++] = (ipf_ent){.seq = seq, .uid = uid, .size = size};
+            r->pmap[r->pmap_n++] = (ipf_ent){.seq = seq, .uid = uid, .size = size};
         }
         return others ? 0 : 1;
     }
@@ -686,21 +676,21 @@ int is_pf_line(isess *s, const char *p, size_t n, const pc_imap_resp_head *h)
 
 /* First TEXT of an upstream line with a literal: the internal UID FETCH's responses are the
  * gateway's. */
-int is_pf_own_line(isess *s, const char *p, size_t n)
+int is_pf_own_line(is_retrieve *r, const char *p, size_t n)
 {
     (void)p;
     (void)n;
-    return s->pf == PF_SCAN && s->u_fetch;
+    return r->pf == PF_SCAN && r->u_fetch;
 }
 
 /* A section / partial literal of the client's FETCH response: replaced by a notice part when the
  * message is withheld (or could not be checked). Returns 1 when it was (the caller discards the
  * content), 0 to relay it. */
-int is_pf_part_literal(isess *s, const pc_imap_ev *ev)
+int is_pf_part_literal(is_retrieve *r, const pc_imap_ev *ev)
 {
-    if (s->pf != PF_RELAY)
+    if (r->pf != PF_RELAY)
         return 0;
-    ipf_ent *e = map_find(s, s->u_seq);
+    ipf_ent *e = map_find(r, r->u_seq);
     if (e && e->state == VS_PASS)
         return 0;
     char info[PC_NOTICE_INFO_MAX];
@@ -708,14 +698,15 @@ int is_pf_part_literal(isess *s, const pc_imap_ev *ev)
     size_t flen = e && e->state == VS_WITHHELD ? e->info_len : 0;
     if (!fi) {
         char ref[64];
-        pc_notice_ref(ref, sizeof(ref), s->base.sid, "p", ++s->pf_serial);
-        flen = notice_info(s, NULL, "message could not be checked", ref, info, sizeof(info));
+        pc_notice_ref(ref, sizeof(ref), r->base->sid, "p", ++*r->serial);
+        flen = notice_info(r, NULL, "message could not be checked", ref, info, sizeof(info));
         fi = info;
-        pc_log_notice(s->base.sid, "event=retrieve user=%s seq=%u action=withheld reason=unchecked",
-                      s->user, (unsigned)s->u_seq);
+        pc_log_notice(r->base->sid,
+                      "event=retrieve user=%s seq=%u action=withheld reason=unchecked", r->user,
+                      (unsigned)r->u_seq);
     }
     /* Which part: the header forms, a body part, or the whole message; then the partial. */
-    const char *it = s->u_item;
+    const char *it = r->u_item;
     const char *br = strchr(it, '[');
     const char *cl = br ? strchr(br, ']') : NULL;
     pc_notice_form form = PC_NOTICE_BODY;
@@ -725,9 +716,9 @@ int is_pf_part_literal(isess *s, const pc_imap_ev *ev)
     else if (strstr(it, "HEADER") || strstr(it, "header") || strstr(it, "MIME") ||
              strstr(it, "mime"))
         form = PC_NOTICE_HEADER;
-    pc_buf_reset(&s->notice);
-    pc_notice_build(&s->notice, fi, flen, s->base.cfg->hostname, form);
-    size_t total = pc_buf_used(&s->notice), off = 0, len = total;
+    pc_buf_reset(&r->notice);
+    pc_notice_build(&r->notice, fi, flen, r->base->cfg->hostname, form);
+    size_t total = pc_buf_used(&r->notice), off = 0, len = total;
     const char *lt = cl ? strchr(cl, '<') : NULL;
     if (lt) {
         off = (size_t)strtoull(lt + 1, NULL, 10);
@@ -739,8 +730,8 @@ int is_pf_part_literal(isess *s, const pc_imap_ev *ev)
     }
     char hdr[40];
     int k = snprintf(hdr, sizeof(hdr), "{%zu}\r\n", len);
-    is_out_add(s, hdr, (size_t)k);
-    is_out_add(s, pc_buf_ptr(&s->notice) + off, len);
-    pc_buf_release(&s->notice);
+    r->ops->out_add(r->ud, hdr, (size_t)k);
+    r->ops->out_add(r->ud, pc_buf_ptr(&r->notice) + off, len);
+    pc_buf_release(&r->notice);
     return 1;
 }

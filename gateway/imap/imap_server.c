@@ -1,11 +1,14 @@
 /* imap_server.c — the client-facing IMAP session (RFC 9051/3501, 2595, 4959, 2971, 7888): its life
  * (PROXY, TLS, the CONNECT hook before the greeting, timeouts, close and the CLOSE hook) and the
- * not-authenticated state, answered by the gateway itself. At most one "* BYE" per session.
+ * not-authenticated state, answered by the gateway itself. At most one "* BYE" per session. It
+ * drives the relay (imap_server_relay.h) and hands the files below it its close and input loop as
+ * ops (s->sops), so that none of them calls back into it by name.
  * Defends against: credentials before TLS (LOGINDISABLED, NO [PRIVACYREQUIRED]), STARTTLS injection
  * (buffered plaintext discarded, state reset), literal abuse (pre-login literals capped at 8 KiB,
  * no allocation sized by a claim), junk (errors counted, BAD, close at the limit). */
 #include "imap/imap_server.h"
 #include "imap/imap_render.h"
+#include "imap/imap_server_relay.h"
 #include "imap/imap_server_session.h"
 
 #include <openssl/evp.h>
@@ -20,23 +23,6 @@
 
 /* ---- replies --------------------------------------------------------------------------------- */
 
-void is_bye(isess *s, const char *text)
-{
-    if (s->bye_sent)
-        return;
-    s->bye_sent = 1;
-    is_reply(s, "* BYE %s", text);
-}
-
-void is_error_count(isess *s)
-{
-    if (++s->errors >= s->base.cfg->mailbox.errors) {
-        is_bye(s, "Too many errors");
-        pc_log_notice(s->base.sid, "event=limit limit=errors client=%s", s->base.client_ip);
-        is_close(s);
-    }
-}
-
 static int auth_allowed(const isess *s)
 {
     return s->base.tls || s->base.cfg->mailbox.plaintext_auth;
@@ -49,33 +35,6 @@ static void caps_prelogin(isess *s, char *out, size_t outlen)
                  ? " STARTTLS"
                  : "",
              auth_allowed(s) ? " AUTH=PLAIN" : " LOGINDISABLED");
-}
-
-/* ---- tokenizer set-up ------------------------------------------------------------------------ */
-
-void is_tok_client_init(isess *s, int relay)
-{
-    pc_imap_tok_cfg tc;
-    pc_imap_tok_cfg_default(&tc, 0);
-    tc.max_line = s->base.cfg->mailbox.line_length ? s->base.cfg->mailbox.line_length : 8192;
-    if (!relay) {
-        tc.max_literal = IMAP_PRELOGIN_LITERAL_MAX;
-        tc.max_nonsync = 0; /* nothing but synchronising literals before login */
-    } else {
-        unsigned f = s->base.l->caps_flags;
-        size_t cfgmax = s->base.cfg->mailbox.nonsync_literal_max;
-        tc.max_literal =
-            s->base.cfg->mailbox.literal_max ? s->base.cfg->mailbox.literal_max : 50u << 20;
-        if ((f & PC_IMAPCAP_LITPLUS) && cfgmax >= tc.max_literal)
-            tc.max_nonsync = cfgmax;
-        else if ((f & (PC_IMAPCAP_LITPLUS | PC_IMAPCAP_LITMINUS)) &&
-                 cfgmax >= PC_IMAP_LITERAL_MINUS_MAX)
-            tc.max_nonsync = PC_IMAP_LITERAL_MINUS_MAX;
-        else
-            tc.max_nonsync = 0;
-    }
-    pc_imap_tok_init(&s->ctok, &tc);
-    s->c_first = 1;
 }
 
 /* ---- pre-login commands ---------------------------------------------------------------------- */
@@ -368,7 +327,7 @@ static void prelogin_input(isess *s)
     }
 }
 
-void is_process(isess *s)
+static void process(isess *s)
 {
     if (s->in_process) {
         s->again = 1;
@@ -475,13 +434,13 @@ static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
     case PC_CONN_EV_DRAIN: is_client_drained(s); return;
     case PC_CONN_EV_CONNECTED: return;
     case PC_CONN_EV_CLOSED:
-        pc_buf_release(&s->hold);
+        pc_buf_release(&s->rt.hold);
         pc_session_free(&s->base);
         return;
     }
 }
 
-void is_close(isess *s)
+static void close_session(isess *s)
 {
     if (s->phase == IP_CLOSING)
         return;
@@ -499,11 +458,13 @@ void is_close(isess *s)
                    "passed=%u tagged=%u withheld=%u unscanned=%u cache_hits=%u appended=%u "
                    "append_refused=%u errors=%u auth_failures=%u",
                    s->base.client_ip, s->base.tls ? pc_conn_tls_version(s->base.c) : "no",
-                   s->user[0] ? s->user : "-", s->commands, s->fetched, s->scanned, s->passed,
-                   s->tagged, s->withheld, s->unscanned, s->cache_hits, s->appended,
-                   s->append_refused, s->errors, s->auth_failures);
+                   s->user[0] ? s->user : "-", s->commands, s->rt.fetched, s->rt.scanned,
+                   s->rt.passed, s->rt.tagged, s->rt.withheld, s->rt.unscanned + s->ap.unscanned,
+                   s->rt.cache_hits, s->ap.appended, s->ap.refused, s->errors, s->auth_failures);
     explicit_bzero(s->user, sizeof(s->user));
 }
+
+static const is_session_ops session_ops = {process, close_session};
 
 static const pc_session_proto imap_proto = {"imap", 1200, on_conn};
 
@@ -512,11 +473,11 @@ void pc_imap_session_start(pc_listener_rt *l, pc_conn *conn, const struct sockad
     isess *s = pc_session_new(sizeof(*s), &imap_proto, l, conn, client);
     if (!s)
         return;
+    s->sops = &session_ops;
     pc_buf_init(&s->uout, 0);
     pc_buf_init(&s->args, 0);
     pc_buf_init(&s->cred, 0);
-    pc_buf_init(&s->notice, 0);
-    pc_buf_init(&s->hold, 0);
+    is_relay_init(s);
     pc_log_info(s->base.sid, "event=connect client=%s listener=%s proto=imap", s->base.client_ip,
                 s->base.cfg->name);
     if (s->base.cfg->tls.mode == PC_TLS_IMPLICIT) {

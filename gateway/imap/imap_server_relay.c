@@ -1,9 +1,12 @@
 /* imap_server_relay.c — the IMAP session from the login on: the login relayed to the upstream, then
- * both directions relayed through the literal-aware tokenizer, CAPABILITY rewritten, and whole
- * messages in FETCH responses held, spooled and run through the retrieve hook. Defends against
+ * both directions relayed through the literal-aware tokenizer, CAPABILITY rewritten (imap_caps.c),
+ * whole messages in FETCH responses and APPEND handed to the objects it drives (imap_retrieve.h,
+ * imap_append.h), which report back through the ops below. Defends against
  * framing desync (both streams tokenized, sync literals held until the upstream answers), features
  * the gateway cannot inspect (COMPRESS, STARTTLS, literal8, UNAUTHENTICATE refused and not
  * advertised) and unbounded buffering (literal contents streamed, flow control on both sides). */
+#include "imap/imap_server_relay.h"
+#include "imap/imap_caps.h"
 #include "imap/imap_server_session.h"
 
 #include <openssl/evp.h>
@@ -15,28 +18,6 @@
 #include "net/addrtable.h"
 #include "parse/sanitize.h"
 
-void is_up_send(isess *s, const void *p, size_t n)
-{
-    pc_buf_append(&s->uout, p, n);
-}
-
-void is_up_flush(isess *s)
-{
-    if (!s->up || pc_buf_used(&s->uout) == 0)
-        return;
-    pc_conn_write(s->up, pc_buf_ptr(&s->uout), pc_buf_used(&s->uout));
-    if (s->phase != IP_RELAY) /* the login command carries credentials */
-        explicit_bzero(s->uout.data + s->uout.off, pc_buf_used(&s->uout));
-    pc_buf_release(&s->uout);
-}
-
-void is_out_add(isess *s, const void *p, size_t n)
-{
-    pc_buf_append(&s->base.out, p, n);
-    if (pc_buf_used(&s->base.out) >= IMAP_CHUNK)
-        is_flush(s);
-}
-
 static void drop_upstream(isess *s)
 {
     pc_imapc_free(s->opening);
@@ -46,98 +27,132 @@ static void drop_upstream(isess *s)
     pc_buf_release(&s->uout);
 }
 
+/* ---- the ops the retrieve and append objects report back through (ud: the session) ---------- */
+
+static void op_up_send(void *ud, const void *p, size_t n)
+{
+    is_up_send(ud, p, n);
+}
+
+static void op_up_flush(void *ud)
+{
+    is_up_flush(ud);
+}
+
+static pc_conn *op_upstream(void *ud)
+{
+    return ((isess *)ud)->up;
+}
+
+static void op_forwarded(void *ud, size_t line_fwd)
+{
+    isess *s = ud;
+    if (line_fwd)
+        s->line_fwd = line_fwd;
+    s->outstanding++;
+}
+
+static void op_refuse(void *ud, const char *reply)
+{
+    isess *s = ud;
+    s->swallow = 1;
+    s->swallow_reply = reply;
+}
+
+static void op_error_count(void *ud)
+{
+    is_error_count(ud);
+}
+
+static void op_close(void *ud)
+{
+    is_close(ud);
+}
+
+static int op_closing(void *ud)
+{
+    return ((isess *)ud)->phase == IP_CLOSING;
+}
+
+static void op_again(void *ud)
+{
+    ((isess *)ud)->again = 1;
+}
+
+static void op_process(void *ud)
+{
+    is_process(ud);
+}
+
+static void op_ap_resume(void *ud)
+{
+    isess *s = ud;
+    if (s->phase == IP_CLOSING)
+        return;
+    is_flush(s);
+    is_relay_upstream(s);
+    is_process(s);
+}
+
+static void op_ap_sent(void *ud)
+{
+    isess *s = ud;
+    if (!s->c_paused)
+        s->up->want_drain = 0;
+    is_process(s);
+}
+
+static const is_append_ops append_ops = {
+    .up_send = op_up_send,
+    .up_flush = op_up_flush,
+    .upstream = op_upstream,
+    .forwarded = op_forwarded,
+    .refuse = op_refuse,
+    .error_count = op_error_count,
+    .close = op_close,
+    .closing = op_closing,
+    .again = op_again,
+    .process = op_process,
+    .resume = op_ap_resume,
+    .sent = op_ap_sent,
+};
+
+static void op_out_add(void *ud, const void *p, size_t n)
+{
+    is_out_add(ud, p, n);
+}
+
+static void op_rt_resume(void *ud)
+{
+    isess *s = ud;
+    if (s->phase == IP_CLOSING)
+        return;
+    is_relay_upstream(s);
+    is_process(s);
+}
+
+static const is_retrieve_ops retrieve_ops = {
+    .out_add = op_out_add,
+    .up_send = op_up_send,
+    .up_flush = op_up_flush,
+    .forwarded = op_forwarded,
+    .close = op_close,
+    .again = op_again,
+    .resume = op_rt_resume,
+};
+
+void is_relay_init(isess *s)
+{
+    is_rt_init(&s->rt, &s->base, s->user, &s->ref_serial, &retrieve_ops, s);
+    is_ap_init(&s->ap, &s->base, s->user, &s->ref_serial, &append_ops, s);
+}
+
 void is_relay_free(isess *s)
 {
-    is_retrieve_free(s);
-    is_ap_free(s);
+    is_retrieve_free(&s->rt);
+    is_ap_free(&s->ap);
     pc_results_reset(&s->base.results);
     drop_upstream(s);
-}
-
-/* ---- CAPABILITY ------------------------------------------------------------------------------ */
-
-/* What the gateway cannot proxy: compression and TLS (it must see the bytes), literal8 (BINARY,
- * IMAP4rev2, which includes it), MULTIAPPEND/CATENATE/URLAUTH (APPEND forms not inspected), and
- * UNAUTHENTICATE (a second login behind the gateway's back). LITERAL+/- follow the gateway's own
- * limit. */
-static int cap_removed(pc_slice w)
-{
-    static const char *const drop[] = {
-        "STARTTLS",       "LOGINDISABLED", "MULTIAPPEND", "BINARY",  "CATENATE", "IMAP4rev2",
-        "UNAUTHENTICATE", "LITERAL+",      "LITERAL-",    "SASL-IR", NULL};
-    for (size_t i = 0; drop[i]; i++)
-        if (pc_imap_word_is(w, drop[i]))
-            return 1;
-    static const char *const prefixes[] = {"COMPRESS=", "AUTH=", "URLAUTH", "UTF8=", NULL};
-    for (size_t i = 0; prefixes[i]; i++) {
-        size_t k = strlen(prefixes[i]);
-        pc_slice head = {w.p, k};
-        if (w.n >= k && pc_imap_word_is(head, prefixes[i]))
-            return 1;
-    }
-    return 0;
-}
-
-void is_caps_rewrite(isess *s, const char *caps, size_t n, pc_buf *out)
-{
-    size_t i = 0;
-    int first = 1;
-    while (i < n) {
-        while (i < n && caps[i] == ' ')
-            i++;
-        size_t st = i;
-        while (i < n && caps[i] != ' ')
-            i++;
-        pc_slice w = {caps + st, i - st};
-        if (!w.n || cap_removed(w))
-            continue;
-        if (!first)
-            pc_buf_append(out, " ", 1);
-        pc_buf_append(out, w.p, w.n);
-        first = 0;
-    }
-    uint64_t mx = s->ctok.cfg.max_nonsync;
-    if (s->phase == IP_RELAY || s->phase == IP_LOGIN) {
-        unsigned f = s->base.l->caps_flags;
-        size_t cfgmax = s->base.cfg->mailbox.nonsync_literal_max;
-        size_t lmax =
-            s->base.cfg->mailbox.literal_max ? s->base.cfg->mailbox.literal_max : 50u << 20;
-        if ((f & PC_IMAPCAP_LITPLUS) && cfgmax >= lmax)
-            mx = cfgmax;
-        else if ((f & (PC_IMAPCAP_LITPLUS | PC_IMAPCAP_LITMINUS)) &&
-                 cfgmax >= PC_IMAP_LITERAL_MINUS_MAX)
-            mx = PC_IMAP_LITERAL_MINUS_MAX;
-        else
-            mx = 0;
-    }
-    if (mx > PC_IMAP_LITERAL_MINUS_MAX)
-        pc_buf_append(out, " LITERAL+", 9);
-    else if (mx == PC_IMAP_LITERAL_MINUS_MAX)
-        pc_buf_append(out, " LITERAL-", 9);
-}
-
-/* Rewrites a whole status or CAPABILITY response line (no CRLF) into s->base.out, with CRLF.
- * Returns 1 if it did (the caller drops the original), 0 if the line needs no change. */
-static int rewrite_line(isess *s, const char *p, size_t n, const pc_imap_resp_head *h)
-{
-    if (h->kind == PC_IMAP_RESP_UNTAGGED && h->status == PC_IMAP_ST_NONE &&
-        pc_imap_word_is(h->name, "CAPABILITY")) {
-        pc_buf_append(&s->base.out, "* CAPABILITY ", 13);
-        is_caps_rewrite(s, h->text.p, h->text.n, &s->base.out);
-        pc_buf_append(&s->base.out, "\r\n", 2);
-        return 1;
-    }
-    if (h->code.n && pc_imap_word_is(h->code_name, "CAPABILITY")) {
-        const char *cs = h->code_name.p + h->code_name.n;
-        const char *ce = h->code.p + h->code.n;
-        pc_buf_append(&s->base.out, p, (size_t)(h->code.p - p));
-        pc_buf_append(&s->base.out, "CAPABILITY ", 11);
-        is_caps_rewrite(s, cs, (size_t)(ce - cs), &s->base.out);
-        pc_buf_append(&s->base.out, ce, n - (size_t)(ce - p));
-        pc_buf_append(&s->base.out, "\r\n", 2);
-        return 1;
-    }
-    return 0;
 }
 
 /* ---- login ----------------------------------------------------------------------------------- */
@@ -287,7 +302,7 @@ void is_login_start(isess *s)
 /* The upstream's tagged answer to the login (line without CRLF). */
 static void login_result(isess *s, const char *p, size_t n, const pc_imap_resp_head *h)
 {
-    if (!rewrite_line(s, p, n, h)) {
+    if (!is_caps_line(s, p, n, h)) {
         pc_buf_append(&s->base.out, p, n);
         pc_buf_append(&s->base.out, "\r\n", 2);
     }
@@ -339,7 +354,7 @@ static int line_head(isess *s, const pc_imap_ev *ev)
             pc_conn_consume(s->up, ev->consumed);
             return 1;
         }
-        if (is_ap_upstream_line(s, &h)) {
+        if (is_ap_upstream_line(&s->ap, &h)) {
             pc_conn_consume(s->up, ev->consumed);
             return 1;
         }
@@ -358,7 +373,7 @@ static int line_head(isess *s, const pc_imap_ev *ev)
         }
         s->bye_sent = 1; /* relayed: the only BYE the client gets */
     }
-    if (s->phase == IP_RELAY && is_pf_line(s, ev->data.p, ev->data.n, &h)) {
+    if (s->phase == IP_RELAY && is_pf_line(&s->rt, ev->data.p, ev->data.n, &h)) {
         s->u_skip_end = 1;
         pc_conn_consume(s->up, ev->consumed);
         return 1;
@@ -366,7 +381,7 @@ static int line_head(isess *s, const pc_imap_ev *ev)
     if (h.kind == PC_IMAP_RESP_TAGGED && s->phase == IP_RELAY) {
         if (s->outstanding)
             s->outstanding--;
-        is_ap_upstream_line(s, &h);
+        is_ap_upstream_line(&s->ap, &h);
     }
     if (h.kind == PC_IMAP_RESP_TAGGED) {
         if (s->phase == IP_LOGIN && h.tag.n == strlen(s->login_tag) &&
@@ -386,7 +401,7 @@ static int line_head(isess *s, const pc_imap_ev *ev)
             s->again = 1;
         }
     }
-    if (rewrite_line(s, ev->data.p, ev->data.n, &h)) {
+    if (is_caps_line(s, ev->data.p, ev->data.n, &h)) {
         s->u_skip_end = 1;
         pc_conn_consume(s->up, ev->consumed);
         return 1;
@@ -399,25 +414,14 @@ static void up_text(isess *s, const pc_imap_ev *ev)
     const char *p = ev->data.p;
     size_t n = ev->data.n;
     int ann = n >= 2 && p[n - 1] == '\n';
-    if (ev->first && is_scannable(s) && s->phase == IP_RELAY) {
-        pc_imap_resp_head h;
-        s->u_fetch = pc_imap_resp_split(p, n, &h) == PC_OK && h.kind == PC_IMAP_RESP_UNTAGGED &&
-                     h.number.n && pc_imap_word_is(h.name, "FETCH");
-        s->u_seq = 0;
-        s->u_uid = 0;
-        s->u_pdepth = 0;
-        s->size_fix_on = 0;
-        if (s->u_fetch) {
-            for (size_t i = 0; i < h.number.n && i < 10; i++)
-                s->u_seq = s->u_seq * 10 + (uint32_t)(h.number.p[i] - '0');
-            s->u_own = ann && is_pf_own_line(s, p, n);
-        }
-    }
-    int depth0 = s->u_pdepth;
-    is_pf_text(s, p, n);
+    if (ev->first && is_scannable(&s->rt) && s->phase == IP_RELAY &&
+        is_rt_fetch_begin(&s->rt, p, n))
+        s->u_own = ann && is_pf_own_line(&s->rt, p, n);
+    int depth0 = s->rt.u_pdepth;
+    is_pf_text(&s->rt, p, n);
     if (!ann) {
         if (!s->u_own)
-            is_fetch_seg_out(s, p, n, depth0);
+            is_fetch_seg_out(&s->rt, p, n, depth0);
         return;
     }
     size_t k = n;
@@ -427,7 +431,7 @@ static void up_text(isess *s, const pc_imap_ev *ev)
         k--;
     if (k == 0 || n - (k - 1) > sizeof(s->ann)) {
         if (!s->u_own)
-            is_fetch_seg_out(s, p, n, depth0);
+            is_fetch_seg_out(&s->rt, p, n, depth0);
         s->ann_len = 0;
         s->u_kind = PC_IMAP_ITEM_NONE;
         return;
@@ -435,26 +439,20 @@ static void up_text(isess *s, const pc_imap_ev *ev)
     k--;
     s->ann_len = n - k;
     memcpy(s->ann, p + k, s->ann_len);
-    pc_slice item = {"", 0};
-    s->u_kind = s->u_fetch ? pc_imap_fetch_item(p, k, &item) : PC_IMAP_ITEM_NONE;
-    snprintf(s->u_item, sizeof(s->u_item), "%.*s", (int)item.n, item.p);
+    s->u_kind = is_rt_item(&s->rt, p, k);
     if (s->u_own)
         return;
-    if (s->u_fetch && s->u_kind == PC_IMAP_ITEM_MESSAGE) {
-        /* Held until the verdict: an RFC822.SIZE in it must describe what is served. */
-        pc_buf_reset(&s->hold);
-        s->hold_depth = depth0;
-        if (pc_buf_append(&s->hold, p, k) == 0)
-            return;
-    }
-    is_fetch_seg_out(s, p, k, depth0);
+    /* Held until the verdict: an RFC822.SIZE in it must describe what is served. */
+    if (s->rt.u_fetch && s->u_kind == PC_IMAP_ITEM_MESSAGE && is_rt_hold(&s->rt, p, k, depth0))
+        return;
+    is_fetch_seg_out(&s->rt, p, k, depth0);
 }
 
 static void up_closed(isess *s);
 
 void is_relay_upstream(isess *s)
 {
-    while (s->up && s->wait == IW_NONE && !s->u_paused && s->ap != AP_CHAIN &&
+    while (s->up && s->rt.wait == IW_NONE && !s->u_paused && s->ap.st != AP_CHAIN &&
            (s->phase == IP_LOGIN || s->phase == IP_RELAY)) {
         pc_imap_ev ev;
         int rc = pc_imap_tok_next(&s->utok, in_ptr(s->up), pc_conn_pending(s->up), &ev);
@@ -472,7 +470,7 @@ void is_relay_upstream(isess *s)
         switch (rc) {
         case PC_IMAP_EV_TEXT:
             if (ev.first) {
-                s->u_fetch = 0;
+                is_rt_line_end(&s->rt);
                 s->u_own = 0;
                 s->u_skip_end = 0;
                 if (ev.data.n < 2 || ev.data.p[ev.data.n - 1] != '\n') {
@@ -486,36 +484,30 @@ void is_relay_upstream(isess *s)
             up_text(s, &ev);
             break;
         case PC_IMAP_EV_LITERAL:
-            if (s->u_fetch && ev.depth == 1 && s->u_kind == PC_IMAP_ITEM_MESSAGE &&
+            if (s->rt.u_fetch && ev.depth == 1 && s->u_kind == PC_IMAP_ITEM_MESSAGE &&
                 ev.lit_size > 0 && s->ann_len) {
-                is_scan_begin(s, &ev);
+                is_scan_begin(&s->rt, &ev, s->u_own, s->ann, s->ann_len);
                 s->ann_len = 0;
                 break;
             }
-            is_hold_release(s); /* a message literal not scanned (nested, empty) */
+            is_hold_release(&s->rt); /* a message literal not scanned (nested, empty) */
             if (s->u_own) {
-                s->scan = ev.lit_size > 0 ? 3 : 0; /* the gateway's own response: dropped */
-            } else if (s->u_fetch && ev.depth == 1 && s->u_kind == PC_IMAP_ITEM_PART &&
-                       s->ann_len && is_pf_part_literal(s, &ev)) {
-                s->scan = ev.lit_size > 0 ? 3 : 0; /* replaced by a notice part */
+                is_scan_drop(&s->rt, &ev); /* the gateway's own response: dropped */
+            } else if (s->rt.u_fetch && ev.depth == 1 && s->u_kind == PC_IMAP_ITEM_PART &&
+                       s->ann_len && is_pf_part_literal(&s->rt, &ev)) {
+                is_scan_drop(&s->rt, &ev); /* replaced by a notice part */
             } else {
                 is_out_add(s, s->ann, s->ann_len);
             }
             s->ann_len = 0;
             break;
         case PC_IMAP_EV_LITERAL_DATA:
-            if (s->scan == 1 && !s->spool_err) {
-                int w = pc_spool_write(s->spool, ev.data.p, ev.data.n);
-                if (w != PC_SPOOL_OK)
-                    s->spool_err = w;
-            } else if (!s->scan && !s->u_own) {
-                is_out_add(s, ev.data.p, ev.data.n);
-            }
-            if (s->scan == 3 && ev.lit_left == 0) {
-                s->scan = 0;
-            } else if (s->scan && ev.lit_left == 0) {
+            if (!s->rt.scan) {
+                if (!s->u_own)
+                    is_out_add(s, ev.data.p, ev.data.n);
+            } else if (is_scan_data(&s->rt, &ev)) {
                 pc_conn_consume(s->up, ev.consumed);
-                is_scan_done(s);
+                is_scan_done(&s->rt);
                 continue;
             }
             break;
@@ -523,9 +515,8 @@ void is_relay_upstream(isess *s)
             if (!s->u_skip_end && !s->u_own)
                 is_out_add(s, ev.data.p, ev.data.n);
             s->u_skip_end = 0;
-            s->u_fetch = 0;
             s->u_own = 0;
-            s->size_fix_on = 0;
+            is_rt_line_end(&s->rt);
             break;
         default: break;
         }
@@ -541,8 +532,8 @@ void is_relay_upstream(isess *s)
     is_flush(s);
     /* The upstream closed: once nothing it sent waits any more (a verdict, the pump, a full
      * client queue, the message hook), the session ends. */
-    if (s->up_eof && s->phase == IP_RELAY && s->wait == IW_NONE && !s->u_paused &&
-        s->ap != AP_CHAIN)
+    if (s->up_eof && s->phase == IP_RELAY && s->rt.wait == IW_NONE && !s->u_paused &&
+        s->ap.st != AP_CHAIN)
         up_closed(s);
 }
 
@@ -562,9 +553,9 @@ void is_client_drained(isess *s)
 {
     if (s->phase == IP_CLOSING)
         return;
-    if (s->wait == IW_PUMP) {
-        is_pump(s);
-        if (s->wait != IW_NONE)
+    if (s->rt.wait == IW_PUMP) {
+        is_pump(&s->rt);
+        if (s->rt.wait != IW_NONE)
             return;
     }
     s->base.c->want_drain = 0;
@@ -587,9 +578,9 @@ void is_up_event(pc_conn *c, pc_conn_event ev, void *ud)
             is_process(s);
         return;
     case PC_CONN_EV_DRAIN:
-        if (s->ap == AP_SEND)
-            is_ap_pump(s);
-        if (s->c_paused && s->ap != AP_SEND) {
+        if (s->ap.st == AP_SEND)
+            is_ap_pump(&s->ap);
+        if (s->c_paused && s->ap.st != AP_SEND) {
             s->c_paused = 0;
             s->up->want_drain = 0;
             pc_conn_read_start(s->base.c);
@@ -649,15 +640,21 @@ static void set_tag(isess *s, const pc_imap_ev *ev)
 /* The client waits: a held APPEND or a pre-scanned FETCH is in progress. */
 static int client_blocked(const isess *s)
 {
-    return s->ap >= AP_READY || (s->pf != PF_NONE && s->c_first);
+    return s->ap.st >= AP_READY || (s->rt.pf != PF_NONE && s->c_first);
+}
+
+/* The pre-scan waits for every earlier command's answer, an APPEND, a command's end. */
+static int pf_blocked(const isess *s)
+{
+    return s->outstanding || s->ap.st != AP_NONE || !s->c_first;
 }
 
 void is_relay_client(isess *s)
 {
-    if (s->phase == IP_RELAY && s->ap == AP_READY)
-        is_ap_try_start(s);
-    if (s->phase == IP_RELAY && s->pf == PF_HELD)
-        is_pf_try_start(s);
+    if (s->phase == IP_RELAY && s->ap.st == AP_READY)
+        is_ap_try_start(&s->ap, s->rt.wait != IW_NONE);
+    if (s->phase == IP_RELAY && s->rt.pf == PF_HELD)
+        is_pf_try_start(&s->rt, pf_blocked(s));
     while (s->phase == IP_RELAY && s->up && !s->sync_wait && !s->c_paused && !client_blocked(s)) {
         pc_imap_ev ev;
         int rc = pc_imap_tok_next(&s->ctok, in_ptr(s->base.c), pc_conn_pending(s->base.c), &ev);
@@ -672,7 +669,7 @@ void is_relay_client(isess *s)
                 is_reply(s, "%s %s", s->tag, "NO [TOOBIG] Literal too big");
                 s->c_first = 1;
                 s->swallow = 0;
-                is_ap_free(s);
+                is_ap_free(&s->ap);
                 is_error_count(s);
                 continue;
             }
@@ -687,8 +684,12 @@ void is_relay_client(isess *s)
             is_close(s);
             return;
         }
-        if (s->ap != AP_NONE) {
-            int r = is_ap_event(s, rc, &ev);
+        if (s->ap.st != AP_NONE) {
+            if (rc == PC_IMAP_EV_LINE_END) {
+                s->c_first = 1;
+                s->line_fwd = 0;
+            }
+            int r = is_ap_event(&s->ap, rc, &ev);
             if (r < 0)
                 return;
             if (r > 0) {
@@ -709,14 +710,14 @@ void is_relay_client(isess *s)
                     s->swallow = s->swallow_reply != NULL;
                     if (pc_imap_word_is(h.name, "LOGOUT"))
                         s->logout = 1;
-                    if (!s->swallow && is_ap_wanted(s, &h)) {
-                        is_ap_event(s, rc, &ev);
+                    if (!s->swallow && is_ap_wanted(&s->ap, &h)) {
+                        is_ap_begin(&s->ap, s->tag, &ev);
                         break;
                     }
-                    if (!s->swallow && is_pf_command(s, &ev, &h))
+                    if (!s->swallow && is_pf_command(&s->rt, s->tag, &ev, &h))
                         break;
                     if (!s->swallow) {
-                        is_sel_command(s, &h);
+                        is_sel_command(&s->rt.sel, &h);
                         s->outstanding++;
                     }
                 }
@@ -744,8 +745,8 @@ void is_relay_client(isess *s)
         case PC_IMAP_EV_LINE_END:
             if (s->swallow)
                 is_reply(s, "%s %s", s->tag, s->swallow_reply);
-            else if (s->pf == PF_HELD)
-                pc_buf_append(&s->pf_cmd, ev.data.p, ev.data.n);
+            else if (s->rt.pf == PF_HELD)
+                is_pf_command_add(&s->rt, ev.data.p, ev.data.n);
             else
                 is_up_send(s, ev.data.p, ev.data.n);
             s->swallow = 0;
@@ -764,10 +765,10 @@ void is_relay_client(isess *s)
         }
     }
     is_up_flush(s);
-    if (s->phase == IP_RELAY && s->ap == AP_READY)
-        is_ap_try_start(s);
-    if (s->phase == IP_RELAY && s->pf == PF_HELD)
-        is_pf_try_start(s);
+    if (s->phase == IP_RELAY && s->ap.st == AP_READY)
+        is_ap_try_start(&s->ap, s->rt.wait != IW_NONE);
+    if (s->phase == IP_RELAY && s->rt.pf == PF_HELD)
+        is_pf_try_start(&s->rt, pf_blocked(s));
     if (s->phase == IP_RELAY)
         pc_conn_set_timeout(s->base.c, s->base.cfg->mailbox.idle_timeout_ms);
 }

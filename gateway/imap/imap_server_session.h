@@ -1,6 +1,9 @@
-/* imap_server_session.h — the state of one client-facing IMAP session and what its files share:
- * imap_server.c (session life, pre-login commands, login) and imap_server_relay.c (the relay after
- * login, CAPABILITY rewriting, the retrieve hook). Internal; nothing else includes it. */
+/* imap_server_session.h — the state of one client-facing IMAP session and the low-level helpers
+ * its files share (imap_server_session.c). The files call each other in one direction only:
+ * imap_server.c (session life, pre-login) → imap_server_relay.c (login, relay after login) → the
+ * objects the relay drives, imap_append.c and imap_retrieve.c (→ imap_select.c), which see the
+ * session only through their ops; imap_caps.c and imap_server_session.c are below them all, and
+ * reach the session's own functions only through s->sops. Internal to gateway/imap/. */
 #ifndef PC_IMAP_SERVER_SESSION_H
 #define PC_IMAP_SERVER_SESSION_H
 
@@ -13,14 +16,15 @@
 #include "core/listener.h"
 #include "core/session.h"
 #include "core/spool.h"
+#include "imap/imap_append.h"
 #include "imap/imap_client.h"
+#include "imap/imap_flow.h"
+#include "imap/imap_retrieve.h"
 #include "imap/imap_token.h"
 #include "net/conn.h"
 
 #define IMAP_PRELOGIN_LITERAL_MAX 8192
 #define IMAP_MAX_ARGS 4
-#define IMAP_CHUNK 65536
-#define IMAP_HIGH_WATER (1024 * 1024)
 
 enum iphase {
     IP_TLS,     /* handshake in progress */
@@ -32,41 +36,18 @@ enum iphase {
     IP_CLOSING,
 };
 
-enum iwait { IW_NONE, IW_CHAIN, IW_PUMP };
+typedef struct isess isess;
 
-/* APPEND through the message hook (imap_append.c). */
-enum iappend {
-    AP_NONE,
-    AP_ARGS,   /* reading the arguments before the message literal */
-    AP_BODY,   /* spooling the message literal */
-    AP_END,    /* the literal is in, waiting for the line end */
-    AP_READY,  /* complete, waiting for the retrieve hook to be idle */
-    AP_CHAIN,  /* the message hook runs */
-    AP_UPWAIT, /* "{n}" sent upstream, waiting for its "+" */
-    AP_SEND,   /* streaming the message upstream */
-};
+/* What the session before login (imap_server.c) provides to the files below it. */
+typedef struct is_session_ops {
+    void (*process)(isess *s); /* the input loop of the current state */
+    void (*close)(isess *s);   /* ends the session: the relay freed, the CLOSE hook, the log line */
+} is_session_ops;
 
-/* Section / partial FETCH pre-scan (imap_retrieve.c). */
-enum iprescan {
-    PF_NONE,
-    PF_HELD,  /* the client's FETCH is held until earlier commands are answered */
-    PF_UIDS,  /* internal "FETCH set (UID RFC822.SIZE)" running */
-    PF_SCAN,  /* internal "UID FETCH uids (UID BODY.PEEK[])" running */
-    PF_RELAY, /* the client's FETCH relayed, its parts checked against the map */
-};
-
-/* One message of the FETCH being pre-scanned: sequence number, UID, size, verdict. */
-typedef struct ipf_ent {
-    uint32_t seq, uid;
-    uint64_t size;
-    int state;  /* 0 unknown, 1 pass, 2 withheld */
-    char *info; /* withheld: "from\0subject\0date\0reason\0ref" */
-    size_t info_len;
-} ipf_ent;
-
-typedef struct isess {
+struct isess {
     pc_session base; /* first: what every protocol's session has (session.h); base.run is the
-                        CONNECT hook, later the CLOSE hook (the retrieve hook is `run` below) */
+                        CONNECT hook, later the CLOSE hook (the retrieve hook's is rt.run) */
+    const is_session_ops *sops; /* set at start by imap_server.c */
     pc_conn *up;
     pc_imapc *opening;
     enum iphase phase;
@@ -79,11 +60,8 @@ typedef struct isess {
     char user[256];
     unsigned errors;
     unsigned auth_failures;
-    unsigned fetched;
     /* for the session's log line */
     unsigned commands;
-    unsigned scanned, passed, tagged, withheld, unscanned, cache_hits; /* retrieval */
-    unsigned appended, append_refused;
 
     /* client stream */
     pc_imap_tok ctok;
@@ -93,7 +71,8 @@ typedef struct isess {
     size_t line_fwd; /* bytes of the current command forwarded upstream */
     int swallow;     /* relay: the current command is answered here, not forwarded */
     const char *swallow_reply;
-    int sync_wait; /* relay: a synchronising literal was forwarded, the answer is due */
+    int sync_wait;        /* relay: a synchronising literal was forwarded, the answer is due */
+    unsigned outstanding; /* relay: client commands sent upstream whose tagged answer is due */
     int logout;
     /* pre-login command arguments (astrings; literal contents included) */
     pc_buf args;
@@ -109,62 +88,19 @@ typedef struct isess {
     /* upstream stream */
     pc_imap_tok utok;
     int u_skip_end; /* the line was rewritten: drop its LINE_END */
-    int u_fetch;    /* the line is "* n FETCH" */
     int u_kind;     /* pc_imap_fetch_item of the last TEXT */
+    int u_own;      /* the upstream line is the gateway's (internal command): not relayed */
     char ann[32];   /* literal announcement held until its LITERAL event */
     size_t ann_len;
     int u_paused; /* upstream reading paused until the client drains */
     int c_paused;
-    /* retrieve hook */
-    enum iwait wait;
-    int scan; /* 1: spooling the literal; 2: discarding it (oversize refused) */
-    uint64_t scan_size;
-    pc_spool *spool;
-    int spool_err;
-    pc_message *msg;
-    pc_chain_run *run;
-    pc_buf notice;
-    size_t emit_off;
-    uint64_t t0;
+    /* FETCH through the retrieve hook (imap_retrieve.h), driven by the relay */
+    is_retrieve rt;
+    unsigned ref_serial; /* references of notices and internal tags (retrieve and APPEND) */
 
-    /* APPEND through the message hook */
-    enum iappend ap;
-    int ap_have_mbox; /* the mailbox argument was seen */
-    int ap_err;       /* spool error while reading the literal */
-    uint64_t ap_size;
-    pc_buf ap_cmd; /* "APPEND mailbox [flags] [date] " as it goes upstream (no tag) */
-    pc_spool *ap_spool;
-    pc_message *ap_msg;
-    pc_chain_run *ap_run;
-    size_t ap_off;
-    char ap_tag[64];
-    uint64_t ap_t0;
-
-    /* FETCH of sections / partials: pre-scan, verdict map, cache key */
-    unsigned outstanding; /* client commands sent upstream whose tagged answer is due */
-    char sel_mbox[256];   /* selected mailbox as the client named it ("" unknown) */
-    uint32_t sel_uidv;    /* its UIDVALIDITY (0 unknown) */
-    enum iprescan pf;
-    pc_buf pf_cmd;    /* the held FETCH command line (CRLF included) */
-    char pf_tag[64];  /* its tag */
-    char pf_itag[24]; /* tag of the internal command running */
-    int pf_uidcmd;    /* the client's command is UID FETCH */
-    int pf_failed;    /* the UID step failed: parts of unknown messages are withheld */
-    ipf_ent *pmap;
-    size_t pmap_n, pmap_cap;
-    unsigned pf_serial;
-    int scan_pre;    /* the literal being scanned belongs to the pre-scan */
-    uint32_t u_seq;  /* "* n FETCH": n */
-    uint32_t u_uid;  /* UID seen in this FETCH response so far (0 none) */
-    int u_pdepth;    /* parenthesis depth reached in this response's text */
-    int u_own;       /* the upstream line is the gateway's (internal command): not relayed */
-    char u_item[64]; /* item name of the literal held in ann */
-    /* RFC822.SIZE of a whole message served changed (tagged, replaced, withheld) */
-    pc_buf hold;       /* the FETCH segment before a whole-message literal, until its verdict */
-    int hold_depth;    /* parenthesis depth at the start of that segment */
-    uint64_t size_fix; /* served size: RFC822.SIZE later in this response is rewritten */
-    int size_fix_on;
-} isess;
+    /* APPEND through the message hook (imap_append.h), driven by the relay */
+    is_append ap;
+};
 
 _Static_assert(offsetof(isess, base) == 0, "an isess is its pc_session (conn and chain callbacks)");
 
@@ -182,57 +118,21 @@ static inline void is_flush(isess *s)
     pc_session_flush(&s->base);
 }
 
-/* imap_server.c */
+/* imap_server_session.c: calls none of the other files by name */
 /* "* BYE text", at most once per session: after the upstream's own BYE was relayed, nothing. */
 void is_bye(isess *s, const char *text);
-void is_close(isess *s);
+/* Counts a client error; at mailbox.errors "* BYE" and close. */
 void is_error_count(isess *s);
-void is_process(isess *s);
-
-/* imap_server_relay.c */
-void is_login_start(isess *s);
-void is_relay_client(isess *s);
-void is_relay_upstream(isess *s);
-void is_up_event(pc_conn *c, pc_conn_event ev, void *ud);
-void is_client_drained(isess *s);
-void is_relay_free(isess *s);
-void is_caps_rewrite(isess *s, const char *caps, size_t n, pc_buf *out);
+/* The client tokenizer's limits before login (relay 0) or after (relay 1); a command starts. */
 void is_tok_client_init(isess *s, int relay);
+/* Batched to the upstream (s->uout; wiped after writing before the relay: credentials) and to the
+ * client (s->base.out, written when IMAP_CHUNK is reached). Copied. */
 void is_up_send(isess *s, const void *p, size_t n);
 void is_up_flush(isess *s);
 void is_out_add(isess *s, const void *p, size_t n);
-
-/* imap_retrieve.c: whole-message FETCH through the retrieve hook, the section pre-scan and the
- * per-worker verdict cache */
-int is_scannable(const isess *s);
-void is_scan_begin(isess *s, const pc_imap_ev *ev);
-void is_scan_done(isess *s);
-void is_pump(isess *s);
-void is_retrieve_free(isess *s);
-/* Client side: a FETCH command head; returns 1 if it was held for a pre-scan. */
-int is_pf_command(isess *s, const pc_imap_ev *ev, const pc_imap_cmd_head *h);
-void is_pf_try_start(isess *s);
-/* Upstream side: a whole response line without literals (1: consumed), a first TEXT segment with
- * a literal (1: the line is the gateway's own), a literal of a FETCH response item. */
-int is_pf_line(isess *s, const char *p, size_t n, const pc_imap_resp_head *h);
-int is_pf_own_line(isess *s, const char *p, size_t n);
-int is_pf_part_literal(isess *s, const pc_imap_ev *ev);
-void is_pf_text(isess *s, const char *p, size_t n);
-/* A FETCH response segment to the client: as it is, or with the value of RFC822.SIZE at depth 1
- * (depth: at the segment's start) replaced by s->size_fix when s->size_fix_on. */
-void is_fetch_seg_out(isess *s, const char *p, size_t n, int depth);
-/* The held segment before a whole-message literal goes out unchanged (the literal is relayed). */
-void is_hold_release(isess *s);
-void is_sel_command(isess *s, const pc_imap_cmd_head *h);
-
-/* imap_append.c */
-int is_ap_wanted(const isess *s, const pc_imap_cmd_head *h);
-/* Client events while s->ap is active; returns 1 when the event was consumed (the caller drops
- * ev->consumed bytes), 0 to let the relay handle it, -1 when the session closed. */
-int is_ap_event(isess *s, int rc, const pc_imap_ev *ev);
-void is_ap_try_start(isess *s);
-int is_ap_upstream_line(isess *s, const pc_imap_resp_head *h);
-void is_ap_pump(isess *s);
-void is_ap_free(isess *s);
+/* Through s->sops: the session ends (once; phase IP_CLOSING), the client's input is processed
+ * (again later when called from within). */
+void is_close(isess *s);
+void is_process(isess *s);
 
 #endif
