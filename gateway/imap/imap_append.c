@@ -8,6 +8,7 @@
 #include "imap/imap_append.h"
 #include "imap/imap_client.h"
 #include "imap/imap_flow.h"
+#include "imap/imap_render.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,7 +226,7 @@ static void ap_done(is_append *a)
     a->ops->again(a->ud);
 }
 
-static void send_upstream(is_append *a, const pc_verdict *v)
+static void send_upstream(is_append *a, const pc_decision *d)
 {
     size_t sz = pc_message_size(a->msg);
     unsigned f = a->base->l->caps_flags;
@@ -241,7 +242,7 @@ static void send_upstream(is_append *a, const pc_verdict *v)
     a->appended++;
     pc_log_info(a->base->sid,
                 "event=append user=%s size=%llu sent=%zu action=%s literal=%s duration_ms=%llu",
-                a->user, (unsigned long long)a->size, sz, v && v->action == PC_TAG ? "tag" : "pass",
+                a->user, (unsigned long long)a->size, sz, d->action == PC_TAG ? "tag" : "pass",
                 nonsync ? "nonsync" : "sync", (unsigned long long)(pc_now_ms() - a->t0));
     a->off = 0;
     if (nonsync) {
@@ -258,27 +259,27 @@ static void ap_chain_cb(void *ud, const pc_verdict *v)
     is_append *a = ud;
     a->run = NULL;
     a->base->sv.msg = NULL;
-    if (v->action == PC_REJECT || v->action == PC_TEMPFAIL || v->action == PC_QUARANTINE ||
-        v->action == PC_DISCARD) {
-        char why[300], ref[64];
-        const char *txt = v->text ? v->text : "Message refused by policy";
-        pc_sanitize(why, sizeof(why), txt, strlen(txt), 0);
+    pc_decision d;
+    pc_decision_set(&d, v, a->base->sv.results);
+    char no[400];
+    if (pc_imap_render(&d, PC_IMAP_AT_APPEND, no, sizeof(no)) == PC_IMAP_ANSWERED) {
+        char ref[64];
         pc_notice_ref(ref, sizeof(ref), a->base->sid, "a", ++*a->serial);
-        const char *code = v->action == PC_TEMPFAIL ? "UNAVAILABLE" : "CANNOT";
-        pc_session_reply(a->base, "%s NO [%s] %s (reference %s)", a->tag, code, why, ref);
-        static const char *const names[] = {[PC_REJECT] = "rejected",
-                                            [PC_TEMPFAIL] = "tempfail",
-                                            [PC_QUARANTINE] = "quarantined",
-                                            [PC_DISCARD] = "discarded"};
+        pc_session_reply(a->base, "%s %s (reference %s)", a->tag, no, ref);
+        static const char *const names[] = {[PC_OUTCOME_REFUSE] = "rejected",
+                                            [PC_OUTCOME_DEFER] = "tempfail",
+                                            [PC_OUTCOME_HOLD] = "quarantined",
+                                            [PC_OUTCOME_DISCARD] = "discarded"};
         a->refused++;
         pc_log_info(a->base->sid,
                     "event=append user=%s size=%llu action=%s reason=\"%s\" ref=%s "
                     "duration_ms=%llu",
-                    a->user, (unsigned long long)a->size, names[v->action], why, ref,
+                    a->user, (unsigned long long)a->size, names[d.outcome],
+                    pc_decision_reason(&d, "Message refused by policy"), ref,
                     (unsigned long long)(pc_now_ms() - a->t0));
         ap_done(a);
     } else {
-        send_upstream(a, v);
+        send_upstream(a, &d);
     }
     a->ops->resume(a->ud);
 }

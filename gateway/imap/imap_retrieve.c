@@ -7,6 +7,7 @@
  * response text (UIDs read only at parenthesis depth 1 outside strings and sections). */
 #include "imap/imap_retrieve.h"
 #include "imap/imap_flow.h"
+#include "imap/imap_render.h"
 #include "imap/imap_select.h"
 
 #include <stdio.h>
@@ -41,10 +42,10 @@ static size_t notice_info(const is_retrieve *r, const pc_message *m, const char 
     return pc_notice_info(m, r->base->cfg->hostname, reason, "withheld", ref, info, infolen);
 }
 
-static int withheld_action(const pc_verdict *v)
+/* What the decision means for the FETCH response (imap_render.c); the finding goes to why. */
+static pc_imap_rendered rendered(const pc_decision *d, char *why, size_t whylen)
 {
-    return v && (v->action == PC_REJECT || v->action == PC_TEMPFAIL || v->action == PC_QUARANTINE ||
-                 v->action == PC_DISCARD);
+    return d ? pc_imap_render(d, PC_IMAP_AT_RETRIEVE, why, whylen) : PC_IMAP_GO_ON;
 }
 
 /* ---- whole messages in FETCH responses ------------------------------------------------------ */
@@ -124,16 +125,18 @@ static void count(is_retrieve *r, const char *action)
         r->passed++;
 }
 
-/* The pre-scan's verdict for the message just scanned (v NULL: not scanned). */
-static void pre_verdict(is_retrieve *r, const pc_verdict *v)
+/* The pre-scan's decision for the message just scanned (d NULL: not scanned). */
+static void pre_verdict(is_retrieve *r, const pc_decision *d)
 {
+    char why[PC_DECISION_TEXT_MAX];
+    pc_imap_rendered how = rendered(d, why, sizeof(why));
     ipf_ent *e = map_find(r, r->u_seq);
     uint32_t uid = r->u_uid ? r->u_uid : e ? e->uid : 0;
     char ref[64], info[PC_NOTICE_INFO_MAX];
     size_t ilen = 0;
     pc_notice_ref(ref, sizeof(ref), r->base->sid, "p", ++*r->serial);
     int state = VS_PASS;
-    const char *action = v && v->action == PC_TAG ? "tag" : "pass";
+    const char *action = d && d->action == PC_TAG ? "tag" : "pass";
     const char *reason = "";
     if (r->scan == 2) {
         if (r->base->cfg->mailbox.oversize_refuse) {
@@ -145,11 +148,13 @@ static void pre_verdict(is_retrieve *r, const pc_verdict *v)
     } else if (r->spool_err || !r->msg) {
         state = VS_WITHHELD;
         reason = "local error";
-    } else if (withheld_action(v) || (v && v->action == PC_REPLACE)) {
+    } else if (how == PC_IMAP_NOTICE) {
         state = VS_WITHHELD;
-        reason = v->text                   ? v->text
-                 : v->action == PC_REPLACE ? "replaced by policy"
-                                           : "rejected by policy";
+        reason = why;
+    } else if (how == PC_IMAP_REPLACED) {
+        /* the replacement is served whole; its parts would not match: withheld for sections */
+        state = VS_WITHHELD;
+        reason = pc_decision_reason(d, "replaced by policy");
     }
     if (state == VS_WITHHELD) {
         action = "withheld";
@@ -181,16 +186,18 @@ static void hold_out(is_retrieve *r, uint64_t served)
     pc_buf_release(&r->hold);
 }
 
-static void emit(is_retrieve *r, const pc_verdict *v)
+static void emit(is_retrieve *r, const pc_decision *d)
 {
+    char why[PC_DECISION_TEXT_MAX];
+    pc_imap_rendered how = rendered(d, why, sizeof(why));
     char ref[64], hdr[40], info[PC_NOTICE_INFO_MAX];
     pc_notice_ref(ref, sizeof(ref), r->base->sid, "", r->fetched + 1);
     const char *action = "pass";
     int withhold = r->scan == 2 || r->spool_err || !r->msg;
     const char *reason = r->scan == 2 ? "message too large to be scanned" : "local error";
-    if (withheld_action(v)) {
+    if (how == PC_IMAP_NOTICE) {
         withhold = 1;
-        reason = v->text ? v->text : "rejected by policy";
+        reason = why;
     }
     if (withhold) {
         size_t ilen = notice_info(r, r->msg, reason, ref, info, sizeof(info));
@@ -212,7 +219,7 @@ static void emit(is_retrieve *r, const pc_verdict *v)
         return;
     }
     /* REPLACE serves the replacement whole; its parts would not match: withheld for sections. */
-    if (v && v->action == PC_REPLACE) {
+    if (how == PC_IMAP_REPLACED) {
         size_t ilen = notice_info(r, r->msg, "replaced by policy", ref, info, sizeof(info));
         vc_store(r, r->u_uid, VS_WITHHELD, info, ilen);
     } else {
@@ -223,11 +230,11 @@ static void emit(is_retrieve *r, const pc_verdict *v)
     int n = snprintf(hdr, sizeof(hdr), "{%zu}\r\n", sz);
     r->ops->out_add(r->ud, hdr, (size_t)n);
     /* tagged: a TAG verdict, or headers added (what is served differs from what was read) */
-    count(r, (v && v->action == PC_TAG) || sz != r->scan_size ? "tag" : action);
+    count(r, (d && d->action == PC_TAG) || sz != r->scan_size ? "tag" : action);
     pc_log_info(
         r->base->sid, "event=retrieve user=%s uid=%u size=%llu sent=%zu action=%s duration_ms=%llu",
         r->user, (unsigned)r->u_uid, (unsigned long long)r->scan_size, sz,
-        v && v->action == PC_TAG ? "tag" : action, (unsigned long long)(pc_now_ms() - r->t0));
+        d && d->action == PC_TAG ? "tag" : action, (unsigned long long)(pc_now_ms() - r->t0));
     r->emit_off = 0;
     r->wait = IW_PUMP;
     is_pump(r);
@@ -269,10 +276,12 @@ static void chain_cb(void *ud, const pc_verdict *v)
 {
     is_retrieve *r = ud;
     r->run = NULL;
+    pc_decision d;
+    pc_decision_set(&d, v, r->base->sv.results);
     if (r->scan_pre)
-        pre_verdict(r, v);
+        pre_verdict(r, &d);
     else
-        emit(r, v);
+        emit(r, &d);
     if (r->wait == IW_NONE)
         r->ops->resume(r->ud);
 }
