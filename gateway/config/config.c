@@ -682,8 +682,8 @@ static int finish_filter(struct ctx *c, void *base, const pc_opt *map, const pc_
         if (strcmp(fu->name, filter_waits[i].filter))
             continue;
         unsigned wait = filter_waits[i].def_ms;
-        char e[256];
-        if (pc_opt_duration(fu->options, filter_waits[i].option, &wait, e, sizeof(e)) < 0)
+        const char *given = pc_opt_str(fu->options, filter_waits[i].option, NULL);
+        if (given && pc_parse_duration_ms(given, &wait) < 0)
             return 0; /* the filter's own init names the bad value, at start and in -t */
         if (fu->timeout_ms <= wait) {
             char msg[200];
