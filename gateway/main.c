@@ -15,6 +15,7 @@
 #include "chain.h"
 #include "config.h"
 #include "conn.h"
+#include "dns.h"
 #include "listener.h"
 #include "log.h"
 #include "plugin.h"
@@ -199,6 +200,10 @@ int main(int argc, char **argv)
     uv_signal_start(&shup, on_signal, SIGHUP);
     uv_unref((uv_handle_t *)&shup);
     pc_addrtable_init(65536);
+    if (!(rt.dns_cache = pc_dns_cache_from_cfg(&cfg->resolver))) {
+        fprintf(stderr, "portcullis: resolver cache: out of memory\n");
+        return 1;
+    }
     pc_listener_set_max_total(cfg->max_connections);
 
     for (size_t l = 0; l < cfg->nlisteners; l++) {
