@@ -42,8 +42,8 @@ struct pc_dns {
     uv_loop_t *loop;
     ares_channel ch;
     int have_ch;
-    uv_timer_t timer;   /* c-ares' next timeout */
-    uv_timer_t deliver; /* runs the ready list */
+    uv_timer_t timer;  /* c-ares' next timeout */
+    uv_idle_t deliver; /* runs the ready list on the next loop turn */
     sockpoll *polls;
     pc_dns_cache *cache;
     pc_dns_req *ready_head, *ready_tail;
@@ -197,9 +197,10 @@ static void finish(pc_dns_req *q, pc_dns_msg *m, pc_dns_status st)
     free(q);
 }
 
-static void on_deliver(uv_timer_t *t)
+static void on_deliver(uv_idle_t *t)
 {
     pc_dns *r = t->data;
+    uv_idle_stop(t);
     pc_dns_req *q = r->ready_head; /* answers queued by callbacks below wait for the next turn */
     r->ready_head = r->ready_tail = NULL;
     while (q) {
@@ -220,8 +221,7 @@ static void queue_ready(pc_dns_req *q, pc_dns_msg *m, pc_dns_status st)
     else
         r->ready_head = q;
     r->ready_tail = q;
-    if (!uv_is_active((uv_handle_t *)&r->deliver))
-        uv_timer_start(&r->deliver, on_deliver, 0, 0);
+    uv_idle_start(&r->deliver, on_deliver); /* no-op when already started */
 }
 
 static pc_dns_status map_status(int status)
@@ -402,7 +402,7 @@ pc_dns *pc_dns_new(uv_loop_t *loop, const pc_resolver_cfg *cfg, pc_dns_cache *ca
     }
     r->have_ch = 1;
     uv_timer_init(loop, &r->timer);
-    uv_timer_init(loop, &r->deliver);
+    uv_idle_init(loop, &r->deliver);
     r->timer.data = r->deliver.data = r;
     r->handles = 2;
     return r;
