@@ -3,9 +3,10 @@
  * the size bound), and the per-loop resolver on a real uv loop against a real `unbound` that the
  * suite starts on a free high port from a config in a temporary directory (answers of every type,
  * NXDOMAIN, NODATA, negative caching, TTL expiry, TCP retry of a truncated answer, timeouts once
- * that unbound is stopped by its PID). The AD bit is checked against a small UDP responder on the
- * loop that captures the query (AD=1 and EDNS0 sent) and answers with AD set: unbound here runs
- * without a validator. Every wait is bounded; only the PID started here is signalled. */
+ * that unbound is stopped by its PID). The AD bit is checked against a small responder on the
+ * loop that captures the query (AD=1 and EDNS0 sent) and answers with AD set (unbound here runs
+ * without a validator); the same responder answers TC=1 over UDP to prove the retry over TCP.
+ * Every wait is bounded; only the PID started here is signalled. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -806,13 +807,20 @@ static void test_timeout_silent(void **state)
     close(s);
 }
 
-/* The AD bit: a responder on the loop captures the query and answers with AD set. */
+/* A responder on the loop: it captures each query (flags, EDNS) and answers one A record, with
+ * AD set or not. With `tc`, its UDP side answers TC=1 and nothing else, and its TCP side (same
+ * port) gives the whole answer: the resolver must retry over TCP by itself. */
 typedef struct responder {
     uv_udp_t h;
-    int queries;
+    uv_tcp_t listen;
+    uv_tcp_t conn;
+    int conn_open;
+    unsigned char in[600];
+    size_t inlen;
+    int queries, tcp_queries;
     unsigned qflags;
     unsigned qarcount;
-    int ad;
+    int ad, tc;
 } responder;
 
 static void resp_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b)
@@ -821,6 +829,31 @@ static void resp_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b)
     static char buf[2048];
     b->base = buf;
     b->len = sz < sizeof(buf) ? sz : sizeof(buf);
+}
+
+/* Builds the reply to query q (n bytes) into o (at least n + 16); returns its length or 0. */
+static size_t resp_build(responder *r, const unsigned char *q, size_t n, unsigned char *o, int tc)
+{
+    if (n < 12)
+        return 0;
+    r->queries++;
+    r->qflags = (unsigned)(q[2] << 8 | q[3]);
+    r->qarcount = (unsigned)(q[10] << 8 | q[11]);
+    size_t p = 12; /* the question ends after its name and 4 bytes */
+    while (p < n && q[p])
+        p += 1 + q[p];
+    p += 5;
+    if (p > n)
+        return 0;
+    memcpy(o, q, p);
+    o[2] = (unsigned char)(0x81 | (tc ? 0x02 : 0));
+    o[3] = (unsigned char)(0x80 | (r->ad ? 0x20 : 0));
+    o[6] = 0, o[7] = tc ? 0 : 1, o[8] = 0, o[9] = 0, o[10] = 0, o[11] = 0;
+    if (tc)
+        return p;
+    static const unsigned char ans[16] = {0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 7};
+    memcpy(o + p, ans, 16);
+    return p + 16;
 }
 
 static void resp_sent(uv_udp_send_t *req, int status)
@@ -836,27 +869,90 @@ static void resp_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *b, const struct so
     responder *r = h->data;
     if (n < 12 || !from)
         return;
-    const unsigned char *q = (const unsigned char *)b->base;
-    r->queries++;
-    r->qflags = (unsigned)(q[2] << 8 | q[3]);
-    r->qarcount = (unsigned)(q[10] << 8 | q[11]);
-    /* the question ends after its name and 4 bytes */
-    size_t p = 12;
-    while (p < (size_t)n && q[p])
-        p += 1 + q[p];
-    p += 5;
-    if (p > (size_t)n)
-        return;
-    uv_udp_send_t *req = malloc(sizeof(*req) + p + 16);
+    uv_udp_send_t *req = malloc(sizeof(*req) + (size_t)n + 16);
     unsigned char *o = (unsigned char *)(req + 1);
-    memcpy(o, q, p);
-    o[2] = 0x81;
-    o[3] = (unsigned char)(0x80 | (r->ad ? 0x20 : 0));
-    o[6] = 0, o[7] = 1, o[8] = 0, o[9] = 0, o[10] = 0, o[11] = 0;
-    static const unsigned char ans[16] = {0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 7};
-    memcpy(o + p, ans, 16);
-    uv_buf_t out = uv_buf_init((char *)o, (unsigned)(p + 16));
+    size_t len = resp_build(r, (const unsigned char *)b->base, (size_t)n, o, r->tc);
+    if (!len) {
+        free(req);
+        return;
+    }
+    uv_buf_t out = uv_buf_init((char *)o, (unsigned)len);
     uv_udp_send(req, h, &out, 1, from, resp_sent);
+}
+
+static void tcp_written(uv_write_t *w, int status)
+{
+    (void)status;
+    free(w);
+}
+
+static void tcp_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    responder *r = s->data;
+    if (n <= 0)
+        return;
+    size_t k = (size_t)n < sizeof(r->in) - r->inlen ? (size_t)n : sizeof(r->in) - r->inlen;
+    memcpy(r->in + r->inlen, b->base, k);
+    r->inlen += k;
+    if (r->inlen < 2 || r->inlen < 2 + (size_t)(r->in[0] << 8 | r->in[1]))
+        return;
+    size_t qn = (size_t)(r->in[0] << 8 | r->in[1]);
+    uv_write_t *w = malloc(sizeof(*w) + qn + 18);
+    unsigned char *o = (unsigned char *)(w + 1);
+    size_t len = resp_build(r, r->in + 2, qn, o + 2, 0);
+    r->inlen = 0;
+    if (!len) {
+        free(w);
+        return;
+    }
+    r->tcp_queries++;
+    o[0] = (unsigned char)(len >> 8);
+    o[1] = (unsigned char)len;
+    uv_buf_t out = uv_buf_init((char *)o, (unsigned)(len + 2));
+    uv_write(w, s, &out, 1, tcp_written);
+}
+
+static void tcp_accept(uv_stream_t *l, int status)
+{
+    responder *r = l->data;
+    if (status < 0 || r->conn_open)
+        return;
+    uv_tcp_init(l->loop, &r->conn);
+    r->conn.data = r;
+    r->conn_open = 1;
+    if (uv_accept(l, (uv_stream_t *)&r->conn) == 0)
+        uv_read_start((uv_stream_t *)&r->conn, resp_alloc, tcp_read);
+}
+
+static void resp_start(env *e, responder *r)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int len = sizeof(a);
+    env_init(e, 1, 1000, 1); /* replaced below, once the responder's port is known */
+    uv_udp_init(&e->loop, &r->h);
+    r->h.data = r;
+    assert_int_equal(uv_udp_bind(&r->h, (struct sockaddr *)&a, 0), 0);
+    assert_int_equal(uv_udp_getsockname(&r->h, (struct sockaddr *)&a, &len), 0);
+    uv_udp_recv_start(&r->h, resp_alloc, resp_recv);
+    uv_tcp_init(&e->loop, &r->listen);
+    r->listen.data = r;
+    assert_int_equal(uv_tcp_bind(&r->listen, (struct sockaddr *)&a, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&r->listen, 4, tcp_accept), 0);
+    pc_dns_free(e->r);
+    uv_run(&e->loop, UV_RUN_NOWAIT);
+    snprintf(e->server, sizeof(e->server), "127.0.0.1:%u", ntohs(a.sin_port));
+    char err[256];
+    e->r = pc_dns_new(&e->loop, &e->cfg, e->cache, err, sizeof(err));
+    assert_non_null(e->r);
+}
+
+static void resp_stop(env *e, responder *r)
+{
+    uv_close((uv_handle_t *)&r->h, NULL);
+    uv_close((uv_handle_t *)&r->listen, NULL);
+    if (r->conn_open)
+        uv_close((uv_handle_t *)&r->conn, NULL);
+    env_done(e);
 }
 
 static void test_ad_flag(void **state)
@@ -865,24 +961,7 @@ static void test_ad_flag(void **state)
     env e;
     got g;
     responder r = {.ad = 1};
-    uv_loop_t *loop;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int len = sizeof(a);
-    /* the responder lives on the resolver's own loop */
-    env_init(&e, 1, 1000, 1); /* the port is set below */
-    loop = &e.loop;
-    uv_udp_init(loop, &r.h);
-    r.h.data = &r;
-    assert_int_equal(uv_udp_bind(&r.h, (struct sockaddr *)&a, 0), 0);
-    assert_int_equal(uv_udp_getsockname(&r.h, (struct sockaddr *)&a, &len), 0);
-    uv_udp_recv_start(&r.h, resp_alloc, resp_recv);
-    pc_dns_free(e.r);
-    uv_run(loop, UV_RUN_NOWAIT);
-    snprintf(e.server, sizeof(e.server), "127.0.0.1:%u", ntohs(a.sin_port));
-    char err[256];
-    e.r = pc_dns_new(loop, &e.cfg, e.cache, err, sizeof(err));
-    assert_non_null(e.r);
-
+    resp_start(&e, &r);
     ask(&e, "signed.example", PC_DNS_A, &g);
     assert_int_equal(r.queries, 1);
     assert_true(r.qflags & 0x0020);  /* AD asked for */
@@ -897,8 +976,24 @@ static void test_ad_flag(void **state)
     r.ad = 0;
     ask(&e, "plain.example", PC_DNS_A, &g);
     assert_int_equal(g.a.authenticated, 0);
-    uv_close((uv_handle_t *)&r.h, NULL);
-    env_done(&e);
+    resp_stop(&e, &r);
+}
+
+static void test_tc_retry_over_tcp(void **state)
+{
+    (void)state;
+    env e;
+    got g;
+    responder r = {.ad = 1, .tc = 1};
+    resp_start(&e, &r);
+    ask(&e, "tc.example", PC_DNS_A, &g);
+    assert_int_equal(r.queries, 2); /* UDP (TC), then TCP */
+    assert_int_equal(r.tcp_queries, 1);
+    assert_int_equal(g.a.status, PC_DNS_NOERROR);
+    assert_int_equal(g.a.n, 1);
+    assert_memory_equal(g.rr[0].data, "\xc0\x00\x02\x07", 4);
+    assert_int_equal(g.a.authenticated, 1);
+    resp_stop(&e, &r);
 }
 
 /* Last: stop the unbound by its PID; questions then fail as timeouts (nothing answers). */
@@ -926,7 +1021,7 @@ int main(void)
         cmocka_unit_test(test_parse_types),    cmocka_unit_test(test_parse_negative),
         cmocka_unit_test(test_parse_bounds),   cmocka_unit_test(test_cache),
         cmocka_unit_test(test_cache_negative), cmocka_unit_test(test_timeout_silent),
-        cmocka_unit_test(test_ad_flag),
+        cmocka_unit_test(test_ad_flag),        cmocka_unit_test(test_tc_retry_over_tcp),
     };
     const struct CMUnitTest live[] = {
         cmocka_unit_test(test_live_answers),      cmocka_unit_test(test_live_negative),
