@@ -3,9 +3,9 @@
  * the size bound), and the per-loop resolver on a real uv loop against a real `unbound` that the
  * suite starts on a free high port from a config in a temporary directory (answers of every type,
  * NXDOMAIN, NODATA, negative caching, TTL expiry, TCP retry of a truncated answer, timeouts once
- * that unbound is stopped by its PID). The AD bit is checked against a small responder on the
- * loop that captures the query (AD=1 and EDNS0 sent) and answers with AD set (unbound here runs
- * without a validator); the same responder answers TC=1 over UDP to prove the retry over TCP.
+ * that unbound is stopped by its PID), and a real AD bit: a zone signed here with ldns-signzone is
+ * validated by that unbound against its key. A small responder on the loop also captures the
+ * query (AD=1 and EDNS0 sent) and answers with AD set or TC=1 (to prove the retry over TCP).
  * Every wait is bounded; only the PID started here is signalled. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -456,6 +456,44 @@ static void big_txt(FILE *f)
     }
 }
 
+/* A zone signed here with ldns (ldnsutils), served to unbound's own iterator as an auth-zone and
+ * validated against its key as trust anchor: answers under it carry a real AD bit. Writes the
+ * trust anchor file's path into anchor; -1 when ldns is not installed (that test is then skipped).
+ * The command line holds only our own temporary directory's name. */
+static int have_dnssec;
+
+static int sign_zone(char *anchor, size_t cap)
+{
+    char path[128], cmd[512], key[128] = "";
+    snprintf(path, sizeof(path), "%s/signed.example.zone", tmpdir);
+    FILE *z = fopen(path, "w");
+    if (!z)
+        return -1;
+    fputs("$ORIGIN signed.example.\n$TTL 300\n"
+          "@ IN SOA ns.signed.example. admin.signed.example. 1 3600 600 86400 60\n"
+          "@ IN NS ns.signed.example.\nns IN A 127.0.0.1\nwww IN A 192.0.2.77\n",
+          z);
+    fclose(z);
+    snprintf(cmd, sizeof(cmd),
+             "cd '%s' && ldns-keygen -a ECDSAP256SHA256 -k signed.example >keyname 2>/dev/null && "
+             "ldns-signzone signed.example.zone \"$(cat keyname)\" 2>/dev/null",
+             tmpdir);
+    if (system(cmd) != 0)
+        return -1;
+    snprintf(path, sizeof(path), "%s/keyname", tmpdir);
+    FILE *k = fopen(path, "r");
+    if (!k)
+        return -1;
+    if (!fgets(key, sizeof(key), k))
+        key[0] = '\0';
+    fclose(k);
+    key[strcspn(key, "\n")] = '\0';
+    if (!key[0])
+        return -1;
+    snprintf(anchor, cap, "%s/%s.key", tmpdir, key);
+    return 0;
+}
+
 static int start_unbound(void **state)
 {
     (void)state;
@@ -465,6 +503,8 @@ static int start_unbound(void **state)
         return -1;
     snprintf(conf, sizeof(conf), "%s/unbound.conf", tmpdir);
     snprintf(log, sizeof(log), "%s/unbound.log", tmpdir);
+    char anchor[300];
+    have_dnssec = sign_zone(anchor, sizeof(anchor)) == 0;
     FILE *f = fopen(conf, "w");
     if (!f)
         return -1;
@@ -482,7 +522,6 @@ static int start_unbound(void **state)
             "  logfile: \"\"\n"
             "  verbosity: 1\n"
             "  access-control: 127.0.0.0/8 allow\n"
-            "  module-config: \"iterator\"\n"
             "  local-zone: \".\" static\n"
             "  local-zone: \"2.0.192.in-addr.arpa.\" static\n"
             "  local-data: \". 3600 IN SOA ns.t.example. admin.t.example. 1 3600 600 86400 5\"\n"
@@ -497,6 +536,20 @@ static int start_unbound(void **state)
             "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\n",
             unbound_port, unbound_port, tmpdir, tmpdir);
     big_txt(f);
+    if (have_dnssec)
+        fprintf(f,
+                "  module-config: \"validator iterator\"\n"
+                "  trust-anchor-file: \"%s\"\n"
+                "  local-zone: \"signed.example.\" transparent\n"
+                "auth-zone:\n"
+                "  name: \"signed.example.\"\n"
+                "  zonefile: \"%s/signed.example.zone.signed\"\n"
+                "  for-upstream: yes\n"
+                "  for-downstream: no\n"
+                "  fallback-enabled: no\n",
+                anchor, tmpdir);
+    else
+        fprintf(f, "  module-config: \"iterator\"\n");
     fprintf(f, "remote-control:\n  control-enable: no\n");
     fclose(f);
     pid_t pid = fork();
@@ -996,6 +1049,30 @@ static void test_tc_retry_over_tcp(void **state)
     resp_stop(&e, &r);
 }
 
+/* A real validated answer: unbound validated signed.example against its trust anchor. */
+static void test_live_ad(void **state)
+{
+    (void)state;
+    if (!have_dnssec)
+        skip(); /* ldnsutils missing: the responder test above still checks the flag */
+    env e;
+    got g;
+    env_init(&e, unbound_port, 2000, 2);
+    ask(&e, "www.signed.example", PC_DNS_A, &g);
+    assert_int_equal(g.a.status, PC_DNS_NOERROR);
+    assert_memory_equal(g.rr[0].data, "\xc0\x00\x02\x4d", 4);
+    assert_int_equal(g.a.authenticated, 1);
+    ask(&e, "www.signed.example", PC_DNS_A, &g); /* and from the cache */
+    assert_int_equal(g.a.from_cache, 1);
+    assert_int_equal(g.a.authenticated, 1);
+    ask(&e, "nx.signed.example", PC_DNS_A, &g); /* a validated denial (NSEC) */
+    assert_int_equal(g.a.status, PC_DNS_NXDOMAIN);
+    assert_int_equal(g.a.authenticated, 1);
+    ask(&e, "a.t.example", PC_DNS_A, &g); /* local data, not signed */
+    assert_int_equal(g.a.authenticated, 0);
+    env_done(&e);
+}
+
 /* Last: stop the unbound by its PID; questions then fail as timeouts (nothing answers). */
 static void test_live_stopped(void **state)
 {
@@ -1026,7 +1103,8 @@ int main(void)
     const struct CMUnitTest live[] = {
         cmocka_unit_test(test_live_answers),      cmocka_unit_test(test_live_negative),
         cmocka_unit_test(test_live_tcp_fallback), cmocka_unit_test(test_live_ttl_expiry),
-        cmocka_unit_test(test_live_cancel),       cmocka_unit_test(test_live_stopped),
+        cmocka_unit_test(test_live_cancel),       cmocka_unit_test(test_live_ad),
+        cmocka_unit_test(test_live_stopped),
     };
     signal(SIGPIPE, SIG_IGN);
     int fails = cmocka_run_group_tests_name("dns", pure, NULL, NULL);
