@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "config/config.h"
 #include "core/chain.h"
+#include "core/dns.h"
 #include "core/listener.h"
 #include "core/plugin.h"
 #include "core/spool.h"
@@ -249,6 +250,10 @@ int main(int argc, char **argv)
     uv_signal_start(&shup, on_signal, SIGHUP);
     uv_unref((uv_handle_t *)&shup);
     pc_addrtable_init(65536);
+    if (!(rt.dns_cache = pc_dns_cache_from_cfg(&cfg->resolver))) {
+        fprintf(stderr, "portcullis: resolver cache: out of memory\n");
+        return 1;
+    }
     pc_listener_set_max_total(cfg->max_connections);
 
     nworkers = cfg->workers ? cfg->workers : (unsigned)uv_available_parallelism();

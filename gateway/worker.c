@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "base/log.h"
+#include "core/dns.h"
 #include "imap/imap_client.h"
 #include "imap/imap_server.h"
 #include "net/conn.h"
@@ -115,8 +116,18 @@ static void on_async(uv_async_t *a)
 static void run(void *arg)
 {
     pc_worker *w = arg;
+    char err[256];
+    /* The resolver belongs to this thread's loop: made here, reached by filters through
+     * pc_dns_current(), freed here once the loop has stopped. */
+    w->dns = pc_dns_new(&w->loop, &w->rt->cfg->resolver, w->rt->dns_cache, err, sizeof(err));
+    if (!w->dns)
+        pc_log_err(0, "event=resolver worker=%d result=failed error=\"%s\"", w->id, err);
+    pc_dns_set_current(w->dns);
     pc_worker_probe_upstreams(w);
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    pc_dns_free(w->dns);
+    w->dns = NULL;
+    uv_run(&w->loop, UV_RUN_NOWAIT); /* the resolver's close callbacks */
 }
 
 int pc_worker_start(pc_worker *w)

@@ -19,6 +19,7 @@ typedef struct pc_runtime {
     SSL_CTX **server_tls;   /* per listener; NULL for tls none */
     SSL_CTX **upstream_tls; /* per listener; NULL for upstream tls none */
     pc_chain **chains;      /* per listener */
+    struct pc_dns_cache *dns_cache; /* the resolver's cache, shared by every worker */
 } pc_runtime;
 
 typedef struct pc_worker {
@@ -33,6 +34,7 @@ typedef struct pc_worker {
     atomic_int cmd;       /* bit 1 stop, bit 2 reload TLS */
     SSL_CTX **reload_tls; /* new server contexts, set by main before a reload */
     uint64_t stop_deadline;
+    struct pc_dns *dns; /* the filters' resolver on this loop; made and freed on the thread */
 } pc_worker;
 
 /* Creates the worker's loop and listener state and starts its thread. 0 or -1. */

@@ -275,6 +275,18 @@ static const section spool_sec = {.finish = finish_spool, .fields = (const field
     {KEY("disk_total", F_SIZE, "4G", G(spool_disk_total)), .min = 1},
     END}};
 
+/* The resolver for filters: servers are "ip" or "ip:port", IPv6 in brackets; see finish_resolver. */
+#define RS(f) offsetof(pc_resolver_cfg, f)
+static int finish_resolver(struct ctx *, void *, const pc_opt *, const pc_opt *, size_t);
+static const section resolver_sec = {.finish = finish_resolver, .fields = (const field[]){
+    {KEY("servers", F_STRLIST, NULL, RS(servers))},
+    {KEY("timeout", F_DURATION, "2s", RS(timeout_ms))},
+    {KEY("attempts", F_UINT, "2", RS(attempts)), .min = 1, .max = 10},
+    {KEY("cache_size", F_UINT, "10000", RS(cache_size)), .max = 10000000},
+    {KEY("max_ttl", F_DURATION, "1d", RS(max_ttl_ms))},
+    {KEY("negative_ttl", F_DURATION, "15m", RS(negative_ttl_ms))},
+    END}};
+
 static const section top_sec = {.finish = finish_top, .fields = (const field[]){
     {KEY("workers", F_WORKERS, "auto", G(workers))},
     {KEY("user", F_STR, NULL, G(user))},
@@ -286,6 +298,7 @@ static const section top_sec = {.finish = finish_top, .fields = (const field[]){
     {KEY("threadpool_size", F_UINT, "4", G(threadpool_size)), .min = 1, .max = 1024},
     {KEY("plugins", F_STRLIST, NULL, G(plugins)), .flags = ABSPATH},
     {KEY("listeners", F_SEQ, NULL, G(listeners)), .off2 = G(nlisteners), .sub = &listener_sec, .flags = REQUIRED},
+    {KEY("resolver", F_SECTION, NULL, G(resolver)), .sub = &resolver_sec},
     END}};
 /* clang-format on */
 
@@ -761,6 +774,36 @@ static int finish_listener(struct ctx *c, void *base, const pc_opt *map, const p
         u->sni = u->host;
     if (!l->name || !l->hostname)
         return fail(c, where, "out of memory");
+    return 0;
+}
+
+/* Each server must be a numeric address with an optional port (53); it is rewritten as
+ * "ip:port" or "[ip6]:port", the form c-ares takes. */
+static int finish_resolver(struct ctx *c, void *base, const pc_opt *map, const pc_opt *where,
+                           size_t index)
+{
+    (void)index;
+    pc_resolver_cfg *r = base;
+    const pc_opt *list = at(map, "servers", where);
+    for (size_t i = 0; i < r->servers.n; i++) {
+        char host[INET6_ADDRSTRLEN + 1], buf[INET6_ADDRSTRLEN + 16];
+        unsigned char a[16];
+        uint16_t port;
+        const char *s = r->servers.v[i];
+        int v6 = *s == '[';
+        const char *tail = v6 ? strchr(s, ']') : strchr(s, ':');
+        if (tail && v6)
+            tail = tail[1] ? tail + 1 : NULL;
+        if (pc_cfg_split_hostport(s, host, sizeof(host), &port, 1) < 0 ||
+            inet_pton(v6 ? AF_INET6 : AF_INET, host, a) != 1 || (tail && !port)) {
+            char msg[200];
+            snprintf(msg, sizeof(msg), "\"%.80s\" is not IP, IP:PORT or [IPV6]:PORT", s);
+            return fail_key(c, "servers", list, msg);
+        }
+        snprintf(buf, sizeof(buf), v6 ? "[%s]:%u" : "%s:%u", host, port ? port : 53u);
+        if (!(r->servers.v[i] = pc_arena_strdup(c->a, buf)))
+            return fail(c, where, "out of memory");
+    }
     return 0;
 }
 

@@ -65,3 +65,15 @@ add_test(NAME fuzz.imap_token
           ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/imap_token
           ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/imap_token)
 set_tests_properties(fuzz.imap_token PROPERTIES LABELS fuzz TIMEOUT 180)
+
+# The DNS answer parser: responses from the network (names, compression, every RDATA length).
+add_executable(fuzz_dns_answer ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_dns_answer.c
+  ${CMAKE_SOURCE_DIR}/gateway/parse/dns_parse.c)
+target_compile_options(fuzz_dns_answer PRIVATE ${PC_FUZZ_FLAGS})
+target_link_options(fuzz_dns_answer PRIVATE ${PC_FUZZ_FLAGS})
+file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/dns_answer)
+add_test(NAME fuzz.dns_answer
+  COMMAND fuzz_dns_answer -max_total_time=20 -rss_limit_mb=1024
+          ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/dns_answer
+          ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/dns_answer)
+set_tests_properties(fuzz.dns_answer PROPERTIES LABELS fuzz TIMEOUT 180)

@@ -474,6 +474,61 @@ static pc_config *cli(const char *first, ...)
     return pc_config_from_args(argc, argv, err, sizeof(err));
 }
 
+/* resolver: servers normalised to IP:PORT, defaults, bad entries named. */
+static pc_config *load_text(const char *text)
+{
+    char path[300];
+    snprintf(path, sizeof(path), "%s/resolver.yaml", tmpdir);
+    write_file(path, text);
+    err[0] = '\0';
+    return pc_config_load(path, err, sizeof(err));
+}
+
+static void test_resolver(void **state)
+{
+    (void)state;
+    const char *head = "listeners:\n  - listen: \"127.0.0.1:2525\"\n"
+                       "    upstream: {address: \"127.0.0.1:25\"}\n";
+    char text[1024];
+    pc_config *cfg = load_text(head);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->resolver.servers.n, 0);
+    assert_int_equal(cfg->resolver.timeout_ms, 2000);
+    assert_int_equal(cfg->resolver.attempts, 2);
+    assert_int_equal(cfg->resolver.cache_size, 10000);
+    assert_int_equal(cfg->resolver.max_ttl_ms, 86400000);
+    assert_int_equal(cfg->resolver.negative_ttl_ms, 900000);
+    pc_config_free(cfg);
+    snprintf(text, sizeof(text),
+             "%sresolver:\n  servers: [\"127.0.0.1:5353\", 192.0.2.1, \"[::1]\", \"[::1]:5300\"]\n"
+             "  timeout: 500ms\n  attempts: 3\n  cache_size: 0\n",
+             head);
+    cfg = load_text(text);
+    if (!cfg)
+        print_error("%s\n", err);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->resolver.servers.n, 4);
+    assert_string_equal(cfg->resolver.servers.v[0], "127.0.0.1:5353");
+    assert_string_equal(cfg->resolver.servers.v[1], "192.0.2.1:53");
+    assert_string_equal(cfg->resolver.servers.v[2], "[::1]:53");
+    assert_string_equal(cfg->resolver.servers.v[3], "[::1]:5300");
+    assert_int_equal(cfg->resolver.timeout_ms, 500);
+    assert_int_equal(cfg->resolver.cache_size, 0);
+    pc_config_free(cfg);
+    const char *bad[] = {"dns.example", "127.0.0.1:0", "::1", "[127.0.0.1]:53", "1.2.3.4:99999"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(text, sizeof(text), "%sresolver:\n  servers: [\"%s\"]\n", head, bad[i]);
+        cfg = load_text(text);
+        if (cfg)
+            print_error("accepted %s\n", bad[i]);
+        assert_null(cfg);
+        assert_non_null(strstr(err, "resolver.servers"));
+    }
+    snprintf(text, sizeof(text), "%sresolver:\n  attempts: 0\n", head);
+    assert_null(load_text(text));
+    assert_non_null(strstr(err, "resolver.attempts"));
+}
+
 static void test_mailbox_defaults_per_protocol(void **state)
 {
     (void)state;
@@ -843,6 +898,7 @@ int main(void)
         cmocka_unit_test(test_nets),
         cmocka_unit_test(test_hostport),
         cmocka_unit_test(test_urls),
+        cmocka_unit_test(test_resolver),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
