@@ -185,7 +185,7 @@ static void sock_state_cb(void *data, ares_socket_t fd, int readable, int writab
 
 /* ---- answers -------------------------------------------------------------------------------- */
 
-static void finish(pc_dns_req *q, pc_dns_msg *m, pc_dns_status st)
+static void answer_req(pc_dns_req *q, pc_dns_msg *m, pc_dns_status st)
 {
     pc_dns *r = q->r;
     r->stats.pending--;
@@ -205,7 +205,7 @@ static void on_deliver(uv_idle_t *t)
     r->ready_head = r->ready_tail = NULL;
     while (q) {
         pc_dns_req *next = q->next;
-        finish(q, q->ready, q->ready_status);
+        answer_req(q, q->ready, q->ready_status);
         q = next;
     }
 }
@@ -262,7 +262,7 @@ static void send_cb(void *arg, int status, int timeouts, unsigned char *abuf, in
     if (q->in_send)
         queue_ready(q, m, st);
     else
-        finish(q, m, st);
+        answer_req(q, m, st);
 }
 
 /* ---- the API -------------------------------------------------------------------------------- */
