@@ -16,9 +16,9 @@
  */
 typedef struct pc_runtime {
     pc_config *cfg;
-    SSL_CTX **server_tls;   /* per listener; NULL for tls none */
-    SSL_CTX **upstream_tls; /* per listener; NULL for upstream tls none */
-    pc_chain **chains;      /* per listener */
+    SSL_CTX **server_tls;           /* per listener; NULL for tls none */
+    SSL_CTX **upstream_tls;         /* per listener; NULL for upstream tls none */
+    pc_chain **chains;              /* per listener */
     struct pc_dns_cache *dns_cache; /* the resolver's cache, shared by every worker */
 } pc_runtime;
 

@@ -131,11 +131,11 @@ typedef struct pc_listener_cfg {
 
 /* The resolver for filters (gateway/core/dns.c): the `resolver:` section. */
 typedef struct pc_resolver_cfg {
-    pc_strlist servers;    /* "ip:port" (normalised, port filled in); empty = /etc/resolv.conf */
-    unsigned timeout_ms;   /* per try; default 2 s */
-    unsigned attempts;     /* tries per server; default 2 */
-    unsigned cache_size;   /* entries of the cache shared by all workers; 0 = off; default 10000 */
-    unsigned max_ttl_ms;   /* positive answers are kept at most this long; default 1 d */
+    pc_strlist servers;  /* "ip:port" (normalised, port filled in); empty = /etc/resolv.conf */
+    unsigned timeout_ms; /* per try; default 2 s */
+    unsigned attempts;   /* tries per server; default 2 */
+    unsigned cache_size; /* entries of the cache shared by all workers; 0 = off; default 10000 */
+    unsigned max_ttl_ms; /* positive answers are kept at most this long; default 1 d */
     unsigned negative_ttl_ms; /* negative answers without an SOA; the cap with one; default 15 m */
 } pc_resolver_cfg;
 

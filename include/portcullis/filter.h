@@ -1,6 +1,6 @@
 /* filter.h — the filter plugin API. A filter declares the hooks it uses and answers each one,
- * now or later, through done(). The chain (gateway/core/chain.c) owns order, timeouts, on-error actions,
- * score totals, monitor mode and logging; a filter only decides.
+ * now or later, through done(). The chain (gateway/core/chain.c) owns order, timeouts, on-error
+ * actions, score totals, monitor mode and logging; a filter only decides.
  *
  * Threads: init/fini run on the main thread; run() and every callback run on the session's loop
  * thread and must never block. Blocking work (DNS libraries, scanners, disk) goes through

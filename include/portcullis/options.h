@@ -74,8 +74,8 @@ int pc_opt_size(const pc_opt *map, const char *key, size_t *out, char *err, size
 /* true/false, yes/no, on/off → 1/0. */
 int pc_opt_bool(const pc_opt *map, const char *key, int *out, char *err, size_t errlen);
 /* One of names (NULL-terminated); *index is its position. */
-int pc_opt_enum(const pc_opt *map, const char *key, const char *const *names, int *index,
-                char *err, size_t errlen);
+int pc_opt_enum(const pc_opt *map, const char *key, const char *const *names, int *index, char *err,
+                size_t errlen);
 /* Networks (see pc_cidr). On success *out is replaced: it must hold no list of its own. */
 int pc_opt_cidrs(const pc_opt *map, const char *key, pc_cidr_list *out, char *err, size_t errlen);
 /* Mail addresses and domains: "user@domain" (one address), "@domain" or "domain" (the whole
@@ -83,8 +83,8 @@ int pc_opt_cidrs(const pc_opt *map, const char *key, pc_cidr_list *out, char *er
 int pc_opt_addresses(const pc_opt *map, const char *key, pc_str_list *out, char *err,
                      size_t errlen);
 /* DNS names; flags PC_OPT_BELOW allows a leading '.'. */
-int pc_opt_domains(const pc_opt *map, const char *key, unsigned flags, pc_str_list *out,
-                   char *err, size_t errlen);
+int pc_opt_domains(const pc_opt *map, const char *key, unsigned flags, pc_str_list *out, char *err,
+                   size_t errlen);
 /* A file path, checked by flags (PC_OPT_ABSOLUTE, PC_OPT_READABLE); *path is borrowed from the
  * tree and lives as long as the filter instance. */
 int pc_opt_path(const pc_opt *map, const char *key, unsigned flags, const char **path, char *err,
