@@ -346,7 +346,7 @@ static void process(isess *s)
         return;
     is_flush(s);
     if (s->phase == IP_PRE)
-        pc_conn_set_timeout(s->base.c, s->base.cfg->mailbox.prelogin_timeout_ms);
+        pc_conn_set_deadline(s->base.c, s->base.cfg->mailbox.prelogin_timeout_ms);
 }
 
 /* ---- session life ---------------------------------------------------------------------------- */
@@ -359,7 +359,7 @@ static void greet(isess *s)
     is_tok_client_init(s, 0);
     is_reply(s, "* OK [CAPABILITY %s] Portcullis IMAP ready", caps);
     is_flush(s);
-    pc_conn_set_timeout(s->base.c, s->base.cfg->mailbox.prelogin_timeout_ms);
+    pc_conn_set_deadline(s->base.c, s->base.cfg->mailbox.prelogin_timeout_ms);
     pc_conn_read_start(s->base.c);
     is_process(s);
 }
@@ -413,7 +413,7 @@ static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
         }
         s->phase = IP_PRE;
         is_tok_client_init(s, 0);
-        pc_conn_set_timeout(s->base.c, s->base.cfg->mailbox.prelogin_timeout_ms);
+        pc_conn_set_deadline(s->base.c, s->base.cfg->mailbox.prelogin_timeout_ms);
         is_process(s);
         return;
     }

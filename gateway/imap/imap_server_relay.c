@@ -770,5 +770,5 @@ void is_relay_client(isess *s)
     if (s->phase == IP_RELAY && s->rt.pf == PF_HELD)
         is_pf_try_start(&s->rt, pf_blocked(s));
     if (s->phase == IP_RELAY)
-        pc_conn_set_timeout(s->base.c, s->base.cfg->mailbox.idle_timeout_ms);
+        pc_conn_set_deadline(s->base.c, s->base.cfg->mailbox.idle_timeout_ms);
 }

@@ -39,6 +39,8 @@ typedef struct conn_priv {
     unsigned handles_closed : 1;
     unsigned deferred : 1;     /* run process_deferred() from the timer */
     unsigned connect_done : 1; /* connect finished or timed out: ignore a late callback */
+    unsigned deadline : 1;     /* the timeout is a deadline: reads do not move it */
+    unsigned consumed : 1;     /* input was consumed since the deadline was set */
     int pending_error;         /* a write failed inside the owner's call: ERROR comes later */
 } conn_priv;
 
@@ -510,7 +512,8 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         send_eof(c);
         return;
     }
-    restart_idle(c);
+    if (!p->deadline || p->idle_deadline == NO_DEADLINE)
+        restart_idle(c); /* an idle timeout moves with every read; a deadline does not */
     if (!c->ssl) {
         if (pc_buf_append(&c->in, buf->base, (size_t)nread) < 0) {
             set_error(c, UV_ENOMEM);
@@ -743,6 +746,8 @@ void pc_conn_read_stop(pc_conn *c)
 
 void pc_conn_consume(pc_conn *c, size_t n)
 {
+    if (n)
+        P(c)->consumed = 1;
     pc_buf_consume(&c->in, n);
     if (pc_buf_used(&c->in) == 0)
         pc_buf_release(&c->in);
@@ -762,6 +767,21 @@ void pc_conn_consume(pc_conn *c, size_t n)
 void pc_conn_set_timeout(pc_conn *c, unsigned ms)
 {
     c->timeout_ms = ms;
+    P(c)->deadline = 0;
+    if (!c->closing)
+        restart_idle(c);
+}
+
+void pc_conn_set_deadline(pc_conn *c, unsigned ms)
+{
+    conn_priv *p = P(c);
+    /* The same deadline asked for again with nothing consumed meanwhile (a partial line arrived):
+     * it keeps running. */
+    if (p->deadline && c->timeout_ms == ms && !p->consumed && p->idle_deadline != NO_DEADLINE)
+        return;
+    c->timeout_ms = ms;
+    p->deadline = 1;
+    p->consumed = 0;
     if (!c->closing)
         restart_idle(c);
 }

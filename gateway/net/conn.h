@@ -81,6 +81,12 @@ static inline size_t pc_conn_pending(const pc_conn *c)
 }
 /* Sets the idle timeout, restarted by every read; 0 disables. */
 void pc_conn_set_timeout(pc_conn *c, unsigned ms);
+/* Sets a deadline of ms for the peer's next unit of input (a command line): bytes that arrive do
+ * not move it, so a client trickling one byte at a time cannot hold the session. Asking for the
+ * same deadline again restarts it only if input was consumed (pc_conn_consume) since it was set;
+ * pc_conn_set_timeout or pc_conn_set_deadline(c, 0) ends it. Like the idle timeout it runs only
+ * while the conn waits for the peer's bytes, and it ends in PC_CONN_EV_TIMEOUT. */
+void pc_conn_set_deadline(pc_conn *c, unsigned ms);
 
 /* Queues n bytes (copied; encrypted when TLS is on). Returns 0, or -1 if the conn is closing or
  * memory ran out. Write errors arrive as PC_CONN_EV_ERROR. */

@@ -734,9 +734,9 @@ static void process(p3sess *s)
     if (!batch_more(s))
         p3_flush(s);
     if (!s->busy && (s->phase == P3_AUTHZ || s->phase == P3_SASL))
-        pc_conn_set_timeout(s->base.c, s->prelogin_ms);
+        pc_conn_set_deadline(s->base.c, s->prelogin_ms);
     else if (!s->busy && s->phase == P3_TRANS)
-        pc_conn_set_timeout(s->base.c, s->idle_ms);
+        pc_conn_set_deadline(s->base.c, s->idle_ms);
 }
 
 void p3_resume(p3sess *s)

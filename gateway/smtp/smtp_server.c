@@ -743,7 +743,7 @@ static void process(sess *s)
                 continue;
             }
             if (!s->first_cmd)
-                pc_conn_set_timeout(s->base.c, s->base.cfg->timeouts.command_ms);
+                pc_conn_set_deadline(s->base.c, s->base.cfg->timeouts.command_ms);
             s->line_consumed = consumed;
             ss_command(s, buf, linelen);
             pc_conn_consume(s->base.c, consumed);
@@ -754,10 +754,10 @@ static void process(sess *s)
         return;
     ss_flush(s);
     if (s->wait == W_NONE && s->phase == PH_CMD)
-        pc_conn_set_timeout(s->base.c, s->first_cmd ? s->base.cfg->timeouts.command_ms
-                                                    : s->base.cfg->timeouts.greeting_ms);
+        pc_conn_set_deadline(s->base.c, s->first_cmd ? s->base.cfg->timeouts.command_ms
+                                                     : s->base.cfg->timeouts.greeting_ms);
     else if (s->wait == W_NONE && s->phase == PH_AUTH)
-        pc_conn_set_timeout(s->base.c, s->base.cfg->timeouts.command_ms);
+        pc_conn_set_deadline(s->base.c, s->base.cfg->timeouts.command_ms);
 }
 
 void ss_resume(sess *s)
@@ -795,7 +795,7 @@ static void on_conn(pc_conn *c, pc_conn_event ev, void *ud)
         s->base.sv.helo = NULL;
         s->esmtp = 0;
         s->phase = PH_CMD;
-        pc_conn_set_timeout(s->base.c, s->base.cfg->timeouts.command_ms);
+        pc_conn_set_deadline(s->base.c, s->base.cfg->timeouts.command_ms);
         process(s);
         return;
     case PC_CONN_EV_TLS_FAILED:

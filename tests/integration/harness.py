@@ -1095,6 +1095,33 @@ import threading  # noqa: E402
 import unittest  # noqa: E402
 
 
+def trickle_until_close(socks, data=b"NOOPNOOPNOOPNOOPNOOPNOOP", every=0.5, limit=15.0):
+    """A slow client on each socket of socks: one byte of data (never a line end) every `every`
+    seconds, round-robin, until the peer closes or `limit` seconds pass. Returns, per socket, the
+    seconds until the peer closed it, or None when it was still open at the limit. Bounded."""
+    t0 = time.monotonic()
+    closed = [None] * len(socks)
+    for i in range(int(limit / every) + 1):
+        if all(c is not None for c in closed) or time.monotonic() - t0 > limit:
+            break
+        for k, s in enumerate(socks):
+            if closed[k] is not None:
+                continue
+            try:
+                s.settimeout(0.01)
+                try:
+                    if s.recv(4096) == b"":
+                        closed[k] = time.monotonic() - t0
+                        continue
+                except socket.timeout:
+                    pass
+                s.sendall(data[i % len(data):i % len(data) + 1])
+            except (ConnectionError, ssl.SSLError, OSError):
+                closed[k] = time.monotonic() - t0
+        time.sleep(every)
+    return closed
+
+
 def read_until_close(sock, timeout=15.0, cap=64 << 20):
     """Everything the peer sends until it closes: (bytes, closed). Bounded in time and size."""
     deadline = time.monotonic() + timeout

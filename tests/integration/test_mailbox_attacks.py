@@ -51,17 +51,17 @@ class MailboxAttackBase(h.GatewayTest):
         self.addCleanup(up.stop)
         return up
 
-    def mail_gateway(self, up, tls="none", identity="none", **upstream):
+    def mail_gateway(self, up, tls="none", identity="none", mailbox=None, **upstream):
         port = h.free_port()
+        mb = {"plaintext_auth": "allow"}
+        mb.update(mailbox or {})
         ups = {"tls": tls, "client_identity": identity, "ca_file": self.pki["ca"], "verify": True,
                "reply_timeout": "60s", "connect_timeout": "5s"}
         ups.update(upstream)
         if self.proto == "imap":
-            lst = h.imap_listener_config(port, up.port, mailbox={"plaintext_auth": "allow"},
-                                         upstream=ups)
+            lst = h.imap_listener_config(port, up.port, mailbox=mb, upstream=ups)
         else:
-            lst = h.pop3_listener_config(port, up.port, upstream=ups,
-                                         mailbox={"plaintext_auth": "allow"})
+            lst = h.pop3_listener_config(port, up.port, upstream=ups, mailbox=mb)
         gw = h.Gateway(self.tmp, h.gateway_config(self.tmp, lst))
         self.addCleanup(self._stop_gateway, gw)
         gw.start()
@@ -93,7 +93,24 @@ class MailboxAttackBase(h.GatewayTest):
 
 # ---------------------------------------------------------------------------------------- IMAP
 
-class ImapUpstreamAttacks(MailboxAttackBase):
+class TrickleTests:
+    """THREATS.md "Oversize and slow clients": the pre-login and idle timeouts are deadlines for a
+    whole command line, so a client sending one byte every 0.5 s is closed on time, before and
+    after login. (Mixed into each protocol's class below.)"""
+
+    def test_trickling_clients_timed_out(self):
+        up = self.mailbox("record")
+        gw = self.mail_gateway(up, mailbox={"prelogin_timeout": "3s", "idle_timeout": "3s"})
+        before = [self.greeted(gw) for _ in range(4)]
+        after = [self.logged_in(gw) for _ in range(4)]
+        closed = h.trickle_until_close([c.sock for c in before + after], limit=15.0)
+        for t in closed:
+            self.assertIsNotNone(t, "a trickling client was never timed out: %r" % closed)
+            self.assertLess(t, 9.0, closed)
+        self.assertServes(gw)
+
+
+class ImapUpstreamAttacks(TrickleTests, MailboxAttackBase):
     proto = "imap"
 
     def imap(self, port, source=None):
@@ -104,6 +121,9 @@ class ImapUpstreamAttacks(MailboxAttackBase):
 
     def login(self, c):
         return c.cmd('LOGIN alice "%s"' % PASSWORD)
+
+    def greeted(self, gw):
+        return self.imap(gw.port)
 
     def assertLoginUnavailable(self, gw, up):
         c = self.imap(gw.port)
@@ -285,7 +305,7 @@ class ImapUpstreamAttacks(MailboxAttackBase):
 
 # ---------------------------------------------------------------------------------------- POP3
 
-class Pop3UpstreamAttacks(MailboxAttackBase):
+class Pop3UpstreamAttacks(TrickleTests, MailboxAttackBase):
     proto = "pop3"
 
     def pop(self, port, source=None):
@@ -293,6 +313,9 @@ class Pop3UpstreamAttacks(MailboxAttackBase):
         self.addCleanup(c.close)
         self.assertTrue(c.greeting and c.greeting.startswith(b"+OK"), c.greeting)
         return c
+
+    def greeted(self, gw):
+        return self.pop(gw.port)
 
     def login(self, c):
         st = c.cmd("USER alice")

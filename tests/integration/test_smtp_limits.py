@@ -127,6 +127,23 @@ class Limits(h.GatewayTest):
         self.assertTrue(1.5 <= elapsed <= 10, elapsed)
         self.assertTrue(c.closed(5))
 
+    def test_trickling_clients_timed_out(self):
+        """The greeting and command timeouts are deadlines for a whole command line: a byte every
+        0.5 s does not move them (before the first command, and after EHLO), for every client."""
+        up = self.hostile("record")
+        gw = self.gateway(up.port, timeouts={"greeting": "3s", "command": "3s"})
+        greeted = [self.client(gw, timeout=15) for _ in range(6)]
+        after_ehlo = [self.client(gw, timeout=15) for _ in range(6)]
+        for c in after_ehlo:
+            c.ehlo()
+        closed = h.trickle_until_close([c.sock for c in greeted + after_ehlo], limit=15.0)
+        for t in closed:
+            self.assertIsNotNone(t, "a trickling client was never timed out: %r" % closed)
+            self.assertLess(t, 9.0, closed)
+        self.assertIn("timeout", gw.log_text())
+        reps, ok = h.attempt(gw.port, "s@client.test", ["alice@example.test"], b"Subject: ok\r\n\r\nx\r\n")
+        self.assertTrue(ok, reps)
+
     def test_slow_client_one_byte_per_second(self):
         up = self.hostile("record")
         gw = self.gateway(up.port, timeouts={"command": "8s"})
