@@ -656,6 +656,15 @@ void is_relay_client(isess *s)
     if (s->phase == IP_RELAY && s->rt.pf == PF_HELD)
         is_pf_try_start(&s->rt, pf_blocked(s));
     while (s->phase == IP_RELAY && s->up && !s->sync_wait && !s->c_paused && !client_blocked(s)) {
+        /* At a command boundary, a client far enough ahead of its answers waits: too many
+         * commands in flight (each tagged answer lets one more in), or answers it does not read
+         * (their write queue drains first: DRAIN resumes, is_client_drained). */
+        if (s->c_first && s->base.c->wpending > IMAP_CHUNK) {
+            s->base.c->want_drain = 1;
+            break;
+        }
+        if (s->c_first && s->outstanding >= IMAP_PIPELINE_MAX)
+            break;
         pc_imap_ev ev;
         int rc = pc_imap_tok_next(&s->ctok, in_ptr(s->base.c), pc_conn_pending(s->base.c), &ev);
         if (rc == PC_IMAP_EV_NEED_MORE)

@@ -19,6 +19,7 @@ IMAP modes (proto="imap"):
                    answer to the first command after login)
   literal_bomb     answers FETCH with "* 1 FETCH (BODY[] {99999999999999999999}" and junk
   bye              "* BYE" (then close) as the answer to the first command after login
+  mute             after login, records every command and answers none (a stalled server)
 POP3 modes (proto="pop3"):
   record           well-behaved: greeting, CAPA, STLS (with a tls_context), USER/PASS, STAT, LIST,
                    UIDL, RETR, TOP, DELE, NOOP, RSET, QUIT
@@ -48,7 +49,7 @@ from harness import wait_for
 from hostile_base import LINE_CAP, RECORD_CAP, Closed, Conn, HostileServer  # noqa: F401 (re-exported)
 
 IMAP_MODES = ("record", "preauth", "starttls_inject", "no_starttls", "cut_literal", "huge_line",
-              "literal_bomb", "bye")
+              "literal_bomb", "bye", "mute")
 POP3_MODES = ("record", "starttls_inject", "no_stls", "cut_body", "huge_line", "extra_answer")
 
 PROXY_V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -232,6 +233,8 @@ class HostileMailbox(HostileServer):
                 if after_login == 1 and mode == "bye":
                     io.send(b"* BYE hostile.test is going away\r\n")
                     return
+                if mode == "mute":
+                    continue  # records every command after login, answers none
             if verb == "CAPABILITY":
                 io.send(b"* CAPABILITY " + self._imap_caps(sess).encode() + b"\r\n" + tag +
                         b" OK Capability completed\r\n")

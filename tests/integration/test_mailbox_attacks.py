@@ -136,6 +136,25 @@ class ImapUpstreamAttacks(TrickleTests, MailboxAttackBase):
         self.assertServes(gw)
         return c
 
+    def test_pipelining_ahead_is_bounded(self):
+        """A client may pipeline only a bounded number of commands ahead of the answers: with an
+        upstream that answers none, of 2,000 pipelined commands only about 64 reach it; the
+        rest stays unread (the gateway's buffer, then the socket), and the session still ends
+        cleanly. (The limit is IMAP_PIPELINE_MAX, docs/imap.md.)"""
+        up = self.mailbox("mute")
+        gw = self.mail_gateway(up)
+        c = self.logged_in(gw)
+        c.sock.settimeout(5)
+        c.sock.sendall(b"".join(b"p%d NOOP\r\n" % i for i in range(2000)))
+        self.assertTrue(h.wait_for(lambda: sum(1 for x in up.all_commands() if x.startswith("p"))
+                                   >= 64, 10))
+        time.sleep(1.0)
+        relayed = sum(1 for x in up.all_commands() if x.startswith("p"))
+        self.assertLess(relayed, 100, "%d pipelined commands reached the upstream" % relayed)
+        self.assertAliveSmall(gw)
+        c.close()
+        self.assertServes(gw)
+
     def assertServes(self, gw):
         self.assertTrue(gw.alive(), gw.log_text()[-3000:])
         c = h.ImapClient(gw.port)
