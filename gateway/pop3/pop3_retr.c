@@ -1,5 +1,6 @@
 /* pop3_retr.c — RETR and TOP through the retrieve hook: UIDL and LIST first (cache key, size), the
  * body spooled, the chain run, then the original bytes, the tagged message or a notice served. */
+#include "pop3/pop3_render.h"
 #include "pop3/pop3_session.h"
 
 #include <stdio.h>
@@ -219,29 +220,19 @@ static void chain_cb(void *ud, const pc_verdict *v)
     pc_log_info(s->base.sid, "event=retrieve user=%s msg=%u uidl=%s size=%zu verdict=%s score=%.2f",
                 s->user_log, (unsigned)s->cmd.num[0], s->uidl[0] ? s->uidl : "-", s->spool_size,
                 action_name(v->action), s->base.results.score);
-    switch (v->action) {
-    case PC_TEMPFAIL: {
-        char t[200];
-        const char *txt = v->text ? v->text : "Message cannot be checked now";
-        pc_sanitize(t, sizeof(t), txt, strlen(txt), 0);
-        p3_reply(s, "-ERR [SYS/TEMP] %s, try again later.", t);
+    pc_decision d;
+    pc_decision_set(&d, v, &s->base.results);
+    char out[512];
+    switch (pc_pop3_render(&d, PC_POP3_AT_RETRIEVE, out, sizeof(out))) {
+    case PC_POP3_ANSWERED:
+    case PC_POP3_ANSWER_END:
+        p3_reply(s, "%s", out);
         finish(s);
         return;
-    }
-    case PC_REJECT:
-    case PC_QUARANTINE:
-    case PC_DISCARD: {
-        char info[PC_NOTICE_INFO_MAX], reason[300], rtext[200], sym[64], ref[64];
-        const char *txt = v->text ? v->text : "withheld by policy";
-        pc_sanitize(rtext, sizeof(rtext), txt, strlen(txt), 0);
-        if (v->symbol) {
-            pc_sanitize(sym, sizeof(sym), v->symbol, strlen(v->symbol), 0);
-            snprintf(reason, sizeof(reason), "%s (%s)", rtext, sym);
-        } else {
-            snprintf(reason, sizeof(reason), "%s", rtext);
-        }
+    case PC_POP3_NOTICE: {
+        char info[PC_NOTICE_INFO_MAX], ref[64];
         pc_notice_ref(ref, sizeof(ref), s->base.sid, "", (unsigned)s->cmd.num[0]);
-        size_t ilen = pc_notice_info(s->msg, s->base.cfg->hostname, reason, action_name(v->action),
+        size_t ilen = pc_notice_info(s->msg, s->base.cfg->hostname, out, action_name(v->action),
                                      ref, info, sizeof(info));
         pc_log_info(s->base.sid, "event=notice user=%s msg=%u ref=%s", s->user_log,
                     (unsigned)s->cmd.num[0], ref);
@@ -251,7 +242,7 @@ static void chain_cb(void *ud, const pc_verdict *v)
         serve_notice(s, info, ilen);
         return;
     }
-    case PC_REPLACE: /* the filter replaced the message (pc_message_replace): serve its version */
+    case PC_POP3_REPLACED: /* the filter replaced the message (pc_message_replace): its version */
         s->replaced++;
         break;
     default:
