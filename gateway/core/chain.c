@@ -33,6 +33,7 @@ struct pc_filter_ctx {
     pc_chain_run *run;   /* NULL once answered, timed out or cancelled */
     pc_session_view *sv; /* NULL once cancelled (the session may be gone) */
     const chain_filter *cf;
+    size_t index; /* of cf in its chain: the slot of its per-worker state */
     uv_loop_t *loop;
     uint64_t sid;
     char name[64]; /* for pc_filter_log() after the chain may be gone */
@@ -209,6 +210,43 @@ void pc_chain_free(pc_chain *ch)
     free(ch);
 }
 
+void **pc_chain_worker_init(const pc_chain *ch, uv_loop_t *loop, unsigned worker)
+{
+    if (!ch || ch->n == 0)
+        return NULL;
+    void **st = calloc(ch->n, sizeof(*st));
+    if (!st)
+        return NULL;
+    for (size_t i = 0; i < ch->n; i++) {
+        if (!ch->v[i].f->init_worker)
+            continue;
+        st[i] = ch->v[i].f->init_worker(ch->v[i].self, loop);
+        pc_log_info(0, "event=filter-worker-init filter=%s worker=%u state=%s", ch->v[i].use.name,
+                    worker, st[i] ? "yes" : "none");
+    }
+    return st;
+}
+
+void pc_chain_worker_fini(const pc_chain *ch, void **states, unsigned worker)
+{
+    if (!ch || !states)
+        return;
+    for (size_t i = 0; i < ch->n; i++)
+        if (ch->v[i].f->fini_worker) {
+            ch->v[i].f->fini_worker(ch->v[i].self, states[i]);
+            pc_log_info(0, "event=filter-worker-fini filter=%s worker=%u", ch->v[i].use.name,
+                        worker);
+        }
+    free(states);
+}
+
+void *pc_filter_worker_state(pc_filter_ctx *ctx)
+{
+    if (!ctx || !ctx->sv || !ctx->sv->fstate)
+        return NULL;
+    return ctx->sv->fstate[ctx->index];
+}
+
 unsigned pc_chain_hooks(const pc_chain *ch)
 {
     return ch ? ch->hooks : 0;
@@ -383,6 +421,7 @@ static int drive(pc_chain_run *run)
         ctx->run = run;
         ctx->sv = run->sv;
         ctx->cf = cf;
+        ctx->index = (size_t)(cf - run->ch->v);
         ctx->loop = run->sv->loop;
         ctx->sid = run->sv->sid;
         snprintf(ctx->name, sizeof(ctx->name), "%s", cf->use.name);

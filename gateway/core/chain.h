@@ -46,6 +46,7 @@ typedef struct pc_session_view {
     struct pc_conn *conn; /* the client connection (pending input) */
     pc_message *msg;      /* at MESSAGE / RETRIEVE */
     pc_results *results;  /* the transaction's */
+    void *const *fstate;  /* per-worker filter states of this listener's chain (may be NULL) */
 } pc_session_view;
 
 typedef struct pc_chain pc_chain;
@@ -70,5 +71,12 @@ typedef struct pc_chain_run pc_chain_run;
 pc_chain_run *pc_chain_start(const pc_chain *ch, pc_hook hook, pc_session_view *sv, pc_chain_cb cb,
                              void *ud);
 void pc_chain_abort(pc_chain_run *run);
+
+/* Runs each filter's init_worker on the calling worker's loop thread. Returns the array of
+ * per-worker states (one per filter, owned by the caller, freed by pc_chain_worker_fini), or NULL
+ * when the chain has no filter or memory ran out (the filters then see NULL). */
+void **pc_chain_worker_init(const pc_chain *ch, uv_loop_t *loop, unsigned worker);
+/* Runs each filter's fini_worker with its state, then frees the array. NULL is a no-op. */
+void pc_chain_worker_fini(const pc_chain *ch, void **states, unsigned worker);
 
 #endif

@@ -40,6 +40,7 @@ void *pc_session_new(size_t size, const pc_session_proto *proto, pc_listener_rt 
     b->sv.client = *client;
     b->sv.conn = conn;
     b->sv.results = &b->results;
+    b->sv.fstate = l->fstate;
     pc_addr_str((const struct sockaddr *)client, b->client_ip, sizeof(b->client_ip));
     memcpy(b->sv.client_ip, b->client_ip, sizeof(b->client_ip));
     b->conn_counted = 1; /* the listener counted this address: released at the end */

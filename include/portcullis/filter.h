@@ -2,7 +2,9 @@
  * now or later, through done(). The chain (gateway/core/chain.c) owns order, timeouts, on-error
  * actions, score totals, monitor mode and logging; a filter only decides.
  *
- * Threads: init/fini run on the main thread; run() and every callback run on the session's loop
+ * Threads: init/fini run on the main thread; init_worker/fini_worker on each worker's loop thread
+ * (per-worker state: a resolver channel, a pool of connections); run() and every callback run on
+ * the session's loop
  * thread and must never block. Blocking work (DNS libraries, scanners, disk) goes through
  * pc_filter_offload(), which runs it on the threadpool and calls back on the session's loop.
  * `self` (what init returned) is shared by all worker threads: treat it as read-only after init.
@@ -18,7 +20,7 @@
 #include "portcullis/options.h"
 #include "portcullis/verdict.h"
 
-#define PC_FILTER_ABI 1
+#define PC_FILTER_ABI 2
 
 typedef enum {
     PC_HOOK_CONNECT = 0, /* after accept (and PROXY), before the greeting */
@@ -32,6 +34,8 @@ typedef enum {
 } pc_hook;
 
 #define PC_HOOK_BIT(h) (1u << (h))
+
+struct uv_loop_s; /* libuv's uv_loop_t */
 
 typedef void (*pc_done_fn)(pc_filter_ctx *ctx, const pc_verdict *v);
 
@@ -48,7 +52,18 @@ typedef struct pc_filter {
      * ctx. done() may still be called afterwards; it is then ignored. Timers made with
      * pc_filter_timer() are stopped by the chain itself. */
     void (*cancel)(void *self, pc_filter_ctx *ctx);
+    /* Optional (ABI 2). Called on each worker's loop thread when the worker starts, before any
+     * session: returns the filter's state for that loop (NULL is allowed and means none), which
+     * run() gets back with pc_filter_worker_state(ctx). Owned by the filter. */
+    void *(*init_worker)(void *self, struct uv_loop_s *loop);
+    /* Optional. Called on the same thread when the worker stops, after its last session and before
+     * fini: frees what init_worker returned. */
+    void (*fini_worker)(void *self, void *worker_state);
 } pc_filter;
+
+/* What init_worker returned for the loop running ctx's session; NULL if none. Valid until the
+ * worker stops. */
+void *pc_filter_worker_state(pc_filter_ctx *ctx);
 
 /* Runs work(arg) on the threadpool, then after(ctx, arg) on the session's loop thread. If the
  * session ended meanwhile, after() still runs (for cleanup) with pc_ctx_cancelled(ctx) true.

@@ -51,6 +51,17 @@ class Cli(h.GatewayTest):
                 if line is not None:
                     self.assertEqual(int(m.group(1)), line, r.stderr)
 
+    def test_plugin_of_another_abi_refused(self):
+        """A .so plugin built for filter ABI 1 (before the per-worker hooks) is refused at load,
+        with the file and both ABI versions named, in -t and at start."""
+        plugin = os.path.join(os.path.dirname(os.path.abspath(os.environ["PORTCULLIS_TEST_PLUGIN"])),
+                              "oldabi.so")
+        self.assertTrue(os.path.exists(plugin), plugin)
+        path = self.write("oldabi.yaml", "plugins: [%s]\n" % plugin + self.good_config())
+        r = h.run_portcullis(["-t", "-c", path])
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("%s: plugin built for filter ABI 1, this gateway has ABI 2" % plugin, r.stderr)
+
     def test_missing_file(self):
         r = h.run_portcullis(["-t", "-c", os.path.join(self.tmp.path, "does-not-exist.yaml")])
         self.assertNotEqual(r.returncode, 0)

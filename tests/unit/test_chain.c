@@ -207,26 +207,66 @@ static void run_late(void *self, pc_hook hook, pc_filter_ctx *ctx, pc_done_fn do
     assert_int_equal(pc_filter_offload(ctx, slow_work, late_after, &off_done), 0);
 }
 
-static const pc_filter f_cont = {PC_FILTER_ABI, "t_cont", 0x7f, NULL, NULL, run_cont, NULL};
-static const pc_filter f_reject = {PC_FILTER_ABI, "t_reject", PC_HOOK_BIT(PC_HOOK_MAIL), NULL, NULL,
-                                   run_reject,    NULL};
-static const pc_filter f_reject2 = {
-    PC_FILTER_ABI, "t_reject_custom", PC_HOOK_BIT(PC_HOOK_MAIL), NULL, NULL, run_reject_custom,
-    NULL};
-static const pc_filter f_async = {PC_FILTER_ABI, "t_async", PC_HOOK_BIT(PC_HOOK_MAIL), NULL, NULL,
-                                  run_async,     NULL};
-static const pc_filter f_never = {PC_FILTER_ABI, "t_never",   PC_HOOK_BIT(PC_HOOK_MAIL), NULL, NULL,
-                                  run_never,     cancel_count};
-static const pc_filter f_tag = {PC_FILTER_ABI, "t_tag", PC_HOOK_BIT(PC_HOOK_MAIL), init_tag, free,
-                                run_tag,       NULL};
-static const pc_filter f_check = {PC_FILTER_ABI, "t_check", PC_HOOK_BIT(PC_HOOK_MAIL), NULL, NULL,
-                                  run_check,     NULL};
-static const pc_filter f_fail = {
-    PC_FILTER_ABI, "t_fail", PC_HOOK_BIT(PC_HOOK_MAIL), init_fail, NULL, run_cont, NULL};
-static const pc_filter f_off = {PC_FILTER_ABI, "t_offload", PC_HOOK_BIT(PC_HOOK_MAIL), NULL, NULL,
-                                run_offload,   NULL};
-static const pc_filter f_late = {PC_FILTER_ABI, "t_late",    PC_HOOK_BIT(PC_HOOK_MAIL), NULL, NULL,
-                                 run_late,      cancel_count};
+static const pc_filter f_cont = {PC_FILTER_ABI, "t_cont", 0x7f, NULL, NULL,
+                                 run_cont,      NULL,     NULL, NULL};
+static const pc_filter f_reject = {
+    PC_FILTER_ABI, "t_reject", PC_HOOK_BIT(PC_HOOK_MAIL), NULL, NULL, run_reject, NULL, NULL, NULL};
+static const pc_filter f_reject2 = {PC_FILTER_ABI,
+                                    "t_reject_custom",
+                                    PC_HOOK_BIT(PC_HOOK_MAIL),
+                                    NULL,
+                                    NULL,
+                                    run_reject_custom,
+                                    NULL,
+                                    NULL,
+                                    NULL};
+static const pc_filter f_async = {
+    PC_FILTER_ABI, "t_async", PC_HOOK_BIT(PC_HOOK_MAIL), NULL, NULL, run_async, NULL, NULL, NULL};
+static const pc_filter f_never = {PC_FILTER_ABI, "t_never", PC_HOOK_BIT(PC_HOOK_MAIL),
+                                  NULL,          NULL,      run_never,
+                                  cancel_count,  NULL,      NULL};
+static const pc_filter f_tag = {
+    PC_FILTER_ABI, "t_tag", PC_HOOK_BIT(PC_HOOK_MAIL), init_tag, free, run_tag, NULL, NULL, NULL};
+static const pc_filter f_check = {
+    PC_FILTER_ABI, "t_check", PC_HOOK_BIT(PC_HOOK_MAIL), NULL, NULL, run_check, NULL, NULL, NULL};
+static const pc_filter f_fail = {PC_FILTER_ABI, "t_fail", PC_HOOK_BIT(PC_HOOK_MAIL),
+                                 init_fail,     NULL,     run_cont,
+                                 NULL,          NULL,     NULL};
+static const pc_filter f_off = {PC_FILTER_ABI, "t_offload", PC_HOOK_BIT(PC_HOOK_MAIL),
+                                NULL,          NULL,        run_offload,
+                                NULL,          NULL,        NULL};
+static const pc_filter f_late = {PC_FILTER_ABI, "t_late", PC_HOOK_BIT(PC_HOOK_MAIL),
+                                 NULL,          NULL,     run_late,
+                                 cancel_count,  NULL,     NULL};
+
+/* A filter with per-worker state: init_worker counts its loops, run() tags with the state's
+ * value, fini_worker frees it. */
+static int worker_inits, worker_finis;
+static void *wk_init(void *self, struct uv_loop_s *loop)
+{
+    (void)self;
+    assert_non_null(loop);
+    int *v = malloc(sizeof(*v));
+    *v = 40 + ++worker_inits;
+    return v;
+}
+static void wk_fini(void *self, void *st)
+{
+    (void)self;
+    worker_finis++;
+    free(st);
+}
+static void run_worker(void *self, pc_hook hook, pc_filter_ctx *ctx, pc_done_fn done)
+{
+    (void)self;
+    (void)hook;
+    int *v = pc_filter_worker_state(ctx);
+    pc_verdict r = {.action = PC_TAG, .score = v ? *v : -1, .symbol = "WORKER_STATE"};
+    done(ctx, &r);
+}
+static const pc_filter f_worker = {PC_FILTER_ABI, "t_worker", PC_HOOK_BIT(PC_HOOK_MAIL),
+                                   NULL,          NULL,       run_worker,
+                                   NULL,          wk_init,    wk_fini};
 
 /* ---- fixtures ---- */
 
@@ -352,6 +392,29 @@ static void test_sync_reject_defaults(void **state)
     assert_string_equal(got_text, "custom text");
     assert_string_equal(got_sym, "CUSTOM_SYM");
     assert_string_equal(results.symbols[0], "CUSTOM_SYM");
+    pc_chain_free(ch);
+}
+
+static void test_worker_state(void **state)
+{
+    (void)state;
+    pc_filter_use u[2] = {use("t_cont"), use("t_worker")};
+    pc_chain *ch = build(u, 2);
+    void **w0 = pc_chain_worker_init(ch, &loop, 0);
+    void **w1 = pc_chain_worker_init(ch, &loop, 1);
+    assert_non_null(w0);
+    assert_null(w0[0]); /* t_cont has no per-worker state */
+    assert_int_equal(worker_inits, 2);
+    sv.fstate = (void *const *)w1;
+    assert_null(pc_chain_start(ch, PC_HOOK_MAIL, &sv, on_chain, NULL));
+    assert_true(results.score == 42.0); /* the second loop's state */
+    sv.fstate = NULL;
+    pc_results_reset(&results);
+    assert_null(pc_chain_start(ch, PC_HOOK_MAIL, &sv, on_chain, NULL));
+    assert_true(results.score == -1.0); /* a session without worker state sees NULL */
+    pc_chain_worker_fini(ch, w0, 0);
+    pc_chain_worker_fini(ch, w1, 1);
+    assert_int_equal(worker_finis, 2);
     pc_chain_free(ch);
 }
 
@@ -577,8 +640,8 @@ static void test_reentrant_cb(void **state)
 int main(void)
 {
     pc_log_open("stderr", PC_LOG_WARN);
-    const pc_filter *all[] = {&f_cont, &f_reject, &f_reject2, &f_async, &f_never,
-                              &f_tag,  &f_check,  &f_fail,    &f_off,   &f_late};
+    const pc_filter *all[] = {&f_cont,  &f_reject, &f_reject2, &f_async, &f_never, &f_tag,
+                              &f_check, &f_fail,   &f_off,     &f_late,  &f_worker};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         if (pc_filter_register(all[i]) != 0)
             return 1;
@@ -587,6 +650,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sync_continue_and_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sync_reject_defaults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hook_filtering, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_worker_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_timer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_tempfail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_continue_and_reject, setup, teardown),
