@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "base/log.h"
+#include "core/spool.h"
 #include "net/conn.h"
 
 #define DEFAULT_TIMEOUT_MS 30000u
@@ -519,6 +520,8 @@ pc_chain_run *pc_chain_start(const pc_chain *ch, pc_hook hook, pc_session_view *
     run->sv = sv;
     run->cb = cb;
     run->ud = ud;
+    if ((hook == PC_HOOK_MESSAGE || hook == PC_HOOK_RETRIEVE) && sv && sv->msg)
+        pc_message_seal(sv->msg); /* from here on threadpool work may read its bytes */
     if (!ch || !(ch->hooks & PC_HOOK_BIT(hook)))
         run->finished = 1;
     return drive(run) ? NULL : run;
@@ -592,6 +595,7 @@ typedef struct offload {
     void (*work)(void *arg);
     void (*after)(pc_filter_ctx *ctx, void *arg);
     void *arg;
+    pc_message *msg; /* the hook's message, held until after() returned */
 } offload;
 
 static void offload_work(uv_work_t *req)
@@ -607,6 +611,7 @@ static void offload_after(uv_work_t *req, int status)
     pc_filter_ctx *ctx = o->ctx;
     if (o->after)
         o->after(ctx, o->arg);
+    pc_message_unref(o->msg);
     ctx->offloads--;
     free(o);
     ctx_unref(ctx);
@@ -625,7 +630,9 @@ int pc_filter_offload(pc_filter_ctx *ctx, void (*work)(void *arg),
     o->work = work;
     o->after = after;
     o->arg = arg;
+    o->msg = pc_message_ref(pc_ctx_message(ctx));
     if (uv_queue_work(ctx->loop, &o->req, offload_work, offload_after) != 0) {
+        pc_message_unref(o->msg);
         free(o);
         return -1;
     }

@@ -5,11 +5,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -53,6 +55,14 @@ static int open_tmp(const char *dir, int mkstemp_mode)
     return fd;
 }
 
+void pc_spool_usage(size_t *mem, size_t *disk)
+{
+    if (mem)
+        *mem = atomic_load(&mem_used);
+    if (disk)
+        *disk = atomic_load(&disk_used);
+}
+
 int pc_spool_setup(const char *dir, size_t mem_total, size_t disk_total, char *err, size_t errlen)
 {
     if (!dir || !*dir)
@@ -89,6 +99,9 @@ struct pc_spool {
     size_t disk;      /* bytes charged to the disk budget */
     int fd;           /* -1 while in memory */
     int failed;       /* a write failed: read-only from now on */
+    int sealed;       /* its message was handed to filters: no more writes */
+    int lent;         /* a mapping or the descriptor was handed out (pc_message_map/_fd) */
+    void *map;        /* read-only mapping of the file, made on first pc_message_map() */
 };
 
 pc_spool *pc_spool_new(size_t mem_threshold)
@@ -188,7 +201,7 @@ to_disk:
 
 int pc_spool_write(pc_spool *s, const void *p, size_t n)
 {
-    if (s->failed)
+    if (s->failed || s->sealed)
         return PC_SPOOL_EIO;
     if (n == 0)
         return PC_SPOOL_OK;
@@ -227,6 +240,8 @@ void pc_spool_free(pc_spool *s)
 {
     if (!s)
         return;
+    if (s->map)
+        munmap(s->map, s->len);
     if (s->fd >= 0)
         close(s->fd);
     free(s->mem);
@@ -250,9 +265,17 @@ typedef struct range {
     size_t start, end;
 } range;
 
+/* Threads: everything runs on the loop thread that owns the message, except pc_message_ref/unref
+ * and the sealed readers (pc_message_map, pc_message_fd), which threadpool work may call while it
+ * holds a reference; `lock` orders those against a replacement on the loop thread. */
 struct pc_message {
-    pc_spool *base; /* the original, or the replacement */
-    char *pre;      /* prepended fields, newest first */
+    atomic_uint refs;
+    pthread_mutex_t lock; /* base and retired, against the sealed readers */
+    int sealed;
+    pc_spool *base;     /* the original, or the replacement */
+    pc_spool **retired; /* earlier bases whose bytes were lent out: kept until the last unref */
+    size_t nretired;
+    char *pre; /* prepended fields, newest first */
     size_t prelen, precap;
     field *added; /* fields of pre, top to bottom (removed ones are cut out of pre) */
     size_t nadded, addcap;
@@ -271,6 +294,8 @@ pc_message *pc_message_new(pc_spool *spool)
     pc_message *m = calloc(1, sizeof(*m));
     if (!m)
         return NULL;
+    atomic_init(&m->refs, 1);
+    pthread_mutex_init(&m->lock, NULL);
     m->base = spool;
     return m;
 }
@@ -285,15 +310,75 @@ static void drop_index(pc_message *m)
     m->indexed = 0;
 }
 
-void pc_message_free(pc_message *m)
+static void message_free(pc_message *m)
 {
-    if (!m)
-        return;
     pc_spool_free(m->base);
+    for (size_t i = 0; i < m->nretired; i++)
+        pc_spool_free(m->retired[i]);
+    free(m->retired);
     free(m->pre);
     free(m->added);
     drop_index(m);
+    pthread_mutex_destroy(&m->lock);
     free(m);
+}
+
+pc_message *pc_message_ref(pc_message *m)
+{
+    if (m)
+        atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+    return m;
+}
+
+void pc_message_unref(pc_message *m)
+{
+    if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
+        message_free(m);
+}
+
+void pc_message_seal(pc_message *m)
+{
+    pthread_mutex_lock(&m->lock);
+    m->sealed = 1;
+    m->base->sealed = 1;
+    pthread_mutex_unlock(&m->lock);
+}
+
+const void *pc_message_map(pc_message *m, size_t *len)
+{
+    static const char empty[1];
+    const void *p = NULL;
+    *len = 0;
+    pthread_mutex_lock(&m->lock);
+    pc_spool *s = m->base;
+    if (!m->sealed) {
+        errno = EBUSY; /* the bytes may still change */
+    } else if (s->fd < 0) {
+        p = s->len ? s->mem : empty;
+    } else if (s->len == 0) {
+        p = empty;
+    } else if (s->map ||
+               (s->map = mmap(NULL, s->len, PROT_READ, MAP_SHARED, s->fd, 0)) != MAP_FAILED) {
+        p = s->map;
+    } else {
+        s->map = NULL;
+    }
+    if (p) {
+        s->lent = 1;
+        *len = s->len;
+    }
+    pthread_mutex_unlock(&m->lock);
+    return p;
+}
+
+int pc_message_fd(pc_message *m)
+{
+    pthread_mutex_lock(&m->lock);
+    int fd = m->sealed ? m->base->fd : -1;
+    if (fd >= 0)
+        m->base->lent = 1;
+    pthread_mutex_unlock(&m->lock);
+    return fd;
 }
 
 /* Sequential byte reader over a spool. */
@@ -684,8 +769,23 @@ int pc_message_replace(pc_message *m, const void *data, size_t len)
         return -1;
     }
     /* The prepended fields (Received, filters' additions) stay on top of the new content. */
-    pc_spool_free(m->base);
+    pthread_mutex_lock(&m->lock);
+    pc_spool *old = m->base;
+    if (old->lent) { /* threadpool work may still read it: keep it until the last unref */
+        pc_spool **nr = realloc(m->retired, (m->nretired + 1) * sizeof(*nr));
+        if (!nr) {
+            pthread_mutex_unlock(&m->lock);
+            pc_spool_free(s);
+            return -1;
+        }
+        m->retired = nr;
+        m->retired[m->nretired++] = old;
+        old = NULL;
+    }
+    s->sealed = m->sealed;
     m->base = s;
+    pthread_mutex_unlock(&m->lock);
+    pc_spool_free(old);
     drop_index(m);
     return 0;
 }

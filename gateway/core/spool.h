@@ -30,9 +30,16 @@ ssize_t pc_spool_read(const pc_spool *s, size_t off, void *buf, size_t len);
 /* Releases memory, closes the file and returns the bytes to the budgets. NULL is fine. */
 void pc_spool_free(pc_spool *s);
 
-/* Message object (implements portcullis/message.h). Owns spool. */
+/* Bytes held by all spools now, against the memory and disk budgets (either may be NULL). */
+void pc_spool_usage(size_t *mem, size_t *disk);
+
+/* Message object (implements portcullis/message.h). Owns spool; starts with one reference, the
+ * caller's, dropped with pc_message_unref(). */
 pc_message *pc_message_new(pc_spool *spool);
-void pc_message_free(pc_message *m);
+/* Seals the message when it is handed to filters (the chain does, at MESSAGE and RETRIEVE): its
+ * bytes never change again (header changes are layered on top, a replacement is a new spool), so
+ * threadpool work can read them through pc_message_map/_fd without a copy. */
+void pc_message_seal(pc_message *m);
 /* Headers the gateway itself prepends (Received), same rules as pc_message_add_header but raw:
  * line must be a complete field with its CRLF (folded lines allowed). 0 or -1. */
 int pc_message_prepend_raw(pc_message *m, const char *line, size_t n);

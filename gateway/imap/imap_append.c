@@ -44,7 +44,7 @@ void is_ap_free(is_append *a)
         a->run = NULL;
     }
     if (a->msg)
-        pc_message_free(a->msg);
+        pc_message_unref(a->msg);
     else
         pc_spool_free(a->spool);
     if (a->base->sv.msg == a->msg)

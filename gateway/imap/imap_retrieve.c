@@ -70,7 +70,7 @@ int is_scannable(const is_retrieve *r)
 static void scan_finish(is_retrieve *r)
 {
     if (r->msg)
-        pc_message_free(r->msg);
+        pc_message_unref(r->msg);
     else
         pc_spool_free(r->spool);
     r->msg = NULL;
@@ -353,7 +353,7 @@ void is_retrieve_free(is_retrieve *r)
         r->run = NULL;
     }
     if (r->msg)
-        pc_message_free(r->msg);
+        pc_message_unref(r->msg);
     else
         pc_spool_free(r->spool);
     if (r->base->sv.msg == r->msg)

@@ -46,7 +46,7 @@ void p3_retr_reset(p3sess *s)
 {
     pc_session_hook_abort(&s->base);
     if (s->msg)
-        pc_message_free(s->msg);
+        pc_message_unref(s->msg);
     else
         pc_spool_free(s->spool);
     s->msg = NULL;
@@ -188,7 +188,7 @@ static void serve_notice(p3sess *s, const char *info, size_t info_len)
     char ok[64];
     snprintf(ok, sizeof(ok), "+OK %zu octets", s->notice_len);
     if (s->msg) {
-        pc_message_free(s->msg);
+        pc_message_unref(s->msg);
         s->msg = NULL;
         s->base.sv.msg = NULL;
     }

@@ -80,7 +80,7 @@ void ss_txn_reset(sess *s)
     s->mail_line[0] = '\0';
     s->body8bit = s->smtputf8 = 0;
     if (s->msg)
-        pc_message_free(s->msg);
+        pc_message_unref(s->msg);
     else
         pc_spool_free(s->spool);
     s->msg = NULL;

@@ -37,8 +37,26 @@ double pc_ctx_score(const pc_filter_ctx *ctx);
 /* Symbols seen so far, by index (NULL past the end). */
 const char *pc_ctx_symbol_at(const pc_filter_ctx *ctx, size_t i);
 
-/* The message, at PC_HOOK_MESSAGE and PC_HOOK_RETRIEVE; NULL at other hooks. */
+/* The message, at PC_HOOK_MESSAGE and PC_HOOK_RETRIEVE; NULL at other hooks. It is sealed when
+ * the hook starts: the bytes received never change again; header changes are layered on top and
+ * a replacement is a new set of bytes. The functions below run on the session's loop thread,
+ * except pc_message_ref/unref, pc_message_map and pc_message_fd (any thread, with a reference). */
 pc_message *pc_ctx_message(pc_filter_ctx *ctx);
+
+/* References. The message lives (and its bytes stay charged to the spool budgets) until the last
+ * reference is dropped, even after the hook timed out and the session went on. Work handed to
+ * pc_filter_offload() during the hook holds one by itself until its after() returned; take your
+ * own to keep the message longer. Returns m. */
+pc_message *pc_message_ref(pc_message *m);
+void pc_message_unref(pc_message *m);
+/* The sealed bytes (the message as received, or as last replaced, without the header changes
+ * layered on top), read-only and without a copy: memory, or the spool file mapped. Valid while the
+ * caller holds a reference, even if the message is replaced meanwhile. NULL (len 0) on error. */
+const void *pc_message_map(pc_message *m, size_t *len);
+/* The same bytes as a file descriptor from offset 0 (for scanners that take one), or -1 when they
+ * are in memory (use pc_message_map). Owned by the message: read it with pread() only, never
+ * close it; valid as pc_message_map's result is. */
+int pc_message_fd(pc_message *m);
 /* Size of the message as it will be sent on (with header changes). */
 size_t pc_message_size(const pc_message *m);
 /* Reads the message as it will be sent on, from off. Returns bytes read, 0 at the end, -1 error. */

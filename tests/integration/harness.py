@@ -584,6 +584,55 @@ def to_crlf(data):
 
 # --------------------------------------------------------------------------- smtp-sink
 
+class Unbound(ChildProcess):
+    """A private Unbound as the gateway's DNS server (resolver.servers), answering from local data only:
+    `unbound -d -c CONF` on 127.0.0.1:PORT (UDP and TCP), no recursion to the outside (the root is a
+    static local zone), no remote control. records are zone-file lines as Unbound's local-data takes
+    them ("name. 300 IN TXT \"text\""); everything else is NXDOMAIN. Stopped by PID."""
+
+    def __init__(self, directory, records=(), name="unbound"):
+        self.dir = os.path.join(str(directory), name)
+        self.port = free_port()
+        self.records = list(records)
+        self.conf_path = os.path.join(self.dir, "unbound.conf")
+        self.log_path = os.path.join(self.dir, "unbound.log")
+        self.proc = None
+
+    def _write_config(self):
+        os.makedirs(self.dir, exist_ok=True)
+        lines = ["server:",
+                 "  interface: 127.0.0.1@%d" % self.port, "  port: %d" % self.port,
+                 "  do-ip6: no", "  do-daemonize: no", '  username: ""', '  chroot: ""',
+                 '  directory: "%s"' % self.dir, '  pidfile: "%s"' % os.path.join(self.dir, "unbound.pid"),
+                 "  use-syslog: no", '  logfile: ""', "  verbosity: 1",
+                 "  access-control: 127.0.0.0/8 allow", '  module-config: "iterator"',
+                 '  local-zone: "." static',
+                 "  local-data: \". 3600 IN SOA ns.test. admin.test. 1 3600 600 86400 60\""]
+        for r in self.records:
+            quote = "'" if '"' in r else '"'
+            lines.append("  local-data: %s%s%s" % (quote, r, quote))
+        lines += ["remote-control:", "  control-enable: no"]
+        with open(self.conf_path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def start(self, timeout=15.0):
+        self._write_config()
+        log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(["unbound", "-d", "-c", self.conf_path], stdin=subprocess.DEVNULL,
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        try:
+            wait_port(self.port, timeout=timeout, proc=self.proc)
+        except Exception as e:
+            self.stop()
+            raise RuntimeError("unbound did not start (%s):\n%s" % (e, self.log_text()[-4000:]))
+        return self
+
+    @property
+    def server(self):
+        return "127.0.0.1:%d" % self.port
+
+
 class SmtpSink(ChildProcess):
     """smtp-sink as a byte-recording upstream: `smtp-sink -u nobody -d DUMPDIR/%M. 127.0.0.1:PORT 64`.
 

@@ -22,13 +22,14 @@ if(TARGET portcullis)
     test_mailbox_attacks
     test_mailbox_identity
     test_quickstart
+    test_plugin_api
   )
   foreach(module IN LISTS PC_INTEGRATION_MODULES)
     add_test(NAME integration.${module}
              COMMAND ${Python3_EXECUTABLE} -m unittest -v ${module}
              WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/integration)
     set_tests_properties(integration.${module} PROPERTIES
-      ENVIRONMENT "PORTCULLIS_BIN=$<TARGET_FILE:portcullis>;PORTCULLIS_TEST_PLUGIN=$<TARGET_FILE:pc_testmark>"
+      ENVIRONMENT "PORTCULLIS_BIN=$<TARGET_FILE:portcullis>;PORTCULLIS_TEST_PLUGIN=$<TARGET_FILE:pc_testmark>;PORTCULLIS_TEST_EXAMPLE=$<TARGET_FILE:pc_example>"
       LABELS integration
       TIMEOUT 600
       RUN_SERIAL TRUE)

@@ -107,7 +107,7 @@ static void test_fields_of_the_original(void **state)
     free(n);
     free(h);
     free(b);
-    pc_message_free(m);
+    pc_message_unref(m);
 }
 
 static void test_defaults_without_a_message(void **state)
@@ -141,7 +141,7 @@ static void test_no_header_injection(void **state)
     assert_null(strstr(n, "\r\nX-Evil:"));
     assert_null(strstr(n, "\r\nX-Ref:"));
     free(n);
-    pc_message_free(m);
+    pc_message_unref(m);
 }
 
 /* Long fields are cut, never overflow: the blob fits, and a short buffer gives a shorter blob whose
