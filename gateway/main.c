@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "core/chain.h"
 #include "core/dns.h"
+#include "core/jobs.h"
 #include "core/listener.h"
 #include "core/plugin.h"
 #include "core/spool.h"
@@ -237,6 +238,7 @@ int main(int argc, char **argv)
     char tp[16];
     snprintf(tp, sizeof(tp), "%u", cfg->threadpool_size ? cfg->threadpool_size : 4);
     setenv("UV_THREADPOOL_SIZE", tp, 1);
+    pc_jobs_setup(cfg->threadpool_size ? cfg->threadpool_size : 4);
     signal(SIGPIPE, SIG_IGN);
     /* The handlers are in place before any socket listens: a SIGTERM that comes as soon as the
      * port is open waits for the loop instead of killing the process without a clean stop. */

@@ -8,6 +8,7 @@
 
 #include "base/log.h"
 #include "core/dns.h"
+#include "core/jobs.h"
 #include "imap/imap_client.h"
 #include "imap/imap_server.h"
 #include "net/conn.h"
@@ -123,19 +124,23 @@ static void run(void *arg)
     if (!w->dns)
         pc_log_err(0, "event=resolver worker=%d result=failed error=\"%s\"", w->id, err);
     pc_dns_set_current(w->dns);
+    if (pc_jobs_worker_init(&w->loop) < 0)
+        pc_log_err(0, "event=jobs worker=%d result=failed", w->id);
     /* Filters' per-worker state, before the first session of this loop. */
     for (size_t i = 0; i < w->rt->cfg->nlisteners; i++)
         w->ls[i].fstate = pc_chain_worker_init(w->ls[i].chain, &w->loop, (unsigned)w->id);
     pc_worker_probe_upstreams(w);
     uv_run(&w->loop, UV_RUN_DEFAULT);
-    /* Every session of this loop has ended. */
+    /* Every session of this loop has ended; long jobs still waiting get their after() now,
+     * before the filters' per-worker state goes. */
+    pc_jobs_worker_fini();
     for (size_t i = 0; i < w->rt->cfg->nlisteners; i++) {
         pc_chain_worker_fini(w->ls[i].chain, w->ls[i].fstate, (unsigned)w->id);
         w->ls[i].fstate = NULL;
     }
     pc_dns_free(w->dns);
     w->dns = NULL;
-    uv_run(&w->loop, UV_RUN_NOWAIT); /* the resolver's close callbacks */
+    uv_run(&w->loop, UV_RUN_NOWAIT); /* the resolver's and the job queue's close callbacks */
 }
 
 int pc_worker_start(pc_worker *w)

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "base/log.h"
+#include "core/jobs.h"
 #include "core/spool.h"
 #include "net/conn.h"
 
@@ -591,6 +592,7 @@ int pc_filter_timer(pc_filter_ctx *ctx, unsigned ms, void (*cb)(pc_filter_ctx *c
 
 typedef struct offload {
     uv_work_t req;
+    pc_job job; /* long ones (pc_filter_offload_long) */
     pc_filter_ctx *ctx;
     void (*work)(void *arg);
     void (*after)(pc_filter_ctx *ctx, void *arg);
@@ -632,6 +634,50 @@ int pc_filter_offload(pc_filter_ctx *ctx, void (*work)(void *arg),
     o->arg = arg;
     o->msg = pc_message_ref(pc_ctx_message(ctx));
     if (uv_queue_work(ctx->loop, &o->req, offload_work, offload_after) != 0) {
+        pc_message_unref(o->msg);
+        free(o);
+        return -1;
+    }
+    ctx->refs++;
+    ctx->offloads++;
+    return 0;
+}
+
+static void long_work(pc_job *j)
+{
+    offload *o = (offload *)((char *)j - offsetof(offload, job));
+    o->work(o->arg);
+}
+
+static int long_wanted(pc_job *j)
+{
+    offload *o = (offload *)((char *)j - offsetof(offload, job));
+    return !o->ctx->cancelled; /* the chain gave up while it waited: after() alone, at once */
+}
+
+static void long_after(pc_job *j, int ran)
+{
+    (void)ran;
+    offload *o = (offload *)((char *)j - offsetof(offload, job));
+    offload_after(&o->req, 0);
+}
+
+int pc_filter_offload_long(pc_filter_ctx *ctx, void (*work)(void *arg),
+                           void (*after)(pc_filter_ctx *ctx, void *arg), void *arg)
+{
+    if (!ctx || !work || ctx->cancelled)
+        return -1;
+    offload *o = calloc(1, sizeof(*o));
+    if (!o)
+        return -1;
+    o->req.data = o;
+    o->ctx = ctx;
+    o->work = work;
+    o->after = after;
+    o->arg = arg;
+    o->msg = pc_message_ref(pc_ctx_message(ctx));
+    o->job = (pc_job){.work = long_work, .after = long_after, .wanted = long_wanted};
+    if (pc_job_start_long(&o->job) != 0) {
         pc_message_unref(o->msg);
         free(o);
         return -1;

@@ -1,7 +1,8 @@
-/* pop3_session.h — the state of one client-facing POP3 session and the functions its two files
- * share: pop3_server.c (session life, input, commands, login, relaying) and pop3_retr.c (RETR/TOP
- * through the retrieve hook, serving bodies, the replacement notice, the verdict cache). Internal
- * to the POP3 server; nothing outside includes it. */
+/* pop3_session.h — the state of one client-facing POP3 session and the services its files share,
+ * in layers that call only downwards: pop3_server.c (the session's life, input, commands, login)
+ * calls pop3_retr.c (RETR/TOP through the retrieve hook, pop3_retr.h), and both call
+ * pop3_session.c (output, the upstream leg, relaying), which reports back up through the session's
+ * p3_ops. Internal to the POP3 server. */
 #ifndef PC_POP3_SESSION_H
 #define PC_POP3_SESSION_H
 
@@ -21,6 +22,15 @@
 #define P3_OUT_HIGH (1024 * 1024) /* client write queue above which the upstream is paused */
 #define P3_OUT_BATCH (64 * 1024)  /* answers gather in s->base.out up to this, then go out */
 
+typedef struct p3sess p3sess;
+struct p3_retr;
+
+/* How the files below the session's input loop report back to it (pop3_server.c fills them). */
+typedef struct p3_ops {
+    void (*resume)(p3sess *s); /* go on reading commands */
+    void (*close)(p3sess *s);  /* end the session */
+} p3_ops;
+
 enum p3_phase {
     P3_TLS,     /* handshake in progress */
     P3_CONNECT, /* the CONNECT hook runs: no greeting yet, input stays buffered */
@@ -30,10 +40,7 @@ enum p3_phase {
     P3_CLOSING,
 };
 
-/* Steps of a RETR/TOP that goes through the retrieve hook. */
-enum p3_rstep { R_NONE, R_UIDL, R_LIST, R_BODY, R_CHAIN, R_SERVE };
-
-typedef struct p3sess {
+struct p3sess {
     pc_session base; /* first: what every protocol's session has (session.h); base.run is the
                         hook running (CONNECT, RETRIEVE, CLOSE), one at a time */
     enum p3_phase phase;
@@ -68,26 +75,10 @@ typedef struct p3sess {
     char upline[64];
     pc_buf capa; /* CAPA after login, filtered before it is relayed */
 
-    /* retrieve */
-    enum p3_rstep rstep;
-    int rpipe;   /* UIDL, LIST and RETR/TOP went upstream together */
-    int rmode;   /* what happens to the body (pop3_retr.c) */
-    char *rinfo; /* a cached notice's fields */
-    size_t rinfo_len;
-    char uidl[80];
-    size_t list_size;
-    char okline[PC_POP3_RESP_MAX];
-    pc_spool *spool;
-    int spool_err;
-    size_t spool_size;
-    pc_message *msg;
-    char *notice; /* the replacement notice being served */
-    size_t notice_len;
-    size_t serve_off;
-    int serve_bol, serve_cr;
-    size_t serve_last2;
-    int serving;
-} p3sess;
+    char okline[PC_POP3_RESP_MAX]; /* an upstream +OK kept for later (login, retrieve) */
+    struct p3_retr *r; /* a RETR/TOP through the retrieve hook (pop3_retr.c); NULL until one */
+    const p3_ops *ops;
+};
 
 _Static_assert(offsetof(p3sess, base) == 0,
                "a p3sess is its pc_session (conn and chain callbacks)");
@@ -103,13 +94,16 @@ static inline int p3_write(p3sess *s, const void *p, size_t n)
     return pc_session_write(&s->base, p, n);
 }
 
-/* pop3_server.c */
+/* pop3_session.c */
 /* Appends to s->base.out (status line and body leave in one write); flushes past P3_OUT_BATCH. The
  * rest goes out at p3_flush (end of input processing, close). */
 int p3_queue(p3sess *s, const void *p, size_t n);
 void p3_resume(p3sess *s);
 void p3_close(p3sess *s);
 void p3_upstream_lost(p3sess *s);
+/* Is v a command relayed as it is, whose answer the gateway only passes on (so that more may be
+ * pipelined upstream behind it)? */
+int p3_plain_relay(const p3sess *s, pc_pop3_verb v);
 /* Relays the command in s->upline (s->cmd) as it is: status line sanitised, body byte-exact. */
 void p3_relay(p3sess *s);
 /* Relays body bytes of an answer to the client (batched; pauses the upstream while the client is
@@ -118,10 +112,5 @@ int p3_relay_bytes(p3sess *s, const char *p, size_t n);
 /* Sends a command upstream with handler h; on failure answers -ERR [SYS/TEMP] and closes. */
 void p3_up_send(p3sess *s, const char *line, int multiline, size_t max_body,
                 const pc_pop3c_handler *h);
-
-/* pop3_retr.c */
-void p3_retrieve(p3sess *s);
-void p3_retr_reset(p3sess *s);
-void p3_serve_pump(p3sess *s);
 
 #endif

@@ -149,24 +149,27 @@ static int auth_offered(sess *s)
     return (upcaps(s) & PC_CAP_AUTH) && (s->base.tls || s->base.cfg->plaintext_auth);
 }
 
-static void cmd_helo(sess *s, const pc_smtp_cmd *cmd, int ehlo)
+static int cmd_helo(sess *s, const pc_smtp_cmd *cmd, char *line, size_t len)
 {
+    (void)line;
+    (void)len;
     if (pc_smtp_helo_valid(cmd->arg.p, cmd->arg.n) < 0) {
         ss_reply(s, "501 5.5.4 Invalid domain name");
         ss_error_count(s);
-        return;
+        return 1;
     }
     ss_txn_reset(s);
     size_t n = cmd->arg.n < sizeof(s->helo) - 1 ? cmd->arg.n : sizeof(s->helo) - 1;
     memcpy(s->helo, cmd->arg.p, n);
     s->helo[n] = '\0';
     s->base.sv.helo = s->helo;
-    s->esmtp = ehlo;
-    ss_run_hook(s, PC_HOOK_HELO, ST_HELO);
+    s->esmtp = cmd->verb == PC_SMTP_EHLO;
+    return 0;
 }
 
-void ss_helo_after_filters(sess *s, const pc_decision *d)
+static void helo_proceed(sess *s, const pc_decision *d)
 {
+    s->step = ST_NONE;
     if (ss_verdict_stops(s, d, PC_SMTP_AT_COMMAND)) {
         s->helo[0] = '\0';
         s->base.sv.helo = NULL;
@@ -249,46 +252,41 @@ static int has_8bit(pc_slice p)
     return 0;
 }
 
-static void cmd_mail(sess *s, const char *line, size_t len)
+/* MAIL: the verb table has checked that HELO came first and no transaction is open. UTF-8 is parsed
+ * in the address whatever the client or the upstream offers; whether it may be there is decided
+ * below from this command's own SMTPUTF8 parameter. */
+static int cmd_mail(sess *s, const pc_smtp_cmd *c, char *line, size_t len)
 {
-    if (!s->helo[0]) {
-        ss_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
-        return;
-    }
+    (void)line;
+    (void)len;
     if (tls_required_refused(s))
-        return;
-    if (s->in_txn) {
-        ss_reply(s, "503 5.5.1 Error: nested MAIL command");
-        return;
-    }
-    pc_smtp_cmd cmd;
-    /* UTF-8 is parsed in the address whatever the client or the upstream offers; whether it may be
-     * there is decided below from this command's own SMTPUTF8 parameter. */
-    pc_smtp_err e = pc_smtp_cmd_parse(line, len, 1, &cmd);
+        return 1;
+    const pc_smtp_cmd cmd = *c;
+    pc_smtp_err e = s->parse_err;
     if (e == PC_SMTP_E_ADDRESS) {
         ss_reply(s, "501 5.1.7 Bad sender address syntax");
         ss_error_count(s);
-        return;
+        return 1;
     }
     if (e == PC_SMTP_E_PARAMS) {
         ss_reply(s, "555 5.5.4 Unsupported or malformed parameters");
         ss_error_count(s);
-        return;
+        return 1;
     }
     if (e != PC_SMTP_E_OK) {
         ss_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
         ss_error_count(s);
-        return;
+        return 1;
     }
     unsigned caps = upcaps(s);
-    s->body8bit = s->smtputf8 = 0; /* this MAIL's parameters only, not a refused one's */
+    s->txn.body8bit = s->txn.smtputf8 = 0; /* this MAIL's parameters only, not a refused one's */
     for (size_t i = 0; i < cmd.nparams; i++) {
         const pc_smtp_param *pm = &cmd.params[i];
         if (keyis(pm, "SIZE") && pm->value.n) {
             char tmp[24];
             if (pm->value.n >= sizeof(tmp)) {
                 ss_reply(s, "552 5.3.4 Message size exceeds fixed limit");
-                return;
+                return 1;
             }
             memcpy(tmp, pm->value.p, pm->value.n);
             tmp[pm->value.n] = '\0';
@@ -297,20 +295,20 @@ static void cmd_mail(sess *s, const char *line, size_t len)
             if (*end || tmp[0] < '0' || tmp[0] > '9') {
                 ss_reply(s, "501 5.5.4 Bad SIZE value");
                 ss_error_count(s);
-                return;
+                return 1;
             }
             if (v > announced_size(s)) {
                 ss_reply(s, "552 5.3.4 Message size exceeds fixed limit");
-                return;
+                return 1;
             }
         } else if (keyis(pm, "BODY") && (valis(pm, "8BITMIME") || valis(pm, "7BIT"))) {
             if (valis(pm, "8BITMIME") && !(caps & PC_CAP_8BITMIME)) {
                 ss_reply(s, "555 5.5.4 BODY=8BITMIME not supported");
-                return;
+                return 1;
             }
-            s->body8bit = valis(pm, "8BITMIME");
+            s->txn.body8bit = valis(pm, "8BITMIME");
         } else if (keyis(pm, "SMTPUTF8") && pm->value.n == 0 && (caps & PC_CAP_SMTPUTF8)) {
-            s->smtputf8 = 1;
+            s->txn.smtputf8 = 1;
         } else if ((keyis(pm, "RET") || keyis(pm, "ENVID")) && (caps & PC_CAP_DSN)) {
             /* relayed as given (validated printable by the parser) */
         } else if (keyis(pm, "AUTH") && s->authed) {
@@ -319,24 +317,25 @@ static void cmd_mail(sess *s, const char *line, size_t len)
             ss_reply(s, "555 5.5.4 Unsupported parameter %.*s",
                      (int)(pm->key.n > 40 ? 40 : pm->key.n), pm->key.p);
             ss_error_count(s);
-            return;
+            return 1;
         }
     }
-    if (!s->smtputf8 && has_8bit(cmd.path)) {
-        s->body8bit = 0;
+    if (!s->txn.smtputf8 && has_8bit(cmd.path)) {
+        s->txn.body8bit = 0;
         ss_reply(s, "553 5.6.7 Non-ASCII sender address requires SMTPUTF8");
-        return;
+        return 1;
     }
-    if (copy_path(s->sender, sizeof(s->sender), cmd.path) < 0 ||
-        build_line(s, s->mail_line, sizeof(s->mail_line), "MAIL FROM", s->sender, &cmd) < 0) {
+    if (copy_path(s->txn.sender, sizeof(s->txn.sender), cmd.path) < 0 ||
+        build_line(s, s->txn.mail_line, sizeof(s->txn.mail_line), "MAIL FROM", s->txn.sender,
+                   &cmd) < 0) {
         ss_reply(s, "501 5.1.7 Sender address too long");
-        return;
+        return 1;
     }
-    s->base.sv.sender = s->sender;
-    ss_run_hook(s, PC_HOOK_MAIL, ST_MAIL);
+    s->base.sv.sender = s->txn.sender;
+    return 0;
 }
 
-void ss_mail_after_filters(sess *s, const pc_decision *d)
+static void mail_proceed(sess *s, const pc_decision *d)
 {
     if (ss_verdict_stops(s, d, PC_SMTP_AT_COMMAND)) {
         ss_txn_reset(s);
@@ -354,28 +353,26 @@ static int domain_accepted(sess *s, const char *dom)
     return 0;
 }
 
-static void cmd_rcpt(sess *s, const char *line, size_t len)
+static int cmd_rcpt(sess *s, const pc_smtp_cmd *c, char *line, size_t len)
 {
-    if (!s->in_txn) {
-        ss_reply(s, "503 5.5.1 Error: need MAIL command");
-        return;
-    }
-    pc_smtp_cmd cmd;
-    pc_smtp_err e = pc_smtp_cmd_parse(line, len, 1, &cmd);
+    (void)line;
+    (void)len;
+    const pc_smtp_cmd cmd = *c;
+    pc_smtp_err e = s->parse_err;
     if (e == PC_SMTP_E_ADDRESS) {
         ss_reply(s, "501 5.1.3 Bad recipient address syntax");
         ss_error_count(s);
-        return;
+        return 1;
     }
     if (e == PC_SMTP_E_PARAMS) {
         ss_reply(s, "555 5.5.4 Unsupported or malformed parameters");
         ss_error_count(s);
-        return;
+        return 1;
     }
     if (e != PC_SMTP_E_OK || cmd.path.n == 0) {
         ss_reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
         ss_error_count(s);
-        return;
+        return 1;
     }
     unsigned caps = upcaps(s);
     for (size_t i = 0; i < cmd.nparams; i++) {
@@ -385,42 +382,45 @@ static void cmd_rcpt(sess *s, const char *line, size_t len)
         ss_reply(s, "555 5.5.4 Unsupported parameter %.*s", (int)(pm->key.n > 40 ? 40 : pm->key.n),
                  pm->key.p);
         ss_error_count(s);
-        return;
+        return 1;
     }
-    if (!s->smtputf8 && has_8bit(cmd.path)) {
+    if (!s->txn.smtputf8 && has_8bit(cmd.path)) {
         ss_reply(s, "553 5.6.7 Non-ASCII recipient address requires SMTPUTF8");
-        return;
+        return 1;
     }
-    if (s->nrcpts >= s->base.cfg->limits.recipients) {
+    if (s->txn.naccepted >= s->base.cfg->limits.recipients) {
         ss_reply(s, "452 4.5.3 Error: too many recipients");
-        return;
+        return 1;
     }
-    if (copy_path(s->cur_rcpt, sizeof(s->cur_rcpt), cmd.path) < 0 ||
-        build_line(s, s->cur_line, sizeof(s->cur_line), "RCPT TO", s->cur_rcpt, &cmd) < 0) {
+    if (copy_path(s->txn.cur_rcpt, sizeof(s->txn.cur_rcpt), cmd.path) < 0 ||
+        build_line(s, s->txn.cur_line, sizeof(s->txn.cur_line), "RCPT TO", s->txn.cur_rcpt, &cmd) <
+            0) {
         ss_reply(s, "501 5.1.3 Recipient address too long");
-        return;
+        return 1;
     }
     /* Relay control is the gateway's own: the upstream often trusts the gateway's address. */
     char dom[256];
-    int local_postmaster = cmd.domain.n == 0 && strcasecmp(s->cur_rcpt, "postmaster") == 0;
+    int local_postmaster = cmd.domain.n == 0 && strcasecmp(s->txn.cur_rcpt, "postmaster") == 0;
     copy_path(dom, sizeof(dom), cmd.domain.n < sizeof(dom) ? cmd.domain : (pc_slice){"", 0});
     if (!local_postmaster && !domain_accepted(s, dom) && !s->authed &&
         !pc_netlist_match(&s->base.cfg->trusted_networks, (struct sockaddr *)&s->base.sv.client)) {
         char r[300];
-        pc_sanitize(r, sizeof(r), s->cur_rcpt, strlen(s->cur_rcpt), 1);
+        pc_sanitize(r, sizeof(r), s->txn.cur_rcpt, strlen(s->txn.cur_rcpt), 1);
         ss_reply(s, "554 5.7.1 <%s>: Relay access denied", r);
         pc_log_notice(s->base.sid, "event=relay-denied client=%s from=<%s> to=<%s>",
-                      s->base.client_ip, s->sender, r);
-        return;
+                      s->base.client_ip, s->txn.sender, r);
+        return 1;
     }
-    s->base.sv.rcpt = s->cur_rcpt;
-    ss_run_hook(s, PC_HOOK_RCPT, ST_RCPT);
+    s->base.sv.rcpt = s->txn.cur_rcpt;
+    return 0;
 }
 
-void ss_rcpt_after_filters(sess *s, const pc_decision *d)
+static void rcpt_proceed(sess *s, const pc_decision *d)
 {
     s->base.sv.rcpt = NULL;
-    if (ss_verdict_stops(s, d, PC_SMTP_AT_COMMAND)) {
+    int code = ss_verdict_stops(s, d, PC_SMTP_AT_COMMAND);
+    if (code) {
+        ss_record_rcpt(s, PC_RCPT_REFUSED, code, d->action);
         s->step = ST_NONE;
         return;
     }
@@ -430,65 +430,69 @@ void ss_rcpt_after_filters(sess *s, const pc_decision *d)
         s->step = ST_NONE;
         return;
     }
-    ss_up_send(s, s->cur_line, 0);
+    ss_up_send(s, s->txn.cur_line, 0);
 }
 
-static void cmd_data(sess *s)
+static int cmd_data(sess *s, const pc_smtp_cmd *cmd, char *line, size_t len)
 {
-    if (!s->in_txn) {
-        ss_reply(s, "503 5.5.1 Error: need MAIL command");
-        return;
-    }
-    if (s->nrcpts == 0) {
+    (void)cmd;
+    (void)line;
+    (void)len;
+    if (s->txn.naccepted == 0) {
         ss_reply(s, "554 5.5.1 Error: no valid recipients");
-        return;
+        return 1;
     }
-    s->spool = pc_spool_new(s->base.l->spool_threshold);
-    if (!s->spool) {
+    s->txn.spool = pc_spool_new(s->base.l->spool_threshold);
+    if (!s->txn.spool) {
         ss_reply(s, "451 4.3.0 Local error in processing");
-        return;
+        return 1;
     }
-    pc_smtp_data_init(&s->data, s->base.cfg->limits.text_line_length, announced_size(s),
+    pc_smtp_data_init(&s->txn.data, s->base.cfg->limits.text_line_length, announced_size(s),
                       s->base.cfg->bare_lf_normalize);
     ss_reply(s, "354 End data with <CR><LF>.<CR><LF>");
     s->phase = PH_DATA;
     pc_conn_set_timeout(s->base.c, s->base.cfg->timeouts.data_block_ms);
+    return 1;
 }
 
-static void cmd_starttls(sess *s)
+static int cmd_starttls(sess *s, const pc_smtp_cmd *cmd, char *line, size_t len)
 {
+    (void)cmd;
+    (void)line;
+    (void)len;
     if (s->base.cfg->tls.mode != PC_TLS_STARTTLS || !s->base.l->server_tls) {
         ss_reply(s, "502 5.5.1 Error: command not implemented");
-        return;
+        return 1;
     }
     if (s->base.tls) {
         ss_reply(s, "503 5.5.1 Error: TLS already active");
-        return;
+        return 1;
     }
     if (!pc_session_handshake_allowed(&s->base)) {
         ss_reply(s, "454 4.7.0 TLS not available: too many handshakes from your address");
-        return;
+        return 1;
     }
     ss_reply(s, "220 2.0.0 Ready to start TLS");
     s->phase = PH_TLS;
     if (pc_session_starttls(&s->base, "starttls-injection", s->line_consumed) < 0)
         ss_close_session(s);
+    return 1;
 }
 
-static void cmd_auth(sess *s, const pc_smtp_cmd *cmd, char *line, size_t len)
+static int cmd_auth(sess *s, const pc_smtp_cmd *cmd, char *line, size_t len)
 {
-    if (!s->helo[0] || !s->esmtp) {
+    if (!s->esmtp) {
         ss_reply(s, "503 5.5.1 Error: send EHLO first");
-        return;
+        return 1;
     }
     if (!s->base.tls && !s->base.cfg->plaintext_auth) {
         explicit_bzero(line, len);
         ss_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
-        return;
+        return 1;
     }
     if (!auth_offered(s)) {
         ss_reply(s, "502 5.5.1 Error: authentication not enabled");
-        return;
+        return 1;
     }
     /* Failures are counted per client address across sessions, not only in this one. */
     if (pc_addr_count((struct sockaddr *)&s->base.sv.client, PC_CNT_AUTHFAIL, 60) >=
@@ -497,20 +501,20 @@ static void cmd_auth(sess *s, const pc_smtp_cmd *cmd, char *line, size_t len)
         ss_reply(s, "454 4.7.0 Too many failed authentications from your address, try again later");
         pc_log_notice(s->base.sid, "event=limit limit=auth_failures_per_address client=%s",
                       s->base.client_ip);
-        return;
+        return 1;
     }
     if (s->authed) {
         ss_reply(s, "503 5.5.1 Error: already authenticated");
-        return;
+        return 1;
     }
-    if (s->in_txn) {
+    if (s->txn.open) {
         ss_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
-        return;
+        return 1;
     }
     if (len >= sizeof(s->auth_line)) {
         explicit_bzero(line, len);
         ss_reply(s, "500 5.5.6 Authentication exchange line is too long");
-        return;
+        return 1;
     }
     /* The mechanism must be one the upstream announced. */
     size_t mlen = 0;
@@ -530,7 +534,7 @@ static void cmd_auth(sess *s, const pc_smtp_cmd *cmd, char *line, size_t len)
         explicit_bzero(line, len);
         ss_reply(s, "504 5.5.4 Unrecognized authentication type");
         ss_error_count(s);
-        return;
+        return 1;
     }
     s->user[0] = '\0';
     s->auth_plain = mlen == 5 && strncasecmp(cmd->arg.p, "PLAIN", 5) == 0;
@@ -547,20 +551,106 @@ static void cmd_auth(sess *s, const pc_smtp_cmd *cmd, char *line, size_t len)
     s->step = ST_AUTH;
     s->up_noreuse = 1;
     ss_up_start(s);
+    return 1;
 }
 
-static void cmd_rset(sess *s)
+static int cmd_rset(sess *s, const pc_smtp_cmd *cmd, char *line, size_t len)
 {
+    (void)cmd;
+    (void)line;
+    (void)len;
     ss_txn_reset(s);
     ss_reply(s, "250 2.0.0 Ok");
+    return 1;
 }
 
-/* The table of verbs: what is legal when is decided in each handler; the table names them. */
+static int cmd_quit(sess *s, const pc_smtp_cmd *cmd, char *line, size_t len)
+{
+    (void)cmd;
+    (void)line;
+    (void)len;
+    ss_reply(s, "221 2.0.0 Bye");
+    ss_close_session(s);
+    return 1;
+}
+
+/* ---- the verb table ---------------------------------------------------------------------------
+ */
+
+/* Where the session is, as far as what a command may do (RFC 5321 §4.1.4). */
+enum cmd_state {
+    CS_FRESH, /* no HELO/EHLO yet (or none since STARTTLS) */
+    CS_READY, /* greeted, no transaction */
+    CS_TXN,   /* a MAIL was accepted */
+    CS__COUNT
+};
+
+typedef struct smtp_verb {
+    /* MAIL and RCPT parse 8-bit addresses and answer their own syntax errors; for every other verb
+     * a malformed line is answered 501 before anything else. */
+    int own_syntax;
+    const char *refuse[CS__COUNT]; /* the reply where the verb is not allowed; NULL: allowed */
+    /* Checks the command and answers it (1), or returns 0 to run hook, then proceed. */
+    int (*check)(sess *s, const pc_smtp_cmd *cmd, char *line, size_t len);
+    pc_hook hook;
+    enum step step;
+    void (*proceed)(sess *s, const pc_decision *d);
+    const char *reply; /* verbs without check: the fixed answer */
+    int error;         /* that answer counts as an error */
+} smtp_verb;
+
+#define NEED_MAIL "503 5.5.1 Error: need MAIL command"
+#define NOT_IMPL "502 5.5.1 Error: command not implemented"
+
+static const smtp_verb verbs[PC_SMTP_VERB_COUNT] = {
+    [PC_SMTP_HELO] = {.check = cmd_helo,
+                      .hook = PC_HOOK_HELO,
+                      .step = ST_HELO,
+                      .proceed = helo_proceed},
+    [PC_SMTP_EHLO] = {.check = cmd_helo,
+                      .hook = PC_HOOK_HELO,
+                      .step = ST_HELO,
+                      .proceed = helo_proceed},
+    [PC_SMTP_MAIL] = {.own_syntax = 1,
+                      .refuse = {[CS_FRESH] = "503 5.5.1 Error: send HELO/EHLO first",
+                                 [CS_TXN] = "503 5.5.1 Error: nested MAIL command"},
+                      .check = cmd_mail,
+                      .hook = PC_HOOK_MAIL,
+                      .step = ST_MAIL,
+                      .proceed = mail_proceed},
+    [PC_SMTP_RCPT] = {.own_syntax = 1,
+                      .refuse = {[CS_FRESH] = NEED_MAIL, [CS_READY] = NEED_MAIL},
+                      .check = cmd_rcpt,
+                      .hook = PC_HOOK_RCPT,
+                      .step = ST_RCPT,
+                      .proceed = rcpt_proceed},
+    [PC_SMTP_DATA] = {.refuse = {[CS_FRESH] = NEED_MAIL, [CS_READY] = NEED_MAIL},
+                      .check = cmd_data},
+    [PC_SMTP_RSET] = {.check = cmd_rset},
+    [PC_SMTP_NOOP] = {.reply = "250 2.0.0 Ok"},
+    [PC_SMTP_QUIT] = {.check = cmd_quit},
+    [PC_SMTP_VRFY] = {.reply = "252 2.5.2 Cannot VRFY user, but will accept message"},
+    [PC_SMTP_EXPN] = {.reply = NOT_IMPL},
+    [PC_SMTP_HELP] = {.reply = "214 2.0.0 See RFC 5321"},
+    [PC_SMTP_STARTTLS] = {.check = cmd_starttls},
+    [PC_SMTP_AUTH] = {.refuse = {[CS_FRESH] = "503 5.5.1 Error: send EHLO first"},
+                      .check = cmd_auth},
+    [PC_SMTP_BDAT] = {.reply = NOT_IMPL, .error = 1},
+    [PC_SMTP_XCLIENT] = {.reply = NOT_IMPL, .error = 1},
+};
+
+static enum cmd_state cmd_state(const sess *s)
+{
+    if (!s->helo[0])
+        return CS_FRESH;
+    return s->txn.open ? CS_TXN : CS_READY;
+}
+
 void ss_command(sess *s, char *line, size_t len)
 {
     pc_smtp_cmd cmd;
     /* 8-bit is allowed only in MAIL and RCPT addresses (the parser refuses it elsewhere); their
-     * handlers decide whether the transaction may carry it. */
+     * checks decide whether the transaction may carry it. */
     pc_smtp_err e = pc_smtp_cmd_parse(line, len, 1, &cmd);
     s->first_cmd = 1;
     if (e == PC_SMTP_E_NUL || e == PC_SMTP_E_8BIT) {
@@ -568,7 +658,8 @@ void ss_command(sess *s, char *line, size_t len)
         ss_error_count(s);
         return;
     }
-    if (e == PC_SMTP_E_UNKNOWN) {
+    if (e == PC_SMTP_E_UNKNOWN || (unsigned)cmd.verb >= PC_SMTP_VERB_COUNT ||
+        cmd.verb == PC_SMTP_UNKNOWN) {
         if (len >= 6 && strncmp(line, "PROXY ", 6) == 0) {
             ss_reply(s, "421 4.7.0 %s PROXY protocol not accepted from your address",
                      s->base.cfg->hostname);
@@ -579,36 +670,31 @@ void ss_command(sess *s, char *line, size_t len)
         ss_error_count(s);
         return;
     }
-    switch (cmd.verb) {
-    case PC_SMTP_MAIL: cmd_mail(s, line, len); return;
-    case PC_SMTP_RCPT: cmd_rcpt(s, line, len); return;
-    default: break;
-    }
-    if (e != PC_SMTP_E_OK) {
+    const smtp_verb *v = &verbs[cmd.verb];
+    if (!v->own_syntax && e != PC_SMTP_E_OK) {
         ss_reply(s, "501 5.5.4 Syntax error in parameters or arguments");
         ss_error_count(s);
         return;
     }
-    switch (cmd.verb) {
-    case PC_SMTP_EHLO: cmd_helo(s, &cmd, 1); return;
-    case PC_SMTP_HELO: cmd_helo(s, &cmd, 0); return;
-    case PC_SMTP_DATA: cmd_data(s); return;
-    case PC_SMTP_RSET: cmd_rset(s); return;
-    case PC_SMTP_NOOP: ss_reply(s, "250 2.0.0 Ok"); return;
-    case PC_SMTP_QUIT:
-        ss_reply(s, "221 2.0.0 Bye");
-        ss_close_session(s);
-        return;
-    case PC_SMTP_VRFY: ss_reply(s, "252 2.5.2 Cannot VRFY user, but will accept message"); return;
-    case PC_SMTP_EXPN: ss_reply(s, "502 5.5.1 Error: command not implemented"); return;
-    case PC_SMTP_HELP: ss_reply(s, "214 2.0.0 See RFC 5321"); return;
-    case PC_SMTP_STARTTLS: cmd_starttls(s); return;
-    case PC_SMTP_AUTH: cmd_auth(s, &cmd, line, len); return;
-    case PC_SMTP_BDAT:
-    case PC_SMTP_XCLIENT:
-    default:
-        ss_reply(s, "502 5.5.1 Error: command not implemented");
-        ss_error_count(s);
+    const char *refusal = v->refuse[cmd_state(s)];
+    if (refusal) {
+        ss_reply(s, "%s", refusal);
         return;
     }
+    if (!v->check) {
+        ss_reply(s, "%s", v->reply ? v->reply : NOT_IMPL);
+        if (v->error || !v->reply)
+            ss_error_count(s);
+        return;
+    }
+    s->parse_err = e;
+    if (v->check(s, &cmd, line, len) != 0)
+        return;
+    s->pending = cmd.verb;
+    ss_run_hook(s, v->hook, v->step);
+}
+
+void ss_cmd_proceed(sess *s, const pc_decision *d)
+{
+    verbs[s->pending].proceed(s, d);
 }

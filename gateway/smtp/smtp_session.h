@@ -1,7 +1,8 @@
-/* smtp_session.h — the state of one client-facing SMTP session and the functions its two files
- * share: smtp_server.c (session life, input, replies, filters, upstream, the message) and
- * smtp_cmd.c (the commands and the AUTH exchange). Internal to the SMTP server; nothing outside
- * includes it. */
+/* smtp_session.h — the state of one client-facing SMTP session and the services its files share,
+ * in three layers that call only downwards: smtp_server.c (the session's life, its input loop, the
+ * message after the dot) calls smtp_cmd.c (the command table and the AUTH exchange), which calls
+ * smtp_session.c (replies, the transaction, the chain, the upstream leg, the end); smtp_session.c
+ * reports back up through the session's ss_ops. Internal to the SMTP server. */
 #ifndef PC_SMTP_SESSION_H
 #define PC_SMTP_SESSION_H
 
@@ -9,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/log.h"
 #include "core/chain.h"
 #include "core/listener.h"
 #include "core/session.h"
@@ -19,8 +21,8 @@
 #include "smtp/smtp_parse.h"
 #include "smtp/smtp_render.h"
 #include "smtp/smtp_reply.h"
+#include "smtp/smtp_txn.h"
 
-#define PATH_MAX_LEN 512
 #define AUTH_LINE_MAX 12288 /* RFC 4954 §4 */
 
 enum phase {
@@ -52,12 +54,16 @@ enum step {
     ST_MAIL_RSET, /* RSET upstream left over from an earlier transaction, then MAIL */
 };
 
-typedef struct rcpt {
-    char *addr; /* path as given */
-    char *line; /* the RCPT line sent upstream, kept for replay */
-} rcpt;
+typedef struct sess sess;
 
-typedef struct sess {
+/* How the files below the session's input loop report back to it (smtp_server.c fills them). */
+typedef struct ss_ops {
+    void (*resume)(sess *s);                             /* go on reading commands */
+    void (*step_done)(sess *s, const pc_decision *d);    /* a hook's decision arrived */
+    void (*auth_reply)(sess *s, const pc_smtp_reply *r); /* the upstream answered AUTH */
+} ss_ops;
+
+struct sess {
     pc_session base; /* first: what every protocol's session has (session.h); base.run is the
                         hook running, one at a time */
     enum phase phase;
@@ -78,22 +84,10 @@ typedef struct sess {
     unsigned auth_failures;
     unsigned messages;
 
-    /* transaction */
-    int in_txn;
-    char sender[PATH_MAX_LEN];
-    char mail_line[1024];
-    rcpt *rcpts;
-    size_t nrcpts;
-    char **rcpt_addrs; /* the addresses of rcpts, for the filters' view */
-    char cur_rcpt[PATH_MAX_LEN];
-    char cur_line[1024];
-    int body8bit, smtputf8;
-    pc_smtp_data data;
-    pc_spool *spool;
-    int spool_err;
-    pc_message *msg;
-    size_t replay_idx;
-    uint64_t txn_start_ms;
+    pc_smtp_txn txn;       /* the transaction (smtp_txn.h): empty outside one */
+    pc_smtp_verb pending;  /* the command whose hook is running (its proceed comes next) */
+    pc_smtp_err parse_err; /* the command line's parse result, for MAIL and RCPT's own checks */
+    const ss_ops *ops;
 
     /* asynchronous work */
     pc_smtpc *up;
@@ -106,7 +100,7 @@ typedef struct sess {
     int auth_login;     /* the mechanism is LOGIN (first response is the user name) */
     int auth_stage;     /* client responses seen in this exchange */
     int auth_cancelled; /* the client answered "*" */
-} sess;
+};
 
 _Static_assert(offsetof(sess, base) == 0, "a sess is its pc_session (conn and chain callbacks)");
 
@@ -116,10 +110,16 @@ static inline void ss_flush(sess *s)
 {
     pc_session_flush(&s->base);
 }
+/* smtp_session.c */
 void ss_relay_reply(sess *s, const pc_smtp_reply *r);
 void ss_error_count(sess *s);
 void ss_txn_reset(sess *s);
+/* Records the transaction's current recipient with its outcome (and the filters' view). */
+void ss_record_rcpt(sess *s, pc_rcpt_status st, int code, pc_action action);
+/* Renders a refusing decision as the reply (smtp_render.c): returns its code if the step must stop
+ * there, 0 if it goes on. */
 int ss_verdict_stops(sess *s, const pc_decision *d, pc_smtp_stage stage);
+/* Runs hook if a filter uses it, then ops->step_done; without one, ops->step_done at once. */
 void ss_run_hook(sess *s, pc_hook hook, enum step step);
 void ss_upstream_failed_reply(sess *s, pc_smtpc_status st);
 void ss_drop_upstream(sess *s);
@@ -132,13 +132,21 @@ void ss_up_send(sess *s, const char *line, int secret);
  * RSET if an earlier transaction is still open there, or on a new session. */
 void ss_up_start(sess *s);
 int ss_reply_class_ok(const pc_smtp_reply *r);
+/* Hands the filtered message to the upstream; its reply is the client's. */
+void ss_send_message(sess *s);
+/* The one log line of a transaction. */
+void ss_log_message(sess *s, pc_log_level level, const char *result, const char *detail,
+                    size_t size);
 void ss_resume(sess *s);
 void ss_close_session(sess *s);
-void ss_auth_done(sess *s, const pc_smtp_reply *r);
-void ss_auth_continue(sess *s, char *line, size_t len);
-void ss_helo_after_filters(sess *s, const pc_decision *d);
-void ss_mail_after_filters(sess *s, const pc_decision *d);
-void ss_rcpt_after_filters(sess *s, const pc_decision *d);
+
+/* smtp_cmd.c */
+/* One command line (PH_CMD): the verb table decides whether it is allowed now, its check answers
+ * or runs its hook; the hook's decision comes back through ss_cmd_proceed. */
 void ss_command(sess *s, char *line, size_t len);
+void ss_cmd_proceed(sess *s, const pc_decision *d);
+/* A SASL response line (PH_AUTH), and the upstream's answer to the exchange. */
+void ss_auth_continue(sess *s, char *line, size_t len);
+void ss_auth_done(sess *s, const pc_smtp_reply *r);
 
 #endif

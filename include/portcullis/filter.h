@@ -70,6 +70,12 @@ void *pc_filter_worker_state(pc_filter_ctx *ctx);
  * Returns 0 or -1. */
 int pc_filter_offload(pc_filter_ctx *ctx, void (*work)(void *arg),
                       void (*after)(pc_filter_ctx *ctx, void *arg), void *arg);
+/* The same for work that may hold a thread for long (a scan, a body hash or a regular expression
+ * over a large message): at most threadpool_size - 1 such jobs run at once across all workers, so
+ * one thread always stays for short work; the others wait in order. If the chain gives up on the
+ * hook while the job waits, work() is skipped and after() runs at once (pc_ctx_cancelled true). */
+int pc_filter_offload_long(pc_filter_ctx *ctx, void (*work)(void *arg),
+                           void (*after)(pc_filter_ctx *ctx, void *arg), void *arg);
 /* Calls cb(ctx, arg) once after ms on the session's loop, unless the hook was answered, timed out
  * or cancelled first. Returns 0 or -1. */
 int pc_filter_timer(pc_filter_ctx *ctx, unsigned ms, void (*cb)(pc_filter_ctx *ctx, void *arg),

@@ -5,11 +5,12 @@
  *                      each loop; fini_worker logs "example-worker-stop messages=N".
  *   the resolver       at MESSAGE it asks the TXT record of its `lookup` option through
  *                      pc_filter_dns() and adds "X-Example-Lookup: STATUS TEXT" to the message.
- *   the sealed message then it hands the message to the threadpool (pc_filter_offload), which waits
- *                      `delay` and reads the sealed bytes without a copy (pc_message_map) to log
- *                      "example-offload bytes=N fnv=HEX cancelled=0|1". With a delay longer than
- * the filter's timeout the chain gives up first, the session goes on and may end, and the read
- * still sees valid bytes: the offload holds a reference.
+ *   the sealed message then it hands the message to the threadpool as a long job
+ *                      (pc_filter_offload_long), which waits `delay` and reads the sealed bytes
+ *                      without a copy (pc_message_map) to log "example-offload bytes=N fnv=HEX
+ *                      mapped=0|1 cancelled=0|1". With a delay longer than the filter's timeout
+ *                      the chain gives up first, the session goes on and may end, and the read
+ *                      still sees valid bytes: the offload holds a reference.
  *
  * Options: lookup (a domain name, required), delay (a duration, default 0). */
 #include <stdint.h>
@@ -159,7 +160,7 @@ static void on_answer(void *arg, const pc_dns_answer *a)
     if (m)
         pc_message_add_header(m, "X-Example-Lookup", value);
     j->msg = m;
-    if (!m || pc_filter_offload(ctx, work, after, j) < 0) {
+    if (!m || pc_filter_offload_long(ctx, work, after, j) < 0) {
         pc_verdict v = {.action = PC_CONTINUE};
         j->done(ctx, &v);
         free(j);
