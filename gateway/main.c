@@ -124,6 +124,7 @@ static int build_runtime(pc_config *cfg, char *err, size_t errlen)
             snprintf(err, errlen, "listener %s: %s", l->name, e);
             return -1;
         }
+        pc_chain_set_scores(rt.chains[i], &l->scores);
     }
     return 0;
 }

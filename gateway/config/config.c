@@ -36,6 +36,7 @@ typedef enum {
     F_SECTION,  /* a map with its own table, struct at off */
     F_SEQ,      /* a sequence of maps: array at off, size_t count at off2 */
     F_OPT,      /* const pc_opt * to any subtree, kept for a filter */
+    F_SCORE,    /* double, a score threshold > 0 ("5", "7.5") */
 } ftype;
 
 enum {
@@ -242,6 +243,14 @@ static const section filter_sec = {.elem_size = sizeof(pc_filter_use), .finish =
     {KEY("options", F_OPT, NULL, FU(options))},
     END}};
 
+#define SC(f) offsetof(pc_scores_cfg, f)
+static int finish_scores(struct ctx *, void *, const pc_opt *, const pc_opt *, size_t);
+static const section scores_sec = {.finish = finish_scores, .fields = (const field[]){
+    {KEY("tag", F_SCORE, NULL, SC(tag))},
+    {KEY("quarantine", F_SCORE, NULL, SC(quarantine))},
+    {KEY("reject", F_SCORE, NULL, SC(reject))},
+    END}};
+
 static const section listener_sec = {.elem_size = sizeof(pc_listener_cfg), .finish = finish_listener,
                                      .fields = (const field[]){
     {KEY("name", F_STR, NULL, L(name)), .flags = HOSTNAME},
@@ -259,6 +268,7 @@ static const section listener_sec = {.elem_size = sizeof(pc_listener_cfg), .fini
     {KEY("timeouts", F_SECTION, NULL, L(timeouts)), .sub = &timeouts_sec},
     {KEY("mailbox", F_SECTION, NULL, L(mailbox)), .sub = &mailbox_sec},
     {KEY("upstream", F_SECTION, NULL, L(upstream)), .sub = &upstream_sec},
+    {KEY("scores", F_SECTION, NULL, L(scores)), .sub = &scores_sec},
     {KEY("filters", F_SEQ, NULL, L(filters)), .off2 = L(nfilters), .sub = &filter_sec},
     END}};
 
@@ -287,6 +297,11 @@ static const section resolver_sec = {.finish = finish_resolver, .fields = (const
     {KEY("negative_ttl", F_DURATION, "15m", RS(negative_ttl_ms))},
     END}};
 
+static const section authres_sec = {.fields = (const field[]){
+    {KEY("authserv_id", F_STR, NULL, G(authserv_id)), .flags = HOSTNAME},
+    {KEY("remove_ids", F_STRLIST, NULL, G(authres_drop)), .flags = HOSTNAME},
+    END}};
+
 static const section top_sec = {.finish = finish_top, .fields = (const field[]){
     {KEY("workers", F_WORKERS, "auto", G(workers))},
     {KEY("user", F_STR, NULL, G(user))},
@@ -299,6 +314,7 @@ static const section top_sec = {.finish = finish_top, .fields = (const field[]){
     {KEY("plugins", F_STRLIST, NULL, G(plugins)), .flags = ABSPATH},
     {KEY("listeners", F_SEQ, NULL, G(listeners)), .off2 = G(nlisteners), .sub = &listener_sec, .flags = REQUIRED},
     {KEY("resolver", F_SECTION, NULL, G(resolver)), .sub = &resolver_sec},
+    {KEY("authres", F_SECTION, NULL, 0), .sub = &authres_sec},
     END}};
 /* clang-format on */
 
@@ -550,6 +566,14 @@ static int conv_field(struct ctx *c, const field *f, const pc_opt *n, char *base
         *(unsigned *)dst = ms;
         return 0;
     }
+    case F_SCORE: {
+        char *e;
+        double d = strtod(s, &e);
+        if (e == s || *e || !(d > 0) || d > 1e6)
+            return fail(c, n, "expected a score greater than 0, got %.64s", s);
+        *(double *)dst = d;
+        return 0;
+    }
     case F_BOOL:
         if (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "on"))
             *(int *)dst = 1;
@@ -674,6 +698,21 @@ static int finish_spool(struct ctx *c, void *base, const pc_opt *map, const pc_o
     if (cfg->spool_memory_threshold > cfg->spool_memory_total)
         return fail_key(c, "memory_threshold", at(map, "memory_threshold", where),
                         "must not exceed memory_total");
+    return 0;
+}
+
+/* The thresholds, where two are given, rise: tag below quarantine below reject. */
+static int finish_scores(struct ctx *c, void *base, const pc_opt *map, const pc_opt *where,
+                         size_t index)
+{
+    (void)index;
+    const pc_scores_cfg *sc = base;
+    if (sc->tag && sc->quarantine && sc->tag >= sc->quarantine)
+        return fail_key(c, "quarantine", at(map, "quarantine", where), "must be greater than tag");
+    if (sc->reject &&
+        ((sc->quarantine && sc->quarantine >= sc->reject) || (sc->tag && sc->tag >= sc->reject)))
+        return fail_key(c, "reject", at(map, "reject", where),
+                        "must be greater than tag and quarantine");
     return 0;
 }
 
@@ -824,6 +863,11 @@ static int finish_top(struct ctx *c, void *base, const pc_opt *map, const pc_opt
 {
     (void)index;
     pc_config *cfg = base;
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        pc_listener_cfg *l = &cfg->listeners[i];
+        l->authserv_id = cfg->authserv_id ? cfg->authserv_id : l->hostname;
+        l->authres_drop = &cfg->authres_drop;
+    }
     const pc_opt *seq = pc_opt_get(map, "listeners"), *item = seq ? seq->child : NULL;
     for (size_t i = 0; i < cfg->nlisteners; i++, item = item ? item->next : NULL) {
         const pc_listener_cfg *l = &cfg->listeners[i];

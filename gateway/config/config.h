@@ -21,6 +21,11 @@ typedef enum { PC_ONERR_TEMPFAIL, PC_ONERR_CONTINUE, PC_ONERR_REJECT } pc_onerr;
 typedef pc_cidr pc_net;
 typedef pc_cidr_list pc_netlist;
 
+/* Score thresholds of a listener (the total of the filters' scores of a message); 0 = not used. */
+typedef struct pc_scores_cfg {
+    double tag, quarantine, reject;
+} pc_scores_cfg;
+
 typedef struct pc_strlist {
     char **v;
     size_t n;
@@ -112,14 +117,17 @@ typedef struct pc_listener_cfg {
     struct sockaddr_storage *addrs; /* bind addresses */
     size_t naddrs;
     pc_tls_cfg tls;
-    int require_tls;             /* refuse MAIL FROM / AUTH before TLS */
-    char *hostname;              /* greeting and Received; default gethostname() */
-    pc_netlist proxy_trusted;    /* PROXY protocol accepted only from these; empty = off */
-    pc_netlist trusted_networks; /* may relay anywhere; default loopback */
-    pc_strlist accepted_domains; /* recipients' domains accepted from anyone */
-    int bare_lf_normalize;       /* smtp.bare_lf: reject (0, default) | normalize (1) */
-    int plaintext_auth;          /* smtp.plaintext_auth: never (0, default) | allow (1) */
-    int xclient_trusted;         /* accept XCLIENT from proxy_trusted: not supported, 0 */
+    int require_tls;                /* refuse MAIL FROM / AUTH before TLS */
+    char *hostname;                 /* greeting and Received; default gethostname() */
+    pc_netlist proxy_trusted;       /* PROXY protocol accepted only from these; empty = off */
+    pc_netlist trusted_networks;    /* may relay anywhere; default loopback */
+    pc_strlist accepted_domains;    /* recipients' domains accepted from anyone */
+    pc_scores_cfg scores;           /* scores: { tag, quarantine, reject } */
+    const char *authserv_id;        /* authres.authserv_id, or this listener's host name */
+    const pc_strlist *authres_drop; /* authres.remove_ids (the top-level list) */
+    int bare_lf_normalize;          /* smtp.bare_lf: reject (0, default) | normalize (1) */
+    int plaintext_auth;             /* smtp.plaintext_auth: never (0, default) | allow (1) */
+    int xclient_trusted;            /* accept XCLIENT from proxy_trusted: not supported, 0 */
     pc_smtp_limits limits;
     pc_smtp_timeouts timeouts;
     pc_mbox_cfg mailbox;             /* POP3/IMAP listeners */
@@ -157,8 +165,10 @@ typedef struct pc_config {
     pc_listener_cfg *listeners;
     size_t nlisteners;
     pc_resolver_cfg resolver;
-    pc_opt *opt_root; /* owns every pc_opt node referenced above */
-    void *arena;      /* owns every string; freed by pc_config_free */
+    char *authserv_id;       /* authres.authserv_id; NULL = each listener's host name */
+    pc_strlist authres_drop; /* authres.remove_ids: the site's other ids, removed from incoming */
+    pc_opt *opt_root;        /* owns every pc_opt node referenced above */
+    void *arena;             /* owns every string; freed by pc_config_free */
 } pc_config;
 
 /* Loads and validates a YAML file. On error returns NULL and writes "FILE:LINE: key: problem" into

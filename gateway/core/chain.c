@@ -25,6 +25,7 @@ struct pc_chain {
     chain_filter *v;
     size_t n;
     unsigned hooks;
+    pc_scores_cfg scores;
 };
 
 typedef struct ftimer ftimer;
@@ -105,6 +106,10 @@ void pc_results_reset(pc_results *r)
     }
     for (size_t i = 0; i < r->nsymbols; i++)
         free(r->symbols[i]);
+    for (size_t i = 0; i < r->nauthres; i++)
+        free(r->authres[i]);
+    free(r->authres);
+    free(r->symscores);
     free(r->keys);
     free(r->values);
     free(r->symbols);
@@ -141,19 +146,66 @@ static int results_set(pc_results *r, const char *key, const char *value)
     return 0;
 }
 
-static int results_add_symbol(pc_results *r, const char *sym)
+static int results_add_symbol(pc_results *r, const char *sym, double score)
 {
     char *s = strdup(sym);
     char **ns = realloc(r->symbols, (r->nsymbols + 1) * sizeof(*ns));
-    if (!s || !ns) {
+    if (ns)
+        r->symbols = ns;
+    double *nd = realloc(r->symscores, (r->nsymbols + 1) * sizeof(*nd));
+    if (nd)
+        r->symscores = nd;
+    if (!s || !ns || !nd) {
         free(s);
-        if (ns)
-            r->symbols = ns;
         return -1;
     }
-    r->symbols = ns;
-    r->symbols[r->nsymbols++] = s;
+    r->symbols[r->nsymbols] = s;
+    r->symscores[r->nsymbols++] = score;
     return 0;
+}
+
+/* ---- score thresholds ---- */
+
+static int set_final(pc_chain_run *run, const pc_verdict *v);
+
+void pc_chain_set_scores(pc_chain *ch, const pc_scores_cfg *sc)
+{
+    if (ch && sc)
+        ch->scores = *sc;
+}
+
+/* A run that ended without a final verdict: the listener's thresholds decide from the total. */
+static void apply_thresholds(pc_chain_run *run)
+{
+    const pc_scores_cfg *sc = &run->ch->scores;
+    const pc_results *res = run->sv ? run->sv->results : NULL;
+    if (!res || (!sc->tag && !sc->quarantine && !sc->reject))
+        return;
+    double score = res->score;
+    pc_verdict v = {.action = PC_CONTINUE};
+    double over = 0;
+    if (sc->reject && score >= sc->reject) {
+        v = (pc_verdict){.action = PC_REJECT,
+                         .enhanced = "5.7.1",
+                         .text = "Message refused as spam",
+                         .symbol = "SCORE_REJECT"};
+        over = sc->reject;
+    } else if (sc->quarantine && score >= sc->quarantine) {
+        v = (pc_verdict){.action = PC_QUARANTINE, .symbol = "SCORE_QUARANTINE"};
+        over = sc->quarantine;
+    } else if (sc->tag && score >= sc->tag) {
+        v = (pc_verdict){.action = PC_TAG, .symbol = "SCORE_TAG"};
+        over = sc->tag;
+    }
+    if (v.action == PC_CONTINUE)
+        return;
+    pc_log_info(run->sv->sid, "event=score hook=%s score=%.2f threshold=%.2f action=%s",
+                hook_name(run->hook), score, over, action_name(v.action));
+    if (v.action == PC_TAG) {
+        run->final.action = PC_TAG;
+        return;
+    }
+    set_final(run, &v);
 }
 
 /* ---- chain ---- */
@@ -360,7 +412,7 @@ static void apply(pc_filter_ctx *ctx, const pc_verdict *v, const char *note)
     if (res && v->action != PC_CONTINUE) {
         res->score += v->score;
         if (v->symbol && *v->symbol)
-            results_add_symbol(res, v->symbol);
+            results_add_symbol(res, v->symbol, v->score);
     }
     if (run->hook != PC_HOOK_CLOSE && is_final(v->action))
         set_final(run, v);
@@ -454,6 +506,9 @@ static int drive(pc_chain_run *run)
         free_run(run);
         return 1;
     }
+    if ((run->hook == PC_HOOK_MESSAGE || run->hook == PC_HOOK_RETRIEVE) &&
+        !is_final(run->final.action))
+        apply_thresholds(run);
     /* finished stays set: an abort from inside cb is ignored, and the run is freed here */
     run->cb(run->ud, &run->final);
     free_run(run);
@@ -787,6 +842,30 @@ const char *pc_ctx_result_get(const pc_filter_ctx *ctx, const char *key)
         if (strcmp(r->keys[i], key) == 0)
             return r->values[i];
     return NULL;
+}
+
+int pc_ctx_authres(pc_filter_ctx *ctx, const char *resinfo)
+{
+    if (!SV(ctx) || !ctx->sv->results || !resinfo || !*resinfo)
+        return -1;
+    size_t n = strlen(resinfo);
+    if (n > 900)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)resinfo[i] < 0x20 || (unsigned char)resinfo[i] > 0x7e ||
+            resinfo[i] == ';')
+            return -1; /* one resinfo, printable US-ASCII, no folding (the gateway folds) */
+    pc_results *r = ctx->sv->results;
+    if (r->nauthres >= 64)
+        return -1;
+    char **na = realloc(r->authres, (r->nauthres + 1) * sizeof(*na));
+    if (!na)
+        return -1;
+    r->authres = na;
+    if (!(na[r->nauthres] = strdup(resinfo)))
+        return -1;
+    r->nauthres++;
+    return 0;
 }
 
 double pc_ctx_score(const pc_filter_ctx *ctx)

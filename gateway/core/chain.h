@@ -21,8 +21,11 @@ typedef struct pc_results {
     char **keys, **values;
     size_t nkv;
     char **symbols;
+    double *symscores; /* the score each symbol came with */
     size_t nsymbols;
     double score;
+    char **authres; /* Authentication-Results resinfo, one per method result */
+    size_t nauthres;
 } pc_results;
 
 void pc_results_reset(pc_results *r); /* frees everything, leaves an empty set */
@@ -71,6 +74,10 @@ typedef struct pc_chain_run pc_chain_run;
 pc_chain_run *pc_chain_start(const pc_chain *ch, pc_hook hook, pc_session_view *sv, pc_chain_cb cb,
                              void *ud);
 void pc_chain_abort(pc_chain_run *run);
+
+/* The listener's score thresholds (copied): at MESSAGE and RETRIEVE, a run that ended without a
+ * final verdict maps the transaction's total score to reject, quarantine or tag. */
+void pc_chain_set_scores(pc_chain *ch, const pc_scores_cfg *sc);
 
 /* Runs each filter's init_worker on the calling worker's loop thread. Returns the array of
  * per-worker states (one per filter, owned by the caller, freed by pc_chain_worker_fini), or NULL

@@ -20,6 +20,7 @@
 
 #include "base/log.h"
 #include "core/chain.h"
+#include "core/report.h"
 #include "core/spool.h"
 #include "net/addrtable.h"
 #include "parse/proxy.h"
@@ -125,6 +126,12 @@ static void message_after_filters(sess *s, const pc_decision *d)
         ss_resume(s);
         return;
     }
+    /* What the filters found, written into the message before it goes on. */
+    pc_report_cfg rc = {.authserv_id = s->base.cfg->authserv_id,
+                        .drop = s->base.cfg->authres_drop,
+                        .scores = &s->base.cfg->scores};
+    if (pc_report_write(s->txn.msg, &s->base.results, &rc) < 0)
+        pc_log_err(s->base.sid, "event=nomem where=report-headers");
     if (!pc_smtpc_alive(s->up)) {
         /* The upstream session was lost while the message was spooled: reconnect and replay. */
         ss_drop_upstream(s);

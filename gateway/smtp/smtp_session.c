@@ -404,14 +404,25 @@ void ss_log_message(sess *s, pc_log_level level, const char *result, const char 
         }
         n += (size_t)k;
     }
-    char from[300];
+    char from[300], syms[512];
     pc_sanitize(from, sizeof(from), s->txn.sender, strlen(s->txn.sender), 1);
+    size_t k = 0;
+    syms[0] = '\0';
+    for (size_t i = 0; i < s->base.results.nsymbols && k + 2 < sizeof(syms); i++) {
+        int w =
+            snprintf(syms + k, sizeof(syms) - k, "%s%s", i ? "," : "", s->base.results.symbols[i]);
+        if (w < 0 || (size_t)w >= sizeof(syms) - k) {
+            syms[k] = '\0';
+            break;
+        }
+        k += (size_t)w;
+    }
     pc_log(level, s->base.sid,
            "event=message client=%s tls=%s from=<%s> to=%s rcpts=%zu size=%zu score=%.2f "
-           "result=%s %s duration_ms=%llu",
+           "symbols=%s result=%s %s duration_ms=%llu",
            s->base.client_ip, s->base.tls ? pc_conn_tls_version(s->base.c) : "no", from,
-           to[0] ? to : "-", s->txn.naccepted, size, s->base.results.score, result, detail,
-           (unsigned long long)(pc_now_ms() - s->txn.start_ms));
+           to[0] ? to : "-", s->txn.naccepted, size, s->base.results.score, syms[0] ? syms : "-",
+           result, detail, (unsigned long long)(pc_now_ms() - s->txn.start_ms));
 }
 
 static void data_final(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)

@@ -33,6 +33,11 @@ const char *pc_ctx_rcpt_at(const pc_filter_ctx *ctx, size_t i);
 /* Shared results of the transaction: what earlier filters found, readable by later ones. */
 int pc_ctx_result_set(pc_filter_ctx *ctx, const char *key, const char *value);
 const char *pc_ctx_result_get(const pc_filter_ctx *ctx, const char *key);
+/* Records one method's result for the message's Authentication-Results header (RFC 8601), e.g.
+ * "spf=pass smtp.mailfrom=example.com": one resinfo, printable US-ASCII without ';' (the gateway
+ * writes the header once, with its authserv-id, folding it). At most 64 per transaction. 0 or -1.
+ */
+int pc_ctx_authres(pc_filter_ctx *ctx, const char *resinfo);
 double pc_ctx_score(const pc_filter_ctx *ctx);
 /* Symbols seen so far, by index (NULL past the end). */
 const char *pc_ctx_symbol_at(const pc_filter_ctx *ctx, size_t i);

@@ -77,3 +77,15 @@ add_test(NAME fuzz.dns_answer
           ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/dns_answer
           ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/dns_answer)
 set_tests_properties(fuzz.dns_answer PROPERTIES LABELS fuzz TIMEOUT 180)
+
+# Authentication-Results values from incoming messages (the authserv-id the gateway removes by).
+add_executable(fuzz_authres ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_authres.c
+  ${CMAKE_SOURCE_DIR}/gateway/parse/authres.c)
+target_compile_options(fuzz_authres PRIVATE ${PC_FUZZ_FLAGS})
+target_link_options(fuzz_authres PRIVATE ${PC_FUZZ_FLAGS})
+file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/authres)
+add_test(NAME fuzz.authres
+  COMMAND fuzz_authres -max_total_time=10 -rss_limit_mb=1024
+          ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/authres
+          ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/authres)
+set_tests_properties(fuzz.authres PROPERTIES LABELS fuzz TIMEOUT 120)

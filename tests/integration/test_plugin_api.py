@@ -70,6 +70,24 @@ class ExamplePlugin(h.GatewayTest):
         self.assertEqual(lines, [(str(len(msg)), fnv1a(msg), "1", "0")])
         self.assertIn("filter=example hook=message action=tag", gw.log_text())
 
+    def test_authentication_results_one_header_forged_ones_removed(self):
+        gw = self.start()
+        tag = h.unique("authres")
+        msg = h.simple_message(subject=tag, extra_headers=(
+            "Authentication-Results: gw.test; x-example=pass policy.dns=FORGED\r\n"
+            "Authentication-Results: elsewhere.example; spf=pass smtp.mailfrom=x.example\r\n"))
+        reps, ok = h.attempt(gw.port, "s@client.test", ["alice@example.test"], msg)
+        self.assertTrue(ok, reps)
+        up = [m for m in self.up.complete_messages() if tag.encode() in m.data][0].data
+        head = up.split(b"\r\n\r\n", 1)[0]
+        # The listener's host name is the authserv-id; the client's claim to it is gone, another
+        # site's result stays.
+        self.assertIn(b"Authentication-Results: gw.test;\r\n\tx-example=pass policy.dns=NOERROR\r\n",
+                      head)
+        self.assertNotIn(b"FORGED", head)
+        self.assertIn(b"Authentication-Results: elsewhere.example; spf=pass", head)
+        self.assertEqual(head.count(b"Authentication-Results: gw.test"), 1)
+
     def test_unknown_name_is_nxdomain(self):
         gw = self.start(lookup="missing.example.test")
         _, up = self.deliver(gw, h.unique("nx"))

@@ -39,9 +39,10 @@ class PluginFilter(h.GatewayTest):
         msgs = self.upstream_has(tag)
         self.assertEqual(len(msgs), 1)
         head = msgs[0].data.split(b"\r\n\r\n", 1)[0]
-        self.assertIn(b"X-Test-Filter: passed\r\n", head)
-        self.assertTrue(head.startswith(b"X-Test-Filter: passed\r\nReceived: from ")
-                        or head.startswith(b"Received: from "), head[:200])
+        self.assertIn(b"X-Test-Filter: passed\r\nReceived: from ", head)
+        # The filter's symbol and score are reported (no thresholds here: never flagged).
+        self.assertIn(b"X-Spam-Status: No, score=1.50 tests=TESTMARK_SEEN(1.50)\r\n", head)
+        self.assertNotIn(b"X-Spam-Flag", head)
         self.assertIn("filter=testmark hook=message action=tag", gw.log_text())
         # The close hook runs when the client leaves.
         self.assertTrue(h.wait_for(lambda: "filter=testmark hook=close" in gw.log_text(), timeout=5))
@@ -102,6 +103,71 @@ class PluginFilter(h.GatewayTest):
         reps, ok = self.send(gw, "hang", tag)
         self.assertTrue(ok, reps)
         self.assertEqual(len(self.upstream_has(tag)), 1)
+
+
+@unittest.skipUnless(PLUGIN and os.path.exists(PLUGIN), "PORTCULLIS_TEST_PLUGIN (built by CMake) not set")
+class Scores(h.GatewayTest):
+    """The listener's thresholds map the total score of a message (testmark adds 1.5 to each message
+    it passes) to tag, quarantine or reject; the spam headers report it, replacing the client's."""
+
+    def start(self, scores):
+        self.up = self.hostile("record")
+        return self.gateway(self.up.port, top={"plugins": [PLUGIN]}, scores=scores,
+                            filters=[{"name": "testmark", "timeout": "5s"}])
+
+    def send(self, gw, tag, extra=""):
+        return h.attempt(gw.port, "s@client.test", ["alice@example.test"],
+                         h.simple_message(subject=tag, extra_headers=extra))
+
+    def head_of(self, tag):
+        msgs = [m for m in self.up.complete_messages() if tag.encode() in m.data]
+        self.assertEqual(len(msgs), 1)
+        return msgs[0].data.split(b"\r\n\r\n", 1)[0]
+
+    def test_tag_threshold_flags_and_replaces_the_clients_headers(self):
+        gw = self.start({"tag": 1, "reject": 10})
+        tag = h.unique("tagged")
+        reps, ok = self.send(gw, tag, "X-Spam-Flag: NO\r\nX-Spam-Score: -50\r\n")
+        self.assertTrue(ok, reps)
+        head = self.head_of(tag)
+        self.assertIn(b"X-Spam-Flag: YES\r\n", head)
+        self.assertIn(b"X-Spam-Score: 1.50\r\n", head)
+        self.assertIn(b"X-Spam-Status: Yes, score=1.50 required=1.00 tests=TESTMARK_SEEN(1.50)", head)
+        self.assertNotIn(b"X-Spam-Flag: NO", head)
+        self.assertNotIn(b"-50", head)
+        self.assertIn("event=score hook=message score=1.50 threshold=1.00 action=tag", gw.log_text())
+
+    def test_under_the_threshold_is_not_flagged(self):
+        gw = self.start({"tag": 2})
+        tag = h.unique("clean")
+        reps, ok = self.send(gw, tag)
+        self.assertTrue(ok, reps)
+        head = self.head_of(tag)
+        self.assertIn(b"X-Spam-Status: No, score=1.50 required=2.00", head)
+        self.assertNotIn(b"X-Spam-Flag", head)
+
+    def test_reject_threshold(self):
+        gw = self.start({"tag": 0.5, "reject": 1.5})
+        tag = h.unique("spam")
+        reps, ok = self.send(gw, tag)
+        self.assertFalse(ok)
+        self.assertCode(reps[-1], 550)
+        self.assertEnhanced(reps[-1], "5.7.1")
+        self.assertEqual([m for m in self.up.complete_messages() if tag.encode() in m.data], [])
+        self.assertIn("score=1.50", gw.log_text())
+
+    def test_quarantine_threshold_is_451_without_a_store(self):
+        gw = self.start({"quarantine": 1})
+        reps, ok = self.send(gw, h.unique("held"))
+        self.assertFalse(ok)
+        self.assertCode(reps[-1], 451)
+        self.assertEnhanced(reps[-1], "4.7.1")
+
+    def test_thresholds_must_rise(self):
+        out = h.run_portcullis(["-t", "-c", self.tmp.file("bad-scores.yaml", h.to_yaml(
+            h.gateway_config(self.tmp, h.listener_config(h.free_port(), 25, scores={"tag": 5, "reject": 3}))))])
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("scores.reject: must be greater than tag", out.stdout + out.stderr)
 
 
 class AccessFilter(h.GatewayTest):

@@ -4,7 +4,8 @@
  *   per-worker state   init_worker/fini_worker keep a counter of messages and the jobs in flight on
  *                      each loop; fini_worker logs "example-worker-stop messages=N".
  *   the resolver       at MESSAGE it asks the TXT record of its `lookup` option through
- *                      pc_filter_dns() and adds "X-Example-Lookup: STATUS TEXT" to the message.
+ *                      pc_filter_dns(), adds "X-Example-Lookup: STATUS TEXT" to the message and
+ *                      records "x-example=pass|fail" for its Authentication-Results.
  *   the sealed message then it hands the message to the threadpool as a long job
  *                      (pc_filter_offload_long), which waits `delay` and reads the sealed bytes
  *                      without a copy (pc_message_map) to log "example-offload bytes=N fnv=HEX
@@ -159,6 +160,11 @@ static void on_answer(void *arg, const pc_dns_answer *a)
     }
     if (m)
         pc_message_add_header(m, "X-Example-Lookup", value);
+    /* The finding goes into the gateway's one Authentication-Results header. */
+    char ar[128];
+    snprintf(ar, sizeof(ar), "x-example=%s policy.dns=%s",
+             a->status == PC_DNS_NOERROR ? "pass" : "fail", pc_dns_status_name(a->status));
+    pc_ctx_authres(ctx, ar);
     j->msg = m;
     if (!m || pc_filter_offload_long(ctx, work, after, j) < 0) {
         pc_verdict v = {.action = PC_CONTINUE};
