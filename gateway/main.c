@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "base/log.h"
+#include "builtin.h"
 #include "config/config.h"
 #include "core/chain.h"
 #include "core/dns.h"

@@ -185,3 +185,20 @@ void pc_str_list_free(pc_str_list *l)
         *l = (pc_str_list){0};
     }
 }
+
+int pc_opt_number(const pc_opt *map, const char *key, double min, double max, double *out,
+                  char *err, size_t errlen)
+{
+    const pc_opt *n = given(map, key);
+    if (!n)
+        return 0;
+    if (n->kind != PC_OPT_SCALAR)
+        return pc_opt_error(err, errlen, n, "%s: expected a number", key);
+    char *end;
+    double d = strtod(n->value, &end);
+    if (end == n->value || *end || d != d || d < min || d > max)
+        return pc_opt_error(err, errlen, n, "%s: expected a number from %g to %g, got %.64s", key,
+                            min, max, n->value);
+    *out = d;
+    return 1;
+}

@@ -844,6 +844,30 @@ const char *pc_ctx_result_get(const pc_filter_ctx *ctx, const char *key)
     return NULL;
 }
 
+void **pc_ctx_session_state(pc_filter_ctx *ctx)
+{
+    if (!SV(ctx) || !ctx->run)
+        return NULL;
+    if (!ctx->sv->slots && !(ctx->sv->slots = calloc(ctx->run->ch->n, sizeof(void *))))
+        return NULL;
+    return &ctx->sv->slots[ctx->index];
+}
+
+int pc_ctx_symbol(pc_filter_ctx *ctx, const char *symbol, double score)
+{
+    if (!SV(ctx) || !ctx->sv->results || !symbol || !*symbol)
+        return -1;
+    if (ctx->cf->use.monitor) {
+        pc_log_info(ctx->sid, "filter=%s hook=%s mode=monitor symbol=%s score=%.2f", ctx->name,
+                    hook_name(ctx->hook), symbol, score);
+        return 0;
+    }
+    if (results_add_symbol(ctx->sv->results, symbol, score) < 0)
+        return -1;
+    ctx->sv->results->score += score;
+    return 0;
+}
+
 int pc_ctx_authres(pc_filter_ctx *ctx, const char *resinfo)
 {
     if (!SV(ctx) || !ctx->sv->results || !resinfo || !*resinfo)

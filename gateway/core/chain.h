@@ -50,6 +50,8 @@ typedef struct pc_session_view {
     pc_message *msg;      /* at MESSAGE / RETRIEVE */
     pc_results *results;  /* the transaction's */
     void *const *fstate;  /* per-worker filter states of this listener's chain (may be NULL) */
+    void **slots; /* per-session filter states (pc_ctx_session_state), made on first use; the
+                     session frees the array, each filter what it put there (at CLOSE) */
 } pc_session_view;
 
 typedef struct pc_chain pc_chain;

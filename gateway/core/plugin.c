@@ -10,8 +10,6 @@
 
 #define MAX_FILTERS 64
 
-extern const pc_filter pcf_access_filter, pcf_pregreet_filter;
-
 static const pc_filter *registry[MAX_FILTERS];
 static size_t nregistry;
 
@@ -39,12 +37,6 @@ const pc_filter *pc_filter_lookup(const char *name)
         if (strcmp(registry[i]->name, name) == 0)
             return registry[i];
     return NULL;
-}
-
-void pc_filters_register_builtin(void)
-{
-    pc_filter_register(&pcf_access_filter);
-    pc_filter_register(&pcf_pregreet_filter);
 }
 
 static int load_one(const char *path, char *err, size_t errlen)

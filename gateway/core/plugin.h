@@ -9,7 +9,6 @@
 #include "config/config.h"
 
 /* Registers the filters compiled into the gateway (access, pregreet). Idempotent. */
-void pc_filters_register_builtin(void);
 
 /* dlopen()s each path (RTLD_NOW | RTLD_LOCAL), calls its pc_filter_entry() and registers the filter
  * after checking its ABI. Loaded objects stay loaded for the life of the process. Returns 0, or -1

@@ -57,6 +57,7 @@ void pc_session_free(pc_session *b)
     pc_session_count(-1);
     pc_buf_release(&b->out);
     pc_results_reset(&b->results); /* what filters of the CLOSE hook may have added */
+    free(b->sv.slots);             /* the filters emptied their slots at CLOSE */
     free(b);
 }
 

@@ -33,6 +33,14 @@ const char *pc_ctx_rcpt_at(const pc_filter_ctx *ctx, size_t i);
 /* Shared results of the transaction: what earlier filters found, readable by later ones. */
 int pc_ctx_result_set(pc_filter_ctx *ctx, const char *key, const char *value);
 const char *pc_ctx_result_get(const pc_filter_ctx *ctx, const char *key);
+/* Adds a symbol with its score to the transaction's findings (a filter may add several; the
+ * verdict's own symbol and score come on top). In monitor mode it is logged only. 0 or -1. */
+int pc_ctx_symbol(pc_filter_ctx *ctx, const char *symbol, double score);
+/* This filter's slot for state that lives as long as the session (lookups started at CONNECT and
+ * read at MESSAGE, say): *slot starts NULL; what the filter puts there it frees itself at the
+ * CLOSE hook (subscribe to it) or in cancel() when the CLOSE run is cancelled. NULL when the
+ * session is gone. Valid during run() and the callbacks of this hook. */
+void **pc_ctx_session_state(pc_filter_ctx *ctx);
 /* Records one method's result for the message's Authentication-Results header (RFC 8601), e.g.
  * "spf=pass smtp.mailfrom=example.com": one resinfo, printable US-ASCII without ';' (the gateway
  * writes the header once, with its authserv-id, folding it). At most 64 per transaction. 0 or -1.

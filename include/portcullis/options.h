@@ -71,6 +71,9 @@ int pc_opt_check_keys(const pc_opt *options, const char *const *known, char *err
 int pc_opt_duration(const pc_opt *map, const char *key, unsigned *ms, char *err, size_t errlen);
 /* "512", "64K", "50M", "4G" (powers of 1024; "MB", "MiB" too). */
 int pc_opt_size(const pc_opt *map, const char *key, size_t *out, char *err, size_t errlen);
+/* A decimal number ("5", "-2.5", "1e3") in [min, max]: scores and weights. */
+int pc_opt_number(const pc_opt *map, const char *key, double min, double max, double *out,
+                  char *err, size_t errlen);
 /* true/false, yes/no, on/off → 1/0. */
 int pc_opt_bool(const pc_opt *map, const char *key, int *out, char *err, size_t errlen);
 /* One of names (NULL-terminated); *index is its position. */

@@ -89,3 +89,15 @@ add_test(NAME fuzz.authres
           ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/authres
           ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/authres)
 set_tests_properties(fuzz.authres PROPERTIES LABELS fuzz TIMEOUT 120)
+
+# Host names of URLs in message text (the dnsbl filter's URI lists).
+add_executable(fuzz_urls ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_urls.c
+  ${CMAKE_SOURCE_DIR}/gateway/parse/urls.c)
+target_compile_options(fuzz_urls PRIVATE ${PC_FUZZ_FLAGS})
+target_link_options(fuzz_urls PRIVATE ${PC_FUZZ_FLAGS})
+file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/urls)
+add_test(NAME fuzz.urls
+  COMMAND fuzz_urls -max_total_time=10 -rss_limit_mb=1024
+          ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/urls
+          ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/urls)
+set_tests_properties(fuzz.urls PROPERTIES LABELS fuzz TIMEOUT 120)

@@ -542,6 +542,11 @@ class Dovecot(ChildProcess):
         return self
 
 
+def unfold(data):
+    """Header bytes with folded lines joined (CRLF before white space removed)."""
+    return re.sub(rb"\r\n([ \t])", rb"\1", data)
+
+
 def header_block(msg):
     """The header section of a message (bytes), with CRLF or LF line ends."""
     m = re.search(rb"\r?\n\r?\n", msg)

@@ -23,6 +23,7 @@ if(TARGET portcullis)
     test_mailbox_identity
     test_quickstart
     test_plugin_api
+    test_dnsbl
   )
   foreach(module IN LISTS PC_INTEGRATION_MODULES)
     add_test(NAME integration.${module}

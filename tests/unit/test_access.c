@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "core/chain.h"
 #include "core/plugin.h"
+#include "builtin.h"
 #include "net/conn.h"
 
 static uv_loop_t loop;

@@ -1,0 +1,13 @@
+/* builtin.c — the registry's built-in filters: each folder of filters/ exports one descriptor. */
+#include "builtin.h"
+
+#include "portcullis/filter.h"
+
+extern const pc_filter pcf_access_filter, pcf_pregreet_filter, pcf_dnsbl_filter;
+
+void pc_filters_register_builtin(void)
+{
+    pc_filter_register(&pcf_access_filter);
+    pc_filter_register(&pcf_pregreet_filter);
+    pc_filter_register(&pcf_dnsbl_filter);
+}
