@@ -772,7 +772,8 @@ class AppendSyncUpstream(AppendHook):
 
     def test_append_large_sync_upstream(self):
         gw = self.start()
-        self.assertIn("LITERAL-", gw.log_text())
+        # The start-up probe of the upstream logs its capabilities shortly after the listener is up.
+        self.assertTrue(h.wait_for(lambda: "LITERAL-" in gw.log_text(), timeout=10), gw.log_text())
         c = self.tls_client(gw)
         self.login(c)
         body = msg("large sync", body="z" * 70 + "\r\n" * 200 + "line\r\n" * 3000)
