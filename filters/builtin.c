@@ -3,11 +3,12 @@
 
 #include "portcullis/filter.h"
 
-extern const pc_filter pcf_access_filter, pcf_pregreet_filter, pcf_dnsbl_filter;
+extern const pc_filter pcf_access_filter, pcf_pregreet_filter, pcf_dnsbl_filter, pcf_clamav_filter;
 
 void pc_filters_register_builtin(void)
 {
     pc_filter_register(&pcf_access_filter);
     pc_filter_register(&pcf_pregreet_filter);
     pc_filter_register(&pcf_dnsbl_filter);
+    pc_filter_register(&pcf_clamav_filter);
 }

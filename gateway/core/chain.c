@@ -168,6 +168,15 @@ static int results_add_symbol(pc_results *r, const char *sym, double score)
 
 static int set_final(pc_chain_run *run, const pc_verdict *v);
 
+unsigned long long pc_chain_content_version(const pc_chain *ch)
+{
+    unsigned long long v = 0;
+    for (size_t i = 0; ch && i < ch->n; i++)
+        if (ch->v[i].f->content_version)
+            v = v * 1000003ULL + ch->v[i].f->content_version(ch->v[i].self) + i;
+    return v;
+}
+
 void pc_chain_set_scores(pc_chain *ch, const pc_scores_cfg *sc)
 {
     if (ch && sc)

@@ -77,6 +77,10 @@ pc_chain_run *pc_chain_start(const pc_chain *ch, pc_hook hook, pc_session_view *
                              void *ud);
 void pc_chain_abort(pc_chain_run *run);
 
+/* What the chain's verdicts on content depend on: the filters' content versions mixed into one
+ * number (0 when none has one), for the retrieval verdict cache's key. */
+unsigned long long pc_chain_content_version(const pc_chain *ch);
+
 /* The listener's score thresholds (copied): at MESSAGE and RETRIEVE, a run that ended without a
  * final verdict maps the transaction's total score to reject, quarantine or tag. */
 void pc_chain_set_scores(pc_chain *ch, const pc_scores_cfg *sc);

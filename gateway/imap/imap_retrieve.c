@@ -25,13 +25,15 @@
 
 static const pc_vcache_ent *vc_lookup(const is_retrieve *r, uint32_t uid)
 {
-    return is_vc_lookup(&r->sel, r->base->cfg, r->user, uid);
+    return is_vc_lookup(&r->sel, r->base->cfg, r->user, uid,
+                        pc_chain_content_version(r->base->l->chain));
 }
 
 static void vc_store(const is_retrieve *r, uint32_t uid, int state, const char *info,
                      size_t info_len)
 {
-    is_vc_store(&r->sel, r->base->cfg, r->user, uid, state, info, info_len);
+    is_vc_store(&r->sel, r->base->cfg, r->user, uid, pc_chain_content_version(r->base->l->chain),
+                state, info, info_len);
 }
 
 /* ---- the notice (notice.c) ---------------------------------------------------------------- */

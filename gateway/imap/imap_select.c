@@ -75,12 +75,12 @@ int is_sel_uidvalidity(is_selected *m, const pc_imap_resp_head *h)
 
 /* The key, or -1 when the mailbox or its UIDVALIDITY is not known (no caching then). */
 static int vc_keyof(const is_selected *m, const pc_listener_cfg *cfg, const char *user,
-                    uint32_t uid, char *out, size_t outlen)
+                    uint32_t uid, unsigned long long version, char *out, size_t outlen)
 {
     if (!uid || !m->mbox[0] || !m->uidv || !user[0])
         return -1;
-    int n = snprintf(out, outlen, "%s\n%s\n%s\n%u\n%u", cfg->name, user, m->mbox, (unsigned)m->uidv,
-                     (unsigned)uid);
+    int n = snprintf(out, outlen, "%s\n%s\n%s\n%u\n%u\n%llx", cfg->name, user, m->mbox,
+                     (unsigned)m->uidv, (unsigned)uid, version);
     return n > 0 && (size_t)n < outlen ? 0 : -1;
 }
 
@@ -90,19 +90,19 @@ static size_t vc_slots(const pc_listener_cfg *cfg)
 }
 
 const pc_vcache_ent *is_vc_lookup(const is_selected *m, const pc_listener_cfg *cfg,
-                                  const char *user, uint32_t uid)
+                                  const char *user, uint32_t uid, unsigned long long version)
 {
     char key[700];
-    if (vc_keyof(m, cfg, user, uid, key, sizeof(key)) < 0)
+    if (vc_keyof(m, cfg, user, uid, version, key, sizeof(key)) < 0)
         return NULL;
     return pc_vcache_lookup(vc_slots(cfg), key);
 }
 
 void is_vc_store(const is_selected *m, const pc_listener_cfg *cfg, const char *user, uint32_t uid,
-                 int state, const char *info, size_t info_len)
+                 unsigned long long version, int state, const char *info, size_t info_len)
 {
     char key[700];
-    if (vc_keyof(m, cfg, user, uid, key, sizeof(key)) < 0)
+    if (vc_keyof(m, cfg, user, uid, version, key, sizeof(key)) < 0)
         return;
     int withheld = state == VS_WITHHELD;
     pc_vcache_store(vc_slots(cfg), key, state, withheld ? info : NULL, withheld ? info_len : 0);

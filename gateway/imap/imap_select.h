@@ -27,9 +27,9 @@ int is_sel_uidvalidity(is_selected *m, const pc_imap_resp_head *h);
 
 /* The cache entry for uid in the selected mailbox, NULL when none or nothing may be cached. */
 const pc_vcache_ent *is_vc_lookup(const is_selected *m, const pc_listener_cfg *cfg,
-                                  const char *user, uint32_t uid);
+                                  const char *user, uint32_t uid, unsigned long long version);
 /* state VS_PASS or VS_WITHHELD (with the notice fields, copied). */
 void is_vc_store(const is_selected *m, const pc_listener_cfg *cfg, const char *user, uint32_t uid,
-                 int state, const char *info, size_t info_len);
+                 unsigned long long version, int state, const char *info, size_t info_len);
 
 #endif

@@ -37,11 +37,14 @@ struct p3_retr {
     int serving;
 };
 
-/* ---- verdict cache (vcache.c), keyed by listener + user + UIDL --------------------------- */
+/* ---- verdict cache (vcache.c), keyed by listener + user + UIDL + content version
+ * --------------------------- */
 
 static int vc_keyof(p3sess *s, char *out, size_t outlen)
 {
-    int n = snprintf(out, outlen, "%s\n%s\n%s", s->base.cfg->name, s->user, s->r->uidl);
+    /* the filters' content version: a signature update makes every cached verdict stale */
+    int n = snprintf(out, outlen, "%s\n%s\n%s\n%llx", s->base.cfg->name, s->user, s->r->uidl,
+                     pc_chain_content_version(s->base.l->chain));
     return n > 0 && (size_t)n < outlen ? 0 : -1;
 }
 

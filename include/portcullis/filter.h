@@ -59,6 +59,10 @@ typedef struct pc_filter {
     /* Optional. Called on the same thread when the worker stops, after its last session and before
      * fini: frees what init_worker returned. */
     void (*fini_worker)(void *self, void *worker_state);
+    /* Optional. What this instance's verdicts on content depend on and may change while the
+     * gateway runs (a signature database's generation): verdicts cached for POP3/IMAP retrieval
+     * are keyed by it, so a message read again after it changed is checked again. Any thread. */
+    unsigned long long (*content_version)(void *self);
 } pc_filter;
 
 /* What init_worker returned for the loop running ctx's session; NULL if none. Valid until the

@@ -47,6 +47,9 @@ class DocsConfig(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = h.TempDir()
         cls.pki = h.make_pki(cls.tmp.sub("pki"))
+        # The ClamAV database the docs name: one signature is enough for the engine to load.
+        cls.clamdb = cls.tmp.sub("clamav")
+        cls.tmp.file("clamav/doc.hdb", "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Hash\n")
         cls.n = 0
 
     @classmethod
@@ -54,9 +57,11 @@ class DocsConfig(unittest.TestCase):
         cls.tmp.cleanup()
 
     def check(self, text):
-        """Runs -t on text (paths under /etc/portcullis/ point at the test PKI)."""
+        """Runs -t on text (paths under /etc/portcullis/ point at the test PKI, /var/lib/clamav at a
+        small signature database)."""
         text = text.replace("/etc/portcullis/cert.pem", self.pki["cert"]) \
-                   .replace("/etc/portcullis/key.pem", self.pki["key"])
+                   .replace("/etc/portcullis/key.pem", self.pki["key"]) \
+                   .replace("/var/lib/clamav", str(self.clamdb))
         DocsConfig.n += 1
         path = self.tmp.file("doc-%d.yaml" % DocsConfig.n, text)
         return h.run_portcullis(["-t", "-c", path])

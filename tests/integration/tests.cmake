@@ -24,6 +24,7 @@ if(TARGET portcullis)
     test_quickstart
     test_plugin_api
     test_dnsbl
+    test_clamav
   )
   foreach(module IN LISTS PC_INTEGRATION_MODULES)
     add_test(NAME integration.${module}

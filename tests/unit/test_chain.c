@@ -207,37 +207,45 @@ static void run_late(void *self, pc_hook hook, pc_filter_ctx *ctx, pc_done_fn do
     assert_int_equal(pc_filter_offload(ctx, slow_work, late_after, &off_done), 0);
 }
 
-static const pc_filter f_cont = {PC_FILTER_ABI, "t_cont", 0x7f, NULL, NULL,
-                                 run_cont,      NULL,     NULL, NULL};
-static const pc_filter f_reject = {
-    PC_FILTER_ABI, "t_reject", PC_HOOK_BIT(PC_HOOK_MAIL), NULL, NULL, run_reject, NULL, NULL, NULL};
-static const pc_filter f_reject2 = {PC_FILTER_ABI,
-                                    "t_reject_custom",
-                                    PC_HOOK_BIT(PC_HOOK_MAIL),
-                                    NULL,
-                                    NULL,
-                                    run_reject_custom,
-                                    NULL,
-                                    NULL,
-                                    NULL};
+static const pc_filter f_cont = {
+    .abi = PC_FILTER_ABI, .name = "t_cont", .hooks = 0x7f, .run = run_cont};
+static const pc_filter f_reject = {.abi = PC_FILTER_ABI,
+                                   .name = "t_reject",
+                                   .hooks = PC_HOOK_BIT(PC_HOOK_MAIL),
+                                   .run = run_reject};
+static const pc_filter f_reject2 = {.abi = PC_FILTER_ABI,
+                                    .name = "t_reject_custom",
+                                    .hooks = PC_HOOK_BIT(PC_HOOK_MAIL),
+                                    .run = run_reject_custom};
 static const pc_filter f_async = {
-    PC_FILTER_ABI, "t_async", PC_HOOK_BIT(PC_HOOK_MAIL), NULL, NULL, run_async, NULL, NULL, NULL};
-static const pc_filter f_never = {PC_FILTER_ABI, "t_never", PC_HOOK_BIT(PC_HOOK_MAIL),
-                                  NULL,          NULL,      run_never,
-                                  cancel_count,  NULL,      NULL};
-static const pc_filter f_tag = {
-    PC_FILTER_ABI, "t_tag", PC_HOOK_BIT(PC_HOOK_MAIL), init_tag, free, run_tag, NULL, NULL, NULL};
+    .abi = PC_FILTER_ABI, .name = "t_async", .hooks = PC_HOOK_BIT(PC_HOOK_MAIL), .run = run_async};
+static const pc_filter f_never = {.abi = PC_FILTER_ABI,
+                                  .name = "t_never",
+                                  .hooks = PC_HOOK_BIT(PC_HOOK_MAIL),
+                                  .run = run_never,
+                                  .cancel = cancel_count};
+static const pc_filter f_tag = {.abi = PC_FILTER_ABI,
+                                .name = "t_tag",
+                                .hooks = PC_HOOK_BIT(PC_HOOK_MAIL),
+                                .init = init_tag,
+                                .fini = free,
+                                .run = run_tag};
 static const pc_filter f_check = {
-    PC_FILTER_ABI, "t_check", PC_HOOK_BIT(PC_HOOK_MAIL), NULL, NULL, run_check, NULL, NULL, NULL};
-static const pc_filter f_fail = {PC_FILTER_ABI, "t_fail", PC_HOOK_BIT(PC_HOOK_MAIL),
-                                 init_fail,     NULL,     run_cont,
-                                 NULL,          NULL,     NULL};
-static const pc_filter f_off = {PC_FILTER_ABI, "t_offload", PC_HOOK_BIT(PC_HOOK_MAIL),
-                                NULL,          NULL,        run_offload,
-                                NULL,          NULL,        NULL};
-static const pc_filter f_late = {PC_FILTER_ABI, "t_late", PC_HOOK_BIT(PC_HOOK_MAIL),
-                                 NULL,          NULL,     run_late,
-                                 cancel_count,  NULL,     NULL};
+    .abi = PC_FILTER_ABI, .name = "t_check", .hooks = PC_HOOK_BIT(PC_HOOK_MAIL), .run = run_check};
+static const pc_filter f_fail = {.abi = PC_FILTER_ABI,
+                                 .name = "t_fail",
+                                 .hooks = PC_HOOK_BIT(PC_HOOK_MAIL),
+                                 .init = init_fail,
+                                 .run = run_cont};
+static const pc_filter f_off = {.abi = PC_FILTER_ABI,
+                                .name = "t_offload",
+                                .hooks = PC_HOOK_BIT(PC_HOOK_MAIL),
+                                .run = run_offload};
+static const pc_filter f_late = {.abi = PC_FILTER_ABI,
+                                 .name = "t_late",
+                                 .hooks = PC_HOOK_BIT(PC_HOOK_MAIL),
+                                 .run = run_late,
+                                 .cancel = cancel_count};
 
 /* A filter with per-worker state: init_worker counts its loops, run() tags with the state's
  * value, fini_worker frees it. */
@@ -264,9 +272,12 @@ static void run_worker(void *self, pc_hook hook, pc_filter_ctx *ctx, pc_done_fn 
     pc_verdict r = {.action = PC_TAG, .score = v ? *v : -1, .symbol = "WORKER_STATE"};
     done(ctx, &r);
 }
-static const pc_filter f_worker = {PC_FILTER_ABI, "t_worker", PC_HOOK_BIT(PC_HOOK_MAIL),
-                                   NULL,          NULL,       run_worker,
-                                   NULL,          wk_init,    wk_fini};
+static const pc_filter f_worker = {.abi = PC_FILTER_ABI,
+                                   .name = "t_worker",
+                                   .hooks = PC_HOOK_BIT(PC_HOOK_MAIL),
+                                   .run = run_worker,
+                                   .init_worker = wk_init,
+                                   .fini_worker = wk_fini};
 
 /* ---- fixtures ---- */
 
