@@ -2,9 +2,12 @@
 """Runs the gateway in front of a private Postfix and Dovecot on loopback (see scripts/quickstart).
 
 Uses the integration-test harness to start Postfix from tests/fixtures/postfix and Dovecot from
-tests/fixtures/dovecot (reading the Maildirs Postfix delivers into), and to make a throw-away CA and
-server certificate; then runs portcullis in the foreground until Ctrl-C or SIGTERM."""
+tests/fixtures/dovecot (reading the Maildirs Postfix delivers into), a private Unbound holding the
+example's DNS list, and to make a throw-away CA and server certificate and a small ClamAV database
+(the EICAR test signatures); then runs portcullis in the foreground, with the clamav and dnsbl
+filters on, until Ctrl-C or SIGTERM."""
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -48,12 +51,23 @@ def main():
         dovecot.stop()
         postfix.stop()
         raise
+    # The filters' world: a DNS list that lists 127.0.0.2 (send from that address to see it), and
+    # a ClamAV database with the EICAR test signatures (send the EICAR file to see the 554).
+    dns = harness.Unbound(str(work), records=[
+        "2.0.0.127.bl.example.test. 300 IN A 127.0.0.2",
+        "bl.example.test. 300 IN TXT \"the quickstart example block list\""]).start()
+    eicar = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+    clamdb = work.sub("clamav")
+    work.file("clamav/eicar.hdb", "%s:%d:Eicar-Test-Signature\n" % (hashlib.md5(eicar).hexdigest(), len(eicar)))
+    work.file("clamav/eicar.ndb", "Eicar-Test-Signature:0:*:%s\n" % eicar[:40].hex())
+    eicar_file = work.file("eicar.com", eicar)
     users = harness.Dovecot.users()
     spool = work.sub("spool")
     config = f"""# Written by scripts/quickstart; see etc/portcullis.yaml for every key.
 workers: auto
 log: {{ target: stderr, level: info }}
 spool: {{ directory: {spool} }}
+resolver: {{ servers: ["{dns.server}"] }}
 listeners:
   - name: smtps
     protocol: smtp
@@ -62,9 +76,15 @@ listeners:
     tls: {{ mode: implicit, certificates: [ {{ cert: {pki['cert']}, key: {pki['key']} }} ] }}
     accepted_domains: [ example.test ]
     upstream: {{ address: "127.0.0.1:{postfix.port}", client_identity: xclient }}
+    scores: {{ tag: 5, reject: 50 }}
     filters:
       - name: pregreet
         options: {{ delay: 0s }}
+      - name: dnsbl
+        options: {{ zones: [ {{ zone: bl.example.test, weight: 6 }} ] }}
+      - name: clamav
+        timeout: 2m
+        options: {{ database: {clamdb} }}
   - name: submission
     protocol: smtp
     listen: ["127.0.0.1:{smtp}"]
@@ -72,18 +92,30 @@ listeners:
     tls: {{ mode: starttls, certificates: [ {{ cert: {pki['cert']}, key: {pki['key']} }} ] }}
     accepted_domains: [ example.test ]
     upstream: {{ address: "127.0.0.1:{postfix.port}", client_identity: xclient }}
+    filters:
+      - name: clamav
+        timeout: 2m
+        options: {{ database: {clamdb} }}
   - name: imaps
     protocol: imap
     listen: ["127.0.0.1:{imaps}"]
     hostname: gateway.example.test
     tls: {{ mode: implicit, certificates: [ {{ cert: {pki['cert']}, key: {pki['key']} }} ] }}
     upstream: {{ address: "127.0.0.1:{d_imap}" }}
+    filters:
+      - name: clamav
+        timeout: 2m
+        options: {{ database: {clamdb} }}
   - name: pop3s
     protocol: pop3
     listen: ["127.0.0.1:{pop3s}"]
     hostname: gateway.example.test
     tls: {{ mode: implicit, certificates: [ {{ cert: {pki['cert']}, key: {pki['key']} }} ] }}
     upstream: {{ address: "127.0.0.1:{d_pop3}" }}
+    filters:
+      - name: clamav
+        timeout: 2m
+        options: {{ database: {clamdb} }}
 """
     path = work.file("portcullis.yaml", config)
     print(f"""
@@ -95,6 +127,11 @@ Portcullis is starting in front of Postfix (127.0.0.1:{postfix.port}) and Doveco
   read (IMAPS):         curl --cacert {pki['ca']} -u alice:{users['alice']} imaps://localhost:{imaps}/INBOX/;UID=1
   read (POP3S):         curl --cacert {pki['ca']} -u alice:{users['alice']} pop3s://localhost:{pop3s}/1
   verify TLS:           openssl s_client -connect 127.0.0.1:{smtps} -CAfile {pki['ca']}
+
+The filters at work:
+  a virus (554):        swaks --server 127.0.0.1:{smtps} --tls-on-connect --to alice@example.test --attach {eicar_file}
+  a listed client:      swaks --server 127.0.0.1:{smtps} --tls-on-connect --to alice@example.test --local-interface 127.0.0.2
+                        then read it back: X-Spam-Flag: YES, X-Spam-Status: ... DNSBL_BL_EXAMPLE_TEST(6.00)
 
 Users: alice, bob (passwords in {dovecot.users_path}).
 Delivered mail: {mailboxes}/<user>/new/
@@ -113,6 +150,7 @@ Ctrl-C stops the gateway, Dovecot and Postfix.
     finally:
         dovecot.stop()
         postfix.stop()
+        dns.stop()
         work.cleanup()
 
 

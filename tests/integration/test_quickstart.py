@@ -1,7 +1,8 @@
 """The README's first command, end to end: scripts/quickstart.py (what scripts/quickstart runs after
 installing and building) starts Postfix, Dovecot and the gateway on loopback; a message sent through
 the gateway's SMTPS listener is delivered by Postfix and read back through the gateway's IMAPS and
-POP3S listeners, with the certificate the script made; SIGTERM stops everything.
+POP3S listeners, with the certificate the script made; the filters are on (the EICAR file is
+refused with 554, a client on the example DNS list is tagged); SIGTERM stops everything.
 
 Owns: one quickstart process group (started here, stopped by its PID), on free ports.
 """
@@ -89,6 +90,39 @@ class Quickstart(unittest.TestCase):
         bodies = [b"\r\n".join(pop.retr(i)[1]) for i in range(1, count + 1)]
         pop.quit()
         self.assertTrue(any(tag.encode() in b for b in bodies), bodies[-1:])
+        # The filters are on: the EICAR file the script wrote is refused with the signature's name.
+        eicar = re.search(r"--attach (\S+)", text)
+        self.assertIsNotNone(eicar, text)
+        with open(eicar.group(1), "rb") as f:
+            virus = f.read()
+        with smtplib.SMTP_SSL("localhost", self.ports["SMTPS"], context=ctx, timeout=30) as s:
+            with self.assertRaises(smtplib.SMTPDataError) as cm:
+                s.sendmail("sender@client.test", ["alice@example.test"],
+                           b"From: sender@client.test\r\nSubject: virus\r\n\r\n" + virus + b"\r\n")
+        self.assertEqual(cm.exception.smtp_code, 554)
+        self.assertIn(b"Eicar-Test-Signature", cm.exception.smtp_error)
+        # and a client on the example DNS list (127.0.0.2) is tagged
+        tag2 = h.unique("listed")
+        with smtplib.SMTP_SSL("localhost", self.ports["SMTPS"], context=ctx, timeout=30,
+                              source_address=("127.0.0.2", 0)) as s:
+            s.sendmail("sender@client.test", ["alice@example.test"],
+                       "From: sender@client.test\r\nSubject: %s\r\n\r\nHi.\r\n" % tag2)
+        flagged = None
+        for _ in range(100):
+            imap = imaplib.IMAP4_SSL("localhost", self.ports["IMAPS"], ssl_context=ctx, timeout=30)
+            imap.login("alice", users["alice"])
+            imap.select("INBOX")
+            typ, data = imap.search(None, "SUBJECT", tag2)
+            if data and data[0]:
+                typ, msg = imap.fetch(data[0].split()[-1], "(BODY.PEEK[HEADER])")
+                flagged = msg[0][1]
+            imap.logout()
+            if flagged:
+                break
+            time.sleep(0.2)
+        self.assertIsNotNone(flagged, self.output()[-3000:])
+        self.assertIn(b"X-Spam-Flag: YES", flagged)
+        self.assertIn(b"DNSBL_BL_EXAMPLE_TEST(6.00)", flagged)
         # SIGTERM: the gateway, Dovecot and Postfix stop, the script exits
         self.proc.send_signal(signal.SIGTERM)
         self.assertEqual(self.proc.wait(timeout=60), 0, self.output()[-2000:])
