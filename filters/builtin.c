@@ -3,7 +3,8 @@
 
 #include "portcullis/filter.h"
 
-extern const pc_filter pcf_access_filter, pcf_pregreet_filter, pcf_dnsbl_filter, pcf_clamav_filter;
+extern const pc_filter pcf_access_filter, pcf_pregreet_filter, pcf_dnsbl_filter, pcf_clamav_filter,
+    pcf_rules_filter;
 
 void pc_filters_register_builtin(void)
 {
@@ -11,4 +12,5 @@ void pc_filters_register_builtin(void)
     pc_filter_register(&pcf_pregreet_filter);
     pc_filter_register(&pcf_dnsbl_filter);
     pc_filter_register(&pcf_clamav_filter);
+    pc_filter_register(&pcf_rules_filter);
 }

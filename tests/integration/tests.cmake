@@ -25,6 +25,7 @@ if(TARGET portcullis)
     test_plugin_api
     test_dnsbl
     test_clamav
+    test_rules
   )
   foreach(module IN LISTS PC_INTEGRATION_MODULES)
     add_test(NAME integration.${module}
