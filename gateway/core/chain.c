@@ -76,8 +76,8 @@ struct pc_chain_run {
 
 static const char *hook_name(pc_hook h)
 {
-    static const char *const names[] = {"connect", "helo",     "mail", "rcpt",
-                                        "message", "retrieve", "close"};
+    static const char *const names[] = {"connect", "helo",     "mail",  "rcpt",
+                                        "message", "retrieve", "close", "deliver"};
     return (unsigned)h < PC_HOOK__COUNT ? names[h] : "unknown";
 }
 
@@ -585,7 +585,8 @@ pc_chain_run *pc_chain_start(const pc_chain *ch, pc_hook hook, pc_session_view *
     run->sv = sv;
     run->cb = cb;
     run->ud = ud;
-    if ((hook == PC_HOOK_MESSAGE || hook == PC_HOOK_RETRIEVE) && sv && sv->msg)
+    if ((hook == PC_HOOK_MESSAGE || hook == PC_HOOK_RETRIEVE || hook == PC_HOOK_DELIVER) && sv &&
+        sv->msg)
         pc_message_seal(sv->msg); /* from here on threadpool work may read its bytes */
     if (!ch || !(ch->hooks & PC_HOOK_BIT(hook)))
         run->finished = 1;
@@ -913,9 +914,15 @@ const char *pc_ctx_symbol_at(const pc_filter_ctx *ctx, size_t i)
     return ctx->sv->results->symbols[i];
 }
 
+int pc_ctx_trusted(const pc_filter_ctx *ctx)
+{
+    return SV(ctx) ? ctx->sv->trusted : 0;
+}
+
 pc_message *pc_ctx_message(pc_filter_ctx *ctx)
 {
-    if (!SV(ctx) || (ctx->hook != PC_HOOK_MESSAGE && ctx->hook != PC_HOOK_RETRIEVE))
+    if (!SV(ctx) || (ctx->hook != PC_HOOK_MESSAGE && ctx->hook != PC_HOOK_RETRIEVE &&
+                     ctx->hook != PC_HOOK_DELIVER))
         return NULL;
     return ctx->sv->msg;
 }

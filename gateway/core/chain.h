@@ -40,6 +40,7 @@ typedef struct pc_session_view {
     struct sockaddr_storage client;
     char client_ip[INET6_ADDRSTRLEN];
     int tls;
+    int trusted; /* the client is in the listener's trusted_networks */
     const char *user;
     const char *helo;
     const char *sender;

@@ -38,6 +38,7 @@ void *pc_session_new(size_t size, const pc_session_proto *proto, pc_listener_rt 
     b->sv.protocol = proto->name;
     b->sv.listener = b->cfg->name;
     b->sv.client = *client;
+    b->sv.trusted = pc_netlist_match(&b->cfg->trusted_networks, (const struct sockaddr *)client);
     b->sv.conn = conn;
     b->sv.results = &b->results;
     b->sv.fstate = l->fstate;

@@ -111,27 +111,10 @@ static void end_of_data(sess *s)
     ss_run_hook(s, PC_HOOK_MESSAGE, ST_MESSAGE);
 }
 
-static void message_after_filters(sess *s, const pc_decision *d)
+/* The message goes on: to the upstream session, or a new one with the envelope replayed. */
+static void hand_over(sess *s)
 {
-    if (ss_verdict_stops(s, d, PC_SMTP_AT_MESSAGE)) {
-        char detail[64];
-        snprintf(detail, sizeof(detail), "action=%s", pc_action_name(d->action));
-        if (d->outcome == PC_OUTCOME_DISCARD)
-            ss_log_message(s, PC_LOG_NOTICE, "discarded-by-policy", detail,
-                           pc_message_size(s->txn.msg));
-        else
-            ss_log_message(s, PC_LOG_NOTICE, "filtered", detail, pc_message_size(s->txn.msg));
-        ss_txn_reset(s);
-        s->step = ST_NONE;
-        ss_resume(s);
-        return;
-    }
-    /* What the filters found, written into the message before it goes on. */
-    pc_report_cfg rc = {.authserv_id = s->base.cfg->authserv_id,
-                        .drop = s->base.cfg->authres_drop,
-                        .scores = &s->base.cfg->scores};
-    if (pc_report_write(s->txn.msg, &s->base.results, &rc) < 0)
-        pc_log_err(s->base.sid, "event=nomem where=report-headers");
+    s->step = ST_MESSAGE; /* what the upstream's answers continue (a replay included) */
     if (!pc_smtpc_alive(s->up)) {
         /* The upstream session was lost while the message was spooled: reconnect and replay. */
         ss_drop_upstream(s);
@@ -141,6 +124,49 @@ static void message_after_filters(sess *s, const pc_decision *d)
         return;
     }
     ss_send_message(s);
+}
+
+static int refused_at_message(sess *s, const pc_decision *d)
+{
+    if (!ss_verdict_stops(s, d, PC_SMTP_AT_MESSAGE))
+        return 0;
+    char detail[64];
+    snprintf(detail, sizeof(detail), "action=%s", pc_action_name(d->action));
+    if (d->outcome == PC_OUTCOME_DISCARD)
+        ss_log_message(s, PC_LOG_NOTICE, "discarded-by-policy", detail,
+                       pc_message_size(s->txn.msg));
+    else
+        ss_log_message(s, PC_LOG_NOTICE, "filtered", detail, pc_message_size(s->txn.msg));
+    ss_txn_reset(s);
+    s->step = ST_NONE;
+    ss_resume(s);
+    return 1;
+}
+
+static void message_after_filters(sess *s, const pc_decision *d)
+{
+    if (refused_at_message(s, d))
+        return;
+    /* What the filters found, written into the message before it goes on. */
+    pc_report_cfg rc = {.authserv_id = s->base.cfg->authserv_id,
+                        .drop = s->base.cfg->authres_drop,
+                        .scores = &s->base.cfg->scores};
+    if (pc_report_write(s->txn.msg, &s->base.results, &rc) < 0)
+        pc_log_err(s->base.sid, "event=nomem where=report-headers");
+    /* Then the last steps over the message as it will be sent (a signature, a seal). */
+    if (pc_session_hook_used(&s->base, PC_HOOK_DELIVER)) {
+        ss_run_hook(s, PC_HOOK_DELIVER, ST_DELIVER);
+        return;
+    }
+    hand_over(s);
+}
+
+static void deliver_after_filters(sess *s, const pc_decision *d)
+{
+    /* Only a refusal stops the message here: a tag or an accept changes nothing any more. */
+    if (pc_decision_refuses(d) && refused_at_message(s, d))
+        return;
+    hand_over(s);
 }
 
 static int spool_emit(void *ud, const char *p, size_t n)
@@ -189,6 +215,7 @@ static void step_done(sess *s, const pc_decision *d)
             return;
         break;
     case ST_MESSAGE: message_after_filters(s, d); return;
+    case ST_DELIVER: deliver_after_filters(s, d); return;
     default: break;
     }
     ss_resume(s);

@@ -18,7 +18,7 @@ static void upstream_ready(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
 static const char *step_name(enum step st)
 {
     static const char *const names[] = {"none",    "connect", "helo", "mail", "rcpt",
-                                        "message", "auth",    "auth", "mail"};
+                                        "message", "auth",    "auth", "mail", "deliver"};
     return (size_t)st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
 }
 

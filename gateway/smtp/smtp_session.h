@@ -52,6 +52,7 @@ enum step {
     ST_AUTH,
     ST_AUTH_RSET, /* RSET upstream left over from an earlier transaction, then AUTH */
     ST_MAIL_RSET, /* RSET upstream left over from an earlier transaction, then MAIL */
+    ST_DELIVER,   /* the DELIVER hook: signing, sealing */
 };
 
 typedef struct sess sess;

@@ -30,6 +30,9 @@ typedef enum {
     PC_HOOK_MESSAGE,     /* the whole message: SMTP DATA, IMAP APPEND */
     PC_HOOK_RETRIEVE,    /* a message read by POP3 RETR/TOP or IMAP FETCH */
     PC_HOOK_CLOSE,       /* the session ends; the verdict is ignored */
+    PC_HOOK_DELIVER,     /* SMTP: the message passed, after the decision and every change to it
+                            (the gateway's headers included): last steps such as a DKIM signature
+                            or an ARC seal; only TEMPFAIL and REJECT stop it */
     PC_HOOK__COUNT
 } pc_hook;
 

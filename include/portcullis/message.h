@@ -20,6 +20,7 @@ const struct sockaddr *pc_ctx_client_addr(const pc_filter_ctx *ctx); /* from PRO
 const char *pc_ctx_client_ip(const pc_filter_ctx *ctx);              /* "192.0.2.1" */
 int pc_ctx_tls(const pc_filter_ctx *ctx);                            /* TLS active */
 const char *pc_ctx_user(const pc_filter_ctx *ctx); /* authenticated user or NULL */
+int pc_ctx_trusted(const pc_filter_ctx *ctx);      /* the client is in trusted_networks */
 /* Bytes the client sent that the session has not read yet (pregreet detection). */
 size_t pc_ctx_pending_input(const pc_filter_ctx *ctx);
 
@@ -50,10 +51,11 @@ double pc_ctx_score(const pc_filter_ctx *ctx);
 /* Symbols seen so far, by index (NULL past the end). */
 const char *pc_ctx_symbol_at(const pc_filter_ctx *ctx, size_t i);
 
-/* The message, at PC_HOOK_MESSAGE and PC_HOOK_RETRIEVE; NULL at other hooks. It is sealed when
- * the hook starts: the bytes received never change again; header changes are layered on top and
- * a replacement is a new set of bytes. The functions below run on the session's loop thread,
- * except pc_message_ref/unref, pc_message_map and pc_message_fd (any thread, with a reference). */
+/* The message, at PC_HOOK_MESSAGE, PC_HOOK_RETRIEVE and PC_HOOK_DELIVER; NULL at other hooks. It is
+ * sealed when the hook starts: the bytes received never change again; header changes are layered on
+ * top and a replacement is a new set of bytes. The functions below run on the session's loop
+ * thread, except pc_message_ref/unref, pc_message_map and pc_message_fd (any thread, with a
+ * reference). */
 pc_message *pc_ctx_message(pc_filter_ctx *ctx);
 
 /* References. The message lives (and its bytes stay charged to the spool budgets) until the last

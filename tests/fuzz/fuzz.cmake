@@ -101,3 +101,16 @@ add_test(NAME fuzz.urls
           ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/urls
           ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/urls)
 set_tests_properties(fuzz.urls PROPERTIES LABELS fuzz TIMEOUT 120)
+
+# DKIM tag-lists of incoming DKIM-Signature fields (the dkim filter's key names).
+add_executable(fuzz_dkim_tags ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_dkim_tags.c
+  ${CMAKE_SOURCE_DIR}/filters/dkim/tags.c)
+target_include_directories(fuzz_dkim_tags PRIVATE ${CMAKE_SOURCE_DIR}/filters/dkim)
+target_compile_options(fuzz_dkim_tags PRIVATE ${PC_FUZZ_FLAGS})
+target_link_options(fuzz_dkim_tags PRIVATE ${PC_FUZZ_FLAGS})
+file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/dkim_tags)
+add_test(NAME fuzz.dkim_tags
+  COMMAND fuzz_dkim_tags -max_total_time=10 -rss_limit_mb=1024
+          ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/dkim_tags
+          ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/dkim_tags)
+set_tests_properties(fuzz.dkim_tags PROPERTIES LABELS fuzz TIMEOUT 120)

@@ -11,6 +11,7 @@ sections, or a filter use. Owns: config files in a temp dir; nothing is started 
 import glob
 import os
 import re
+import subprocess
 import unittest
 
 import harness as h
@@ -50,6 +51,11 @@ class DocsConfig(unittest.TestCase):
         # The ClamAV database the docs name: one signature is enough for the engine to load.
         cls.clamdb = cls.tmp.sub("clamav")
         cls.tmp.file("clamav/doc.hdb", "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Hash\n")
+        # The DKIM keys the docs name.
+        for stem, alg in (("example.com.rsa", ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"]),
+                          ("example.com.ed25519", ["-algorithm", "ed25519"])):
+            subprocess.run(["openssl", "genpkey"] + alg + ["-out", os.path.join(cls.tmp.sub("dkim"), stem + ".pem")],
+                           check=True, capture_output=True)
         cls.n = 0
 
     @classmethod
@@ -61,7 +67,8 @@ class DocsConfig(unittest.TestCase):
         small signature database)."""
         text = text.replace("/etc/portcullis/cert.pem", self.pki["cert"]) \
                    .replace("/etc/portcullis/key.pem", self.pki["key"]) \
-                   .replace("/var/lib/clamav", str(self.clamdb))
+                   .replace("/var/lib/clamav", str(self.clamdb)) \
+                   .replace("/etc/portcullis/dkim", os.path.join(str(self.tmp), "dkim"))
         DocsConfig.n += 1
         path = self.tmp.file("doc-%d.yaml" % DocsConfig.n, text)
         return h.run_portcullis(["-t", "-c", path])

@@ -26,6 +26,7 @@ if(TARGET portcullis)
     test_dnsbl
     test_clamav
     test_rules
+    test_dkim
   )
   foreach(module IN LISTS PC_INTEGRATION_MODULES)
     add_test(NAME integration.${module}
