@@ -27,6 +27,7 @@ if(TARGET portcullis)
     test_clamav
     test_rules
     test_dkim
+    test_spf
   )
   foreach(module IN LISTS PC_INTEGRATION_MODULES)
     add_test(NAME integration.${module}
