@@ -491,25 +491,6 @@ typedef struct sjob {
     char error[200];
 } sjob;
 
-/* The domain of the single From field's address, lower case; -1 when there is none or several. */
-static int from_domain(pc_message *m, char *out, size_t outlen)
-{
-    char v[1024], x[8];
-    if (pc_message_header(m, "From", 0, v, sizeof(v)) < 0 ||
-        pc_message_header(m, "From", 1, x, sizeof(x)) >= 0)
-        return -1;
-    const char *lt = strrchr(v, '<');
-    const char *addr = lt ? lt + 1 : v;
-    const char *at = strrchr(addr, '@');
-    if (!at)
-        return -1;
-    size_t n = 0;
-    for (const char *p = at + 1; *p && *p != '>' && *p != ' ' && *p != ',' && n + 1 < outlen; p++)
-        out[n++] = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
-    out[n] = '\0';
-    return n ? 0 : -1;
-}
-
 static int user_may(const dkimf *d, const char *user, const char *dom)
 {
     const char *at = strrchr(user, '@');
@@ -603,7 +584,7 @@ static void start_sign(dkimf *d, pc_filter_ctx *ctx, pc_done_fn done)
         return;
     }
     char dom[256];
-    if (from_domain(m, dom, sizeof(dom)) < 0) {
+    if (pc_message_from_domain(m, dom, sizeof(dom)) < 0) {
         pc_filter_log(ctx, 6, "dkim-sign result=skipped reason=\"no single From address\"");
         done(ctx, &cont);
         return;

@@ -789,3 +789,27 @@ int pc_message_replace(pc_message *m, const void *data, size_t len)
     drop_index(m);
     return 0;
 }
+
+int pc_message_from_domain(const pc_message *m, char *out, size_t outlen)
+{
+    char v[1024], x[8];
+    if (outlen)
+        out[0] = '\0';
+    if (pc_message_header(m, "From", 0, v, sizeof(v)) < 0)
+        return -1;
+    if (pc_message_header(m, "From", 1, x, sizeof(x)) >= 0)
+        return -2;
+    const char *lt = strrchr(v, '<');
+    const char *addr = lt ? lt + 1 : v;
+    const char *at = strrchr(addr, '@');
+    if (!at || !outlen)
+        return -1;
+    size_t n = 0;
+    for (const char *p = at + 1; *p && *p != '>' && *p != ' ' && *p != ',' && *p != ')'; p++) {
+        if (n + 1 >= outlen)
+            return -1;
+        out[n++] = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+    }
+    out[n] = '\0';
+    return n ? 0 : -1;
+}

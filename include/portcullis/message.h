@@ -80,6 +80,10 @@ ssize_t pc_message_read(const pc_message *m, size_t off, void *buf, size_t len);
  * colon, copied into out (NUL-terminated, truncated). Returns its full length or -1 if absent. */
 ssize_t pc_message_header(const pc_message *m, const char *name, size_t i, char *out,
                           size_t outlen);
+/* The domain of the address in the message's single From field, in lower case, into out: 0; -1
+ * when there is no From field or no domain in it, -2 when there are several From fields (DMARC and
+ * DKIM signing treat that as its own case). */
+int pc_message_from_domain(const pc_message *m, char *out, size_t outlen);
 /* Adds a field at the top (value must not contain CR/LF except as proper folding). 0 or -1. */
 int pc_message_add_header(pc_message *m, const char *name, const char *value);
 /* Removes the i-th field named name. 0, or -1 if absent. */

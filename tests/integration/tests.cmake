@@ -28,6 +28,7 @@ if(TARGET portcullis)
     test_rules
     test_dkim
     test_spf
+    test_dmarc
   )
   foreach(module IN LISTS PC_INTEGRATION_MODULES)
     add_test(NAME integration.${module}

@@ -1,0 +1,152 @@
+"""The dmarc filter after spf and dkim, end to end through a real Unbound (zones in this file) with the
+client given as 192.0.2.10 by PROXY: an aligned SPF pass and an aligned DKIM pass (signed here by
+python3-dkim) pass; p=reject refuses 550 5.7.1, p=quarantine holds (451 4.7.1 until the quarantine
+store exists), p=none only records; an SPF pass for the sender's own envelope domain under a forged
+From fails; strict alignment and the sp of the organisational domain for a subdomain; pct=0 takes
+the next lower policy; several From fields; the admin's softening (reject as tag).
+
+Owns: one Unbound and a DKIM key for the module, a recording upstream and a gateway per test.
+"""
+
+import base64
+import json
+import os
+import re
+import subprocess
+import unittest
+
+import harness as h
+import test_dkim as dk
+
+ZONE = [
+    'pass.test. 300 IN TXT "v=spf1 ip4:192.0.2.10 -all"',
+    '_dmarc.pass.test. 300 IN TXT "v=DMARC1; p=reject"',
+    'rej.test. 300 IN TXT "v=spf1 ip4:192.0.2.1 -all"',
+    '_dmarc.rej.test. 300 IN TXT "v=DMARC1; p=reject"',
+    'quar.test. 300 IN TXT "v=spf1 ip4:192.0.2.1 -all"',
+    '_dmarc.quar.test. 300 IN TXT "v=DMARC1; p=quarantine"',
+    'mon.test. 300 IN TXT "v=spf1 ip4:192.0.2.1 -all"',
+    '_dmarc.mon.test. 300 IN TXT "v=DMARC1; p=none"',
+    # strict alignment needs a suffix the public suffix list knows (example.com's is com)
+    'example.com. 300 IN TXT "v=spf1 ip4:192.0.2.10 -all"',
+    '_dmarc.example.com. 300 IN TXT "v=DMARC1; p=reject; sp=quarantine; aspf=s"',
+    'pct.test. 300 IN TXT "v=spf1 ip4:192.0.2.1 -all"',
+    '_dmarc.pct.test. 300 IN TXT "v=DMARC1; p=reject; pct=0"',
+    'dk.test. 300 IN TXT "v=spf1 ip4:192.0.2.1 -all"',
+    '_dmarc.dk.test. 300 IN TXT "v=DMARC1; p=reject"',
+]
+
+
+@unittest.skipUnless(h.have_tool("unbound"), "unbound not installed")
+class Dmarc(h.GatewayTest):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.key = os.path.join(cls.tmp.sub("keys"), "rsa.pem")
+        dk.openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", cls.key)
+        pub = base64.b64encode(dk.openssl("pkey", "-in", cls.key, "-pubout", "-outform", "DER")).decode()
+        zone = ZONE + ["s1._domainkey.dk.test. 300 IN TXT %s" % dk.txt_strings("v=DKIM1; k=rsa; p=" + pub)]
+        cls.dns = h.Unbound(cls.tmp, records=zone).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dns.stop()
+        super().tearDownClass()
+
+    def start(self, options=None):
+        self.up = self.hostile("record")
+        return self.gateway(self.up.port, top={"resolver": {"servers": [self.dns.server]}},
+                            proxy_protocol={"trusted": ["127.0.0.1/32"]},
+                            filters=[{"name": "spf", "timeout": "10s"}, {"name": "dkim", "timeout": "10s"},
+                                     {"name": "dmarc", "timeout": "10s", "options": options or {}}])
+
+    def send(self, gw, envelope, message):
+        c = h.SmtpClient(gw.port, greeting=False)
+        try:
+            c.send(h.proxy_v1("192.0.2.10", dport=gw.port))
+            self.assertCode(c.read_reply(), 220)
+            self.assertCode(c.ehlo("client.test"), 250)
+            return c.transaction(envelope, ["alice@example.test"], message, helo=False)
+        finally:
+            c.close()
+
+    def msg(self, tag, frm, extra=""):
+        return dk.message(tag, frm=frm, extra=extra)
+
+    def delivered(self, tag):
+        got = [m for m in self.up.complete_messages() if tag.encode() in m.data]
+        self.assertEqual(len(got), 1)
+        return h.unfold(got[0].data.split(b"\r\n\r\n", 1)[0]).decode()
+
+    def test_aligned_spf_pass(self):
+        gw = self.start()
+        tag = h.unique("pass")
+        reps = self.send(gw, "bounce@pass.test", self.msg(tag, "a@pass.test"))
+        self.assertCode(reps[-1], 250)
+        self.assertRegex(self.delivered(tag), r"dmarc=pass \(p=reject dis=none\) header.from=pass.test")
+
+    def test_aligned_dkim_pass_despite_spf_fail(self):
+        gw = self.start()
+        tag = h.unique("dkim")
+        signed = subprocess.run([dk.SYSPY, dk.TOOL, "sign", self.key, "s1", "dk.test", "rsa-sha256"],
+                                input=self.msg(tag, "a@dk.test"), capture_output=True, check=True).stdout
+        reps = self.send(gw, "x@dk.test", signed)
+        self.assertCode(reps[-1], 250)
+        head = self.delivered(tag)
+        self.assertIn("spf=fail", head)
+        self.assertRegex(head, r"dkim=pass header.d=dk.test")
+        self.assertRegex(head, r"dmarc=pass \(p=reject dis=none\) header.from=dk.test")
+
+    def test_policies(self):
+        gw = self.start()
+        reps = self.send(gw, "x@rej.test", self.msg(h.unique("rej"), "a@rej.test"))
+        self.assertCode(reps[-1], 550)
+        self.assertEnhanced(reps[-1], "5.7.1")
+        self.assertIn("DMARC policy of rej.test", reps[-1].text)
+        reps = self.send(gw, "x@quar.test", self.msg(h.unique("quar"), "a@quar.test"))
+        self.assertCode(reps[-1], 451)
+        self.assertEnhanced(reps[-1], "4.7.1")
+        tag = h.unique("mon")
+        reps = self.send(gw, "x@mon.test", self.msg(tag, "a@mon.test"))
+        self.assertCode(reps[-1], 250)
+        self.assertRegex(self.delivered(tag), r"dmarc=fail \(p=none dis=none\) header.from=mon.test")
+
+    def test_forged_from_with_the_senders_own_spf_pass(self):
+        gw = self.start()
+        reps = self.send(gw, "attacker@pass.test", self.msg(h.unique("forged"), "ceo@rej.test"))
+        self.assertCode(reps[-1], 550)  # SPF passed for pass.test: not aligned with rej.test
+
+    def test_strict_alignment_and_subdomain_policy(self):
+        gw = self.start()
+        # relaxed alignment would pass (example.com is the organisational domain of
+        # mail.example.com); aspf=s does not, and the subdomain takes sp=quarantine
+        reps = self.send(gw, "x@example.com", self.msg(h.unique("strict"), "a@mail.example.com"))
+        self.assertCode(reps[-1], 451)
+        self.assertIn("dmarc=fail (p=quarantine dis=quarantine) header.from=mail.example.com",
+                      gw.log_text())
+
+    def test_pct_zero_takes_the_next_lower_policy(self):
+        gw = self.start()
+        reps = self.send(gw, "x@pct.test", self.msg(h.unique("pct"), "a@pct.test"))
+        self.assertCode(reps[-1], 451)  # reject sampled out: quarantine
+        self.assertIn("dis=quarantine", gw.log_text())
+
+    def test_several_from_and_softened_reject(self):
+        gw = self.start({"reject": "tag"})
+        tag = h.unique("soft")
+        reps = self.send(gw, "x@rej.test", self.msg(tag, "a@rej.test"))
+        self.assertCode(reps[-1], 250)
+        head = self.delivered(tag)
+        self.assertRegex(head, r"dmarc=fail \(p=reject dis=none\) header.from=rej.test")
+        self.assertIn("DMARC_FAIL", head)
+        tag = h.unique("twofrom")
+        reps = self.send(gw, "x@pass.test", self.msg(tag, "a@pass.test", extra="From: b@rej.test\r\n"))
+        self.assertCode(reps[-1], 250)
+        head = self.delivered(tag)
+        self.assertIn("dmarc=permerror (several From fields)", head)
+        self.assertIn("DMARC_MULTIPLE_FROM", head)
+
+
+if __name__ == "__main__":
+    unittest.main()
