@@ -684,30 +684,6 @@ static void offload_after(uv_work_t *req, int status)
     ctx_unref(ctx);
 }
 
-int pc_filter_offload(pc_filter_ctx *ctx, void (*work)(void *arg),
-                      void (*after)(pc_filter_ctx *ctx, void *arg), void *arg)
-{
-    if (!ctx || !work || ctx->cancelled)
-        return -1;
-    offload *o = calloc(1, sizeof(*o));
-    if (!o)
-        return -1;
-    o->req.data = o;
-    o->ctx = ctx;
-    o->work = work;
-    o->after = after;
-    o->arg = arg;
-    o->msg = pc_message_ref(pc_ctx_message(ctx));
-    if (uv_queue_work(ctx->loop, &o->req, offload_work, offload_after) != 0) {
-        pc_message_unref(o->msg);
-        free(o);
-        return -1;
-    }
-    ctx->refs++;
-    ctx->offloads++;
-    return 0;
-}
-
 static void long_work(pc_job *j)
 {
     offload *o = (offload *)((char *)j - offsetof(offload, job));
@@ -727,8 +703,9 @@ static void long_after(pc_job *j, int ran)
     offload_after(&o->req, 0);
 }
 
-int pc_filter_offload_long(pc_filter_ctx *ctx, void (*work)(void *arg),
-                           void (*after)(pc_filter_ctx *ctx, void *arg), void *arg)
+/* Both kinds of offload: the work holds ctx and the hook's message until after() returned. */
+static int offload_start(pc_filter_ctx *ctx, void (*work)(void *arg),
+                         void (*after)(pc_filter_ctx *ctx, void *arg), void *arg, int is_long)
 {
     if (!ctx || !work || ctx->cancelled)
         return -1;
@@ -742,7 +719,9 @@ int pc_filter_offload_long(pc_filter_ctx *ctx, void (*work)(void *arg),
     o->arg = arg;
     o->msg = pc_message_ref(pc_ctx_message(ctx));
     o->job = (pc_job){.work = long_work, .after = long_after, .wanted = long_wanted};
-    if (pc_job_start_long(&o->job) != 0) {
+    int rc = is_long ? pc_job_start_long(&o->job)
+                     : uv_queue_work(ctx->loop, &o->req, offload_work, offload_after);
+    if (rc != 0) {
         pc_message_unref(o->msg);
         free(o);
         return -1;
@@ -750,6 +729,18 @@ int pc_filter_offload_long(pc_filter_ctx *ctx, void (*work)(void *arg),
     ctx->refs++;
     ctx->offloads++;
     return 0;
+}
+
+int pc_filter_offload(pc_filter_ctx *ctx, void (*work)(void *arg),
+                      void (*after)(pc_filter_ctx *ctx, void *arg), void *arg)
+{
+    return offload_start(ctx, work, after, arg, 0);
+}
+
+int pc_filter_offload_long(pc_filter_ctx *ctx, void (*work)(void *arg),
+                           void (*after)(pc_filter_ctx *ctx, void *arg), void *arg)
+{
+    return offload_start(ctx, work, after, arg, 1);
 }
 
 int pc_ctx_cancelled(const pc_filter_ctx *ctx)

@@ -314,33 +314,30 @@ static void up_cmd_done(void *ud, pc_smtpc_status st, const pc_smtp_reply *r)
         ss_resume(s);
         return;
     }
+    if ((s->step == ST_MAIL || s->step == ST_RCPT) && !ss_reply_class_ok(r)) {
+        /* not a reply an upstream may give here: that leg is of no use any more */
+        ss_drop_upstream(s);
+        ss_upstream_failed_reply(s, PC_SMTPC_PROTOCOL);
+        ss_txn_reset(s);
+        s->step = ST_NONE;
+        ss_resume(s);
+        return;
+    }
     switch (s->step) {
     case ST_MAIL:
-        if (!ss_reply_class_ok(r)) {
-            ss_drop_upstream(s);
-            ss_upstream_failed_reply(s, PC_SMTPC_PROTOCOL);
-            ss_txn_reset(s);
+        ss_relay_reply(s, r);
+        if (r->code / 100 == 2) {
+            s->txn.open = 1;
+            s->up_txn = 1;
+            s->txn.start_ms = pc_now_ms();
         } else {
-            ss_relay_reply(s, r);
-            if (r->code / 100 == 2) {
-                s->txn.open = 1;
-                s->up_txn = 1;
-                s->txn.start_ms = pc_now_ms();
-            } else {
-                ss_txn_reset(s);
-            }
+            ss_txn_reset(s);
         }
         break;
     case ST_RCPT:
-        if (!ss_reply_class_ok(r)) {
-            ss_drop_upstream(s);
-            ss_upstream_failed_reply(s, PC_SMTPC_PROTOCOL);
-            ss_txn_reset(s);
-        } else {
-            ss_relay_reply(s, r);
-            ss_record_rcpt(s, r->code / 100 == 2 ? PC_RCPT_ACCEPTED : PC_RCPT_REFUSED, r->code,
-                           PC_CONTINUE);
-        }
+        ss_relay_reply(s, r);
+        ss_record_rcpt(s, r->code / 100 == 2 ? PC_RCPT_ACCEPTED : PC_RCPT_REFUSED, r->code,
+                       PC_CONTINUE);
         break;
     case ST_MESSAGE:
         /* Replaying the envelope on a new upstream session. */

@@ -78,39 +78,23 @@ add_test(NAME fuzz.dns_answer
           ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/dns_answer)
 set_tests_properties(fuzz.dns_answer PROPERTIES LABELS fuzz TIMEOUT 180)
 
+# One libFuzzer target: fuzz/fuzz_NAME.c with the sources it reads, run for SECONDS in CI.
+function(pc_fuzz_target name seconds)
+  add_executable(fuzz_${name} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_${name}.c ${ARGN})
+  target_compile_options(fuzz_${name} PRIVATE ${PC_FUZZ_FLAGS})
+  target_link_options(fuzz_${name} PRIVATE ${PC_FUZZ_FLAGS})
+  file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/${name})
+  add_test(NAME fuzz.${name}
+    COMMAND fuzz_${name} -max_total_time=${seconds} -rss_limit_mb=1024
+            ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/${name}
+            ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/${name})
+  set_tests_properties(fuzz.${name} PROPERTIES LABELS fuzz TIMEOUT 120)
+endfunction()
+
 # Authentication-Results values from incoming messages (the authserv-id the gateway removes by).
-add_executable(fuzz_authres ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_authres.c
-  ${CMAKE_SOURCE_DIR}/gateway/parse/authres.c)
-target_compile_options(fuzz_authres PRIVATE ${PC_FUZZ_FLAGS})
-target_link_options(fuzz_authres PRIVATE ${PC_FUZZ_FLAGS})
-file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/authres)
-add_test(NAME fuzz.authres
-  COMMAND fuzz_authres -max_total_time=10 -rss_limit_mb=1024
-          ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/authres
-          ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/authres)
-set_tests_properties(fuzz.authres PROPERTIES LABELS fuzz TIMEOUT 120)
-
+pc_fuzz_target(authres 10 ${CMAKE_SOURCE_DIR}/gateway/parse/authres.c)
 # Host names of URLs in message text (the dnsbl filter's URI lists).
-add_executable(fuzz_urls ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_urls.c
-  ${CMAKE_SOURCE_DIR}/gateway/parse/urls.c)
-target_compile_options(fuzz_urls PRIVATE ${PC_FUZZ_FLAGS})
-target_link_options(fuzz_urls PRIVATE ${PC_FUZZ_FLAGS})
-file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/urls)
-add_test(NAME fuzz.urls
-  COMMAND fuzz_urls -max_total_time=10 -rss_limit_mb=1024
-          ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/urls
-          ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/urls)
-set_tests_properties(fuzz.urls PROPERTIES LABELS fuzz TIMEOUT 120)
-
+pc_fuzz_target(urls 10 ${CMAKE_SOURCE_DIR}/gateway/parse/urls.c)
 # DKIM tag-lists of incoming DKIM-Signature fields (the dkim filter's key names).
-add_executable(fuzz_dkim_tags ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_dkim_tags.c
-  ${CMAKE_SOURCE_DIR}/filters/dkim/tags.c)
+pc_fuzz_target(dkim_tags 10 ${CMAKE_SOURCE_DIR}/filters/dkim/tags.c)
 target_include_directories(fuzz_dkim_tags PRIVATE ${CMAKE_SOURCE_DIR}/filters/dkim)
-target_compile_options(fuzz_dkim_tags PRIVATE ${PC_FUZZ_FLAGS})
-target_link_options(fuzz_dkim_tags PRIVATE ${PC_FUZZ_FLAGS})
-file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/dkim_tags)
-add_test(NAME fuzz.dkim_tags
-  COMMAND fuzz_dkim_tags -max_total_time=10 -rss_limit_mb=1024
-          ${CMAKE_CURRENT_BINARY_DIR}/fuzz-work/dkim_tags
-          ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/dkim_tags)
-set_tests_properties(fuzz.dkim_tags PROPERTIES LABELS fuzz TIMEOUT 120)

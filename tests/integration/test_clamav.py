@@ -181,17 +181,21 @@ class ClamavPop3(h.GatewayTest):
         cls.dc.stop()
         super().tearDownClass()
 
-    def test_infected_is_replaced_by_the_notice(self):
+    def logged_in(self, options):
+        """A POP3 gateway with the clamav filter in front of the class's Dovecot, and alice logged in."""
         port = h.free_port()
         lst = h.pop3_listener_config(port, self.up_port, mailbox={"plaintext_auth": "allow"},
-                                     filters=[{"name": "clamav", "timeout": "30s",
-                                               "options": {"database": self.db}}])
+                                     filters=[{"name": "clamav", "timeout": "30s", "options": options}])
         gw = h.Gateway(self.tmp, h.gateway_config(self.tmp, lst))
         self.addCleanup(self._stop_gateway, gw)
         gw.start()
         c = h.Pop3Client(port)
         self.addCleanup(c.close)
         self.assertTrue(c.login("alice", USERS.get("alice", "")).startswith(b"+OK"))
+        return gw, c
+
+    def test_infected_is_replaced_by_the_notice(self):
+        gw, c = self.logged_in({"database": self.db})
         st, body = c.cmd_multi("RETR 1")
         self.assertTrue(st.startswith(b"+OK"))
         self.assertIn(b"Nothing here.", h.unstuff(body))
@@ -206,16 +210,7 @@ class ClamavPop3(h.GatewayTest):
 
     def test_read_again_after_a_signature_update_is_scanned_again(self):
         db = write_db(os.path.join(str(self.tmp), "pop-swapdb"))
-        port = h.free_port()
-        lst = h.pop3_listener_config(port, self.up_port, mailbox={"plaintext_auth": "allow"},
-                                     filters=[{"name": "clamav", "timeout": "30s",
-                                               "options": {"database": db, "reload_check": "500ms"}}])
-        gw = h.Gateway(self.tmp, h.gateway_config(self.tmp, lst))
-        self.addCleanup(self._stop_gateway, gw)
-        gw.start()
-        c = h.Pop3Client(port)
-        self.addCleanup(c.close)
-        self.assertTrue(c.login("alice", USERS.get("alice", "")).startswith(b"+OK"))
+        gw, c = self.logged_in({"database": db, "reload_check": "500ms"})
         for attempt in range(2):  # the second read comes from the verdict cache
             st, body = c.cmd_multi("RETR 3")
             self.assertIn(MARKER, h.unstuff(body))

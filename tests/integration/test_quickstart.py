@@ -54,6 +54,24 @@ class Quickstart(unittest.TestCase):
         with open(self.out_path, errors="replace") as f:
             return f.read()
 
+    def read_back(self, ctx, users, tag, item):
+        """The message whose Subject holds tag, read through the gateway's IMAPS (Postfix delivers
+        asynchronously: a bounded wait), or None."""
+        for _ in range(100):
+            imap = imaplib.IMAP4_SSL("localhost", self.ports["IMAPS"], ssl_context=ctx, timeout=30)
+            imap.login("alice", users["alice"])
+            imap.select("INBOX")
+            typ, data = imap.search(None, "SUBJECT", tag)
+            found = None
+            if data and data[0]:
+                typ, msg = imap.fetch(data[0].split()[-1], item)
+                found = msg[0][1]
+            imap.logout()
+            if found:
+                return found
+            time.sleep(0.2)
+        return None
+
     def test_send_then_read_through_the_gateway(self):
         for k in ("SMTPS", "IMAPS", "POP3S"):
             h.wait_port(self.ports[k], timeout=60, proc=self.proc)
@@ -67,19 +85,7 @@ class Quickstart(unittest.TestCase):
             s.sendmail("sender@client.test", ["alice@example.test"],
                        "From: sender@client.test\r\nTo: alice@example.test\r\nSubject: %s\r\n\r\n"
                        "Hello through the gateway.\r\n" % tag)
-        found = None
-        for _ in range(100):  # Postfix delivers asynchronously: bounded wait
-            imap = imaplib.IMAP4_SSL("localhost", self.ports["IMAPS"], ssl_context=ctx, timeout=30)
-            imap.login("alice", users["alice"])
-            imap.select("INBOX")
-            typ, data = imap.search(None, "SUBJECT", tag)
-            if data and data[0]:
-                typ, msg = imap.fetch(data[0].split()[-1], "(BODY.PEEK[])")
-                found = msg[0][1]
-            imap.logout()
-            if found:
-                break
-            time.sleep(0.2)
+        found = self.read_back(ctx, users, tag, "(BODY.PEEK[])")
         self.assertIsNotNone(found, "not delivered; quickstart output:\n" + self.output()[-3000:])
         self.assertIn(b"Hello through the gateway.", found)
         self.assertIn(b"gateway.example.test", found)  # the gateway's Received header
@@ -107,19 +113,7 @@ class Quickstart(unittest.TestCase):
                               source_address=("127.0.0.2", 0)) as s:
             s.sendmail("sender@client.test", ["alice@example.test"],
                        "From: sender@client.test\r\nSubject: %s\r\n\r\nHi.\r\n" % tag2)
-        flagged = None
-        for _ in range(100):
-            imap = imaplib.IMAP4_SSL("localhost", self.ports["IMAPS"], ssl_context=ctx, timeout=30)
-            imap.login("alice", users["alice"])
-            imap.select("INBOX")
-            typ, data = imap.search(None, "SUBJECT", tag2)
-            if data and data[0]:
-                typ, msg = imap.fetch(data[0].split()[-1], "(BODY.PEEK[HEADER])")
-                flagged = msg[0][1]
-            imap.logout()
-            if flagged:
-                break
-            time.sleep(0.2)
+        flagged = self.read_back(ctx, users, tag2, "(BODY.PEEK[HEADER])")
         self.assertIsNotNone(flagged, self.output()[-3000:])
         self.assertIn(b"X-Spam-Flag: YES", flagged)
         self.assertIn(b"DNSBL_BL_EXAMPLE_TEST(6.00)", flagged)
