@@ -14,13 +14,21 @@
  * max_recursion, max_files, max_scan_time, on_limits (pass | tempfail | reject), on_scan_error
  * (tempfail | pass | reject), reload_check (a duration; 0 = never). */
 #include <clamav.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "portcullis/filter.h"
 
@@ -33,8 +41,29 @@ typedef struct engine {
     unsigned dbversion;
 } engine;
 
+/* clamd mode: a connection of the pool, in an IDSESSION. */
+typedef struct cconn {
+    int fd;
+    unsigned long long last_ms; /* when it last answered */
+    unsigned id;                /* the last request number in the session */
+} cconn;
+
+#define POOL_MAX 16
+
+/* A worker's pool of clamd connections, used from the threadpool (hence the lock). */
+typedef struct cpool {
+    pthread_mutex_t lock;
+    cconn idle[POOL_MAX];
+    size_t nidle;
+} cpool;
+
 typedef struct clamav {
-    const char *dir; /* borrowed from the configuration */
+    const char *dir;             /* borrowed from the configuration */
+    const char *clamd;           /* clamd mode: a socket path or host:port */
+    unsigned pool_size;          /* idle connections kept per worker */
+    size_t stream_max;           /* clamd's StreamMaxLength */
+    unsigned io_ms;              /* clamd's answer within this */
+    atomic_ullong clamd_version; /* the last VERSION seen, hashed */
     size_t max_scan, max_file;
     unsigned max_recursion, max_files, max_time_ms, check_ms;
     int on_limits, on_error;
@@ -160,6 +189,230 @@ static void *reloader(void *arg)
     return NULL;
 }
 
+/* ---- clamd (threadpool: blocking sockets, bounded by the configured timeout) --------------- */
+
+static unsigned long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000ULL + (unsigned long long)ts.tv_nsec / 1000000ULL;
+}
+
+static int send_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n) {
+        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* One reply, up to its NUL (IDSESSION replies end with one). */
+static int read_reply(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    while (n + 1 < cap) {
+        ssize_t r = recv(fd, buf + n, 1, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        if (buf[n] == '\0')
+            return 0;
+        n++;
+    }
+    return -1;
+}
+
+static int clamd_connect(const clamav *c)
+{
+    int fd = -1;
+    if (c->clamd[0] == '/') {
+        struct sockaddr_un sun = {.sun_family = AF_UNIX};
+        snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", c->clamd);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+            close(fd);
+            fd = -1;
+        }
+    } else {
+        char host[256];
+        snprintf(host, sizeof(host), "%s", c->clamd);
+        char *colon = strrchr(host, ':');
+        if (!colon)
+            return -1;
+        *colon = '\0';
+        const char *h = host;
+        if (*h == '[') { /* [IPv6]:port */
+            h++;
+            char *rb = strchr(host, ']');
+            if (rb)
+                *rb = '\0';
+        }
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+        if (getaddrinfo(h, colon + 1, &hints, &ai) != 0)
+            return -1;
+        for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next) {
+            fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) < 0) {
+                close(fd);
+                fd = -1;
+            }
+        }
+        freeaddrinfo(ai);
+        int one = 1;
+        if (fd >= 0)
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    if (fd < 0)
+        return -1;
+    struct timeval tv = {(time_t)(c->io_ms / 1000), (suseconds_t)(c->io_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (send_all(fd, "zIDSESSION", 11) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* A connection in a session: an idle one of the pool (a PING first when it has idled a while,
+ * since clamd ends sessions idle for its IdleTimeout), or a new one. */
+static int clamd_get(const clamav *c, cpool *pool, cconn *out)
+{
+    for (;;) {
+        cconn k = {.fd = -1};
+        if (pool) {
+            pthread_mutex_lock(&pool->lock);
+            if (pool->nidle)
+                k = pool->idle[--pool->nidle];
+            pthread_mutex_unlock(&pool->lock);
+        }
+        if (k.fd < 0)
+            break;
+        unsigned long long idle = now_ms() - k.last_ms;
+        if (idle < 5000) {
+            *out = k;
+            return 0;
+        }
+        char r[64];
+        if (idle < 25000 && send_all(k.fd, "zPING", 6) == 0 &&
+            read_reply(k.fd, r, sizeof(r)) == 0 && strstr(r, "PONG")) {
+            k.id++;
+            *out = k;
+            return 0;
+        }
+        close(k.fd);
+    }
+    out->fd = clamd_connect(c);
+    out->id = 0;
+    pc_filter_log(NULL, out->fd >= 0 ? 7 : 4, "clamav-clamd connect address=%s result=%s", c->clamd,
+                  out->fd >= 0 ? "ok" : "failed");
+    return out->fd >= 0 ? 0 : -1;
+}
+
+static void clamd_put(const clamav *c, cpool *pool, cconn *k, int ok)
+{
+    if (ok && pool) {
+        k->last_ms = now_ms();
+        pthread_mutex_lock(&pool->lock);
+        int kept = pool->nidle < c->pool_size && pool->nidle < POOL_MAX;
+        if (kept)
+            pool->idle[pool->nidle++] = *k;
+        pthread_mutex_unlock(&pool->lock);
+        if (kept)
+            return;
+    }
+    if (k->fd >= 0) {
+        send_all(k->fd, "zEND", 5);
+        close(k->fd);
+    }
+    k->fd = -1;
+}
+
+/* INSTREAM of p[0..len) (at most stream_max bytes of it). Returns CL_CLEAN, CL_VIRUS (name in
+ * virus), CL_EMAXSIZE (the stream limit), or CL_EOPEN / CL_EREAD on a failure. */
+static cl_error_t clamd_scan(clamav *c, cpool *pool, const char *p, size_t len, char *virus,
+                             size_t vlen)
+{
+    cconn k;
+    if (clamd_get(c, pool, &k) < 0)
+        return CL_EOPEN;
+    int ok = send_all(k.fd, "zINSTREAM", 10) == 0;
+    size_t n = len < c->stream_max ? len : c->stream_max;
+    for (size_t off = 0; ok && off < n; off += 65536) {
+        uint32_t chunk = (uint32_t)(n - off < 65536 ? n - off : 65536), be = htonl(chunk);
+        ok = send_all(k.fd, &be, 4) == 0 && send_all(k.fd, p + off, chunk) == 0;
+    }
+    uint32_t zero = 0;
+    char r[512];
+    ok = ok && send_all(k.fd, &zero, 4) == 0 && read_reply(k.fd, r, sizeof(r)) == 0;
+    cl_error_t rc = CL_EREAD;
+    if (ok) {
+        k.id++;
+        const char *body = strstr(r, ": ");
+        body = body ? body + 2 : r; /* "N: stream: ..." */
+        if (strncmp(body, "stream: ", 8) == 0)
+            body += 8;
+        size_t bl = strlen(body);
+        if (bl >= 2 && strcmp(body + bl - 2, "OK") == 0) {
+            rc = CL_CLEAN;
+        } else if (bl > 6 && strcmp(body + bl - 6, " FOUND") == 0) {
+            snprintf(virus, vlen, "%.*s", (int)(bl - 6), body);
+            rc = CL_VIRUS;
+        } else if (strstr(body, "size limit exceeded")) {
+            rc = CL_EMAXSIZE;
+        }
+        /* what clamd's database is now: verdicts cached for retrieval are keyed by it */
+        char v[256];
+        if (send_all(k.fd, "zVERSION", 9) == 0 && read_reply(k.fd, v, sizeof(v)) == 0) {
+            k.id++;
+            unsigned long long hsh = 1469598103934665603ULL;
+            for (const char *q = strchr(v, ' ') ? strchr(v, ' ') : v; *q; q++)
+                hsh = (hsh ^ (unsigned char)*q) * 1099511628211ULL;
+            atomic_store(&c->clamd_version, hsh);
+        } else {
+            ok = 0;
+        }
+    }
+    if (rc == CL_CLEAN && len > c->stream_max)
+        rc = CL_EMAXSIZE; /* the rest was not scanned */
+    clamd_put(c, pool, &k, ok && rc != CL_EREAD);
+    return rc;
+}
+
+static void *clamav_init_worker(void *self, struct uv_loop_s *loop)
+{
+    (void)loop;
+    clamav *c = self;
+    if (!c->clamd)
+        return NULL;
+    cpool *pool = calloc(1, sizeof(*pool));
+    if (pool)
+        pthread_mutex_init(&pool->lock, NULL);
+    return pool;
+}
+
+static void clamav_fini_worker(void *self, void *state)
+{
+    (void)self;
+    cpool *pool = state;
+    if (!pool)
+        return;
+    for (size_t i = 0; i < pool->nidle; i++) {
+        send_all(pool->idle[i].fd, "zEND", 5);
+        close(pool->idle[i].fd);
+    }
+    pthread_mutex_destroy(&pool->lock);
+    free(pool);
+}
+
 /* ---- options ------------------------------------------------------------------------------- */
 
 static int action_of(const pc_opt *o, const char *key, int def, int *out, char *err, size_t errlen)
@@ -177,8 +430,9 @@ static void clamav_fini(void *self);
 static void *clamav_init(const pc_opt *o, char *err, size_t errlen)
 {
     static const char *const keys[] = {
-        "database",      "max_scan_size", "max_file_size", "max_recursion", "max_files",
-        "max_scan_time", "on_limits",     "on_scan_error", "reload_check",  NULL};
+        "database",      "clamd",         "pool_size",     "stream_max", "clamd_timeout",
+        "max_scan_size", "max_file_size", "max_recursion", "max_files",  "max_scan_time",
+        "on_limits",     "on_scan_error", "reload_check",  NULL};
     if (pc_opt_check_keys(o, keys, err, errlen) < 0)
         return NULL;
     pthread_once(&init_once, lib_init);
@@ -199,7 +453,25 @@ static void *clamav_init(const pc_opt *o, char *err, size_t errlen)
     c->max_files = 10000;
     c->max_time_ms = 120000;
     c->check_ms = 60000;
-    double rec = c->max_recursion, files = c->max_files;
+    double rec = c->max_recursion, files = c->max_files, psize = 4;
+    c->stream_max = 25u << 20; /* clamd's default StreamMaxLength */
+    c->io_ms = 60000;
+    c->clamd = pc_opt_str(o, "clamd", NULL);
+    if (c->clamd && pc_opt_get(o, "database")) {
+        pc_opt_error(err, errlen, pc_opt_get(o, "clamd"),
+                     "clamd: give database or clamd, not both");
+        goto fail;
+    }
+    if (c->clamd && (!*c->clamd || (c->clamd[0] != '/' && !strrchr(c->clamd, ':')))) {
+        pc_opt_error(err, errlen, pc_opt_get(o, "clamd"),
+                     "clamd: a socket path (/run/clamav/clamd.ctl) or host:port");
+        goto fail;
+    }
+    if (pc_opt_number(o, "pool_size", 0, POOL_MAX, &psize, err, errlen) < 0 ||
+        pc_opt_size(o, "stream_max", &c->stream_max, err, errlen) < 0 ||
+        pc_opt_duration(o, "clamd_timeout", &c->io_ms, err, errlen) < 0)
+        goto fail;
+    c->pool_size = (unsigned)psize;
     if (pc_opt_path(o, "database", PC_OPT_READABLE, &c->dir, err, errlen) < 0 ||
         pc_opt_size(o, "max_scan_size", &c->max_scan, err, errlen) < 0 ||
         pc_opt_size(o, "max_file_size", &c->max_file, err, errlen) < 0 ||
@@ -212,8 +484,16 @@ static void *clamav_init(const pc_opt *o, char *err, size_t errlen)
         goto fail;
     c->max_recursion = (unsigned)rec;
     c->max_files = (unsigned)files;
+    if (c->clamd) {
+        c->check_ms = 0;
+        atomic_init(&c->generation, 1);
+        pc_filter_log(NULL, 5, "clamav-clamd address=%s pool=%u stream_max=%zu", c->clamd,
+                      c->pool_size, c->stream_max);
+        return c;
+    }
     if (!c->dir) {
-        pc_opt_error(err, errlen, o, "database (a directory of signature files) is required");
+        pc_opt_error(err, errlen, o,
+                     "database (a directory of signature files) or clamd is required");
         goto fail;
     }
     if (!(c->cur = engine_build(c, err, errlen)))
@@ -253,13 +533,15 @@ static void clamav_fini(void *self)
 
 static unsigned long long clamav_version(void *self)
 {
-    return atomic_load(&((clamav *)self)->generation);
+    clamav *c = self;
+    return c->clamd ? atomic_load(&c->clamd_version) : atomic_load(&c->generation);
 }
 
 /* ---- scanning ------------------------------------------------------------------------------ */
 
 typedef struct scan {
     clamav *c;
+    cpool *pool;
     pc_message *msg;
     pc_done_fn done;
     cl_error_t rc;
@@ -273,9 +555,21 @@ static void scan_work(void *arg)
 {
     scan *j = arg;
     clock_gettime(CLOCK_MONOTONIC, &j->t0);
-    engine *e = engine_get(j->c);
     size_t len;
     const void *p = pc_message_map(j->msg, &len);
+    if (j->c->clamd) {
+        j->rc = p ? clamd_scan(j->c, j->pool, p, len, j->virus, sizeof(j->virus)) : CL_EMEM;
+        if (j->rc == CL_EMAXSIZE) {
+            j->rc = CL_VIRUS; /* as libclamav's heuristic names it */
+            snprintf(j->virus, sizeof(j->virus), "Heuristics.Limits.Exceeded.StreamMaxLength");
+        }
+        struct timespec t1;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        j->ms =
+            (double)(t1.tv_sec - j->t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - j->t0.tv_nsec) / 1e6;
+        return;
+    }
+    engine *e = engine_get(j->c);
     j->rc = CL_EMEM;
     if (e && p) {
         cl_fmap_t *map = cl_fmap_open_memory(p, len);
@@ -355,7 +649,7 @@ static void clamav_run(void *self, pc_hook hook, pc_filter_ctx *ctx, pc_done_fn 
         return;
     }
     scan *j = calloc(1, sizeof(*j));
-    if (!j || (*j = (scan){.c = self, .msg = m, .done = done},
+    if (!j || (*j = (scan){.c = self, .pool = pc_filter_worker_state(ctx), .msg = m, .done = done},
                pc_filter_offload_long(ctx, scan_work, scan_after, j) < 0)) {
         free(j);
         clamav *c = self;
@@ -373,4 +667,6 @@ const pc_filter pcf_clamav_filter = {
     .fini = clamav_fini,
     .run = clamav_run,
     .content_version = clamav_version,
+    .init_worker = clamav_init_worker,
+    .fini_worker = clamav_fini_worker,
 };

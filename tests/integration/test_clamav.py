@@ -15,6 +15,7 @@ import email.policy
 import hashlib
 import os
 import re
+import subprocess
 import time
 import unittest
 
@@ -151,6 +152,99 @@ class ClamavSmtp(h.GatewayTest):
         out = h.run_portcullis(["-t", "-c", self.tmp.file("bad-clam.yaml", h.to_yaml(cfg))])
         self.assertNotEqual(out.returncode, 0)
         self.assertIn("database %s" % bad, out.stdout + out.stderr)
+
+
+class Clamd(h.ChildProcess):
+    """A private clamd (Debian's clamav-daemon) on a UNIX socket in directory, with database db:
+    `clamd -c CONF` in the foreground, stopped by its PID."""
+
+    LOG_ATTRS = ("log_path",)
+    STOP_TIMEOUT = 15.0
+
+    def __init__(self, directory, db, stream_max="1M"):
+        self.dir = os.path.join(str(directory), "clamd")
+        os.makedirs(self.dir, exist_ok=True)
+        self.socket = os.path.join(self.dir, "clamd.sock")
+        self.log_path = os.path.join(self.dir, "clamd.log")
+        self.conf = os.path.join(self.dir, "clamd.conf")
+        with open(self.conf, "w") as f:
+            f.write("LocalSocket %s\nForeground yes\nDatabaseDirectory %s\nLogFile %s\n"
+                    "PidFile %s\nStreamMaxLength %s\nIdleTimeout 30\nMaxThreads 4\n"
+                    "LogTime yes\n" % (self.socket, db, self.log_path,
+                                        os.path.join(self.dir, "clamd.pid"), stream_max))
+        self.proc = None
+
+    def start(self, timeout=60.0):
+        out = open(os.path.join(self.dir, "clamd.out"), "wb")
+        self.proc = subprocess.Popen(["clamd", "-c", self.conf], stdin=subprocess.DEVNULL, stdout=out,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        out.close()
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError("clamd exited: %s" % self.log_text()[-2000:])
+            return os.path.exists(self.socket)
+        h.wait_until(ready, timeout=timeout, what="clamd socket")
+        return self
+
+
+@unittest.skipUnless(have_clamav() and h.have_tool("clamd"), "clamd (clamav-daemon) not installed")
+class ClamdMode(h.GatewayTest):
+    """The same verdicts through a real clamd: INSTREAM in an IDSESSION over its UNIX socket, the
+    connections pooled per worker; StreamMaxLength respected; clamd stopped: the configured action."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.db = write_db(os.path.join(str(cls.tmp), "clamdb"))
+        cls.clamd = Clamd(cls.tmp, cls.db).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.clamd.stop()
+        super().tearDownClass()
+
+    def start(self, **opts):
+        self.up = self.hostile("record")
+        options = {"clamd": self.clamd.socket}
+        options.update(opts)
+        return self.gateway(self.up.port, filters=[{"name": "clamav", "timeout": "30s",
+                                                    "options": options}])
+
+    def send(self, gw, tag, body):
+        return h.attempt(gw.port, "s@client.test", ["alice@example.test"],
+                         h.simple_message(subject=tag, body=body))
+
+    def test_virus_clean_and_a_pooled_session(self):
+        gw = self.start()
+        for i in range(3):  # later scans reuse the pooled IDSESSION
+            tag = h.unique("clamd-virus")
+            reps, ok = self.send(gw, tag, EICAR + b"\r\n")
+            self.assertFalse(ok)
+            self.assertCode(reps[-1], 554)
+            self.assertIn("Virus found: Eicar-Test-Hex", reps[-1].text)
+        tag = h.unique("clamd-clean")
+        reps, ok = self.send(gw, tag, b"Nothing to see.\r\n")
+        self.assertTrue(ok, reps)
+        self.assertEqual(len([m for m in self.up.complete_messages() if tag.encode() in m.data]), 1)
+        # four scans, at most one clamd session per worker: the connections were kept and reused
+        opened = gw.log_text().count("clamav-clamd connect")
+        self.assertGreaterEqual(opened, 1)
+        self.assertLessEqual(opened, 2)
+
+    def test_stream_max_length_and_clamd_down(self):
+        gw = self.start(stream_max="64K", on_limits="tempfail")
+        big = b"".join(b"%070d\r\n" % i for i in range(2000))  # about 140 KB
+        reps, ok = self.send(gw, h.unique("big"), big)
+        self.assertFalse(ok)
+        self.assertCode(reps[-1], 451)
+        self.assertIn("StreamMaxLength", gw.log_text())
+        dead = os.path.join(str(self.tmp), "no-such-clamd.sock")
+        gw2 = self.start(clamd=dead)
+        reps, ok = self.send(gw2, h.unique("down"), b"Hello.\r\n")
+        self.assertFalse(ok)
+        self.assertCode(reps[-1], 451)  # on_scan_error: tempfail, the default
+        self.assertIn("clamav=error", gw2.log_text())
 
 
 def mbox_msg(subject, body):
