@@ -159,15 +159,16 @@ static void finish(check *c, int r, const char *received, const char *comment)
                       : *p;
     cm[k] = '\0';
     const char *ip = pc_ctx_client_ip(ctx), *helo = pc_ctx_helo(ctx), *from = pc_ctx_sender(ctx);
-    snprintf(rs, sizeof(rs),
-             "%s (%s%s%s) client-ip=%s; envelope-from=\"%.200s\"; helo=%.100s; "
-             "identity=%s;",
-             rnames[r], c->identity, cm[0] ? ": " : "", cm, ip ? ip : "unknown", from ? from : "",
-             helo ? helo : "unknown", c->helo_identity ? "helo" : "mailfrom");
-    pc_ctx_result_set(ctx, "spf.received", rs);
+    if (snprintf(rs, sizeof(rs),
+                 "%s (%.200s%s%s) client-ip=%s; envelope-from=\"%.200s\"; helo=%.100s; "
+                 "identity=%s;",
+                 rnames[r], c->identity, cm[0] ? ": " : "", cm, ip ? ip : "unknown",
+                 from ? from : "", helo ? helo : "unknown",
+                 c->helo_identity ? "helo" : "mailfrom") > 0)
+        pc_ctx_result_set(ctx, "spf.received", rs);
     char ar[400];
-    snprintf(ar, sizeof(ar), "spf=%s smtp.%s=%s", rnames[r], c->helo_identity ? "helo" : "mailfrom",
-             c->identity);
+    snprintf(ar, sizeof(ar), "spf=%s smtp.%s=%.300s", rnames[r],
+             c->helo_identity ? "helo" : "mailfrom", c->identity);
     pc_ctx_authres(ctx, ar);
     pc_ctx_result_set(ctx, "spf.result", rnames[r]);
     pc_ctx_result_set(ctx, "spf.domain", c->identity);
