@@ -7,6 +7,7 @@ example's DNS list, and to make a throw-away CA and server certificate and a sma
 (the EICAR test signatures); then runs portcullis in the foreground, with the clamav and dnsbl
 filters on, until Ctrl-C or SIGTERM."""
 
+import base64
 import hashlib
 import os
 import signal
@@ -51,11 +52,33 @@ def main():
         dovecot.stop()
         postfix.stop()
         raise
-    # The filters' world: a DNS list that lists 127.0.0.2 (send from that address to see it), and
-    # a ClamAV database with the EICAR test signatures (send the EICAR file to see the 554).
+    # The filters' world: a DNS list that lists 127.0.0.2 (send from that address to see it), a
+    # ClamAV database with the EICAR test signatures (send the EICAR file to see the 554), and a
+    # DKIM key for example.test with its record (the submission listener signs with it; a message
+    # signed with it verifies on the smtps listener), SPF and DMARC records for example.test.
+    dkim_key = os.path.join(work.sub("dkim"), "example.test.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                    "-out", dkim_key], check=True, capture_output=True)
+    pub = base64.b64encode(subprocess.run(["openssl", "pkey", "-in", dkim_key, "-pubout", "-outform", "DER"],
+                                          check=True, capture_output=True).stdout).decode()
+    record = "v=DKIM1; k=rsa; p=" + pub
     dns = harness.Unbound(str(work), records=[
         "2.0.0.127.bl.example.test. 300 IN A 127.0.0.2",
-        "bl.example.test. 300 IN TXT \"the quickstart example block list\""]).start()
+        "bl.example.test. 300 IN TXT \"the quickstart example block list\"",
+        "example.test. 300 IN TXT \"v=spf1 ip4:127.0.0.0/8 -all\"",
+        "_dmarc.example.test. 300 IN TXT \"v=DMARC1; p=none\"",
+        "gw._domainkey.example.test. 300 IN TXT " + " ".join(
+            '"%s"' % record[i:i + 200] for i in range(0, len(record), 200))]).start()
+    # A message signed with that key by an independent implementation (python3-dkim), to send in.
+    sample = ("From: Alice <alice@example.test>\r\nTo: bob@example.test\r\nSubject: signed sample\r\n"
+              "Date: Thu, 03 Dec 2026 10:00:00 +0000\r\nMessage-ID: <signed-sample@example.test>\r\n\r\n"
+              "This message carries a DKIM signature.\r\n").encode()
+    signed_file = None
+    tool = os.path.join(REPO, "tests", "integration", "dkim_tool.py")
+    signed = subprocess.run(["/usr/bin/python3", tool, "sign", dkim_key, "gw", "example.test", "rsa-sha256"],
+                            input=sample, capture_output=True)
+    if signed.returncode == 0:
+        signed_file = work.file("signed.eml", signed.stdout)
     eicar = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
     clamdb = work.sub("clamav")
     work.file("clamav/eicar.hdb", "%s:%d:Eicar-Test-Signature\n" % (hashlib.md5(eicar).hexdigest(), len(eicar)))
@@ -80,6 +103,9 @@ listeners:
     filters:
       - name: pregreet
         options: {{ delay: 0s }}
+      - name: spf
+      - name: dkim
+      - name: dmarc
       - name: dnsbl
         options: {{ zones: [ {{ zone: bl.example.test, weight: 6 }} ] }}
       - name: clamav
@@ -96,6 +122,8 @@ listeners:
       - name: clamav
         timeout: 2m
         options: {{ database: {clamdb} }}
+      - name: dkim
+        options: {{ verify: false, sign: [ {{ domain: example.test, selector: gw, key: {dkim_key} }} ] }}
   - name: imaps
     protocol: imap
     listen: ["127.0.0.1:{imaps}"]
@@ -132,6 +160,10 @@ The filters at work:
   a virus (554):        swaks --server 127.0.0.1:{smtps} --tls-on-connect --to alice@example.test --attach {eicar_file}
   a listed client:      swaks --server 127.0.0.1:{smtps} --tls-on-connect --to alice@example.test --local-interface 127.0.0.2
                         then read it back: X-Spam-Flag: YES, X-Spam-Status: ... DNSBL_BL_EXAMPLE_TEST(6.00)
+  signed on the way out: swaks --server 127.0.0.1:{smtp} --tls --from alice@example.test --to bob@example.test
+                        (the submission listener adds DKIM-Signature: d=example.test; s=gw)
+  verified on the way in: swaks --server 127.0.0.1:{smtps} --tls-on-connect --to alice@example.test --data {signed_file}
+                        then read it back: Authentication-Results: gateway.example.test; dkim=pass ...
 
 Users: alice, bob (passwords in {dovecot.users_path}).
 Delivered mail: {mailboxes}/<user>/new/

@@ -8,6 +8,7 @@ Checked where a user looks: the reply the client saw, X-Spam-Status upstream, th
 Owns: one Unbound for the module, a recording upstream and a gateway per test.
 """
 
+import socket
 import unittest
 
 import harness as h
@@ -22,6 +23,8 @@ ZONES = [
     "spammer.test.rhsbl.test. 300 IN A 127.0.0.2",
     "evil.example.uribl.test. 300 IN A 127.0.0.2",
     "bad.co.uk.uribl.test. 300 IN A 127.0.0.2",
+    # ::1 in the nibble form of RFC 5782 §2.4
+    "1." + "0." * 31 + "bl6.test. 300 IN A 127.0.0.2",
 ]
 
 
@@ -132,6 +135,35 @@ class Dnsbl(h.GatewayTest):
         head = self.head_of(tag)
         self.assertIn(b"X-Spam-Status: No, score=0.00", head)
         self.assertIn("dnsbl=error zone=bl.test", gw.log_text())
+
+    def test_ipv6_client_in_nibble_form(self):
+        self.up = self.hostile("record")
+        port = h.free_port()
+        gw = self.gateway(self.up.port, top={"resolver": {"servers": [self.dns.server]}},
+                          listen=["127.0.0.1:%d" % port, "[::1]:%d" % port], trusted_networks=["::1/128"],
+                          filters=[{"name": "dnsbl", "timeout": "5s",
+                                    "options": {"zones": [{"zone": "bl6.test", "weight": 4}]}}])
+        tag = h.unique("v6")
+        s = socket.create_connection(("::1", port), timeout=10)
+        f = s.makefile("rb")
+        def reply():
+            line = f.readline()
+            while line[3:4] == b"-":
+                line = f.readline()
+            return line
+        try:
+            self.assertTrue(reply().startswith(b"220"))
+            for cmd in (b"EHLO client.test", b"MAIL FROM:<s@client.test>", b"RCPT TO:<alice@example.test>",
+                        b"DATA"):
+                s.sendall(cmd + b"\r\n")
+                self.assertIn(reply()[:1], (b"2", b"3"))
+            s.sendall(h.simple_message(subject=tag) + b".\r\n")
+            self.assertTrue(reply().startswith(b"250"))
+            s.sendall(b"QUIT\r\n")
+        finally:
+            s.close()
+        self.assertIn("dnsbl=listed zone=bl6.test name=::1 answer=127.0.0.2", gw.log_text())
+        self.assertIn(b"DNSBL_BL6_TEST(4.00)", self.head_of(tag))
 
     def test_options_are_checked(self):
         cfg = h.gateway_config(self.tmp, h.listener_config(

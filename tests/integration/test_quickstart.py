@@ -117,6 +117,28 @@ class Quickstart(unittest.TestCase):
         self.assertIsNotNone(flagged, self.output()[-3000:])
         self.assertIn(b"X-Spam-Flag: YES", flagged)
         self.assertIn(b"DNSBL_BL_EXAMPLE_TEST(6.00)", flagged)
+        # Signed on the way out (submission) and verified on the way in (smtps, python3-dkim's
+        # signature with the quickstart's key).
+        signed = re.search(r"--data (\S+signed\.eml)", text)
+        self.assertIsNotNone(signed, text)
+        with open(signed.group(1), "rb") as f:
+            sample = f.read()
+        with smtplib.SMTP_SSL("localhost", self.ports["SMTPS"], context=ctx, timeout=30) as s:
+            s.sendmail("alice@example.test", ["alice@example.test"], sample)
+        got = self.read_back(ctx, users, "\"signed sample\"", "(BODY.PEEK[HEADER])")
+        self.assertIsNotNone(got, self.output()[-3000:])
+        self.assertRegex(got, rb"Authentication-Results: gateway.example.test;\s+spf=pass[^\r]*;"
+                              rb"\r\n\s+dkim=pass header.d=example.test")
+        self.assertIn(b"dmarc=pass", got)
+        tag3 = h.unique("outgoing")
+        with smtplib.SMTP("localhost", self.ports["SMTP"], timeout=30) as s:
+            s.starttls(context=ctx)
+            s.sendmail("alice@example.test", ["alice@example.test"],
+                       "From: Alice <alice@example.test>\r\nTo: alice@example.test\r\nSubject: %s\r\n\r\n"
+                       "Going out.\r\n" % tag3)
+        got = self.read_back(ctx, users, tag3, "(BODY.PEEK[HEADER])")
+        self.assertIsNotNone(got, self.output()[-3000:])
+        self.assertRegex(h.unfold(got), rb"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.test;\s*s=gw;")
         # SIGTERM: the gateway, Dovecot and Postfix stop, the script exits
         self.proc.send_signal(signal.SIGTERM)
         self.assertEqual(self.proc.wait(timeout=60), 0, self.output()[-2000:])
