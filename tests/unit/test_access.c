@@ -12,9 +12,9 @@
 #include <cmocka.h>
 
 #include "base/log.h"
+#include "builtin.h"
 #include "core/chain.h"
 #include "core/plugin.h"
-#include "builtin.h"
 #include "net/conn.h"
 
 static uv_loop_t loop;
