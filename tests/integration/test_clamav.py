@@ -142,6 +142,39 @@ class ClamavSmtp(h.GatewayTest):
         self.assertRefused(reps, tag, "Portcullis-Swap-Test")
         self.assertTrue(gw.alive())
 
+    def test_swap_while_scans_run(self):
+        """Clients keep sending while the database is swapped under them: every message gets a
+        definite answer (delivered, or refused as infected), none a temporary failure."""
+        import threading
+        db = write_db(os.path.join(str(self.tmp), "busydb"))
+        gw = self.start(db=db, reload_check="300ms")
+        answers, stop = [], threading.Event()
+
+        def client(n):
+            while not stop.is_set() and len(answers) < 400:
+                tag = h.unique("busy%d" % n)
+                body = (EICAR if n % 2 else b"clean text") + b"\r\n" + b"filler line\r\n" * 2000
+                reps, ok = self.send(gw, h.simple_message(subject=tag, body=body))
+                answers.append((n % 2, reps[-1].code if hasattr(reps[-1], "code") else None))
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            for gen in range(3):  # three swaps while the clients send
+                time.sleep(1.1)
+                write_db(db, extra_ndb="Portcullis-Busy-%d:0:*:%s\n" % (gen, MARKER.hex()))
+                self.assertTrue(h.wait_for(lambda g=gen: gw.log_text().count("clamav-reload result=ok") > g,
+                                           timeout=15), gw.log_text()[-2000:])
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=60)
+        self.assertGreater(len(answers), 8)
+        for infected, code in answers:
+            self.assertEqual(code, 554 if infected else 250, answers)
+        self.assertTrue(gw.alive())
+
     def test_bad_database_is_refused_at_start(self):
         bad = os.path.join(str(self.tmp), "baddb")
         os.makedirs(bad, exist_ok=True)
