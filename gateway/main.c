@@ -41,6 +41,8 @@ static void usage(FILE *f)
            "                    --user U --log-level L --filter NAME --max-message-size SIZE\n"
            "                    --plaintext-auth (passwords accepted before TLS: trusted networks\n"
            "                    only; logged)\n"
+           "  --filter NAME: a built-in filter without options (access, pregreet, spf, dkim,\n"
+           "               dmarc); dnsbl, clamav and rules need options: use a file\n"
            "  --trust NET replaces the default trusted network (loopback); repeatable\n"
            "  URL schemes: smtp, smtps, pop3, pop3s, imap, imaps (listen; STARTTLS/STLS offered\n"
            "               when a certificate is given); the same and smtp+starttls, pop3+stls,\n"

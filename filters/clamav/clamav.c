@@ -45,7 +45,6 @@ typedef struct engine {
 typedef struct cconn {
     int fd;
     unsigned long long last_ms; /* when it last answered */
-    unsigned id;                /* the last request number in the session */
 } cconn;
 
 #define POOL_MAX 16
@@ -304,14 +303,12 @@ static int clamd_get(const clamav *c, cpool *pool, cconn *out)
         char r[64];
         if (idle < 25000 && send_all(k.fd, "zPING", 6) == 0 &&
             read_reply(k.fd, r, sizeof(r)) == 0 && strstr(r, "PONG")) {
-            k.id++;
             *out = k;
             return 0;
         }
         close(k.fd);
     }
     out->fd = clamd_connect(c);
-    out->id = 0;
     pc_filter_log(NULL, out->fd >= 0 ? 7 : 4, "clamav-clamd connect address=%s result=%s", c->clamd,
                   out->fd >= 0 ? "ok" : "failed");
     return out->fd >= 0 ? 0 : -1;
@@ -355,7 +352,6 @@ static cl_error_t clamd_scan(clamav *c, cpool *pool, const char *p, size_t len, 
     ok = ok && send_all(k.fd, &zero, 4) == 0 && read_reply(k.fd, r, sizeof(r)) == 0;
     cl_error_t rc = CL_EREAD;
     if (ok) {
-        k.id++;
         const char *body = strstr(r, ": ");
         body = body ? body + 2 : r; /* "N: stream: ..." */
         if (strncmp(body, "stream: ", 8) == 0)
@@ -372,7 +368,6 @@ static cl_error_t clamd_scan(clamav *c, cpool *pool, const char *p, size_t len, 
         /* what clamd's database is now: verdicts cached for retrieval are keyed by it */
         char v[256];
         if (send_all(k.fd, "zVERSION", 9) == 0 && read_reply(k.fd, v, sizeof(v)) == 0) {
-            k.id++;
             unsigned long long hsh = 1469598103934665603ULL;
             for (const char *q = strchr(v, ' ') ? strchr(v, ' ') : v; *q; q++)
                 hsh = (hsh ^ (unsigned char)*q) * 1099511628211ULL;

@@ -15,6 +15,8 @@
  * `users` allows. relaxed/relaxed, the configured header list with From oversigned; with an RSA and
  * an Ed25519 key for the domain, both signatures are added. */
 #include <opendkim/dkim.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,11 +87,16 @@ static int read_key(dkimf *d, const pc_opt *it, char *err, size_t errlen)
         return pc_opt_error(err, errlen, it, "sign: domain, selector and key are required");
     if (!(k->pem = read_file(path, 64 * 1024)))
         return pc_opt_error(err, errlen, pc_opt_get(it, "key"), "key: cannot read %s", path);
-    if (strstr((char *)k->pem, "BEGIN RSA PRIVATE KEY") ||
-        (strstr((char *)k->pem, "BEGIN PRIVATE KEY") && strlen((char *)k->pem) > 400))
+    /* the key's type from the key itself (OpenSSL), not from what its file looks like */
+    BIO *bio = BIO_new_mem_buf(k->pem, -1);
+    EVP_PKEY *pk = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+    int type = pk ? EVP_PKEY_get_base_id(pk) : 0;
+    EVP_PKEY_free(pk);
+    BIO_free(bio);
+    if (type == EVP_PKEY_RSA)
         k->alg = DKIM_SIGN_RSASHA256;
-    else if (strstr((char *)k->pem, "BEGIN PRIVATE KEY"))
-        k->alg = DKIM_SIGN_ED25519SHA256; /* a PKCS#8 Ed25519 key is about 120 bytes of PEM */
+    else if (type == EVP_PKEY_ED25519)
+        k->alg = DKIM_SIGN_ED25519SHA256;
     else {
         free(k->pem);
         k->pem = NULL;

@@ -132,19 +132,6 @@ static void answer(job *j, const char *ar, pc_verdict v)
     done(ctx, &v);
 }
 
-static int spf_outcome(const char *r)
-{
-    if (!r)
-        return DMARC_POLICY_SPF_OUTCOME_NONE;
-    if (!strcmp(r, "pass"))
-        return DMARC_POLICY_SPF_OUTCOME_PASS;
-    if (!strcmp(r, "temperror"))
-        return DMARC_POLICY_SPF_OUTCOME_TMPFAIL;
-    if (!strcmp(r, "none"))
-        return DMARC_POLICY_SPF_OUTCOME_NONE;
-    return DMARC_POLICY_SPF_OUTCOME_FAIL;
-}
-
 /* Evaluates with the record found at domain (NULL: none was found). */
 static void evaluate(job *j, const char *record, const char *domain)
 {
@@ -169,16 +156,7 @@ static void evaluate(job *j, const char *record, const char *domain)
     opendmarc_policy_store_from_domain(p, (u_char *)j->from);
     const char *spf = pc_ctx_result_get(ctx, "spf.result"),
                *spfd = pc_ctx_result_get(ctx, "spf.domain");
-    if (spf && spfd)
-        opendmarc_policy_store_spf(p, (u_char *)spfd, spf_outcome(spf),
-                                   DMARC_POLICY_SPF_ORIGIN_MAILFROM, NULL);
     const char *dk = pc_ctx_result_get(ctx, "dkim.pass");
-    if (dk) {
-        char buf[600];
-        snprintf(buf, sizeof(buf), "%s", dk);
-        for (char *save = NULL, *d = strtok_r(buf, " ", &save); d; d = strtok_r(NULL, " ", &save))
-            opendmarc_policy_store_dkim(p, (u_char *)d, NULL, DMARC_POLICY_DKIM_OUTCOME_PASS, NULL);
-    }
     int rc = opendmarc_policy_store_dmarc(p, (u_char *)record, (u_char *)domain,
                                           (u_char *)(j->org[0] ? j->org : domain));
     if (rc != DMARC_PARSE_OKAY) {

@@ -366,7 +366,6 @@ static void answer_mail(sess *st, pc_filter_ctx *ctx, pc_done_fn done)
 
 static void answer_message(sess *st, pc_filter_ctx *ctx, pc_done_fn done)
 {
-    double total = 0;
     int listed = 0;
     for (size_t i = 0; i < st->nq; i++) {
         const query *q = st->q[i];
@@ -397,12 +396,10 @@ static void answer_message(sess *st, pc_filter_ctx *ctx, pc_done_fn done)
                       q->name, a, q->l->weight);
         if (first) {
             pc_ctx_symbol(ctx, q->l->symbol, q->l->weight);
-            total += q->l->weight;
             listed++;
         }
     }
     pc_verdict v = {.action = listed ? PC_TAG : PC_CONTINUE};
-    (void)total;
     done(ctx, &v);
 }
 

@@ -145,11 +145,10 @@ static void free_check(check *c)
 
 static void on_answer(void *arg, const pc_dns_answer *ad);
 
-static void finish(check *c, int r, const char *received, const char *comment)
+static void finish(check *c, int r, const char *comment)
 {
     pc_filter_ctx *ctx = c->ctx;
     const spff *f = c->f;
-    (void)received;
     /* Received-SPF (RFC 7208 §9.1), written here so that it always says the result given */
     char rs[900], cm[240];
     size_t k = 0;
@@ -222,7 +221,7 @@ static void evaluate(check *c)
     SPF_request_t *req = srv ? SPF_request_new(srv) : NULL;
     SPF_response_t *resp = NULL;
     int r = R_TEMPERROR;
-    char received[600] = "", comment[300] = "";
+    char comment[300] = "";
     if (req) {
         const struct sockaddr *sa = pc_ctx_client_addr(c->ctx);
         if (sa && sa->sa_family == AF_INET)
@@ -242,9 +241,7 @@ static void evaluate(check *c)
         SPF_request_query_mailfrom(req, &resp);
         if (resp) {
             r = result_of(SPF_response_result(resp));
-            const char *rv = SPF_response_get_received_spf_value(resp);
             const char *hc = SPF_response_get_header_comment(resp);
-            snprintf(received, sizeof(received), "%s", rv ? rv : "");
             snprintf(comment, sizeof(comment), "%s", hc ? hc : "");
         }
     }
@@ -281,7 +278,7 @@ static void evaluate(check *c)
         r = R_PERMERROR;
         snprintf(comment, sizeof(comment), "more than %d void lookups", MAX_VOID);
     }
-    finish(c, r, received[0] ? received : NULL, comment);
+    finish(c, r, comment);
 }
 
 static void on_answer(void *arg, const pc_dns_answer *ad)

@@ -336,43 +336,16 @@ static int want_scalar(struct ctx *c, const pc_opt *n)
     return 0;
 }
 
-static int valid_hostname(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 253 || *s == '.' || *s == '-' || strstr(s, ".."))
-        return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '-' || *s == '.' || *s == '_'))
-            return 0;
-    return 1;
-}
-
-/* "user@domain", "@domain" or "domain": a local part of RFC 5322 atext, dots and UTF-8 (at most
- * 64 bytes), and a DNS name. */
-static int valid_mailaddr(const char *s)
-{
-    const char *at = strrchr(s, '@');
-    if (!at)
-        return valid_hostname(s);
-    if (at - s > 64 || !valid_hostname(at + 1))
-        return 0;
-    for (const char *p = s; p < at; p++)
-        if (!((unsigned char)*p >= 0x80 || strchr("!#$%&'*+-/=?^_`{|}~.", *p) ||
-              (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
-            return 0;
-    return 1;
-}
-
 /* Strings end up in greetings, headers, paths and log lines: no control characters anywhere. */
 static int check_string(struct ctx *c, const pc_opt *n, unsigned flags)
 {
     for (const unsigned char *p = (const unsigned char *)n->value; *p; p++)
         if (*p < 0x20 || *p == 0x7f)
             return fail(c, n, "control characters are not allowed");
-    if ((flags & HOSTNAME) && !valid_hostname(n->value + ((flags & BELOW) && n->value[0] == '.')))
+    if ((flags & HOSTNAME) &&
+        !pc_cfg_valid_hostname(n->value + ((flags & BELOW) && n->value[0] == '.')))
         return fail(c, n, "\"%s\" is not a valid name (letters, digits, '-', '.', '_')", n->value);
-    if ((flags & MAILADDR) && !valid_mailaddr(n->value))
+    if ((flags & MAILADDR) && !pc_cfg_valid_mailaddr(n->value))
         return fail(c, n, "\"%s\" is not user@domain, @domain or domain", n->value);
     if ((flags & ABSPATH) && n->value[0] != '/')
         return fail(c, n, "expected an absolute path");
@@ -596,7 +569,7 @@ static int conv_field(struct ctx *c, const field *f, const pc_opt *n, char *base
         char host[256];
         uint16_t port;
         if (pc_cfg_split_hostport(s, host, sizeof(host), &port, 1) < 0 ||
-            (*s != '[' && !valid_hostname(host)))
+            (*s != '[' && !pc_cfg_valid_hostname(host)))
             return fail(c, n, "expected HOST:PORT, [IPV6]:PORT or HOST");
         if (!(*(char **)dst = pc_arena_strdup(c->a, host)))
             return fail(c, n, "out of memory");
@@ -769,7 +742,7 @@ static int finish_listener(struct ctx *c, void *base, const pc_opt *map, const p
         if (gethostname(buf, sizeof(buf) - 1) < 0)
             buf[0] = '\0';
         buf[sizeof(buf) - 1] = '\0';
-        if (!valid_hostname(buf))
+        if (!pc_cfg_valid_hostname(buf))
             strcpy(buf, "localhost");
         l->hostname = pc_arena_strdup(c->a, buf);
     }

@@ -15,6 +15,11 @@ int pc_cfg_parse_u64(const char *s, unsigned long long *out, const char **end);
  * allow_noport). 0 or -1. */
 int pc_cfg_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *port,
                           int allow_noport);
+/* A DNS name of letters, digits, '-', '.' and '_' (at most 253 bytes, no empty label). */
+int pc_cfg_valid_hostname(const char *s);
+/* "user@domain", "@domain" or "domain": a local part of RFC 5322 atext, dots and UTF-8 (at most
+ * 64 bytes), and a DNS name. */
+int pc_cfg_valid_mailaddr(const char *s);
 /* The protocol's well-known port for a listener or upstream URL. */
 uint16_t pc_cfg_default_port(pc_proto proto, pc_tls_mode tls);
 /* Reads YAML from f into a pc_opt tree allocated in a (every node with file and line). NULL with

@@ -304,3 +304,31 @@ const char *pc_opt_str(const pc_opt *map, const char *key, const char *def)
     const pc_opt *n = pc_opt_get(map, key);
     return n && n->kind == PC_OPT_SCALAR ? n->value : def;
 }
+
+int pc_cfg_valid_hostname(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 253 || *s == '.' || *s == '-' || strstr(s, ".."))
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '.' || *s == '_'))
+            return 0;
+    return 1;
+}
+
+/* "user@domain", "@domain" or "domain": a local part of RFC 5322 atext, dots and UTF-8 (at most
+ * 64 bytes), and a DNS name. */
+int pc_cfg_valid_mailaddr(const char *s)
+{
+    const char *at = strrchr(s, '@');
+    if (!at)
+        return pc_cfg_valid_hostname(s);
+    if (at - s > 64 || !pc_cfg_valid_hostname(at + 1))
+        return 0;
+    for (const char *p = s; p < at; p++)
+        if (!((unsigned char)*p >= 0x80 || strchr("!#$%&'*+-/=?^_`{|}~.", *p) ||
+              (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
+            return 0;
+    return 1;
+}

@@ -22,7 +22,7 @@ static int claims_ours(const char *value, const pc_report_cfg *cfg)
     return 0;
 }
 
-/* Removes every field named name for which keep() says no (NULL: all of them). */
+/* Removes every field named name for which drop() says yes (NULL: all of them). */
 static int remove_fields(pc_message *m, const char *name, const pc_report_cfg *cfg,
                          int (*drop)(const char *, const pc_report_cfg *))
 {

@@ -600,7 +600,8 @@ typedef struct smtp_verb {
 } smtp_verb;
 
 #define NEED_MAIL "503 5.5.1 Error: need MAIL command"
-#define NOT_IMPL "502 5.5.1 Error: command not implemented"
+/* The reply to a verb the gateway does not offer (RFC 5321 §4.2.4: 502). */
+#define NOT_OFFERED "502 5.5.1 Error: command not implemented"
 
 static const smtp_verb verbs[PC_SMTP_VERB_COUNT] = {
     [PC_SMTP_HELO] = {.check = cmd_helo,
@@ -630,13 +631,13 @@ static const smtp_verb verbs[PC_SMTP_VERB_COUNT] = {
     [PC_SMTP_NOOP] = {.reply = "250 2.0.0 Ok"},
     [PC_SMTP_QUIT] = {.check = cmd_quit},
     [PC_SMTP_VRFY] = {.reply = "252 2.5.2 Cannot VRFY user, but will accept message"},
-    [PC_SMTP_EXPN] = {.reply = NOT_IMPL},
+    [PC_SMTP_EXPN] = {.reply = NOT_OFFERED},
     [PC_SMTP_HELP] = {.reply = "214 2.0.0 See RFC 5321"},
     [PC_SMTP_STARTTLS] = {.check = cmd_starttls},
     [PC_SMTP_AUTH] = {.refuse = {[CS_FRESH] = "503 5.5.1 Error: send EHLO first"},
                       .check = cmd_auth},
-    [PC_SMTP_BDAT] = {.reply = NOT_IMPL, .error = 1},
-    [PC_SMTP_XCLIENT] = {.reply = NOT_IMPL, .error = 1},
+    [PC_SMTP_BDAT] = {.reply = NOT_OFFERED, .error = 1},
+    [PC_SMTP_XCLIENT] = {.reply = NOT_OFFERED, .error = 1},
 };
 
 static enum cmd_state cmd_state(const sess *s)
@@ -682,7 +683,7 @@ void ss_command(sess *s, char *line, size_t len)
         return;
     }
     if (!v->check) {
-        ss_reply(s, "%s", v->reply ? v->reply : NOT_IMPL);
+        ss_reply(s, "%s", v->reply ? v->reply : NOT_OFFERED);
         if (v->error || !v->reply)
             ss_error_count(s);
         return;
