@@ -3,7 +3,9 @@
  * gives them), or on the raw message; attachment rules on file-name extensions (also the last of a
  * double extension), on the declared type against the one libmagic detects in the content, and on
  * MIME anomalies GMime's parser reports (nesting too deep, a multipart without its boundary or its
- * parts, a truncated message).
+ * parts, a truncated message). The names inside an archive attachment (zip, 7z, RAR, tar, ...) are
+ * read from its directory or headers with libarchive (archive_names.c) and meet the same extension
+ * rules; an archive inside it is not opened.
  *
  * Patterns are compiled once at start, with JIT where the machine has it, and run with match and
  * depth limits so that no pattern can run away on a hostile message (a limit hit is logged and the
@@ -14,7 +16,8 @@
  * Options (filters/README.md):
  *   rules: [ { symbol, score, pattern, header: FIELD | body: true | raw: true } ]
  *   attachments: { deny_extensions: [exe, ...], action: reject | score, score: N,
- *                  check_types: true, type_score: N }
+ *                  check_types: true, type_score: N, archives: true, max_archive_entries: N,
+ *                  max_archive_size: SIZE, archive_unreadable_score: N }
  *   mime: { max_depth: N, anomaly_score: N }
  *   scan_size: the part of a message the rules look at (default 10M) */
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -27,6 +30,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "archive_names.h"
 #include "portcullis/filter.h"
 
 #define MAX_RULES 1000
@@ -34,6 +38,9 @@
 #define MAX_HITS 64
 #define MATCH_LIMIT 200000
 #define DEPTH_LIMIT 5000
+#define ARCHIVE_MS 2000   /* the time an archive's names may take, a guard against bombs */
+#define ARCHIVE_UNPACK 10 /* decompressed bytes read through: this many times max_archive_size */
+#define MAX_NOTES 4
 
 enum where { W_HEADER, W_BODY, W_RAW };
 
@@ -54,6 +61,10 @@ typedef struct rules {
     double ext_score;
     int check_types;
     double type_score;
+    int archives;
+    size_t max_archive_entries;
+    size_t max_archive_size;
+    double unreadable_score;
     unsigned max_depth;
     double anomaly_score;
     size_t scan_size;
@@ -128,8 +139,16 @@ static void gmime_start(void)
 static void *rules_init(const pc_opt *o, char *err, size_t errlen)
 {
     static const char *const keys[] = {"rules", "attachments", "mime", "scan_size", NULL};
-    static const char *const akeys[] = {"deny_extensions", "action",     "score",
-                                        "check_types",     "type_score", NULL};
+    static const char *const akeys[] = {"deny_extensions",
+                                        "action",
+                                        "score",
+                                        "check_types",
+                                        "type_score",
+                                        "archives",
+                                        "max_archive_entries",
+                                        "max_archive_size",
+                                        "archive_unreadable_score",
+                                        NULL};
     static const char *const mkeys[] = {"max_depth", "anomaly_score", NULL};
     static const char *const actions[] = {"score", "reject", NULL};
     if (pc_opt_check_keys(o, keys, err, errlen) < 0)
@@ -144,6 +163,10 @@ static void *rules_init(const pc_opt *o, char *err, size_t errlen)
     r->ext_reject = 1;
     r->ext_score = 10;
     r->type_score = 3;
+    r->archives = 1;
+    r->max_archive_entries = 1000;
+    r->max_archive_size = 10u << 20;
+    r->unreadable_score = 1;
     r->max_depth = 20;
     r->anomaly_score = 2;
     r->scan_size = 10u << 20;
@@ -162,7 +185,7 @@ static void *rules_init(const pc_opt *o, char *err, size_t errlen)
             goto fail;
     }
     int act = 1;
-    double depth = r->max_depth;
+    double depth = r->max_depth, entries = (double)r->max_archive_entries;
     if (pc_opt_size(o, "scan_size", &r->scan_size, err, errlen) < 0 ||
         pc_opt_check_keys(att, akeys, err, errlen) < 0 ||
         pc_opt_check_keys(mime, mkeys, err, errlen) < 0 ||
@@ -170,11 +193,22 @@ static void *rules_init(const pc_opt *o, char *err, size_t errlen)
         pc_opt_number(att, "score", -1000, 1000, &r->ext_score, err, errlen) < 0 ||
         pc_opt_bool(att, "check_types", &r->check_types, err, errlen) < 0 ||
         pc_opt_number(att, "type_score", -1000, 1000, &r->type_score, err, errlen) < 0 ||
+        pc_opt_bool(att, "archives", &r->archives, err, errlen) < 0 ||
+        pc_opt_number(att, "max_archive_entries", 1, 100000, &entries, err, errlen) < 0 ||
+        pc_opt_size(att, "max_archive_size", &r->max_archive_size, err, errlen) < 0 ||
+        pc_opt_number(att, "archive_unreadable_score", -1000, 1000, &r->unreadable_score, err,
+                      errlen) < 0 ||
         pc_opt_number(mime, "max_depth", 1, 100, &depth, err, errlen) < 0 ||
         pc_opt_number(mime, "anomaly_score", -1000, 1000, &r->anomaly_score, err, errlen) < 0)
         goto fail;
     r->ext_reject = act == 1;
     r->max_depth = (unsigned)depth;
+    r->max_archive_entries = (size_t)entries;
+    if (r->max_archive_size == 0 || r->max_archive_size > (1u << 30)) {
+        pc_opt_error(err, errlen, pc_opt_get(att, "max_archive_size"),
+                     "max_archive_size: from 1 byte to 1G");
+        goto fail;
+    }
     const pc_opt *ext = pc_opt_get(att, "deny_extensions");
     if (ext && ext->kind != PC_OPT_SEQ) {
         pc_opt_error(err, errlen, ext, "deny_extensions: a list such as [exe, scr, js]");
@@ -220,7 +254,9 @@ typedef struct job {
     size_t nhits;
     char matched[MAX_RULES / 8 + 1]; /* one bit per rule: a symbol once per message */
     int denied;                      /* a denied extension */
-    char denied_name[128];
+    char denied_name[160];
+    char notes[MAX_NOTES][360]; /* archives not read, logged on the loop */
+    size_t nnotes;
     int limit_hits;
     unsigned depth, maxdepth_seen;
     int anomaly;
@@ -281,55 +317,158 @@ static const char *extension(const char *name, const char **before)
     return dot + 1;
 }
 
+/* A name's last extension, if denied; *dbl when another short one precedes it (a.pdf.exe). */
+static int denied_ext(const rules *r, const char *name, int *dbl)
+{
+    const char *before, *ext = extension(name, &before);
+    *dbl = 0;
+    for (size_t k = 0; ext && k < r->next; k++) {
+        if (strcasecmp(ext, r->ext[k]) == 0) {
+            *dbl = before && (size_t)(ext - 1 - before) <= 5;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* For a log line or a reply: control bytes, quotes and backslashes become '?'. */
+static void clean_name(char *out, size_t outlen, const char *s)
+{
+    size_t i = 0;
+    for (; s && *s && i + 1 < outlen; s++, i++) {
+        unsigned char c = (unsigned char)*s;
+        out[i] = c < 0x20 || c == 0x7f || c == '"' || c == '\\' ? '?' : (char)c;
+    }
+    out[i] = 0;
+}
+
+static void add_note(job *j, const char *fmt, const char *a, const char *b, const char *c)
+{
+    if (j->nnotes < MAX_NOTES)
+        snprintf(j->notes[j->nnotes++], sizeof(j->notes[0]), fmt, a, b, c);
+}
+
+typedef struct arc_walk {
+    job *j;
+    const char *archive; /* its name, cleaned */
+} arc_walk;
+
+static int on_inner_name(void *ud, const char *path)
+{
+    arc_walk *w = ud;
+    job *j = w->j;
+    const char *base = path;
+    for (const char *p = path; *p; p++)
+        if (*p == '/' || *p == '\\')
+            base = p + 1;
+    int dbl;
+    if (!*base || !denied_ext(j->r, base, &dbl))
+        return 0;
+    char inner[100], what[160];
+    clean_name(inner, sizeof(inner), path);
+    snprintf(what, sizeof(what), "%.60s: %.95s", w->archive, inner);
+    add_hit(j, dbl ? "ARCHIVE_DOUBLE_EXT" : "ARCHIVE_DENIED_EXT", j->r->ext_score, what);
+    if (j->r->ext_reject && !j->denied) {
+        j->denied = 1;
+        snprintf(j->denied_name, sizeof(j->denied_name), "%.70s in %.60s", inner, w->archive);
+    }
+    return 1; /* the message has its verdict: the other names are not needed */
+}
+
+/* Names that say "archive" when libarchive does not recognise the content. */
+static int archive_named(const char *name)
+{
+    static const char *const exts[] = {"zip", "7z",  "rar", "tar", "tgz",  "txz",
+                                       "cab", "lzh", "lha", "iso", "cpio", NULL};
+    const char *before, *ext = name ? extension(name, &before) : NULL;
+    for (size_t i = 0; ext && exts[i]; i++)
+        if (strcasecmp(ext, exts[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static void check_archive(job *j, const char *name, const void *data, size_t len)
+{
+    const rules *r = j->r;
+    char an[64], format[64], why[120], what[160];
+    clean_name(an, sizeof(an), name ? name : "(unnamed)");
+    rules_arc_limits lim = {.max_entries = r->max_archive_entries,
+                            .max_unpacked = r->max_archive_size * ARCHIVE_UNPACK,
+                            .max_ms = ARCHIVE_MS};
+    arc_walk w = {.j = j, .archive = an};
+    size_t entries;
+    int encrypted;
+    if (len > r->max_archive_size)
+        lim.max_entries = 0; /* only to learn whether it is an archive at all */
+    int rc = rules_archive_names(data, len, &lim, on_inner_name, &w, format, sizeof(format),
+                                 &entries, &encrypted, why, sizeof(why));
+    if (rc == RULES_ARC_FAILED && len > r->max_archive_size)
+        snprintf(why, sizeof(why), "larger than max_archive_size (%zu bytes)", r->max_archive_size);
+    if (rc == RULES_ARC_NOT && archive_named(name)) {
+        rc = RULES_ARC_FAILED;
+        snprintf(format, sizeof(format), "unknown");
+        snprintf(why, sizeof(why), "not an archive libarchive reads");
+    }
+    if (rc == RULES_ARC_READ && encrypted && !j->denied) {
+        rc = RULES_ARC_FAILED;
+        snprintf(why, sizeof(why), "encrypted (the names were read, the contents cannot be)");
+    }
+    if (rc != RULES_ARC_FAILED)
+        return;
+    char clean_why[120];
+    clean_name(clean_why, sizeof(clean_why), why);
+    add_note(j, "rules=archive-unreadable attachment=\"%s\" format=\"%s\" reason=\"%s\"", an,
+             format, clean_why);
+    snprintf(what, sizeof(what), "%.60s: %.90s", an, clean_why);
+    add_hit(j, "ARCHIVE_UNREADABLE", r->unreadable_score, what);
+}
+
 static void check_attachment(job *j, GMimePart *part)
 {
     const rules *r = j->r;
     const char *name = g_mime_part_get_filename(part);
-    if (name && r->next) {
-        const char *before, *ext = extension(name, &before);
-        for (size_t k = 0; ext && k < r->next; k++) {
-            if (strcasecmp(ext, r->ext[k]) != 0)
-                continue;
+    int dbl;
+    if (name && r->next && denied_ext(r, name, &dbl)) {
+        char what[160];
+        snprintf(what, sizeof(what), "%.120s", name);
+        add_hit(j, dbl ? "ATTACH_DOUBLE_EXT" : "ATTACH_DENIED_EXT", r->ext_score, what);
+        if (r->ext_reject && !j->denied) {
+            j->denied = 1;
+            snprintf(j->denied_name, sizeof(j->denied_name), "%.100s", name);
+        }
+    }
+    int archives = r->archives && r->next && !j->denied;
+    if (!(r->check_types && j->magic) && !archives)
+        return;
+    GMimeDataWrapper *dw = g_mime_part_get_content(part);
+    if (!dw)
+        return;
+    GMimeStream *out = g_mime_stream_mem_new();
+    g_mime_data_wrapper_write_to_stream(dw, out); /* decoded */
+    GByteArray *ba = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(out));
+    if (archives && ba && ba->len)
+        check_archive(j, name, ba->data, ba->len);
+    if (r->check_types && j->magic && ba && ba->len) {
+        const char *found = magic_buffer(j->magic, ba->data, ba->len < 65536 ? ba->len : 65536);
+        GMimeContentType *ct = g_mime_object_get_content_type(GMIME_OBJECT(part));
+        char *declared = ct ? g_mime_content_type_get_mime_type(ct) : NULL;
+        /* an executable declared as a harmless type (a document, an image, text) is the
+         * classic disguise; the generic application/octet-stream is no claim at all */
+        int exec = found && (strcmp(found, "application/x-dosexec") == 0 ||
+                             strcmp(found, "application/vnd.microsoft.portable-executable") == 0 ||
+                             strcmp(found, "application/x-executable") == 0 ||
+                             strcmp(found, "application/x-pie-executable") == 0 ||
+                             strcmp(found, "application/x-sharedlib") == 0);
+        if (exec && declared && strcasecmp(declared, "application/octet-stream") != 0 &&
+            !strstr(declared, "dosexec") && !strstr(declared, "executable") &&
+            !strstr(declared, "msdownload")) {
             char what[160];
-            snprintf(what, sizeof(what), "%.120s", name);
-            int dbl = before && (size_t)(ext - 1 - before) <= 5;
-            add_hit(j, dbl ? "ATTACH_DOUBLE_EXT" : "ATTACH_DENIED_EXT", r->ext_score, what);
-            if (r->ext_reject && !j->denied) {
-                j->denied = 1;
-                snprintf(j->denied_name, sizeof(j->denied_name), "%.100s", name);
-            }
+            snprintf(what, sizeof(what), "%.60s declared %.60s", found, declared);
+            add_hit(j, "ATTACH_TYPE_MISMATCH", r->type_score, what);
         }
+        g_free(declared);
     }
-    if (r->check_types && j->magic) {
-        GMimeDataWrapper *dw = g_mime_part_get_content(part);
-        if (!dw)
-            return;
-        GMimeStream *out = g_mime_stream_mem_new();
-        g_mime_data_wrapper_write_to_stream(dw, out); /* decoded */
-        GByteArray *ba = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(out));
-        if (ba && ba->len) {
-            const char *found = magic_buffer(j->magic, ba->data, ba->len < 65536 ? ba->len : 65536);
-            GMimeContentType *ct = g_mime_object_get_content_type(GMIME_OBJECT(part));
-            char *declared = ct ? g_mime_content_type_get_mime_type(ct) : NULL;
-            /* an executable declared as a harmless type (a document, an image, text) is the
-             * classic disguise; the generic application/octet-stream is no claim at all */
-            int exec =
-                found && (strcmp(found, "application/x-dosexec") == 0 ||
-                          strcmp(found, "application/vnd.microsoft.portable-executable") == 0 ||
-                          strcmp(found, "application/x-executable") == 0 ||
-                          strcmp(found, "application/x-pie-executable") == 0 ||
-                          strcmp(found, "application/x-sharedlib") == 0);
-            if (exec && declared && strcasecmp(declared, "application/octet-stream") != 0 &&
-                !strstr(declared, "dosexec") && !strstr(declared, "executable") &&
-                !strstr(declared, "msdownload")) {
-                char what[160];
-                snprintf(what, sizeof(what), "%.60s declared %.60s", found, declared);
-                add_hit(j, "ATTACH_TYPE_MISMATCH", r->type_score, what);
-            }
-            g_free(declared);
-        }
-        g_object_unref(out);
-    }
+    g_object_unref(out);
 }
 
 static void walk(job *j, GMimeObject *o, unsigned depth);
@@ -488,6 +627,8 @@ static void rules_after(pc_filter_ctx *ctx, void *arg)
         pc_filter_log(ctx, 6, "rules=hit symbol=MIME_ANOMALY what=\"%s\"", j->anomaly_what);
         pc_ctx_symbol(ctx, "MIME_ANOMALY", j->r->anomaly_score);
     }
+    for (size_t i = 0; i < j->nnotes; i++)
+        pc_filter_log(ctx, 5, "%s", j->notes[i]);
     if (j->limit_hits)
         pc_filter_log(ctx, 4, "rules=match-limit count=%d (those rules did not match)",
                       j->limit_hits);

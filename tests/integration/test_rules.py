@@ -1,18 +1,25 @@
 """The rules filter end to end: PCRE2 rules on a decoded header (an RFC 2047 Subject), on the
 decoded text of text/plain and text/html parts (base64 and quoted-printable, another charset), on
 the raw message; attachment rules (a denied extension, also as the last of a double extension, is
-refused; an executable declared as a PDF is found by libmagic); MIME anomalies; a runaway pattern
-held by the match limits; a pattern that does not compile refused at -t with its line.
+refused; an executable declared as a PDF is found by libmagic); the names inside archive
+attachments read with libarchive (a zip built here with invoice.exe is refused, one with only
+report.pdf arrives; clamav-testfiles' clam.zip, clam.7z, clam.tar.gz, clam.cab; a tar.gz; a nested
+zip is not opened; an encrypted, a broken and an over-long archive give ARCHIVE_UNREADABLE); MIME
+anomalies; a runaway pattern held by the match limits; a pattern that does not compile refused at
+-t with its line.
 Checked where a user looks: the reply, X-Spam-Status upstream, the log.
 
 Owns: a recording upstream and a gateway per test.
 """
 
 import base64
+import io
 import os
 import re
+import tarfile
 import time
 import unittest
+import zipfile
 
 import harness as h
 
@@ -23,6 +30,23 @@ RULES = [
     {"symbol": "RAW_MAILER", "score": 2, "pattern": "(?m)^X-Mailer: BulkBlaster", "raw": True},
 ]
 CLAM_EXE = "/usr/share/clamav-testfiles/clam.exe"
+CLAM_DIR = "/usr/share/clamav-testfiles"
+
+
+def zip_of(files):
+    """A zip built here: {name: bytes}."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def attached(name, data, ctype="application/zip"):
+    """A base64 attachment part for mime()."""
+    body = base64.encodebytes(data).decode().replace("\n", "\r\n")
+    return ("Content-Type: %s; name=\"%s\"\r\nContent-Disposition: attachment; filename=\"%s\"\r\n"
+            "Content-Transfer-Encoding: base64\r\n" % (ctype, name, name), body)
 
 
 def mime(tag, parts, extra=""):
@@ -113,6 +137,118 @@ class Rules(h.GatewayTest):
         self.assertTrue(ok, reps)
         self.assertIn(b"ATTACH_TYPE_MISMATCH(4.00)", self.head_of(tag))
         self.assertRegex(gw.log_text(), r"application/\S*(dosexec|portable-executable) declared application/pdf")
+
+    def refused_for(self, gw, tag, reps, ok, text):
+        self.assertFalse(ok, reps)
+        self.assertCode(reps[-1], 554)
+        self.assertEnhanced(reps[-1], "5.7.1")
+        self.assertIn("Attachment type not allowed: " + text, reps[-1].text)
+        self.assertEqual([m for m in self.up.complete_messages() if tag.encode() in m.data], [])
+
+    def test_name_inside_a_zip_is_refused(self):
+        gw = self.start({"attachments": {"deny_extensions": ["exe", "scr"]}})
+        tag = h.unique("zipexe")
+        z = zip_of({"readme.txt": b"Please pay.\n", "invoice.exe": b"MZ\x90\x00" + b"\x00" * 200})
+        reps, ok = self.send(gw, mime(tag, [("Content-Type: text/plain\r\n", "See attached.\r\n"),
+                                            attached("files.zip", z)]))
+        self.refused_for(gw, tag, reps, ok, "invoice.exe in files.zip")
+        log = gw.log_text()
+        self.assertIn('symbol=ARCHIVE_DENIED_EXT score=10.00 on="files.zip: invoice.exe"', log)
+        # the same name in a subdirectory of the archive, as the last of a double extension
+        tag = h.unique("zipdbl")
+        z = zip_of({"docs/": b"", "docs/statement.pdf.scr": b"x"})
+        reps, ok = self.send(gw, mime(tag, [attached("docs.zip", z)]))
+        self.refused_for(gw, tag, reps, ok, "docs/statement.pdf.scr in docs.zip")
+        self.assertIn('symbol=ARCHIVE_DOUBLE_EXT score=10.00 on="docs.zip: docs/statement.pdf.scr"',
+                      gw.log_text())
+
+    def test_zip_with_permitted_names_arrives(self):
+        gw = self.start({"attachments": {"deny_extensions": ["exe"]}})
+        tag = h.unique("zippdf")
+        z = zip_of({"report.pdf": b"%PDF-1.4\n" + b"0" * 5000})
+        reps, ok = self.send(gw, mime(tag, [("Content-Type: text/plain\r\n", "The report.\r\n"),
+                                            attached("report.zip", z)]))
+        self.assertTrue(ok, reps)
+        got = [m for m in self.up.complete_messages() if tag.encode() in m.data]
+        self.assertEqual(len(got), 1)
+        self.assertIn(base64.encodebytes(z).split(b"\n")[0], got[0].data)  # the zip itself, as sent
+        self.assertNotIn(b"X-Spam-Status", self.head_of(tag))
+        self.assertNotIn("rules=hit", gw.log_text())
+        self.assertNotIn("rules=archive", gw.log_text())
+
+    def test_clamav_testfiles_archives(self):
+        files = [f for f in ("clam.zip", "clam.7z", "clam.tar.gz", "clam.cab")
+                 if os.path.exists(os.path.join(CLAM_DIR, f))]
+        if not files:
+            self.skipTest("clamav-testfiles not installed")
+        gw = self.start({"attachments": {"deny_extensions": ["exe"]}})
+        for f in files:
+            with self.subTest(archive=f):
+                with open(os.path.join(CLAM_DIR, f), "rb") as fh:
+                    data = fh.read()
+                tag = h.unique("clam")
+                reps, ok = self.send(gw, mime(tag, [attached(f, data, "application/octet-stream")]))
+                self.refused_for(gw, tag, reps, ok, "clam.exe in " + f)
+                self.assertIn('on="%s: clam.exe"' % f, gw.log_text())
+
+    def test_tar_gz_and_score_action(self):
+        gw = self.start({"attachments": {"deny_extensions": ["exe"], "action": "score", "score": 6}},
+                        scores={"tag": 5})
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as t:
+            for name, data in (("notes.txt", b"hello\n"), ("bin/setup.exe", b"MZ")):
+                ti = tarfile.TarInfo(name)
+                ti.size = len(data)
+                t.addfile(ti, io.BytesIO(data))
+        tag = h.unique("targz")
+        reps, ok = self.send(gw, mime(tag, [attached("backup.tar.gz", buf.getvalue(), "application/gzip")]))
+        self.assertTrue(ok, reps)  # action score: tagged, not refused
+        head = self.head_of(tag)
+        self.assertIn(b"ARCHIVE_DENIED_EXT(6.00)", head)
+        self.assertIn(b"X-Spam-Flag: YES", head)
+        self.assertIn('on="backup.tar.gz: bin/setup.exe"', gw.log_text())
+
+    def test_nested_archive_is_not_opened(self):
+        gw = self.start({"attachments": {"deny_extensions": ["exe"]}})
+        tag = h.unique("nested")
+        inner = zip_of({"payload.exe": b"MZ"})
+        reps, ok = self.send(gw, mime(tag, [attached("outer.zip", zip_of({"inner.zip": inner}))]))
+        self.assertTrue(ok, reps)
+        self.assertNotIn(b"ARCHIVE_", self.head_of(tag))
+        # naming the inner archive's extension is how to refuse archives in archives
+        gw2 = self.start({"attachments": {"deny_extensions": ["exe", "zip"]}})
+        tag = h.unique("nested2")
+        reps, ok = self.send(gw2, mime(tag, [attached("outer.7z.txt", zip_of({"inner.zip": inner}),
+                                                      "text/plain")]))
+        self.refused_for(gw2, tag, reps, ok, "inner.zip in outer.7z.txt")
+
+    def test_unreadable_archives(self):
+        gw = self.start({"attachments": {"deny_extensions": ["exe"], "max_archive_entries": 5,
+                                         "archive_unreadable_score": 1.5}})
+        enc = bytearray(zip_of({"secret.docx": b"x" * 50}))
+        for sig, off in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # the "encrypted" flag bit
+            enc[enc.find(sig) + off] |= 1
+        many = zip_of(dict(("f%02d.txt" % i, b"x") for i in range(9)))
+        cases = (("secret.zip", bytes(enc), "encrypted"),
+                 ("broken.zip", b"PK\x03\x04 not a zip at all " * 8, ""),
+                 ("many.zip", many, "more than 5 entries"))
+        for name, data, reason in cases:
+            with self.subTest(archive=name):
+                tag = h.unique("unreadable")
+                reps, ok = self.send(gw, mime(tag, [attached(name, data)]))
+                self.assertTrue(ok, reps)
+                self.assertIn(b"ARCHIVE_UNREADABLE(1.50)", self.head_of(tag))
+                self.assertRegex(gw.log_text(), r'rules=archive-unreadable attachment="%s" format="[^"]*" '
+                                 r'reason="[^"]*%s' % (re.escape(name), re.escape(reason)))
+
+    def test_archive_options_checked_at_t(self):
+        cfg = h.gateway_config(self.tmp, h.listener_config(
+            h.free_port(), 25, filters=[{"name": "rules", "options": {"attachments": {
+                "deny_extensions": ["exe"], "max_archive_entries": 0}}}]))
+        path = self.tmp.file("bad-archive.yaml", h.to_yaml(cfg))
+        out = h.run_portcullis(["-t", "-c", path])
+        self.assertNotEqual(out.returncode, 0)
+        self.assertRegex(out.stdout + out.stderr, re.escape(path) + r":\d+: .*max_archive_entries")
 
     def test_mime_anomaly(self):
         gw = self.start({"mime": {"anomaly_score": 2.5}})
