@@ -3,7 +3,11 @@ client given as 192.0.2.10 by PROXY: an aligned SPF pass and an aligned DKIM pas
 python3-dkim) pass; p=reject refuses 550 5.7.1, p=quarantine holds (451 4.7.1 until the quarantine
 store exists), p=none only records; an SPF pass for the sender's own envelope domain under a forged
 From fails; strict alignment and the sp of the organisational domain for a subdomain; pct=0 takes
-the next lower policy; several From fields; the admin's softening (reject as tag).
+the next lower policy; several From fields; the admin's softening (reject as tag). DMARCbis'
+tree walk (organizational_domain: tree_walk): the organisational domain's record found for a From
+domain of 11 labels (the walk goes on at the last 7), psd=y and psd=n against the suffix list's
+answer, np for a From domain that does not exist, t=y. (The ARC override needs the arc filter's
+arc.vouch: not tested here.)
 
 Owns: one Unbound and a DKIM key for the module, a recording upstream and a gateway per test.
 """
@@ -34,7 +38,28 @@ ZONE = [
     '_dmarc.pct.test. 300 IN TXT "v=DMARC1; p=reject; pct=0"',
     'dk.test. 300 IN TXT "v=spf1 ip4:192.0.2.1 -all"',
     '_dmarc.dk.test. 300 IN TXT "v=DMARC1; p=reject"',
+    # DMARCbis tree walk (organizational_domain: tree_walk): only the organisational domain's
+    # record, for a From domain many labels below it
+    'walk.test. 300 IN TXT "v=spf1 ip4:192.0.2.10 -all"',
+    '_dmarc.walk.test. 300 IN TXT "v=DMARC1; p=reject"',
+    # psd=n: corp.walk.test is an organisational domain of its own
+    '_dmarc.corp.walk.test. 300 IN TXT "v=DMARC1; p=reject; psd=n"',
+    # psd=y: psd.test is a public suffix domain; shop.psd.test and other.psd.test are two
+    # organisations (the suffix list, not knowing psd.test, makes them one)
+    '_dmarc.psd.test. 300 IN TXT "v=DMARC1; p=reject; psd=y"',
+    'shop.psd.test. 300 IN TXT "v=spf1 ip4:192.0.2.10 -all"',
+    'other.psd.test. 300 IN TXT "v=spf1 ip4:192.0.2.10 -all"',
+    # np: ghost.np.test does not exist, real.np.test does
+    'np.test. 300 IN TXT "v=spf1 ip4:192.0.2.1 -all"',
+    '_dmarc.np.test. 300 IN TXT "v=DMARC1; p=none; sp=none; np=reject"',
+    'real.np.test. 300 IN A 192.0.2.99',
+    # t=y: the next lower policy
+    'tt.test. 300 IN TXT "v=spf1 ip4:192.0.2.1 -all"',
+    '_dmarc.tt.test. 300 IN TXT "v=DMARC1; p=reject; t=y"',
 ]
+
+DEEP = "a.b.c.d.e.f.g.h.i.walk.test"  # 11 labels: the walk goes on at its last 7
+TREE = {"organizational_domain": "tree_walk"}
 
 
 @unittest.skipUnless(h.have_tool("unbound"), "unbound not installed")
@@ -146,6 +171,57 @@ class Dmarc(h.GatewayTest):
         head = self.delivered(tag)
         self.assertIn("dmarc=permerror (several From fields)", head)
         self.assertIn("DMARC_MULTIPLE_FROM", head)
+
+    def test_tree_walk_finds_the_organisational_record_deep_below(self):
+        gw = self.start(TREE)
+        tag = h.unique("deep")
+        reps = self.send(gw, "bounce@walk.test", self.msg(tag, "a@" + DEEP))
+        self.assertCode(reps[-1], 250)  # SPF pass for walk.test: the same organisational domain
+        self.assertRegex(self.delivered(tag), r"dmarc=pass \(p=reject dis=none\) header.from=" + DEEP)
+        reps = self.send(gw, "x@np.test", self.msg(h.unique("deepfail"), "a@" + DEEP))
+        self.assertCode(reps[-1], 550)
+        self.assertIn("DMARC policy of " + DEEP, reps[-1].text)
+
+    def test_tree_walk_psd(self):
+        # psd=y: shop.psd.test is its own organisational domain, other.psd.test is not aligned
+        # with it; the suffix list (psl) makes psd.test the organisational domain of both
+        gw = self.start(TREE)
+        reps = self.send(gw, "x@other.psd.test", self.msg(h.unique("psdy"), "a@shop.psd.test"))
+        self.assertCode(reps[-1], 550)
+        self.assertIn("dmarc=fail (p=reject dis=reject) header.from=shop.psd.test", gw.log_text())
+        tag = h.unique("psdsub")
+        reps = self.send(gw, "x@shop.psd.test", self.msg(tag, "a@mail.shop.psd.test"))
+        self.assertCode(reps[-1], 250)  # the walk of shop.psd.test: aligned
+        self.assertRegex(self.delivered(tag),
+                         r"dmarc=pass \(p=reject dis=none\) header.from=mail.shop.psd.test")
+        # psd=n: corp.walk.test is an organisational domain, walk.test's SPF pass does not align
+        reps = self.send(gw, "x@walk.test", self.msg(h.unique("psdn"), "a@x.corp.walk.test"))
+        self.assertCode(reps[-1], 550)
+        gw = self.start()
+        tag = h.unique("psl")
+        reps = self.send(gw, "x@other.psd.test", self.msg(tag, "a@shop.psd.test"))
+        self.assertCode(reps[-1], 250)
+        self.assertRegex(self.delivered(tag), r"dmarc=pass \(p=reject dis=none\) header.from=shop.psd.test")
+        tag = h.unique("psln")
+        reps = self.send(gw, "x@walk.test", self.msg(tag, "a@x.corp.walk.test"))
+        self.assertCode(reps[-1], 250)
+
+    def test_tree_walk_np_for_a_subdomain_that_does_not_exist(self):
+        gw = self.start(TREE)
+        reps = self.send(gw, "x@np.test", self.msg(h.unique("ghost"), "a@ghost.np.test"))
+        self.assertCode(reps[-1], 550)
+        self.assertIn("dmarc=fail (p=reject dis=reject) header.from=ghost.np.test", gw.log_text())
+        tag = h.unique("real")
+        reps = self.send(gw, "x@np.test", self.msg(tag, "a@real.np.test"))
+        self.assertCode(reps[-1], 250)  # it exists: sp=none
+        self.assertRegex(self.delivered(tag), r"dmarc=fail \(p=none dis=none\) header.from=real.np.test")
+        reps = self.send(gw, "x@tt.test", self.msg(h.unique("t"), "a@tt.test"))
+        self.assertCode(reps[-1], 451)  # t=y: reject taken down to quarantine
+        gw = self.start()  # psl: np is not read, sp=none
+        tag = h.unique("pslghost")
+        reps = self.send(gw, "x@np.test", self.msg(tag, "a@ghost.np.test"))
+        self.assertCode(reps[-1], 250)
+        self.assertRegex(self.delivered(tag), r"dmarc=fail \(p=none dis=none\) header.from=ghost.np.test")
 
 
 if __name__ == "__main__":
