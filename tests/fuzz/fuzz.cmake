@@ -98,3 +98,5 @@ pc_fuzz_target(urls 10 ${CMAKE_SOURCE_DIR}/gateway/parse/urls.c)
 # DKIM tag-lists of incoming DKIM-Signature fields (the dkim filter's key names).
 pc_fuzz_target(dkim_tags 10 ${CMAKE_SOURCE_DIR}/filters/dkim/tags.c)
 target_include_directories(fuzz_dkim_tags PRIVATE ${CMAKE_SOURCE_DIR}/filters/dkim)
+pc_fuzz_target(arc_fields 10 ${CMAKE_SOURCE_DIR}/filters/arc/fields.c)
+target_include_directories(fuzz_arc_fields PRIVATE ${CMAKE_SOURCE_DIR}/filters/arc)
