@@ -225,3 +225,114 @@ int pc_arc_vouch(const char *aar, const char *sealer, char *out, size_t outlen)
     }
     return added;
 }
+
+size_t pc_arc_next_field(const char *p, size_t n, size_t *flen)
+{
+    *flen = 0;
+    if (n == 0 || p[0] == '\n' || (p[0] == '\r' && n > 1 && p[1] == '\n'))
+        return 0;
+    size_t i = 0;
+    for (;;) {
+        const char *lf = memchr(p + i, '\n', n - i);
+        if (!lf) {
+            *flen = n;
+            return n;
+        }
+        i = (size_t)(lf - p) + 1;
+        if (i >= n || (p[i] != ' ' && p[i] != '\t'))
+            break;
+    }
+    size_t e = i - 1;
+    if (e > 0 && p[e - 1] == '\r')
+        e--;
+    *flen = e;
+    return i;
+}
+
+void pc_arc_body_init(pc_arc_body *b, int relaxed, void (*emit)(void *, const char *, size_t),
+                      void *arg)
+{
+    *b = (pc_arc_body){.relaxed = relaxed, .emit = emit, .arg = arg};
+}
+
+static void flush_empty(pc_arc_body *b)
+{
+    static const char crlfs[] = "\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n";
+    while (b->empty) {
+        size_t k = b->empty > 16 ? 16 : (size_t)b->empty;
+        b->emit(b->arg, crlfs, 2 * k);
+        b->empty -= k;
+    }
+}
+
+/* Content is about to come out on the current line. */
+static void content(pc_arc_body *b)
+{
+    if (!b->content) {
+        flush_empty(b);
+        b->content = 1;
+    }
+    if (b->wsp) {
+        b->emit(b->arg, " ", 1);
+        b->wsp = 0;
+    }
+}
+
+static void line_end(pc_arc_body *b)
+{
+    if (b->content) {
+        b->emit(b->arg, "\r\n", 2);
+        b->any = 1;
+    } else {
+        b->empty++;
+    }
+    b->content = b->wsp = 0;
+}
+
+void pc_arc_body_feed(pc_arc_body *b, const char *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        if (b->cr) {
+            b->cr = 0;
+            if (p[i] == '\n') {
+                line_end(b);
+                i++;
+                continue;
+            }
+            content(b);
+            b->emit(b->arg, "\r", 1);
+        }
+        /* a run of ordinary bytes in one piece */
+        size_t s = i;
+        while (i < n && p[i] != '\r' && p[i] != '\n' &&
+               (!b->relaxed || (p[i] != ' ' && p[i] != '\t')))
+            i++;
+        if (i > s) {
+            content(b);
+            b->emit(b->arg, p + s, i - s);
+        }
+        if (i >= n)
+            break;
+        char c = p[i++];
+        if (c == '\r')
+            b->cr = 1;
+        else if (c == '\n')
+            line_end(b);
+        else
+            b->wsp = 1; /* relaxed: a run of WSP is one space, none at the end of a line */
+    }
+}
+
+void pc_arc_body_end(pc_arc_body *b)
+{
+    if (b->cr) {
+        b->cr = 0;
+        content(b);
+        b->emit(b->arg, "\r", 1);
+    }
+    if (b->content)
+        line_end(b);
+    if (!b->any && !b->relaxed)
+        b->emit(b->arg, "\r\n", 2);
+}

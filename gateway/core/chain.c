@@ -910,6 +910,11 @@ int pc_ctx_trusted(const pc_filter_ctx *ctx)
     return SV(ctx) ? ctx->sv->trusted : 0;
 }
 
+const char *pc_ctx_authserv_id(const pc_filter_ctx *ctx)
+{
+    return SV(ctx) ? ctx->sv->authserv_id : NULL;
+}
+
 pc_message *pc_ctx_message(pc_filter_ctx *ctx)
 {
     if (!SV(ctx) || (ctx->hook != PC_HOOK_MESSAGE && ctx->hook != PC_HOOK_RETRIEVE &&

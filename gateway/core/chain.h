@@ -37,6 +37,7 @@ typedef struct pc_session_view {
     uv_loop_t *loop;
     const char *protocol; /* "smtp" */
     const char *listener; /* listener name */
+    const char *authserv_id; /* the listener's Authentication-Results id */
     struct sockaddr_storage client;
     char client_ip[INET6_ADDRSTRLEN];
     int tls;

@@ -37,6 +37,7 @@ void *pc_session_new(size_t size, const pc_session_proto *proto, pc_listener_rt 
     b->sv.loop = l->loop;
     b->sv.protocol = proto->name;
     b->sv.listener = b->cfg->name;
+    b->sv.authserv_id = b->cfg->authserv_id;
     b->sv.client = *client;
     b->sv.trusted = pc_netlist_match(&b->cfg->trusted_networks, (const struct sockaddr *)client);
     b->sv.conn = conn;

@@ -21,6 +21,8 @@ const char *pc_ctx_client_ip(const pc_filter_ctx *ctx);              /* "192.0.2
 int pc_ctx_tls(const pc_filter_ctx *ctx);                            /* TLS active */
 const char *pc_ctx_user(const pc_filter_ctx *ctx); /* authenticated user or NULL */
 int pc_ctx_trusted(const pc_filter_ctx *ctx);      /* the client is in trusted_networks */
+/* The authserv-id the gateway writes its Authentication-Results with on this listener. */
+const char *pc_ctx_authserv_id(const pc_filter_ctx *ctx);
 /* Bytes the client sent that the session has not read yet (pregreet detection). */
 size_t pc_ctx_pending_input(const pc_filter_ctx *ctx);
 
