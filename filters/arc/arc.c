@@ -12,8 +12,8 @@
  * (`trusted_sealers`, matched on the ARC-Seal d=) recorded as passing, for dmarc's override.
  *
  * Seal (DELIVER, after the decision and every change to the message, like DKIM signing): a new set
- * i=N+1 with an RSA key (`seal: { domain, selector, key }`): ARC-Authentication-Results is "i=N+1; "
- * and the gateway's own Authentication-Results value; ARC-Message-Signature covers the configured
+ * i=N+1 with an RSA key (`seal: { domain, selector, key }`): ARC-Authentication-Results is "i=N+1;
+ * " and the gateway's own Authentication-Results value; ARC-Message-Signature covers the configured
  * header fields that are present (relaxed/relaxed, From oversigned); ARC-Seal covers every set, or
  * only the new one when the chain failed (cv=fail). A chain of 50 sets, or one whose state is not
  * known, is not sealed.
@@ -35,11 +35,11 @@
 #include "portcullis/dns.h"
 #include "portcullis/filter.h"
 
-#define MAX_NAMES 32         /* distinct key records per message */
-#define MAX_FIELDS 4096      /* header fields looked at */
+#define MAX_NAMES 32          /* distinct key records per message */
+#define MAX_FIELDS 4096       /* header fields looked at */
 #define FIELD_MAX (64 * 1024) /* the longest header field hashed */
 #define HDR_MAX (1024 * 1024)
-#define SIG_MAX 1024         /* a signature's bytes (RSA 8192) */
+#define SIG_MAX 1024 /* a signature's bytes (RSA 8192) */
 
 enum { F_AAR, F_AMS, F_AS };
 static const char *const arc_names[] = {"ARC-Authentication-Results", "ARC-Message-Signature",
@@ -261,10 +261,12 @@ struct vjob {
     size_t nrecs, pending;
     int too_many; /* more key names than MAX_NAMES */
     /* results */
-    char result[16];  /* pass, fail, none */
+    char result[16]; /* pass, fail, none */
     char why[160];
-    int n, oldest;    /* the newest instance; the oldest AMS that still validates */
+    int n, oldest;     /* the newest instance; the oldest AMS that still validates */
     char sealers[300]; /* the ARC-Seal d= of each set, newest first */
+    char bh[2][64];    /* the body hashes, simple and relaxed, once computed (no l=) */
+    int have_bh[2];
     char vouch[1024];
 };
 
@@ -341,9 +343,15 @@ static int verify_one(vjob *j, int which, const set *sets, int k, header *hs, si
         if (pc_dkim_tag(v, "l", l, sizeof(l)) > 0)
             limit = (size_t)strtoull(l, NULL, 10);
         char mine[64];
-        if (body_hash(body, blen, strcmp(bc, "relaxed") == 0, limit, mine) < 0) {
+        int br = strcmp(bc, "relaxed") == 0;
+        if (limit == (size_t)-1 && j->have_bh[br]) {
+            memcpy(mine, j->bh[br], sizeof(mine));
+        } else if (body_hash(body, blen, br, limit, mine) < 0) {
             *why = "hash failed";
             goto out;
+        } else if (limit == (size_t)-1) {
+            memcpy(j->bh[br], mine, sizeof(mine));
+            j->have_bh[br] = 1;
         }
         char theirs[128];
         size_t t = 0;
@@ -444,8 +452,7 @@ static int verify_one(vjob *j, int which, const set *sets, int k, header *hs, si
     }
     ok = check_sig(md, pk, ed, sig, (size_t)sl);
     if (!ok)
-        *why = which == F_AMS ? "ARC-Message-Signature did not verify"
-                              : "ARC-Seal did not verify";
+        *why = which == F_AMS ? "ARC-Message-Signature did not verify" : "ARC-Seal did not verify";
 out:
     EVP_MD_CTX_free(md);
     EVP_PKEY_free(pk);
@@ -601,8 +608,7 @@ static void verify_work(void *arg)
             snprintf(j->why, sizeof(j->why), "ARC-Seal i=%d says cv=fail", k);
             goto out;
         }
-        if ((k == 1) != (strcasecmp(cv, "none") == 0) ||
-            (k > 1 && strcasecmp(cv, "pass") != 0)) {
+        if ((k == 1) != (strcasecmp(cv, "none") == 0) || (k > 1 && strcasecmp(cv, "pass") != 0)) {
             snprintf(j->why, sizeof(j->why), "ARC-Seal i=%d has cv=%.10s", k, cv);
             goto out;
         }
@@ -804,7 +810,7 @@ typedef struct sjob {
     int instance;
     char cv[8];
     char authserv[256];
-    char out[3][8192]; /* the values of the new AAR, AMS and AS */
+    char out[3][12288]; /* the values of the new AAR, AMS and AS */
     char error[200];
 } sjob;
 
@@ -1034,7 +1040,8 @@ static void seal_work(void *arg)
             }
     if (hash_new(md, arc_names[F_AAR], j->out[F_AAR], 0, buf) < 0 ||
         hash_new(md, arc_names[F_AMS], ams, 0, buf) < 0 ||
-        hash_new(md, arc_names[F_AS], as, 1, buf) < 0 || sign_hash(a, md, as, sizeof(j->out[0])) < 0) {
+        hash_new(md, arc_names[F_AS], as, 1, buf) < 0 ||
+        sign_hash(a, md, as, sizeof(j->out[0])) < 0) {
         snprintf(j->error, sizeof(j->error), "signing failed");
         goto out;
     }
@@ -1109,7 +1116,10 @@ static void start_seal(arcf *a, pc_filter_ctx *ctx, pc_done_fn done)
     j->msg = m;
     j->done = done;
     j->instance = n + 1;
-    snprintf(j->cv, sizeof(j->cv), "%s", n == 0 ? "none" : strcmp(res, "pass") == 0 ? "pass" : "fail");
+    snprintf(j->cv, sizeof(j->cv), "%s",
+             n == 0                     ? "none"
+             : strcmp(res, "pass") == 0 ? "pass"
+                                        : "fail");
     snprintf(j->authserv, sizeof(j->authserv), "%s", id);
     /* the header section as it will be sent, read here on the loop (it holds the gateway's and the
      * filters' fields); the body is the sealed bytes after their empty line */
@@ -1138,11 +1148,21 @@ static void start_seal(arcf *a, pc_filter_ctx *ctx, pc_done_fn done)
 
 /* ---- options ------------------------------------------------------------------------------- */
 
-static const char *default_headers[] = {"from",         "to",          "cc",
-                                        "subject",      "date",        "message-id",
-                                        "reply-to",     "in-reply-to", "references",
-                                        "mime-version", "content-type", "content-transfer-encoding",
-                                        "dkim-signature", "list-id",   "list-unsubscribe",
+static const char *default_headers[] = {"from",
+                                        "to",
+                                        "cc",
+                                        "subject",
+                                        "date",
+                                        "message-id",
+                                        "reply-to",
+                                        "in-reply-to",
+                                        "references",
+                                        "mime-version",
+                                        "content-type",
+                                        "content-transfer-encoding",
+                                        "dkim-signature",
+                                        "list-id",
+                                        "list-unsubscribe",
                                         NULL};
 
 static void arc_fini(void *self)
@@ -1188,8 +1208,9 @@ static int read_seal(arcf *a, const pc_opt *s, char *err, size_t errlen)
 
 static void *arc_init(const pc_opt *o, char *err, size_t errlen)
 {
-    static const char *const known[] = {"verify",     "trusted_sealers", "max_sets", "min_key_bits",
-                                        "fail_score", "seal",            "seal_headers", NULL};
+    static const char *const known[] = {
+        "verify", "trusted_sealers", "max_sets", "min_key_bits", "fail_score",
+        "seal",   "seal_headers",    NULL};
     if (pc_opt_check_keys(o, known, err, errlen) < 0)
         return NULL;
     arcf *a = calloc(1, sizeof(*a));

@@ -1,6 +1,6 @@
 /* fields.h — reading ARC header fields (RFC 8617): pure, bounded, no allocation.
- * The arc filter (arc.c) builds on them; the fuzz target tests/fuzz/fuzz_arc_fields.c runs them over
- * any bytes. */
+ * The arc filter (arc.c) builds on them; the fuzz target tests/fuzz/fuzz_arc_fields.c runs them
+ * over any bytes. */
 #ifndef PC_ARC_FIELDS_H
 #define PC_ARC_FIELDS_H
 
@@ -40,10 +40,10 @@ size_t pc_arc_next_field(const char *p, size_t n, size_t *flen);
  * lines are held back until a line with content follows, so the trailing ones never come out. */
 typedef struct pc_arc_body {
     int relaxed;
-    int content;      /* the current line has content */
-    int wsp;          /* relaxed: white space held back on the current line */
-    int cr;           /* a CR held back: a line end if LF follows */
-    int any;          /* a line with content has been emitted */
+    int content;              /* the current line has content */
+    int wsp;                  /* relaxed: white space held back on the current line */
+    int cr;                   /* a CR held back: a line end if LF follows */
+    int any;                  /* a line with content has been emitted */
     unsigned long long empty; /* empty lines held back */
     void (*emit)(void *arg, const char *p, size_t n);
     void *arg;

@@ -35,8 +35,8 @@ void pc_results_reset(pc_results *r); /* frees everything, leaves an empty set *
 typedef struct pc_session_view {
     uint64_t sid;
     uv_loop_t *loop;
-    const char *protocol; /* "smtp" */
-    const char *listener; /* listener name */
+    const char *protocol;    /* "smtp" */
+    const char *listener;    /* listener name */
     const char *authserv_id; /* the listener's Authentication-Results id */
     struct sockaddr_storage client;
     char client_ip[INET6_ADDRSTRLEN];

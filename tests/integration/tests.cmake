@@ -29,6 +29,7 @@ if(TARGET portcullis)
     test_dkim
     test_spf
     test_dmarc
+    test_arc
   )
   foreach(module IN LISTS PC_INTEGRATION_MODULES)
     add_test(NAME integration.${module}
