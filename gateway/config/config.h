@@ -147,6 +147,20 @@ typedef struct pc_resolver_cfg {
     unsigned negative_ttl_ms; /* negative answers without an SOA; the cap with one; default 15 m */
 } pc_resolver_cfg;
 
+/* The state store for filters (gateway/store/): the `state:` section. */
+enum { PC_STATE_NONE = 0, PC_STATE_LMDB, PC_STATE_REDIS };
+typedef struct pc_state_cfg {
+    int backend;           /* PC_STATE_NONE when the section is absent */
+    char *path;            /* lmdb: the directory of the environment */
+    size_t map_size;       /* lmdb: the map's first size (it grows when full) */
+    char *redis_address;   /* redis: "ip:port", "[ip6]:port" or a UNIX socket's absolute path */
+    char *redis_password_file; /* redis: AUTH with the first line of this file */
+    unsigned redis_db;     /* redis: SELECT */
+    char *prefix;          /* every key's prefix; default "pc:" */
+    unsigned connect_timeout_ms, timeout_ms; /* redis: connect; each command */
+    unsigned max_pending;  /* operations pending per worker */
+} pc_state_cfg;
+
 typedef struct pc_config {
     char *file;       /* NULL in one-line mode */
     unsigned workers; /* 0 in the file = auto = number of cores */
@@ -165,6 +179,7 @@ typedef struct pc_config {
     pc_listener_cfg *listeners;
     size_t nlisteners;
     pc_resolver_cfg resolver;
+    pc_state_cfg state;
     char *authserv_id;       /* authres.authserv_id; NULL = each listener's host name */
     pc_strlist authres_drop; /* authres.remove_ids: the site's other ids, removed from incoming */
     pc_opt *opt_root;        /* owns every pc_opt node referenced above */
