@@ -24,6 +24,7 @@
 #include "net/addrtable.h"
 #include "net/conn.h"
 #include "net/tls.h"
+#include "store/store.h"
 #include "worker.h"
 
 #define PC_VERSION "0.1.0"
@@ -293,6 +294,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "portcullis: spool: %s\n", err);
         return 1;
     }
+    /* The state store, after the drop too: its files belong to the user the gateway runs as. */
+    if (cfg->state.backend != PC_STATE_NONE) {
+        if (!(rt.store = pc_store_open(&cfg->state, err, sizeof(err)))) {
+            fprintf(stderr, "portcullis: state: %s\n", err);
+            return 1;
+        }
+        if (cfg->state.backend == PC_STATE_LMDB)
+            pc_log_notice(0, "event=state backend=lmdb path=%s", cfg->state.path);
+        else
+            pc_log_notice(0, "event=state backend=redis address=%s", cfg->state.redis_address);
+    }
     for (unsigned w = 0; w < nworkers; w++)
         if (pc_worker_start(&workers[w]) < 0) {
             fprintf(stderr, "portcullis: cannot start worker %u\n", w);
@@ -319,6 +331,7 @@ int main(int argc, char **argv)
     uv_run(loop, UV_RUN_DEFAULT);
     for (unsigned w = 0; w < nworkers; w++)
         pc_worker_join(&workers[w]);
+    pc_store_close(rt.store);
     pc_log_notice(0, "event=stopped sessions_left=%u", pc_sessions_alive());
     return 0;
 }

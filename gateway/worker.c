@@ -16,6 +16,7 @@
 #include "pop3/pop3_server.h"
 #include "smtp/smtp_client.h"
 #include "smtp/smtp_server.h"
+#include "store/store.h"
 
 enum { CMD_STOP = 1, CMD_RELOAD = 2 };
 
@@ -124,6 +125,12 @@ static void run(void *arg)
     if (!w->dns)
         pc_log_err(0, "event=resolver worker=%d result=failed error=\"%s\"", w->id, err);
     pc_dns_set_current(w->dns);
+    if (w->rt->store) {
+        w->store = pc_store_worker_new(w->rt->store, &w->loop, err, sizeof(err));
+        if (!w->store)
+            pc_log_err(0, "event=state worker=%d result=failed error=\"%s\"", w->id, err);
+        pc_store_set_current(w->store);
+    }
     if (pc_jobs_worker_init(&w->loop) < 0)
         pc_log_err(0, "event=jobs worker=%d result=failed", w->id);
     /* Filters' per-worker state, before the first session of this loop. */
@@ -138,6 +145,8 @@ static void run(void *arg)
         pc_chain_worker_fini(w->ls[i].chain, w->ls[i].fstate, (unsigned)w->id);
         w->ls[i].fstate = NULL;
     }
+    pc_store_worker_free(w->store);
+    w->store = NULL;
     pc_dns_free(w->dns);
     w->dns = NULL;
     uv_run(&w->loop, UV_RUN_NOWAIT); /* the resolver's and the job queue's close callbacks */

@@ -20,6 +20,7 @@ typedef struct pc_runtime {
     SSL_CTX **upstream_tls;         /* per listener; NULL for upstream tls none */
     pc_chain **chains;              /* per listener */
     struct pc_dns_cache *dns_cache; /* the resolver's cache, shared by every worker */
+    struct pc_store_shared *store;  /* the state store (state:), or NULL */
 } pc_runtime;
 
 typedef struct pc_worker {
@@ -35,6 +36,7 @@ typedef struct pc_worker {
     SSL_CTX **reload_tls; /* new server contexts, set by main before a reload */
     uint64_t stop_deadline;
     struct pc_dns *dns; /* the filters' resolver on this loop; made and freed on the thread */
+    struct pc_store *store; /* the filters' state store on this loop, likewise */
 } pc_worker;
 
 /* Creates the worker's loop and listener state and starts its thread. 0 or -1. */

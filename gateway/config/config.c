@@ -297,6 +297,27 @@ static const section resolver_sec = {.finish = finish_resolver, .fields = (const
     {KEY("negative_ttl", F_DURATION, "15m", RS(negative_ttl_ms))},
     END}};
 
+/* The state store for filters (gateway/store/): absent means none; see finish_state. */
+#define ST(f) offsetof(pc_state_cfg, f)
+static const char *const state_names[] = {"lmdb", "redis", NULL};
+static const int state_values[] = {PC_STATE_LMDB, PC_STATE_REDIS};
+static int finish_state(struct ctx *, void *, const pc_opt *, const pc_opt *, size_t);
+static const section redis_sec = {.fields = (const field[]){
+    {KEY("address", F_STR, "127.0.0.1:6379", ST(redis_address))},
+    {KEY("password_file", F_STR, NULL, ST(redis_password_file)), .flags = READABLE},
+    {KEY("database", F_UINT, "0", ST(redis_db)), .max = 1000},
+    {KEY("connect_timeout", F_DURATION, "2s", ST(connect_timeout_ms))},
+    {KEY("timeout", F_DURATION, "1s", ST(timeout_ms))},
+    END}};
+static const section state_sec = {.finish = finish_state, .fields = (const field[]){
+    {KEY("backend", F_ENUM, "lmdb", ST(backend)), .names = state_names, .values = state_values},
+    {KEY("path", F_STR, "/var/lib/portcullis/state", ST(path)), .flags = ABSPATH},
+    {KEY("map_size", F_SIZE, "64M", ST(map_size)), .min = 1 << 20},
+    {KEY("prefix", F_STR, "pc:", ST(prefix))},
+    {KEY("max_pending", F_UINT, "10000", ST(max_pending)), .min = 1, .max = 1000000},
+    {KEY("redis", F_SECTION, NULL, 0), .sub = &redis_sec},
+    END}};
+
 static const section authres_sec = {.fields = (const field[]){
     {KEY("authserv_id", F_STR, NULL, G(authserv_id)), .flags = HOSTNAME},
     {KEY("remove_ids", F_STRLIST, NULL, G(authres_drop)), .flags = HOSTNAME},
@@ -315,6 +336,7 @@ static const section top_sec = {.finish = finish_top, .fields = (const field[]){
     {KEY("listeners", F_SEQ, NULL, G(listeners)), .off2 = G(nlisteners), .sub = &listener_sec, .flags = REQUIRED},
     {KEY("resolver", F_SECTION, NULL, G(resolver)), .sub = &resolver_sec},
     {KEY("authres", F_SECTION, NULL, 0), .sub = &authres_sec},
+    {KEY("state", F_SECTION, NULL, G(state)), .sub = &state_sec},
     END}};
 /* clang-format on */
 
@@ -786,6 +808,33 @@ static int finish_listener(struct ctx *c, void *base, const pc_opt *map, const p
         u->sni = u->host;
     if (!l->name || !l->hostname)
         return fail(c, where, "out of memory");
+    return 0;
+}
+
+/* No `state:` section: no store. A Redis address is a numeric IP:PORT (no name: resolving it would
+ * block a loop) or a UNIX socket's absolute path. */
+static int finish_state(struct ctx *c, void *base, const pc_opt *map, const pc_opt *where,
+                        size_t index)
+{
+    (void)index;
+    pc_state_cfg *s = base;
+    if (!map) {
+        s->backend = PC_STATE_NONE;
+        return 0;
+    }
+    if (s->backend != PC_STATE_REDIS || !s->redis_address || s->redis_address[0] == '/')
+        return 0;
+    char host[INET6_ADDRSTRLEN + 1];
+    unsigned char a[16];
+    uint16_t port;
+    const char *addr = s->redis_address;
+    int v6 = *addr == '[';
+    if (pc_cfg_split_hostport(addr, host, sizeof(host), &port, 1) < 0 || !port ||
+        inet_pton(v6 ? AF_INET6 : AF_INET, host, a) != 1) {
+        const pc_opt *r = at(map, "redis", where);
+        return fail_key(c, "redis.address", at(r, "address", r),
+                        "an IP:PORT, [IPV6]:PORT or a UNIX socket's absolute path");
+    }
     return 0;
 }
 

@@ -17,9 +17,9 @@ struct pc_store_req {
     size_t klen;
     char *value; /* set, add: owned, NUL-terminated */
     size_t vlen;
-    long long by;           /* incr; window (as a count) */
-    unsigned ttl_s;         /* set, add, incr */
-    unsigned window_s;      /* window */
+    long long by;      /* incr; window (as a count) */
+    unsigned ttl_s;    /* set, add, incr */
+    unsigned window_s; /* window */
     pc_store_cb cb;
     void *arg;
     atomic_int cancelled;

@@ -2,6 +2,8 @@
  * configuration names, answered on the loop that asked (see include/portcullis/store.h). */
 #include "store/store.h"
 
+#include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -102,6 +104,29 @@ const char *pc_store_status_name(pc_store_status st)
     case PC_STORE_ERROR: return "ERROR";
     }
     return "?";
+}
+
+size_t pc_store_hash_key(char *out, size_t outlen, const char *prefix, const char *const *parts,
+                         size_t n)
+{
+    size_t pl = strlen(prefix);
+    if (pl + 33 > outlen)
+        return 0;
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned dl = 0;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    for (size_t i = 0; ok && i < n;
+         i++) /* each part with its NUL: "a","bc" differs from "ab","c" */
+        ok = EVP_DigestUpdate(md, parts[i] ? parts[i] : "", strlen(parts[i] ? parts[i] : "") + 1);
+    ok = ok && EVP_DigestFinal_ex(md, d, &dl) && dl >= 16;
+    EVP_MD_CTX_free(md);
+    if (!ok)
+        return 0;
+    memcpy(out, prefix, pl);
+    for (unsigned i = 0; i < 16; i++)
+        snprintf(out + pl + 2 * i, 3, "%02x", d[i]);
+    return pl + 32;
 }
 
 static int key_ok(const char *k, size_t *len)

@@ -25,13 +25,13 @@ typedef enum {
     PC_STORE_MISSING,     /* get: no such key, or it expired */
     PC_STORE_EXISTS,      /* add: the key was there already; value is what it holds */
     PC_STORE_UNAVAILABLE, /* the backend could not be reached or did not answer in time */
-    PC_STORE_ERROR,       /* the backend refused the operation (a value that is not a number, ...) */
+    PC_STORE_ERROR, /* the backend refused the operation (a value that is not a number, ...) */
 } pc_store_status;
 
 /* Borrowed: valid during the callback only. */
 typedef struct pc_store_reply {
     pc_store_status status;
-    long long n;       /* incr: the new value; window: the events in the window, this one included */
+    long long n; /* incr: the new value; window: the events in the window, this one included */
     const char *value; /* get (OK), add (EXISTS): the value, NUL-terminated; else NULL */
     size_t len;
 } pc_store_reply;
@@ -68,6 +68,12 @@ pc_store_req *pc_store_window(pc_store *s, const char *key, unsigned window_s, u
                               pc_store_cb cb, void *arg);
 /* cb will not be called. req must be pending (its callback has not run). */
 void pc_store_cancel(pc_store_req *req);
+/* A key made of prefix and a hash of parts[0..n) (each taken whole, case as given): prefix followed
+ * by 32 hex digits of their SHA-256, so that addresses of any length and bytes make short, safe
+ * keys. out holds at least strlen(prefix) + 33 bytes. Returns the key's length, or 0 when it does
+ * not fit. */
+size_t pc_store_hash_key(char *out, size_t outlen, const char *prefix, const char *const *parts,
+                         size_t n);
 /* "OK", "MISSING", ... for log lines. */
 const char *pc_store_status_name(pc_store_status st);
 

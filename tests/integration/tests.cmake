@@ -30,6 +30,7 @@ if(TARGET portcullis)
     test_spf
     test_dmarc
     test_arc
+    test_state_filters
   )
   foreach(module IN LISTS PC_INTEGRATION_MODULES)
     add_test(NAME integration.${module}

@@ -1,0 +1,192 @@
+"""Greylisting and rate limits on the state store, end to end through SMTP, the client given by PROXY
+(192.0.2.10 and others, none of them trusted), SPF records served by a real Unbound.
+
+Greylisting: a new triplet is refused `451 4.7.1` with the time to wait, an early retry too, a retry
+after the delay passes and allow-lists the client's network, whose other triplets then pass at once;
+after an SPF pass the SPF domain is the key, so a retry from another network of the same sender
+passes; exempt networks and clients on a DNSWL zone are not greylisted; with the state
+kept in LMDB, a restarted gateway still knows the triplets and the allow-listed network. Rate
+limits: connections per client (421 4.7.0), messages per client and recipients per sender (451
+4.7.1), counted across a restart. Without a state store, `on_unavailable` decides.
+
+The backend is LMDB in a directory of the module's; the same tests run on Redis (test class
+RedisStateFilters) when the harness can start one.
+
+Owns: one Unbound and one state directory per class, a recording upstream and gateways per test.
+"""
+
+import os
+import time
+import unittest
+
+import harness as h
+
+ZONE = [
+    'spf.test. 300 IN TXT "v=spf1 ip4:192.0.2.0/24 ip4:198.51.100.0/24 -all"',
+    'dnswl.test. 300 IN A 127.0.0.2',
+    '10.2.0.192.list.test. 300 IN A 127.0.0.2',
+]
+
+
+@unittest.skipUnless(h.have_tool("unbound"), "unbound not installed")
+class StateFilters(h.GatewayTest):
+    """LMDB."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.dns = h.Unbound(cls.tmp, records=ZONE).start()
+        cls.start_backend()
+
+    @classmethod
+    def start_backend(cls):
+        cls.state_dir = cls.tmp.sub("state")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dns.stop()
+        super().tearDownClass()
+
+    def state(self):
+        return {"backend": "lmdb", "path": self.state_dir}
+
+    def start(self, filters, state=True):
+        self.up = self.hostile("record")
+        top = {"resolver": {"servers": [self.dns.server]}}
+        if state:
+            top["state"] = self.state()
+        return self.gateway(self.up.port, top=top, proxy_protocol={"trusted": ["127.0.0.1/32"]},
+                            trusted_networks=["10.255.255.0/24"], filters=filters)
+
+    def client(self, gw, ip, helo="mx.sender.test"):
+        c = h.SmtpClient(gw.port, greeting=False)
+        c.send(h.proxy_v1(ip, dport=gw.port))
+        first = c.read_reply()
+        if first is not None and first.code == 220:
+            self.assertCode(c.ehlo(helo), 250)
+        return c, first
+
+    def rcpt(self, gw, ip, sender, rcpt):
+        """One transaction up to RCPT (then RSET): the RCPT reply."""
+        c, first = self.client(gw, ip)
+        try:
+            self.assertCode(first, 220)
+            self.assertCode(c.cmd("MAIL FROM:<%s>" % sender), 250)
+            return c.cmd("RCPT TO:<%s>" % rcpt)
+        finally:
+            c.close()
+
+    def grey(self, **opts):
+        o = {"delay": "2s", "retry_window": "1m"}
+        o.update(opts)
+        return [{"name": "greylist", "timeout": "10s", "options": o}]
+
+    def test_greylisting_delays_then_allow_lists(self):
+        gw = self.start(self.grey())
+        sender, rcpt = h.unique("s") + "@sender.test", "alice@example.test"
+        r = self.rcpt(gw, "203.0.113.5", sender, rcpt)
+        self.assertCode(r, 451)
+        self.assertIn("4.7.1", r.text)
+        self.assertRegex(r.text, r"try again in [12] seconds")
+        r = self.rcpt(gw, "203.0.113.5", sender, rcpt)  # too early
+        self.assertCode(r, 451)
+        time.sleep(2.2)
+        c, _ = self.client(gw, "203.0.113.5")
+        tag = h.unique("grey")
+        reps = c.transaction(sender, [rcpt], h.simple_message(subject=tag), helo=False)
+        c.close()
+        self.assertCode(reps[-1], 250)
+        self.assertEqual(len([m for m in self.up.complete_messages() if tag.encode() in m.data]), 1)
+        # the client's /24 is allow-listed now: another triplet from 203.0.113.77 passes at once
+        self.assertCode(self.rcpt(gw, "203.0.113.77", "other@else.test", "bob@example.test"), 250)
+        # another network is not
+        self.assertCode(self.rcpt(gw, "198.18.0.1", sender, rcpt), 451)
+        # the state is on disk: a new gateway on the same directory knows all of it
+        gw.stop()
+        gw2 = self.start(self.grey())
+        self.assertCode(self.rcpt(gw2, "203.0.113.9", "third@else.test", "bob@example.test"), 250)
+        self.assertCode(self.rcpt(gw2, "198.18.0.1", sender, rcpt), 451)
+
+    def test_spf_domain_is_the_key_after_a_pass(self):
+        gw = self.start([{"name": "spf", "timeout": "10s"}] + self.grey())
+        sender = h.unique("s") + "@spf.test"
+        self.assertCode(self.rcpt(gw, "192.0.2.10", sender, "alice@example.test"), 451)
+        time.sleep(2.2)
+        # the retry comes from another network of the same sender, as large senders do
+        self.assertCode(self.rcpt(gw, "198.51.100.7", sender, "alice@example.test"), 250)
+
+    def test_exemptions(self):
+        gw = self.start(self.grey(exempt_networks=["203.0.113.128/25"], dnswl=["list.test"]))
+        self.assertCode(self.rcpt(gw, "203.0.113.200", h.unique("s") + "@a.test", "alice@example.test"), 250)
+        # 192.0.2.10 is on the DNS allow-list
+        self.assertCode(self.rcpt(gw, "192.0.2.10", h.unique("s") + "@a.test", "alice@example.test"), 250)
+        self.assertCode(self.rcpt(gw, "192.0.2.11", h.unique("s") + "@a.test", "alice@example.test"), 451)
+
+    def test_no_store_follows_on_unavailable(self):
+        gw = self.start(self.grey(), state=False)
+        self.assertCode(self.rcpt(gw, "203.0.113.5", "a@b.test", "alice@example.test"), 250)
+        self.assertIn("no state store", gw.log_text())
+        gw2 = self.start(self.grey(on_unavailable="tempfail"), state=False)
+        r = self.rcpt(gw2, "203.0.113.5", "a@b.test", "alice@example.test")
+        self.assertCode(r, 451)
+        self.assertIn("4.3.0", r.text)
+
+    def limits(self, *limits):
+        return [{"name": "ratelimit", "timeout": "10s", "options": {"limits": list(limits)}}]
+
+    def test_rate_limits(self):
+        gw = self.start(self.limits({"count": "messages", "per": "client", "max": 2, "window": "1m"},
+                                    {"count": "recipients", "per": "sender", "max": 3, "window": "1m"}))
+        ip = "203.0.113.%d" % (os.getpid() % 200 + 20)
+        for _ in range(2):
+            c, _ = self.client(gw, ip)
+            self.assertCode(c.cmd("MAIL FROM:<x@y.test>"), 250)
+            c.close()
+        c, _ = self.client(gw, ip)
+        r = c.cmd("MAIL FROM:<x@y.test>")
+        c.close()
+        self.assertCode(r, 451)
+        self.assertIn("4.7.1", r.text)
+        self.assertIn("Too many messages per client", r.text)
+        # recipients per sender, from several clients
+        sender = h.unique("bulk") + "@y.test"
+        codes = []
+        for k in range(5):
+            c, _ = self.client(gw, "198.18.1.%d" % (k + 1))
+            self.assertCode(c.cmd("MAIL FROM:<%s>" % sender), 250)
+            codes.append(c.cmd("RCPT TO:<alice@example.test>").code)
+            c.close()
+        self.assertEqual(codes, [250, 250, 250, 451, 451])
+        # counted across a restart
+        gw.stop()
+        gw2 = self.start(self.limits({"count": "messages", "per": "client", "max": 2, "window": "1m"}))
+        c, _ = self.client(gw2, ip)
+        self.assertCode(c.cmd("MAIL FROM:<x@y.test>"), 451)
+        c.close()
+
+    def test_connection_limit(self):
+        gw = self.start(self.limits({"count": "connections", "per": "client", "max": 2, "window": "1m"}))
+        ip = "198.18.2.%d" % (os.getpid() % 200 + 20)
+        for _ in range(2):
+            c, first = self.client(gw, ip)
+            self.assertCode(first, 220)
+            c.close()
+        c, first = self.client(gw, ip)
+        c.close()
+        self.assertCode(first, 421)
+        self.assertIn("4.7.0", first.text)
+        # another client is not limited
+        c, first = self.client(gw, "198.18.3.1")
+        c.close()
+        self.assertCode(first, 220)
+
+    def test_bad_options_fail_the_check(self):
+        cfg = h.gateway_config(self.tmp, h.listener_config(h.free_port(), 25, filters=self.limits(
+            {"count": "connections", "per": "sender", "max": 1, "window": "1m"})))
+        out = h.run_portcullis(["-t", "-c", self.tmp.file("bad-rl.yaml", h.to_yaml(cfg))])
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("connections are counted per client", out.stdout + out.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
