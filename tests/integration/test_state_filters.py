@@ -101,11 +101,15 @@ class StateFilters(h.GatewayTest):
         self.assertCode(self.rcpt(gw, "203.0.113.77", "other@else.test", "bob@example.test"), 250)
         # another network is not
         self.assertCode(self.rcpt(gw, "198.18.0.1", sender, rcpt), 451)
-        # the state is on disk: a new gateway on the same directory knows all of it
+        seen = time.monotonic()
+        # the state is on disk: a new gateway on the same directory knows all of it — the
+        # allow-listed network, and when the triplet from 198.18.0.1 was first seen (a gateway that
+        # forgot it would see a new triplet and answer 451 again)
         gw.stop()
         gw2 = self.start(self.grey())
         self.assertCode(self.rcpt(gw2, "203.0.113.9", "third@else.test", "bob@example.test"), 250)
-        self.assertCode(self.rcpt(gw2, "198.18.0.1", sender, rcpt), 451)
+        time.sleep(max(0.0, 2.2 - (time.monotonic() - seen)))
+        self.assertCode(self.rcpt(gw2, "198.18.0.1", sender, rcpt), 250)
 
     def test_spf_domain_is_the_key_after_a_pass(self):
         gw = self.start([{"name": "spf", "timeout": "10s"}] + self.grey())
