@@ -1107,7 +1107,11 @@ static void start_seal(arcf *a, pc_filter_ctx *ctx, pc_done_fn done)
         return;
     }
     sjob *j = calloc(1, sizeof(*j));
-    if (!j || !(j->headers = malloc(HDR_MAX))) {
+    /* the header section as it will be sent (it holds the gateway's and the filters' fields); the
+     * body is the sealed bytes after their empty line */
+    if (!j || !(j->headers = pc_message_header_section(m, HDR_MAX, &j->hlen))) {
+        if (j)
+            pc_filter_log(ctx, 3, "arc-seal result=failed error=\"header section too long\"");
         free(j);
         done(ctx, &cont);
         return;
@@ -1121,24 +1125,6 @@ static void start_seal(arcf *a, pc_filter_ctx *ctx, pc_done_fn done)
              : strcmp(res, "pass") == 0 ? "pass"
                                         : "fail");
     snprintf(j->authserv, sizeof(j->authserv), "%s", id);
-    /* the header section as it will be sent, read here on the loop (it holds the gateway's and the
-     * filters' fields); the body is the sealed bytes after their empty line */
-    size_t got = 0;
-    while (got < HDR_MAX) {
-        size_t want = HDR_MAX - got < 16384 ? HDR_MAX - got : 16384;
-        ssize_t r = pc_message_read(m, got, j->headers + got, want);
-        if (r <= 0)
-            break;
-        size_t before = got;
-        got += (size_t)r;
-        size_t from = before > 3 ? before - 3 : 0;
-        char *e = memmem(j->headers + from, got - from, "\r\n\r\n", 4);
-        if (e) {
-            got = (size_t)(e - j->headers) + 2;
-            break;
-        }
-    }
-    j->hlen = got;
     if (pc_filter_offload_long(ctx, seal_work, seal_after, j) < 0) {
         free(j->headers);
         free(j);

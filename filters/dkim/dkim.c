@@ -607,7 +607,11 @@ static void start_sign(dkimf *d, pc_filter_ctx *ctx, pc_done_fn done)
         return;
     }
     sjob *j = calloc(1, sizeof(*j));
-    if (!j || !(j->headers = malloc(HDR_MAX))) {
+    /* the header section as it will be sent (it may hold the gateway's and the filters' fields);
+     * the body is the sealed bytes after their empty line */
+    if (!j || !(j->headers = pc_message_header_section(m, HDR_MAX, &j->hlen))) {
+        if (j)
+            pc_filter_log(ctx, 3, "dkim-sign result=failed error=\"header section too long\"");
         free(j);
         done(ctx, &cont);
         return;
@@ -616,24 +620,6 @@ static void start_sign(dkimf *d, pc_filter_ctx *ctx, pc_done_fn done)
     j->msg = m;
     j->done = done;
     j->domain = found->domain;
-    /* the header section as it will be sent, read here on the loop (it may hold the gateway's and
-     * the filters' fields); the body is the sealed bytes after their empty line */
-    size_t n = 0;
-    while (n < HDR_MAX) {
-        ssize_t r =
-            pc_message_read(m, n, j->headers + n, HDR_MAX - n < 16384 ? HDR_MAX - n : 16384);
-        if (r <= 0)
-            break;
-        size_t before = n;
-        n += (size_t)r;
-        size_t from = before > 3 ? before - 3 : 0;
-        char *e = memmem(j->headers + from, n - from, "\r\n\r\n", 4);
-        if (e) {
-            n = (size_t)(e - j->headers) + 2;
-            break;
-        }
-    }
-    j->hlen = n;
     if (pc_filter_offload_long(ctx, sign_work, sign_after, j) < 0) {
         free(j->headers);
         free(j);

@@ -544,6 +544,47 @@ ssize_t pc_message_read(const pc_message *m, size_t off, void *buf, size_t len)
     return (ssize_t)done;
 }
 
+char *pc_message_header_section(const pc_message *m, size_t max, size_t *len)
+{
+    size_t cap = max < 16384 ? max + 4 : 16384, n = 0;
+    char *b = malloc(cap + 1);
+    while (b) {
+        if (n == cap) {
+            if (cap >= max + 4)
+                break; /* longer than max */
+            size_t nc = cap * 2 > max + 4 ? max + 4 : cap * 2;
+            char *nb = realloc(b, nc + 1);
+            if (!nb)
+                break;
+            b = nb;
+            cap = nc;
+        }
+        ssize_t r = pc_message_read(m, n, b + n, cap - n);
+        if (r < 0)
+            break;
+        if (r == 0) { /* no body: the message is all header section */
+            if (n > max)
+                break;
+            b[n] = '\0';
+            *len = n;
+            return b;
+        }
+        size_t from = n > 3 ? n - 3 : 0;
+        n += (size_t)r;
+        char *e = memmem(b + from, n - from, "\r\n\r\n", 4);
+        if (e || (n >= 2 && n <= (size_t)r && b[0] == '\r' && b[1] == '\n')) {
+            size_t hl = e ? (size_t)(e - b) + 2 : 0;
+            if (hl > max)
+                break;
+            b[hl] = '\0';
+            *len = hl;
+            return b;
+        }
+    }
+    free(b);
+    return NULL;
+}
+
 /* A name is printable US-ASCII without colon (RFC 5322 2.2). */
 static int valid_name(const char *name, size_t n)
 {

@@ -78,6 +78,11 @@ int pc_message_fd(pc_message *m);
 size_t pc_message_size(const pc_message *m);
 /* Reads the message as it will be sent on, from off. Returns bytes read, 0 at the end, -1 error. */
 ssize_t pc_message_read(const pc_message *m, size_t off, void *buf, size_t len);
+/* The header section as it will be sent on (the gateway's and the filters' fields included), each
+ * field with its CRLF, without the empty line that ends it: a malloc'd copy the caller frees (it
+ * may then go to the threadpool), NUL-terminated; *len its length. NULL when it is longer than max
+ * or memory is short. */
+char *pc_message_header_section(const pc_message *m, size_t max, size_t *len);
 /* The i-th (0-based) field named name (case-insensitive), unfolded value without the name and
  * colon, copied into out (NUL-terminated, truncated). Returns its full length or -1 if absent. */
 ssize_t pc_message_header(const pc_message *m, const char *name, size_t i, char *out,
