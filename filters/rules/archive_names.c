@@ -6,7 +6,11 @@
  * Formats: zip (also a zip-based document or a self-extracting .exe), 7z, RAR (4 and 5), tar,
  * cpio, cab, lha, ISO 9660; tar and cpio also compressed with gzip, xz, lzma or zstd where
  * libarchive has the library built in (never an external program). Not mtree (whose entries name
- * files on this machine), xar, warc or raw. Archives inside the archive are not opened. */
+ * files on this machine), xar, warc or raw. Archives inside the archive are not opened.
+ *
+ * The name functions at the end judge a name as the machine that opens it will (Windows drops
+ * trailing dots and spaces: "invoice.exe." runs as invoice.exe) and clean it for a log line; they
+ * serve attachment names too. */
 #include "archive_names.h"
 
 #include <archive.h>
@@ -194,4 +198,59 @@ int rules_archive_names(const void *data, size_t len, const rules_arc_limits *li
     }
     archive_read_free(a);
     return rc;
+}
+
+/* ---- a name, judged and cleaned ------------------------------------------------------------ */
+
+const char *rules_name_base(const char *path)
+{
+    const char *base = path;
+    for (const char *p = path; *p; p++)
+        if (*p == '/' || *p == '\\')
+            base = p + 1;
+    return base;
+}
+
+const char *rules_name_ext(const char *name, size_t *extlen, size_t *prevlen)
+{
+    size_t end = strlen(name);
+    *extlen = 0;
+    *prevlen = 0;
+    while (end > 0 && (name[end - 1] == '.' || name[end - 1] == ' '))
+        end--;
+    size_t dot = end;
+    while (dot > 0 && name[dot - 1] != '.')
+        dot--;
+    if (dot == 0) /* no dot before the end: no extension */
+        return NULL;
+    *extlen = end - dot;
+    size_t prev = dot - 1; /* the dot itself */
+    while (prev > 0 && name[prev - 1] != '.')
+        prev--;
+    if (prev > 0)
+        *prevlen = dot - 1 - prev;
+    return name + dot;
+}
+
+void rules_name_clean(char *out, size_t outlen, const char *s)
+{
+    if (!out || outlen == 0)
+        return;
+    size_t i = 0;
+    for (; s && s[i] && i + 1 < outlen; i++) {
+        unsigned char c = (unsigned char)s[i];
+        out[i] = c < 0x20 || c == 0x7f || c == '"' || c == '\\' ? '?' : (char)c;
+    }
+    if (s && s[i]) { /* cut: a sequence the cut splits goes (it starts at a byte 11xxxxxx) */
+        size_t k = i;
+        while (k > 0 && ((unsigned char)out[k - 1] & 0xc0) == 0x80)
+            k--;
+        if (k > 0 && ((unsigned char)out[k - 1] & 0xc0) == 0xc0) {
+            unsigned char lead = (unsigned char)out[k - 1];
+            size_t need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+            if (i - (k - 1) < need)
+                i = k - 1;
+        }
+    }
+    out[i] = 0;
 }

@@ -1,5 +1,8 @@
 /* archive_names.h — the names inside an archive attachment, read with libarchive from its headers
- * only (no entry's data is extracted). Called on the threadpool by the rules filter. */
+ * only (no entry's data is extracted), and the pure functions that judge and clean a name (an
+ * attachment's or an entry's): its base, the extension it opens by, its text for a log line.
+ * rules_archive_names is called on the threadpool by the rules filter; the name functions do no
+ * I/O and no allocation, and are fuzzed (tests/fuzz/fuzz_archive_names.c). */
 #ifndef PC_RULES_ARCHIVE_NAMES_H
 #define PC_RULES_ARCHIVE_NAMES_H
 
@@ -25,5 +28,24 @@ int rules_archive_names(const void *data, size_t len, const rules_arc_limits *li
                         int (*name_fn)(void *ud, const char *name), void *ud, char *format,
                         size_t formatlen, size_t *entries, int *encrypted, char *why,
                         size_t whylen);
+
+/* ---- a name, judged and cleaned (pure: no I/O, no allocation, any bytes but NUL) ----------- */
+
+/* The last component of an entry's path, after its last '/' or '\\' (archives made on Windows
+ * use either). Borrowed: a pointer into path; "" when the path ends with a separator. */
+const char *rules_name_base(const char *path);
+
+/* The extension a name is opened by: the text after its last dot, once the trailing dots and
+ * spaces that Windows drops from a file name are set aside ("a.exe.", "a.exe " and "a.exe. ."
+ * are all opened as a.exe). Returns a pointer into name with the extension's length in *extlen
+ * (not NUL-terminated where something was set aside), or NULL with *extlen 0 when there is none.
+ * *prevlen gets the length of a nonempty extension before it (a.pdf.exe: 3), else 0. A name of
+ * only an extension (".exe") has that extension. */
+const char *rules_name_ext(const char *name, size_t *extlen, size_t *prevlen);
+
+/* For a log line or a reply: s (NULL is "") copied into out, outlen bytes with its NUL, control
+ * bytes, DEL, quotes and backslashes each as '?'; a UTF-8 sequence the cut would split is left
+ * out whole. Nothing is written when outlen is 0. */
+void rules_name_clean(char *out, size_t outlen, const char *s);
 
 #endif

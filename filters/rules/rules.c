@@ -302,44 +302,20 @@ static void match_where(job *j, enum where w, const char *field, const char *s, 
     }
 }
 
-static const char *extension(const char *name, const char **before)
-{
-    const char *dot = strrchr(name, '.');
-    *before = NULL;
-    if (!dot || !dot[1])
-        return NULL;
-    for (const char *p = dot - 1; p > name; p--) {
-        if (*p == '.') {
-            *before = p + 1;
-            break;
-        }
-    }
-    return dot + 1;
-}
-
-/* A name's last extension, if denied; *dbl when another short one precedes it (a.pdf.exe). */
+/* A name's last extension, if denied; *dbl when another short one precedes it (a.pdf.exe). The
+ * extension is the one Windows opens the file by (rules_name_ext: "a.exe." is a.exe). */
 static int denied_ext(const rules *r, const char *name, int *dbl)
 {
-    const char *before, *ext = extension(name, &before);
+    size_t len, prev;
+    const char *ext = rules_name_ext(name, &len, &prev);
     *dbl = 0;
     for (size_t k = 0; ext && k < r->next; k++) {
-        if (strcasecmp(ext, r->ext[k]) == 0) {
-            *dbl = before && (size_t)(ext - 1 - before) <= 5;
+        if (strlen(r->ext[k]) == len && strncasecmp(ext, r->ext[k], len) == 0) {
+            *dbl = prev > 0 && prev <= 5;
             return 1;
         }
     }
     return 0;
-}
-
-/* For a log line or a reply: control bytes, quotes and backslashes become '?'. */
-static void clean_name(char *out, size_t outlen, const char *s)
-{
-    size_t i = 0;
-    for (; s && *s && i + 1 < outlen; s++, i++) {
-        unsigned char c = (unsigned char)*s;
-        out[i] = c < 0x20 || c == 0x7f || c == '"' || c == '\\' ? '?' : (char)c;
-    }
-    out[i] = 0;
 }
 
 static void add_note(job *j, const char *fmt, const char *a, const char *b, const char *c)
@@ -357,15 +333,12 @@ static int on_inner_name(void *ud, const char *path)
 {
     arc_walk *w = ud;
     job *j = w->j;
-    const char *base = path;
-    for (const char *p = path; *p; p++)
-        if (*p == '/' || *p == '\\')
-            base = p + 1;
+    const char *base = rules_name_base(path);
     int dbl;
     if (!*base || !denied_ext(j->r, base, &dbl))
         return 0;
     char inner[100], what[160];
-    clean_name(inner, sizeof(inner), path);
+    rules_name_clean(inner, sizeof(inner), path);
     snprintf(what, sizeof(what), "%.60s: %.95s", w->archive, inner);
     add_hit(j, dbl ? "ARCHIVE_DOUBLE_EXT" : "ARCHIVE_DENIED_EXT", j->r->ext_score, what);
     if (j->r->ext_reject && !j->denied) {
@@ -380,9 +353,10 @@ static int archive_named(const char *name)
 {
     static const char *const exts[] = {"zip", "7z",  "rar", "tar", "tgz",  "txz",
                                        "cab", "lzh", "lha", "iso", "cpio", NULL};
-    const char *before, *ext = name ? extension(name, &before) : NULL;
+    size_t len, prev;
+    const char *ext = name ? rules_name_ext(name, &len, &prev) : NULL;
     for (size_t i = 0; ext && exts[i]; i++)
-        if (strcasecmp(ext, exts[i]) == 0)
+        if (strlen(exts[i]) == len && strncasecmp(ext, exts[i], len) == 0)
             return 1;
     return 0;
 }
@@ -391,7 +365,7 @@ static void check_archive(job *j, const char *name, const void *data, size_t len
 {
     const rules *r = j->r;
     char an[64], format[64], why[120], what[160];
-    clean_name(an, sizeof(an), name ? name : "(unnamed)");
+    rules_name_clean(an, sizeof(an), name ? name : "(unnamed)");
     rules_arc_limits lim = {.max_entries = r->max_archive_entries,
                             .max_unpacked = r->max_archive_size * ARCHIVE_UNPACK,
                             .max_ms = ARCHIVE_MS};
@@ -416,7 +390,7 @@ static void check_archive(job *j, const char *name, const void *data, size_t len
     if (rc != RULES_ARC_FAILED)
         return;
     char clean_why[120];
-    clean_name(clean_why, sizeof(clean_why), why);
+    rules_name_clean(clean_why, sizeof(clean_why), why);
     add_note(j, "rules=archive-unreadable attachment=\"%s\" format=\"%s\" reason=\"%s\"", an,
              format, clean_why);
     snprintf(what, sizeof(what), "%.60s: %.90s", an, clean_why);

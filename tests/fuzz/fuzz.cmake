@@ -98,5 +98,14 @@ pc_fuzz_target(urls 10 ${CMAKE_SOURCE_DIR}/gateway/parse/urls.c)
 # DKIM tag-lists of incoming DKIM-Signature fields (the dkim filter's key names).
 pc_fuzz_target(dkim_tags 10 ${CMAKE_SOURCE_DIR}/filters/dkim/tags.c)
 target_include_directories(fuzz_dkim_tags PRIVATE ${CMAKE_SOURCE_DIR}/filters/dkim)
+# ARC fields: instance, b= removed, relaxed form, vouch entries, header split, body canonicalisation.
 pc_fuzz_target(arc_fields 10 ${CMAKE_SOURCE_DIR}/filters/arc/fields.c)
 target_include_directories(fuzz_arc_fields PRIVATE ${CMAKE_SOURCE_DIR}/filters/arc)
+# Names inside archive attachments (and attachment names): base, extension, the cleaned text.
+pc_fuzz_target(archive_names 10 ${CMAKE_SOURCE_DIR}/filters/rules/archive_names.c)
+target_include_directories(fuzz_archive_names PRIVATE ${CMAKE_SOURCE_DIR}/filters/rules)
+target_link_libraries(fuzz_archive_names PRIVATE PkgConfig::ARCHIVE)
+# Archive attachments' bytes through libarchive, under the reader's bounds (entries, bytes, time).
+pc_fuzz_target(archive_bytes 10 ${CMAKE_SOURCE_DIR}/filters/rules/archive_names.c)
+target_include_directories(fuzz_archive_bytes PRIVATE ${CMAKE_SOURCE_DIR}/filters/rules)
+target_link_libraries(fuzz_archive_bytes PRIVATE PkgConfig::ARCHIVE)

@@ -104,12 +104,24 @@ class Dmarc(h.GatewayTest):
         self.assertEqual(len(got), 1)
         return h.unfold(got[0].data.split(b"\r\n\r\n", 1)[0]).decode()
 
+    def accepted(self, gw, envelope, frm, name, extra=""):
+        """A message From frm sent with the envelope sender given: answered 250 and delivered
+        once; its header, unfolded."""
+        tag = h.unique(name)
+        reps = self.send(gw, envelope, self.msg(tag, frm, extra))
+        self.assertCode(reps[-1], 250)
+        return self.delivered(tag)
+
+    def answered(self, gw, envelope, frm, name, code):
+        """A message From frm sent with the envelope sender given: the final reply, of code."""
+        reps = self.send(gw, envelope, self.msg(h.unique(name), frm))
+        self.assertCode(reps[-1], code)
+        return reps[-1]
+
     def test_aligned_spf_pass(self):
         gw = self.start()
-        tag = h.unique("pass")
-        reps = self.send(gw, "bounce@pass.test", self.msg(tag, "a@pass.test"))
-        self.assertCode(reps[-1], 250)
-        self.assertRegex(self.delivered(tag), r"dmarc=pass \(p=reject dis=none\) header.from=pass.test")
+        self.assertRegex(self.accepted(gw, "bounce@pass.test", "a@pass.test", "pass"),
+                         r"dmarc=pass \(p=reject dis=none\) header.from=pass.test")
 
     def test_aligned_dkim_pass_despite_spf_fail(self):
         gw = self.start()
@@ -125,103 +137,76 @@ class Dmarc(h.GatewayTest):
 
     def test_policies(self):
         gw = self.start()
-        reps = self.send(gw, "x@rej.test", self.msg(h.unique("rej"), "a@rej.test"))
-        self.assertCode(reps[-1], 550)
-        self.assertEnhanced(reps[-1], "5.7.1")
-        self.assertIn("DMARC policy of rej.test", reps[-1].text)
-        reps = self.send(gw, "x@quar.test", self.msg(h.unique("quar"), "a@quar.test"))
-        self.assertCode(reps[-1], 451)
-        self.assertEnhanced(reps[-1], "4.7.1")
-        tag = h.unique("mon")
-        reps = self.send(gw, "x@mon.test", self.msg(tag, "a@mon.test"))
-        self.assertCode(reps[-1], 250)
-        self.assertRegex(self.delivered(tag), r"dmarc=fail \(p=none dis=none\) header.from=mon.test")
+        r = self.answered(gw, "x@rej.test", "a@rej.test", "rej", 550)
+        self.assertEnhanced(r, "5.7.1")
+        self.assertIn("DMARC policy of rej.test", r.text)
+        r = self.answered(gw, "x@quar.test", "a@quar.test", "quar", 451)
+        self.assertEnhanced(r, "4.7.1")
+        self.assertRegex(self.accepted(gw, "x@mon.test", "a@mon.test", "mon"),
+                         r"dmarc=fail \(p=none dis=none\) header.from=mon.test")
 
     def test_forged_from_with_the_senders_own_spf_pass(self):
         gw = self.start()
-        reps = self.send(gw, "attacker@pass.test", self.msg(h.unique("forged"), "ceo@rej.test"))
-        self.assertCode(reps[-1], 550)  # SPF passed for pass.test: not aligned with rej.test
+        # SPF passed for pass.test: not aligned with rej.test
+        self.answered(gw, "attacker@pass.test", "ceo@rej.test", "forged", 550)
 
     def test_strict_alignment_and_subdomain_policy(self):
         gw = self.start()
         # relaxed alignment would pass (example.com is the organisational domain of
         # mail.example.com); aspf=s does not, and the subdomain takes sp=quarantine
-        reps = self.send(gw, "x@example.com", self.msg(h.unique("strict"), "a@mail.example.com"))
-        self.assertCode(reps[-1], 451)
+        self.answered(gw, "x@example.com", "a@mail.example.com", "strict", 451)
         self.assertIn("dmarc=fail (p=quarantine dis=quarantine) header.from=mail.example.com",
                       gw.log_text())
 
     def test_pct_zero_takes_the_next_lower_policy(self):
         gw = self.start()
-        reps = self.send(gw, "x@pct.test", self.msg(h.unique("pct"), "a@pct.test"))
-        self.assertCode(reps[-1], 451)  # reject sampled out: quarantine
+        self.answered(gw, "x@pct.test", "a@pct.test", "pct", 451)  # reject sampled out: quarantine
         self.assertIn("dis=quarantine", gw.log_text())
 
     def test_several_from_and_softened_reject(self):
         gw = self.start({"reject": "tag"})
-        tag = h.unique("soft")
-        reps = self.send(gw, "x@rej.test", self.msg(tag, "a@rej.test"))
-        self.assertCode(reps[-1], 250)
-        head = self.delivered(tag)
+        head = self.accepted(gw, "x@rej.test", "a@rej.test", "soft")
         self.assertRegex(head, r"dmarc=fail \(p=reject dis=none\) header.from=rej.test")
         self.assertIn("DMARC_FAIL", head)
-        tag = h.unique("twofrom")
-        reps = self.send(gw, "x@pass.test", self.msg(tag, "a@pass.test", extra="From: b@rej.test\r\n"))
-        self.assertCode(reps[-1], 250)
-        head = self.delivered(tag)
+        head = self.accepted(gw, "x@pass.test", "a@pass.test", "twofrom", extra="From: b@rej.test\r\n")
         self.assertIn("dmarc=permerror (several From fields)", head)
         self.assertIn("DMARC_MULTIPLE_FROM", head)
 
     def test_tree_walk_finds_the_organisational_record_deep_below(self):
         gw = self.start(TREE)
-        tag = h.unique("deep")
-        reps = self.send(gw, "bounce@walk.test", self.msg(tag, "a@" + DEEP))
-        self.assertCode(reps[-1], 250)  # SPF pass for walk.test: the same organisational domain
-        self.assertRegex(self.delivered(tag), r"dmarc=pass \(p=reject dis=none\) header.from=" + DEEP)
-        reps = self.send(gw, "x@np.test", self.msg(h.unique("deepfail"), "a@" + DEEP))
-        self.assertCode(reps[-1], 550)
-        self.assertIn("DMARC policy of " + DEEP, reps[-1].text)
+        # SPF pass for walk.test: the same organisational domain
+        self.assertRegex(self.accepted(gw, "bounce@walk.test", "a@" + DEEP, "deep"),
+                         r"dmarc=pass \(p=reject dis=none\) header.from=" + DEEP)
+        r = self.answered(gw, "x@np.test", "a@" + DEEP, "deepfail", 550)
+        self.assertIn("DMARC policy of " + DEEP, r.text)
 
     def test_tree_walk_psd(self):
         # psd=y: shop.psd.test is its own organisational domain, other.psd.test is not aligned
         # with it; the suffix list (psl) makes psd.test the organisational domain of both
         gw = self.start(TREE)
-        reps = self.send(gw, "x@other.psd.test", self.msg(h.unique("psdy"), "a@shop.psd.test"))
-        self.assertCode(reps[-1], 550)
+        self.answered(gw, "x@other.psd.test", "a@shop.psd.test", "psdy", 550)
         self.assertIn("dmarc=fail (p=reject dis=reject) header.from=shop.psd.test", gw.log_text())
-        tag = h.unique("psdsub")
-        reps = self.send(gw, "x@shop.psd.test", self.msg(tag, "a@mail.shop.psd.test"))
-        self.assertCode(reps[-1], 250)  # the walk of shop.psd.test: aligned
-        self.assertRegex(self.delivered(tag),
+        # the walk of shop.psd.test: aligned
+        self.assertRegex(self.accepted(gw, "x@shop.psd.test", "a@mail.shop.psd.test", "psdsub"),
                          r"dmarc=pass \(p=reject dis=none\) header.from=mail.shop.psd.test")
         # psd=n: corp.walk.test is an organisational domain, walk.test's SPF pass does not align
-        reps = self.send(gw, "x@walk.test", self.msg(h.unique("psdn"), "a@x.corp.walk.test"))
-        self.assertCode(reps[-1], 550)
+        self.answered(gw, "x@walk.test", "a@x.corp.walk.test", "psdn", 550)
         gw = self.start()
-        tag = h.unique("psl")
-        reps = self.send(gw, "x@other.psd.test", self.msg(tag, "a@shop.psd.test"))
-        self.assertCode(reps[-1], 250)
-        self.assertRegex(self.delivered(tag), r"dmarc=pass \(p=reject dis=none\) header.from=shop.psd.test")
-        tag = h.unique("psln")
-        reps = self.send(gw, "x@walk.test", self.msg(tag, "a@x.corp.walk.test"))
-        self.assertCode(reps[-1], 250)
+        self.assertRegex(self.accepted(gw, "x@other.psd.test", "a@shop.psd.test", "psl"),
+                         r"dmarc=pass \(p=reject dis=none\) header.from=shop.psd.test")
+        self.accepted(gw, "x@walk.test", "a@x.corp.walk.test", "psln")
 
     def test_tree_walk_np_for_a_subdomain_that_does_not_exist(self):
         gw = self.start(TREE)
-        reps = self.send(gw, "x@np.test", self.msg(h.unique("ghost"), "a@ghost.np.test"))
-        self.assertCode(reps[-1], 550)
+        self.answered(gw, "x@np.test", "a@ghost.np.test", "ghost", 550)
         self.assertIn("dmarc=fail (p=reject dis=reject) header.from=ghost.np.test", gw.log_text())
-        tag = h.unique("real")
-        reps = self.send(gw, "x@np.test", self.msg(tag, "a@real.np.test"))
-        self.assertCode(reps[-1], 250)  # it exists: sp=none
-        self.assertRegex(self.delivered(tag), r"dmarc=fail \(p=none dis=none\) header.from=real.np.test")
-        reps = self.send(gw, "x@tt.test", self.msg(h.unique("t"), "a@tt.test"))
-        self.assertCode(reps[-1], 451)  # t=y: reject taken down to quarantine
+        # it exists: sp=none
+        self.assertRegex(self.accepted(gw, "x@np.test", "a@real.np.test", "real"),
+                         r"dmarc=fail \(p=none dis=none\) header.from=real.np.test")
+        self.answered(gw, "x@tt.test", "a@tt.test", "t", 451)  # t=y: reject taken down to quarantine
         gw = self.start()  # psl: np is not read, sp=none
-        tag = h.unique("pslghost")
-        reps = self.send(gw, "x@np.test", self.msg(tag, "a@ghost.np.test"))
-        self.assertCode(reps[-1], 250)
-        self.assertRegex(self.delivered(tag), r"dmarc=fail \(p=none dis=none\) header.from=ghost.np.test")
+        self.assertRegex(self.accepted(gw, "x@np.test", "a@ghost.np.test", "pslghost"),
+                         r"dmarc=fail \(p=none dis=none\) header.from=ghost.np.test")
 
 
 if __name__ == "__main__":

@@ -58,6 +58,13 @@ class Dnsbl(h.GatewayTest):
         self.assertEqual(len(got), 1)
         return got[0].data.split(b"\r\n\r\n", 1)[0]
 
+    def delivered(self, gw, name, **send):
+        """A message sent (send: sender, body) and accepted: delivered once; its header."""
+        tag = h.unique(name)
+        reps, ok = self.send(gw, tag, **send)
+        self.assertTrue(ok, reps)
+        return self.head_of(tag)
+
     def test_address_lists_weights_and_errors(self):
         gw = self.start({"zones": [
             {"zone": "bl.test", "weight": 3},
@@ -67,10 +74,7 @@ class Dnsbl(h.GatewayTest):
             {"zone": "mask.test", "weight": 1.5, "mask": 4},
             {"zone": "unlisted.test", "weight": 50},
         ]}, scores={"tag": 2})
-        tag = h.unique("addr")
-        reps, ok = self.send(gw, tag)
-        self.assertTrue(ok, reps)
-        head = self.head_of(tag)
+        head = self.delivered(gw, "addr")
         status = [l for l in h.unfold(head).split(b"\r\n") if l.startswith(b"X-Spam-Status:")][0]
         # Listed: bl.test (+3), the allow list (-2), mask.test (12 & 4): 2.5, flagged at 2.
         self.assertIn(b"Yes, score=2.50 required=2.00", status)
@@ -88,12 +92,9 @@ class Dnsbl(h.GatewayTest):
     def test_sender_domain_and_url_hosts(self):
         gw = self.start({"domains": [{"zone": "rhsbl.test", "weight": 2}],
                          "uris": [{"zone": "uribl.test", "weight": 4}]})
-        tag = h.unique("uri")
         body = ("Cheap offer at https://WWW.Evil.Example/buy?now=1 and http://shop.bad.co.uk/x\r\n"
                 "and a clean one http://www.harmless.test/\r\n")
-        reps, ok = self.send(gw, tag, sender="boss@spammer.test", body=body)
-        self.assertTrue(ok, reps)
-        head = h.unfold(self.head_of(tag))
+        head = h.unfold(self.delivered(gw, "uri", sender="boss@spammer.test", body=body))
         self.assertIn(b"RHSBL_RHSBL_TEST(2.00)", head)
         self.assertIn(b"URIBL_URIBL_TEST(4.00)", head)  # one symbol for the list
         self.assertIn(b"score=6.00", head)
@@ -105,10 +106,7 @@ class Dnsbl(h.GatewayTest):
     def test_clean_message_no_listing(self):
         gw = self.start({"zones": [{"zone": "unlisted.test", "weight": 5}],
                          "domains": [{"zone": "rhsbl.test", "weight": 2}]}, scores={"tag": 1})
-        tag = h.unique("clean")
-        reps, ok = self.send(gw, tag)
-        self.assertTrue(ok, reps)
-        head = self.head_of(tag)
+        head = self.delivered(gw, "clean")
         self.assertIn(b"X-Spam-Status: No, score=0.00 required=1.00", head)
         self.assertNotIn(b"X-Spam-Flag", head)
 
@@ -129,10 +127,7 @@ class Dnsbl(h.GatewayTest):
     def test_dns_server_down_lists_are_errors_mail_goes_on(self):
         dead = "127.0.0.1:%d" % h.free_port()  # nothing answers there
         gw = self.start({"zones": [{"zone": "bl.test", "weight": 3}]}, dns=dead, scores={"tag": 1})
-        tag = h.unique("nodns")
-        reps, ok = self.send(gw, tag)
-        self.assertTrue(ok, reps)
-        head = self.head_of(tag)
+        head = self.delivered(gw, "nodns")
         self.assertIn(b"X-Spam-Status: No, score=0.00", head)
         self.assertIn("dnsbl=error zone=bl.test", gw.log_text())
 

@@ -161,6 +161,10 @@ class Rules(h.GatewayTest):
         self.refused_for(gw, tag, reps, ok, "docs/statement.pdf.scr in docs.zip")
         self.assertIn('symbol=ARCHIVE_DOUBLE_EXT score=10.00 on="docs.zip: docs/statement.pdf.scr"',
                       gw.log_text())
+        # a trailing dot, which Windows drops from a file name: still an .exe
+        tag = h.unique("zipdot")
+        reps, ok = self.send(gw, mime(tag, [attached("dot.zip", zip_of({"invoice.exe.": b"MZ"}))]))
+        self.refused_for(gw, tag, reps, ok, "invoice.exe. in dot.zip")
 
     def test_zip_with_permitted_names_arrives(self):
         gw = self.start({"attachments": {"deny_extensions": ["exe"]}})

@@ -70,13 +70,28 @@ class Spf(h.GatewayTest):
         finally:
             c.close()
 
-    def result(self, gw, domain):
-        tag = h.unique(domain)
-        reps = self.send(gw, "someone@%s" % domain, tag)
+    def delivered(self, gw, sender, name, helo="client.test"):
+        """A message sent from sender: answered 250 and delivered once; its header, unfolded."""
+        tag = h.unique(name)
+        reps = self.send(gw, sender, tag, helo=helo)
         self.assertCode(reps[-1], 250)
         got = [m for m in self.up.complete_messages() if tag.encode() in m.data]
         self.assertEqual(len(got), 1)
-        head = h.unfold(got[0].data.split(b"\r\n\r\n", 1)[0]).decode()
+        return h.unfold(got[0].data.split(b"\r\n\r\n", 1)[0]).decode()
+
+    def mail_from(self, gw, sender, code, enhanced):
+        """MAIL FROM:<sender> after EHLO: answered code with the enhanced status given."""
+        c = self.client(gw)
+        try:
+            self.assertCode(c.ehlo("client.test"), 250)
+            r = c.cmd("MAIL FROM:<%s>" % sender)
+            self.assertCode(r, code)
+            self.assertEnhanced(r, enhanced)
+        finally:
+            c.close()
+
+    def result(self, gw, domain):
+        head = self.delivered(gw, "someone@%s" % domain, domain)
         ar = re.search(r"Authentication-Results: gw.test;\s+spf=(\w+) smtp.mailfrom=(\S+)", head)
         self.assertIsNotNone(ar, head)
         self.assertEqual(ar.group(2), domain)
@@ -98,39 +113,14 @@ class Spf(h.GatewayTest):
 
     def test_null_sender_uses_helo(self):
         gw = self.start()
-        tag = h.unique("bounce")
-        reps = self.send(gw, "", tag, helo="helo.test")
-        self.assertCode(reps[-1], 250)
-        got = [m for m in self.up.complete_messages() if tag.encode() in m.data]
-        head = h.unfold(got[0].data.split(b"\r\n\r\n", 1)[0])
-        self.assertRegex(head, rb"spf=pass smtp.helo=helo.test")
+        self.assertRegex(self.delivered(gw, "", "bounce", helo="helo.test"), r"spf=pass smtp.helo=helo.test")
 
     def test_fail_reject_and_dns_down(self):
-        gw = self.start({"fail": "reject"})
-        c = self.client(gw)
-        try:
-            self.assertCode(c.ehlo("client.test"), 250)
-            r = c.cmd("MAIL FROM:<x@fail.test>")
-            self.assertCode(r, 550)
-            self.assertEnhanced(r, "5.7.23")
-        finally:
-            c.close()
+        self.mail_from(self.start({"fail": "reject"}), "x@fail.test", 550, "5.7.23")
         dead = "127.0.0.1:%d" % h.free_port()
-        gw2 = self.start({"temperror": "tempfail"}, dns=dead)
-        c = self.client(gw2)
-        try:
-            self.assertCode(c.ehlo("client.test"), 250)
-            r = c.cmd("MAIL FROM:<x@pass.test>")
-            self.assertCode(r, 451)
-            self.assertEnhanced(r, "4.4.3")
-        finally:
-            c.close()
+        self.mail_from(self.start({"temperror": "tempfail"}, dns=dead), "x@pass.test", 451, "4.4.3")
         gw3 = self.start(dns=dead)  # by default a temperror only scores
-        tag = h.unique("temp")
-        reps = self.send(gw3, "x@pass.test", tag)
-        self.assertCode(reps[-1], 250)
-        got = [m for m in self.up.complete_messages() if tag.encode() in m.data]
-        self.assertIn(b"spf=temperror", h.unfold(got[0].data))
+        self.assertIn("spf=temperror", self.delivered(gw3, "x@pass.test", "temp"))
 
 
 if __name__ == "__main__":
