@@ -6,8 +6,8 @@ From fails; strict alignment and the sp of the organisational domain for a subdo
 the next lower policy; several From fields; the admin's softening (reject as tag). DMARCbis'
 tree walk (organizational_domain: tree_walk): the organisational domain's record found for a From
 domain of 11 labels (the walk goes on at the last 7), psd=y and psd=n against the suffix list's
-answer, np for a From domain that does not exist, t=y. (The ARC override needs the arc filter's
-arc.vouch: not tested here.)
+answer, np for a From domain that does not exist, t=y. (The ARC override is tested with the arc filter
+in test_arc.py.)
 
 Owns: one Unbound and a DKIM key for the module, a recording upstream and a gateway per test.
 """

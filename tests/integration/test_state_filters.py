@@ -194,3 +194,128 @@ class StateFilters(h.GatewayTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@unittest.skipUnless(h.have_tool("redis-server"), "redis-server not installed")
+@unittest.skipUnless(h.have_tool("unbound"), "unbound not installed")
+class RedisStateFilters(StateFilters):
+    """The same on Redis, and what only Redis has: Redis going away and coming back."""
+
+    @classmethod
+    def start_backend(cls):
+        cls.redis = h.Redis(cls.tmp).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.redis.stop()
+        super().tearDownClass()
+
+    def state(self):
+        return {"backend": "redis", "prefix": "t:",
+                "redis": {"address": self.redis.address, "timeout": "500ms", "connect_timeout": "500ms"}}
+
+    def test_redis_down_then_back(self):
+        gw = self.start(self.grey(on_unavailable="tempfail"))
+        gw_open = self.start(self.grey())
+        self.assertCode(self.rcpt(gw, "203.0.113.50", h.unique("s") + "@a.test", "alice@example.test"), 451)
+        self.redis.stop()
+        try:
+            # the store is down: tempfail says 451 4.3.0, continue lets mail in; both keep serving
+            r = self.rcpt(gw, "203.0.113.51", h.unique("s") + "@a.test", "alice@example.test")
+            self.assertCode(r, 451)
+            self.assertIn("4.3.0", r.text)
+            self.assertCode(self.rcpt(gw_open, "203.0.113.52", h.unique("s") + "@a.test", "alice@example.test"), 250)
+            self.assertIn("greylist=unavailable", gw_open.log_text())
+        finally:
+            self.redis.start()
+        # back: greylisting again (a new triplet is delayed), within the reconnect backoff
+        sender = h.unique("s") + "@a.test"
+        h.wait_until(lambda: self.rcpt(gw, "203.0.113.53", sender, "alice@example.test").text.find("Greylisted") >= 0,
+                     timeout=15, what="greylisting after Redis came back")
+
+
+class HAProxy(h.ChildProcess):
+    """HAProxy in TCP mode in front of gateways, sending PROXY v2, round robin: two gateways stand
+    in for a cluster. Stopped by PID."""
+
+    LOG_ATTRS = ("log_path",)
+
+    def __init__(self, directory, backends):
+        self.dir = os.path.join(str(directory), "haproxy-%d" % h.free_port())
+        self.port = h.free_port()
+        self.backends = backends
+        self.log_path = os.path.join(self.dir, "haproxy.log")
+        self.proc = None
+
+    def start(self, timeout=15.0):
+        import subprocess
+        os.makedirs(self.dir, exist_ok=True)
+        servers = "".join("    server gw%d 127.0.0.1:%d send-proxy-v2\n" % (i, p)
+                          for i, p in enumerate(self.backends))
+        conf = os.path.join(self.dir, "haproxy.cfg")
+        with open(conf, "w") as f:
+            f.write("global\n    maxconn 1000\n    nbthread 1\n"
+                    "defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n"
+                    "    timeout server 60s\n"
+                    "frontend smtp\n    bind 127.0.0.1:%d\n    default_backend gws\n"
+                    "backend gws\n    balance roundrobin\n%s" % (self.port, servers))
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(["haproxy", "-db", "-f", conf], stdin=subprocess.DEVNULL,
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        h.wait_port(self.port, timeout=timeout, proc=self.proc)
+        return self
+
+
+@unittest.skipUnless(h.have_tool("redis-server") and h.have_tool("haproxy"), "redis-server or haproxy missing")
+class TwoGateways(h.GatewayTest):
+    """Two gateways behind HAProxy (PROXY v2 from it only) sharing one Redis: a triplet greylisted by
+    one passes the other after the delay; a rate limit counts across both."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.redis = h.Redis(cls.tmp).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.redis.stop()
+        super().tearDownClass()
+
+    def pair(self, filters):
+        self.up = self.hostile("record")
+        top = {"state": {"backend": "redis", "redis": {"address": self.redis.address}}}
+        gws = [self.gateway(self.up.port, top=top, proxy_protocol={"trusted": ["127.0.0.1/32"]},
+                            trusted_networks=["10.255.255.0/24"], filters=filters) for _ in range(2)]
+        lb = HAProxy(self.tmp, [g.port for g in gws]).start()
+        self.addCleanup(lb.stop)
+        return gws, lb
+
+    def talk(self, lb, *lines):
+        c = h.SmtpClient(lb.port)
+        try:
+            self.assertCode(c.ehlo("mx.sender.test"), 250)
+            return [c.cmd(line) for line in lines]
+        finally:
+            c.close()
+
+    def test_greylisting_and_rate_limit_are_shared(self):
+        (g1, g2), lb = self.pair([
+            {"name": "ratelimit", "timeout": "10s",
+             "options": {"limits": [{"count": "messages", "per": "sender", "max": 3, "window": "1m"}]}},
+            {"name": "greylist", "timeout": "10s", "options": {"delay": "2s"}}])
+        sender = h.unique("s") + "@a.test"
+        first = self.talk(lb, "MAIL FROM:<%s>" % sender, "RCPT TO:<alice@example.test>")
+        self.assertCode(first[1], 451)
+        time.sleep(2.2)
+        second = self.talk(lb, "MAIL FROM:<%s>" % sender, "RCPT TO:<alice@example.test>")
+        self.assertCode(second[1], 250)  # on the other gateway: round robin
+        self.assertIn("greylist=delayed", g1.log_text() + g2.log_text())
+        self.assertIn("greylist=passed", g1.log_text() + g2.log_text())
+        self.assertTrue("greylist=" in g1.log_text() and "greylist=" in g2.log_text(),
+                        "both gateways took part")
+        # the third MAIL of this sender passes, the fourth does not, whichever gateway takes it
+        self.assertCode(self.talk(lb, "MAIL FROM:<%s>" % sender)[0], 250)
+        r = self.talk(lb, "MAIL FROM:<%s>" % sender)[0]
+        self.assertCode(r, 451)
+        self.assertIn("Too many messages per sender", r.text)
