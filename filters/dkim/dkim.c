@@ -23,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "keycache.h"
 #include "portcullis/dns.h"
 #include "portcullis/filter.h"
 #include "tags.h"
@@ -161,6 +162,7 @@ static void dkim_fini(void *self)
         free(d->keys[i].pem);
     if (d->lib)
         dkim_close(d->lib);
+    pc_dkim_keycache_clear(); /* the keys hold their own references where still in use */
     free(d);
 }
 
