@@ -9,6 +9,7 @@
  * options:
  *   --db N              state.redis.db
  *   --prefix P          the key prefix (default "pctest:PID:", so runs do not meet)
+ *   --default-prefix    no prefix configured: the backend's own default
  *   --timeout-ms N      state.redis.timeout (default 500)
  *   --connect-timeout-ms N (default 500)
  *   --unavailable       the server cannot be reached (or never answers): every operation is
@@ -386,6 +387,8 @@ int main(int argc, char **argv)
             cfg.redis_db = (unsigned)atoi(argv[++i]);
         else if (!strcmp(a, "--prefix") && i + 1 < argc)
             cfg.prefix = argv[++i];
+        else if (!strcmp(a, "--default-prefix"))
+            cfg.prefix = NULL;
         else if (!strcmp(a, "--timeout-ms") && i + 1 < argc)
             cfg.timeout_ms = (unsigned)atoi(argv[++i]);
         else if (!strcmp(a, "--connect-timeout-ms") && i + 1 < argc)
@@ -412,7 +415,8 @@ int main(int argc, char **argv)
     if (expect_open_error) {
         report(!sh, "open-error", "err=\"%s\"", err);
         pc_store_close(sh);
-        return sh ? 1 : 0;
+        printf("%s failures=%d\n", failures ? "FAILED" : "PASSED", failures);
+        return failures ? 1 : 0;
     }
     if (!sh) {
         report(0, "open", "err=\"%s\"", err);
