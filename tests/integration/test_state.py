@@ -16,6 +16,7 @@ restart test; each stopped by its PID.
 
 import os
 import queue
+import signal
 import socket
 import subprocess
 import threading
@@ -205,6 +206,10 @@ class RedisStore(unittest.TestCase):
         self.assertEqual(err.count("event=state-store-down"), 1, err)
         self.assertNotIn("event=state-store-up", err)
 
+    def test_unix_socket_missing(self):
+        out, err = self.check_ok("redis", os.path.join(self.tmp.path, "no.sock"), "--unavailable")
+        self.assertEqual(err.count("event=state-store-down"), 1, err)
+
     def test_ipv6_literal(self):
         rc, out, err = run_check("redis", "[::1]:%d" % h.free_port(), "--unavailable")
         self.assertEqual(rc, 0, out + err)  # parsed as an address; nothing listens there
@@ -222,7 +227,17 @@ class RedisRestart(unittest.TestCase):
         self.addCleanup(self.redis.stop)
         self.pwfile = self.tmp.file("password", PASSWORD + "\n", mode=0o600)
 
-    def test_recovers(self):
+    def test_recovers_after_restart(self):
+        self.recover(self.redis.stop, self.redis.start)
+
+    def test_recovers_after_stall(self):
+        # SIGSTOP: the server holds its connections and answers nothing (the kernel still accepts
+        # new ones): commands time out, the connection is dropped and made again until it answers
+        pid = self.redis.proc.pid
+        self.addCleanup(lambda: self.redis.alive() and os.kill(pid, signal.SIGCONT))
+        self.recover(lambda: os.kill(pid, signal.SIGSTOP), lambda: os.kill(pid, signal.SIGCONT))
+
+    def recover(self, stop, restart):
         p = subprocess.Popen([store_check_bin(), "redis", self.redis.address, self.pwfile,
                               "--db", "1", "--recover"], stdin=subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -261,10 +276,10 @@ class RedisRestart(unittest.TestCase):
             self.fail("no %r line within %ss: %s" % (prefix, timeout, "\n".join(seen)))
 
         wait_line("ok up", 15)
-        self.redis.stop()
+        stop()
         wait_line("ok down", 25)
-        time.sleep(1.0)  # a few attempts fail while it is down
-        self.redis.start()
+        time.sleep(1.5)  # a few attempts fail while it is down
+        restart()
         wait_line("ok recovered", 30)
         rc = p.wait(timeout=30)
         out_rest = []

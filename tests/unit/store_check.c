@@ -21,6 +21,7 @@
  *   --expect-open-error open() must fail (a bad password file, the LMDB stub)
  *
  * Every callback checks that it does not run inside the call that started its operation. */
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -313,15 +314,27 @@ static void unavailable(unsigned bound_ms)
     }
 }
 
-/* Polls with get every 100 ms until one answers want (or limit_ms pass); every answer bounded. */
+/* Every 100 ms, a set and a burst of increments (many in flight when the server goes), until the
+ * set answers want (or limit_ms pass). Each answered within 3 s, OK or UNAVAILABLE. */
 static int poll_until(pc_store_status want, unsigned limit_ms, unsigned *fails)
 {
     uv_update_time(&loop);
     uint64_t end = uv_now(&loop) + limit_ms;
     while (uv_now(&loop) < end) {
-        result res;
-        if (!start(OP_SET, "r", "v", 0, 0, &res) || !wait_all(&res, 1, 3000))
+        enum { BURST = 20 };
+        result res, burst[BURST];
+        int started = start(OP_SET, "r", "v", 0, 0, &res) != NULL;
+        for (int i = 0; i < BURST; i++)
+            started &= start(OP_INCR, "rb", NULL, 1, 0, &burst[i]) != NULL;
+        if (!started || !wait_all(&res, 1, 3000) || !wait_all(burst, BURST, 3000)) {
+            report(0, "poll", "started=%d: an operation was not answered in 3 s", started);
             return 0;
+        }
+        for (int i = 0; i < BURST; i++)
+            if (burst[i].status != PC_STORE_OK && burst[i].status != PC_STORE_UNAVAILABLE) {
+                report(0, "poll", "incr status=%s", pc_store_status_name(burst[i].status));
+                return 0;
+            }
         if (res.status == want)
             return 1;
         if (res.status == PC_STORE_UNAVAILABLE)
@@ -408,6 +421,7 @@ int main(int argc, char **argv)
         else
             usage();
     }
+    signal(SIGPIPE, SIG_IGN); /* as the gateway does (main.c): a write to a closed socket fails */
     pc_log_open("stderr", PC_LOG_DEBUG);
 
     char err[256] = "";
