@@ -123,7 +123,9 @@ struct rworker {
     uv_timer_t cmd_timer;    /* the oldest request's deadline */
     uv_idle_t idle;          /* the fail list, drop_wanted */
     int open_handles;
-    char why[64]; /* drop_reason's text when it is made up */
+    unsigned lost;     /* requests the current connection failed when it went */
+    uint64_t ready_at; /* uv_now() when it became READY */
+    char why[64];      /* drop_reason's text when it is made up */
 };
 
 static void start_connect(rworker *w);
@@ -339,7 +341,7 @@ static void log_down(rworker *w, const char *reason)
 
 /* The connection is gone (or was never made): its waiting requests fail, the next attempt is
  * scheduled. */
-static void went_down(rworker *w, const char *reason)
+static void went_down(rworker *w, const char *reason, int quiet)
 {
     w->ac = NULL;
     w->phase = DOWN;
@@ -354,6 +356,12 @@ static void went_down(rworker *w, const char *reason)
     if (w->closing)
         return;
     uv_timer_stop(&w->cmd_timer);
+    if (quiet) {
+        pc_log_debug(0, "event=state-store-reconnect backend=redis address=%s reason=\"%s\"",
+                     w->sh->address, reason);
+        uv_timer_start(&w->conn_timer, on_conn_timer, 0, 0);
+        return;
+    }
     log_down(w, reason);
     uv_timer_start(&w->conn_timer, on_conn_timer, w->backoff_ms, 0);
     w->backoff_ms = w->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : w->backoff_ms * 2;
@@ -372,7 +380,11 @@ static void on_gone(void *arg, redisAsyncContext *ac)
         pc_sanitize(why, sizeof(why), ac->errstr, strlen(ac->errstr), 0);
     else
         snprintf(why, sizeof(why), "connection closed");
-    went_down(w, why);
+    /* A connection that served a while and is closed with nothing pending (the server's idle
+     * timeout, CLIENT KILL) is made again at once, without a log line: that is no outage. */
+    int quiet =
+        w->phase == READY && !w->lost && !w->drop_reason && uv_now(w->loop) - w->ready_at >= 1000;
+    went_down(w, why, quiet);
 }
 
 /* Ends the connection now; never from inside a hiredis callback (see drop_wanted). Every request
@@ -449,6 +461,8 @@ static void become_ready(rworker *w)
         pc_log_info(0, "event=state-store-connected backend=redis address=%s", w->sh->address);
     w->logged_down = 0;
     w->ever_ready = 1;
+    w->lost = 0;
+    w->ready_at = uv_now(w->loop);
     for (rpend *c = w->head, *next; c; c = next) {
         next = c->next;
         if (!c->sent && send_cmd(w, c) < 0) {
@@ -546,12 +560,12 @@ static void start_connect(rworker *w)
             snprintf(why, sizeof(why), "out of memory");
         if (ac)
             redisAsyncFree(ac); /* no adapter yet: nothing is called back */
-        went_down(w, why);
+        went_down(w, why, 0);
         return;
     }
     if (pc_redis_uv_attach(ac, w->loop, on_gone, w) < 0) {
         redisAsyncFree(ac);
-        went_down(w, "cannot poll the socket");
+        went_down(w, "cannot poll the socket", 0);
         return;
     }
     ac->data = w;
@@ -615,6 +629,8 @@ static void reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
     rworker *w = c->w;
     list_unlink(w, c);
     arm_cmd_timer(w);
+    if (!reply)
+        w->lost++;
     finish(c, reply ? map_reply(c->r, reply) : PC_STORE_UNAVAILABLE);
 }
 

@@ -237,6 +237,15 @@ class RedisRestart(unittest.TestCase):
         self.addCleanup(lambda: self.redis.alive() and os.kill(pid, signal.SIGCONT))
         self.recover(lambda: os.kill(pid, signal.SIGSTOP), lambda: os.kill(pid, signal.SIGCONT))
 
+    def test_idle_close_is_no_outage(self):
+        # the server closes idle connections after a second: made again, silently
+        self.redis.cli("CONFIG", "SET", "timeout", "1")
+        rc, out, err = run_check("redis", self.redis.address, self.pwfile, "--idle", "3500")
+        self.assertEqual(failed_lines(out), [], out + err)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("event=state-store-reconnect", err)
+        self.assertNotIn("event=state-store-down", err)
+
     def recover(self, stop, restart):
         p = subprocess.Popen([store_check_bin(), "redis", self.redis.address, self.pwfile,
                               "--db", "1", "--recover"], stdin=subprocess.DEVNULL,

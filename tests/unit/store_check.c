@@ -17,6 +17,7 @@
  *   --recover           the server is stopped and started again meanwhile: "ok up" once it works,
  *                       "ok down" once operations fail UNAVAILABLE (the server is to be started
  *                       again then), "ok recovered" once they succeed again
+ *   --idle MS           set, MS of nothing (the server closes idle connections), get and set
  *   --window KEY W BY   one window operation, printing "n=N"
  *   --expect-open-error open() must fail (a bad password file, the LMDB stub)
  *
@@ -365,6 +366,16 @@ static void recover(void)
     }
 }
 
+/* The server closes the idle connection meanwhile (its `timeout`): the store reconnects by itself
+ * and the next operations work. */
+static void idle(unsigned ms)
+{
+    step("idle-before", OP_SET, "i", "v", 0, 0, PC_STORE_OK, ANY_N, NULL);
+    sleep_loop(ms);
+    step("idle-after-get", OP_GET, "i", NULL, 0, 0, PC_STORE_OK, ANY_N, "v");
+    step("idle-after-set", OP_SET, "i", "w", 0, 0, PC_STORE_OK, ANY_N, NULL);
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: store_check redis ADDRESS [PASSWORD_FILE] [options] | lmdb DIR "
@@ -392,6 +403,7 @@ int main(int argc, char **argv)
         usage();
     }
     int mode_unavailable = 0, mode_recover = 0, expect_open_error = 0;
+    unsigned idle_ms = 0;
     const char *wkey = NULL;
     unsigned wlen = 0, wby = 0;
     for (int i = 3; i < argc; i++) {
@@ -408,6 +420,8 @@ int main(int argc, char **argv)
             cfg.connect_timeout_ms = (unsigned)atoi(argv[++i]);
         else if (!strcmp(a, "--unavailable"))
             mode_unavailable = 1;
+        else if (!strcmp(a, "--idle") && i + 1 < argc)
+            idle_ms = (unsigned)atoi(argv[++i]);
         else if (!strcmp(a, "--recover"))
             mode_recover = 1;
         else if (!strcmp(a, "--expect-open-error"))
@@ -458,6 +472,8 @@ int main(int argc, char **argv)
         unavailable(cfg.connect_timeout_ms + cfg.timeout_ms + 500);
     } else if (mode_recover) {
         recover();
+    } else if (idle_ms) {
+        idle(idle_ms);
     } else {
         conformance();
     }
