@@ -568,6 +568,8 @@ static void start_connect(rworker *w)
         went_down(w, "cannot poll the socket", 0);
         return;
     }
+    if (!sh->path)
+        redisEnableKeepAlive(&ac->c); /* an idle connection to a vanished host is noticed */
     ac->data = w;
     w->ac = ac;
     w->phase = CONNECTING;
