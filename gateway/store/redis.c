@@ -4,8 +4,9 @@
  *
  * State (per worker): the connection (at most one redisAsyncContext: a context is freed by hiredis
  * after its disconnect and never reused; a new one is made for every attempt), its phase (DOWN:
- * waiting for the backoff timer; CONNECTING: TCP/UNIX connect, then AUTH and SELECT; READY), the
- * requests in submission order (waiting while CONNECTING, sent to hiredis once READY), and the
+ * waiting for the backoff timer; CONNECTING: TCP/UNIX connect, then AUTH and SELECT, or a PING
+ * when there is neither, all within the connect timeout: READY only once the server has answered),
+ * the requests in submission order (waiting while CONNECTING, sent to hiredis once READY), and the
  * requests to answer UNAVAILABLE on the next loop iteration.
  *
  * Invariants: a callback never runs inside submit() (requests refused at once are answered from a
@@ -15,7 +16,13 @@
  * the oldest request is every request's timeout: when it fires on a READY connection, that
  * connection is stuck, so it is dropped (every request on it gets UNAVAILABLE) and made again.
  * Reconnects back off from 100 ms, doubling to 5 s. Losing and regaining the server is logged
- * once per transition, not per attempt.
+ * once per transition, not per attempt; a connection closed while idle after serving a while (the
+ * server's `timeout`) is made again at once, silently. An incr's value goes through a Lua number
+ * (a double): exact up to 2^53.
+ *
+ * The process ignores SIGPIPE (main.c): hiredis writes with write(2). worker_free() is not to be
+ * called from inside a store callback. The window script names its bucket keys itself (not in
+ * KEYS): fine on one server, not for Redis Cluster, which hiredis does not speak anyway.
  *
  * Defends against: a blocking name lookup on the loop (the address must be an IP or a UNIX
  * socket's path), a server that accepts and never answers (connect and command timeouts), keys
