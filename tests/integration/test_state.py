@@ -130,6 +130,12 @@ class RedisStore(unittest.TestCase):
         self.assertNotIn("auth-failed", err)
         self.assertIn("it:auth:a1", self.redis_auth.cli("KEYS", "it:auth:*", db=2).split())
 
+    def test_workers_in_threads(self):
+        out, err = self.check_ok("redis", self.redis.address, "--workers", "4",
+                                 "--prefix", "it:workers:")
+        self.assertIn("ok workers-total", out)
+        self.assertEqual(self.redis.cli("GET", "it:workers:workers").strip(), "2000")
+
     # -- the sliding window, by the server's clock
 
     def test_window_formula(self):

@@ -18,6 +18,7 @@
  *                       "ok down" once operations fail UNAVAILABLE (the server is to be started
  *                       again then), "ok recovered" once they succeed again
  *   --idle MS           set, MS of nothing (the server closes idle connections), get and set
+ *   --workers N         N more workers, each on a thread of its own, at once
  *   --window KEY W BY   one window operation, printing "n=N"
  *   --expect-open-error open() must fail (a bad password file, the LMDB stub)
  *
@@ -376,6 +377,87 @@ static void idle(unsigned ms)
     step("idle-after-set", OP_SET, "i", "w", 0, 0, PC_STORE_OK, ANY_N, NULL);
 }
 
+/* Several workers at once, as the gateway runs them: a loop and a store handle per thread (so one
+ * connection each), a burst of increments on one key from each, issued before the connection is up;
+ * every answer on its own thread, and the total right. */
+typedef struct wthread {
+    pc_store_shared *sh;
+    uv_loop_t loop;
+    uv_thread_t tid;
+    int answered, ok, wrong_thread, created;
+} wthread;
+
+enum { WT_OPS = 500 };
+
+static void wt_reply(void *arg, const pc_store_reply *r)
+{
+    wthread *t = arg;
+    uv_thread_t self = uv_thread_self();
+    if (!uv_thread_equal(&self, &t->tid))
+        t->wrong_thread++;
+    t->answered++;
+    t->ok += r->status == PC_STORE_OK;
+}
+
+static void wt_wake(uv_timer_t *h)
+{
+    *(int *)h->data = 1;
+}
+
+static void wt_main(void *arg)
+{
+    wthread *t = arg;
+    char err[256];
+    t->tid = uv_thread_self();
+    uv_loop_init(&t->loop);
+    pc_store *s = pc_store_worker_new(t->sh, &t->loop, err, sizeof(err));
+    if (s) {
+        t->created = 1;
+        for (int i = 0; i < WT_OPS; i++)
+            pc_store_incr(s, "workers", 1, 0, wt_reply, t);
+        uv_timer_t tm;
+        int expired = 0;
+        uv_timer_init(&t->loop, &tm);
+        tm.data = &expired;
+        uv_timer_start(&tm, wt_wake, 10000, 0);
+        while (t->answered < WT_OPS && !expired)
+            uv_run(&t->loop, UV_RUN_ONCE);
+        uv_close((uv_handle_t *)&tm, NULL);
+        pc_store_worker_free(s);
+        uv_run(&t->loop, UV_RUN_NOWAIT);
+    }
+    uv_loop_close(&t->loop);
+}
+
+static void workers(pc_store_shared *sh, int n)
+{
+    wthread *t = calloc((size_t)n, sizeof(*t));
+    uv_thread_t *th = calloc((size_t)n, sizeof(*th));
+    if (!t || !th) {
+        report(0, "workers", "out of memory");
+        free(t);
+        free(th);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        t[i].sh = sh;
+        uv_thread_create(&th[i], wt_main, &t[i]);
+    }
+    for (int i = 0; i < n; i++)
+        uv_thread_join(&th[i]);
+    for (int i = 0; i < n; i++) {
+        char nm[32];
+        snprintf(nm, sizeof(nm), "worker-%d", i + 1);
+        report(t[i].created && t[i].answered == WT_OPS && t[i].ok == WT_OPS && !t[i].wrong_thread,
+               nm, "answered=%d ok=%d wrong-thread=%d", t[i].answered, t[i].ok, t[i].wrong_thread);
+    }
+    char total[32];
+    snprintf(total, sizeof(total), "%d", n * WT_OPS);
+    step("workers-total", OP_GET, "workers", NULL, 0, 0, PC_STORE_OK, ANY_N, total);
+    free(t);
+    free(th);
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: store_check redis ADDRESS [PASSWORD_FILE] [options] | lmdb DIR "
@@ -404,6 +486,7 @@ int main(int argc, char **argv)
     }
     int mode_unavailable = 0, mode_recover = 0, expect_open_error = 0;
     unsigned idle_ms = 0;
+    int nworkers = 0;
     const char *wkey = NULL;
     unsigned wlen = 0, wby = 0;
     for (int i = 3; i < argc; i++) {
@@ -422,6 +505,8 @@ int main(int argc, char **argv)
             mode_unavailable = 1;
         else if (!strcmp(a, "--idle") && i + 1 < argc)
             idle_ms = (unsigned)atoi(argv[++i]);
+        else if (!strcmp(a, "--workers") && i + 1 < argc)
+            nworkers = atoi(argv[++i]);
         else if (!strcmp(a, "--recover"))
             mode_recover = 1;
         else if (!strcmp(a, "--expect-open-error"))
@@ -474,6 +559,8 @@ int main(int argc, char **argv)
         recover();
     } else if (idle_ms) {
         idle(idle_ms);
+    } else if (nworkers > 0) {
+        workers(sh, nworkers);
     } else {
         conformance();
     }
