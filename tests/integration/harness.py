@@ -1686,3 +1686,59 @@ class ImapClient(SocketClient):
             except OSError:
                 return True
         return False
+
+
+# --------------------------------------------------------------------------- Redis
+
+class Redis(ChildProcess):
+    """A private redis-server for the state store: 127.0.0.1:port (and, with unix_socket=True, a
+    UNIX socket in its directory), nothing persisted (`--save '' --appendonly no`), its files in a
+    directory of its own, optionally `requirepass`. start() after stop() starts it again on the
+    same port (and socket), for tests of reconnecting. cli(*args) runs one command through
+    redis-cli and returns its raw output. Stopped by PID."""
+
+    STOP_TIMEOUT = 10.0
+
+    def __init__(self, directory, password=None, port=None, unix_socket=False, name="redis"):
+        self.dir = os.path.join(str(directory), name)
+        self.port = port or free_port()
+        self.password = password
+        self.socket_path = os.path.join(self.dir, "redis.sock") if unix_socket else None
+        self.log_path = os.path.join(self.dir, "redis.log")
+        self.proc = None
+
+    def start(self, timeout=15.0):
+        os.makedirs(self.dir, exist_ok=True)
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", self.dir, "--daemonize", "no",
+                "--logfile", "", "--databases", "16"]
+        if self.password:
+            args += ["--requirepass", self.password]
+        if self.socket_path:
+            args += ["--unixsocket", self.socket_path, "--unixsocketperm", "700"]
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        try:
+            wait_port(self.port, timeout=timeout, proc=self.proc)
+            wait_until(lambda: self.cli("PING").strip() == "PONG", timeout=timeout,
+                       what="redis PING")
+        except Exception as e:
+            self.stop()
+            raise RuntimeError("redis-server did not start (%s):\n%s" % (e, self.log_text()[-4000:]))
+        return self
+
+    @property
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    def cli(self, *args, db=0, timeout=10):
+        """One command through redis-cli; its output (text, one line per reply element)."""
+        cmd = ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), "-n", str(db), "--raw"]
+        env = dict(os.environ)
+        if self.password:
+            env["REDISCLI_AUTH"] = self.password
+        r = subprocess.run(cmd + [str(a) for a in args], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout, env=env)
+        return r.stdout.decode(errors="replace")
