@@ -44,6 +44,8 @@ typedef struct lshared {
     int stop;
     char sweep_key[PC_STORE_KEY_MAX + 1];
     size_t sweep_klen;
+    char prefix[65]; /* before every key, as with Redis (state.prefix) */
+    size_t plen;
 } lshared;
 
 struct lworker {
@@ -159,12 +161,16 @@ static int run_one(lshared *sh, MDB_txn *t, pc_store_req *r)
 {
     MDB_val v;
     int rc;
+    char key[sizeof(sh->prefix) + PC_STORE_KEY_MAX + 1];
+    memcpy(key, sh->prefix, sh->plen);
+    memcpy(key + sh->plen, r->key, r->klen + 1);
+    size_t klen = sh->plen + r->klen;
     r->reply = (pc_store_reply){.status = PC_STORE_OK};
     free(r->out);
     r->out = NULL;
     switch (r->op) {
     case PC_OP_GET:
-        rc = read_live(t, sh->dbi, r->key, r->klen, &v);
+        rc = read_live(t, sh->dbi, key, klen, &v);
         if (rc == MDB_NOTFOUND) {
             r->reply.status = PC_STORE_MISSING;
             return 0;
@@ -175,10 +181,10 @@ static int run_one(lshared *sh, MDB_txn *t, pc_store_req *r)
             r->reply.status = PC_STORE_ERROR;
         return 0;
     case PC_OP_SET:
-        return write_value(t, sh->dbi, r->key, r->klen, r->value, r->vlen,
+        return write_value(t, sh->dbi, key, klen, r->value, r->vlen,
                            r->ttl_s ? now_s() + r->ttl_s : 0);
     case PC_OP_ADD:
-        rc = read_live(t, sh->dbi, r->key, r->klen, &v);
+        rc = read_live(t, sh->dbi, key, klen, &v);
         if (rc == 0) {
             r->reply.status = PC_STORE_EXISTS;
             if (!(r->out = dup_val(&v)))
@@ -187,26 +193,26 @@ static int run_one(lshared *sh, MDB_txn *t, pc_store_req *r)
         }
         if (rc != MDB_NOTFOUND)
             return rc;
-        return write_value(t, sh->dbi, r->key, r->klen, r->value, r->vlen,
+        return write_value(t, sh->dbi, key, klen, r->value, r->vlen,
                            r->ttl_s ? now_s() + r->ttl_s : 0);
     case PC_OP_INCR:
-        rc = do_incr(t, sh->dbi, r->key, r->klen, r->by, r->ttl_s, &r->reply.n);
+        rc = do_incr(t, sh->dbi, key, klen, r->by, r->ttl_s, &r->reply.n);
         if (rc == 1) {
             r->reply.status = PC_STORE_ERROR;
             return 0;
         }
         return rc;
     case PC_OP_DEL: {
-        MDB_val k = {.mv_size = r->klen, .mv_data = r->key};
+        MDB_val k = {.mv_size = klen, .mv_data = key};
         rc = mdb_del(t, sh->dbi, &k, NULL);
         return rc == MDB_NOTFOUND ? 0 : rc;
     }
     case PC_OP_WINDOW: {
         double w;
         unsigned long long b = pc_store_window_at(now_s(), r->window_s, &w);
-        char k[PC_STORE_KEY_MAX + 32];
+        char k[sizeof(key) + 32];
         long long cur = 0, prev = 0;
-        int kl = snprintf(k, sizeof(k), "%s:%llu", r->key, b);
+        int kl = snprintf(k, sizeof(k), "%s:%llu", key, b);
         if (r->by > 0) {
             rc = do_incr(t, sh->dbi, k, (size_t)kl, r->by, 2 * r->window_s, &cur);
             if (rc == 1) {
@@ -220,7 +226,7 @@ static int run_one(lshared *sh, MDB_txn *t, pc_store_req *r)
         } else if (rc != MDB_NOTFOUND) {
             return rc;
         }
-        kl = snprintf(k, sizeof(k), "%s:%llu", r->key, b - 1);
+        kl = snprintf(k, sizeof(k), "%s:%llu", key, b - 1);
         if ((rc = read_live(t, sh->dbi, k, (size_t)kl, &v)) == 0)
             parse_ll(&v, &prev);
         else if (rc != MDB_NOTFOUND)
@@ -385,6 +391,14 @@ static void *l_open(const pc_state_cfg *cfg, char *err, size_t errlen)
         return NULL;
     }
     sh->map_size = cfg->map_size ? cfg->map_size : (size_t)64 << 20;
+    const char *prefix = cfg->prefix ? cfg->prefix : "pc:";
+    if (strlen(prefix) >= sizeof(sh->prefix)) {
+        snprintf(err, errlen, "state.prefix: at most %zu characters", sizeof(sh->prefix) - 1);
+        free(sh);
+        return NULL;
+    }
+    sh->plen = strlen(prefix);
+    memcpy(sh->prefix, prefix, sh->plen + 1);
     int rc = mdb_env_create(&sh->env);
     MDB_txn *t = NULL;
     if (!rc)

@@ -217,20 +217,20 @@ class RedisStateFilters(StateFilters):
     def test_redis_down_then_back(self):
         gw = self.start(self.grey(on_unavailable="tempfail"))
         gw_open = self.start(self.grey())
-        self.assertCode(self.rcpt(gw, "203.0.113.50", h.unique("s") + "@a.test", "alice@example.test"), 451)
+        self.assertCode(self.rcpt(gw, "198.19.50.1", h.unique("s") + "@a.test", "alice@example.test"), 451)
         self.redis.stop()
         try:
             # the store is down: tempfail says 451 4.3.0, continue lets mail in; both keep serving
-            r = self.rcpt(gw, "203.0.113.51", h.unique("s") + "@a.test", "alice@example.test")
+            r = self.rcpt(gw, "198.19.51.1", h.unique("s") + "@a.test", "alice@example.test")
             self.assertCode(r, 451)
             self.assertIn("4.3.0", r.text)
-            self.assertCode(self.rcpt(gw_open, "203.0.113.52", h.unique("s") + "@a.test", "alice@example.test"), 250)
+            self.assertCode(self.rcpt(gw_open, "198.19.52.1", h.unique("s") + "@a.test", "alice@example.test"), 250)
             self.assertIn("greylist=unavailable", gw_open.log_text())
         finally:
             self.redis.start()
         # back: greylisting again (a new triplet is delayed), within the reconnect backoff
         sender = h.unique("s") + "@a.test"
-        h.wait_until(lambda: self.rcpt(gw, "203.0.113.53", sender, "alice@example.test").text.find("Greylisted") >= 0,
+        h.wait_until(lambda: self.rcpt(gw, "198.19.53.1", sender, "alice@example.test").text.find("Greylisted") >= 0,
                      timeout=15, what="greylisting after Redis came back")
 
 
