@@ -91,6 +91,7 @@ workers: auto
 log: {{ target: stderr, level: info }}
 spool: {{ directory: {spool} }}
 resolver: {{ servers: ["{dns.server}"] }}
+state: {{ backend: lmdb, path: {work.sub("state")} }}
 listeners:
   - name: smtps
     protocol: smtp
@@ -103,8 +104,12 @@ listeners:
     filters:
       - name: pregreet
         options: {{ delay: 0s }}
+      - name: ratelimit
+        options: {{ limits: [ {{ count: connections, per: client, max: 600, window: 1m }} ], exempt_trusted: false }}
       - name: spf
       - name: dkim
+      - name: arc
+        options: {{ seal: {{ domain: example.test, selector: gw, key: {dkim_key} }} }}
       - name: dmarc
       - name: dnsbl
         options: {{ zones: [ {{ zone: bl.example.test, weight: 6 }} ] }}
@@ -164,6 +169,7 @@ The filters at work:
                         (the submission listener adds DKIM-Signature: d=example.test; s=gw)
   verified on the way in: swaks --server 127.0.0.1:{smtps} --tls-on-connect --to alice@example.test --data {signed_file}
                         then read it back: Authentication-Results: gateway.example.test; dkim=pass ...
+                        and the gateway's ARC set on top (ARC-Seal: i=1; cv=none; d=example.test)
 
 Users: alice, bob (passwords in {dovecot.users_path}).
 Delivered mail: {mailboxes}/<user>/new/

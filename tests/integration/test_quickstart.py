@@ -130,6 +130,8 @@ class Quickstart(unittest.TestCase):
         self.assertRegex(got, rb"Authentication-Results: gateway.example.test;\s+spf=pass[^\r]*;"
                               rb"\r\n\s+dkim=pass header.d=example.test")
         self.assertIn(b"dmarc=pass", got)
+        self.assertIn(b"arc=none", got)  # no chain yet; the gateway seals the first set
+        self.assertRegex(got, rb"ARC-Seal: i=1; cv=none; a=rsa-sha256; d=example.test; s=gw;")
         tag3 = h.unique("outgoing")
         with smtplib.SMTP("localhost", self.ports["SMTP"], timeout=30) as s:
             s.starttls(context=ctx)
