@@ -162,11 +162,12 @@ int main(int argc, char **argv)
         for (long i = 0; i < jobs[t].done; i++)
             all[k++] = jobs[t].lat_us[i];
     qsort(all, (size_t)total, sizeof(double), cmp_double);
-    double p50 = total ? all[total / 2] : 0, p99 = total ? all[(long)((double)(total - 1) * 0.99)] : 0;
+    double p50 = total ? all[total / 2] : 0,
+           p99 = total ? all[(long)((double)(total - 1) * 0.99)] : 0;
     printf("scans=%ld threads=%d seconds=%.3f rate=%.1f cpu_s=%.3f p50_us=%.1f p99_us=%.1f "
            "signatures=%u load_s=%.3f bytes=%zu verdict=%s\n",
-           total, threads, wall, wall > 0 ? (double)total / wall : 0, cpu, p50, p99, sigs, load_s, len,
-           jobs[0].verdict);
+           total, threads, wall, wall > 0 ? (double)total / wall : 0, cpu, p50, p99, sigs, load_s,
+           len, jobs[0].verdict);
     cl_engine_free(e);
     return error ? 2 : 0;
 }
