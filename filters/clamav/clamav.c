@@ -58,6 +58,7 @@ typedef struct cpool {
 
 typedef struct clamav {
     const char *dir;             /* borrowed from the configuration */
+    const char *tmpdir;          /* libclamav's scratch directory (temp_directory), or NULL */
     const char *clamd;           /* clamd mode: a socket path or host:port */
     unsigned pool_size;          /* idle connections kept per worker */
     size_t stream_max;           /* clamd's StreamMaxLength */
@@ -112,6 +113,8 @@ static engine *engine_build(const clamav *c, char *err, size_t errlen)
         return NULL;
     }
     struct cl_engine *ce = e->e;
+    if (c->tmpdir)
+        cl_engine_set_str(ce, CL_ENGINE_TMPDIR, c->tmpdir);
     cl_engine_set_num(ce, CL_ENGINE_MAX_SCANSIZE, (long long)c->max_scan);
     cl_engine_set_num(ce, CL_ENGINE_MAX_FILESIZE, (long long)c->max_file);
     cl_engine_set_num(ce, CL_ENGINE_MAX_RECURSION, c->max_recursion);
@@ -425,9 +428,9 @@ static void clamav_fini(void *self);
 static void *clamav_init(const pc_opt *o, char *err, size_t errlen)
 {
     static const char *const keys[] = {
-        "database",      "clamd",         "pool_size",     "stream_max", "clamd_timeout",
-        "max_scan_size", "max_file_size", "max_recursion", "max_files",  "max_scan_time",
-        "on_limits",     "on_scan_error", "reload_check",  NULL};
+        "database",      "clamd",         "pool_size",     "stream_max",     "clamd_timeout",
+        "max_scan_size", "max_file_size", "max_recursion", "max_files",      "max_scan_time",
+        "on_limits",     "on_scan_error", "reload_check",  "temp_directory", NULL};
     if (pc_opt_check_keys(o, keys, err, errlen) < 0)
         return NULL;
     pthread_once(&init_once, lib_init);
@@ -467,6 +470,13 @@ static void *clamav_init(const pc_opt *o, char *err, size_t errlen)
         pc_opt_duration(o, "clamd_timeout", &c->io_ms, err, errlen) < 0)
         goto fail;
     c->pool_size = (unsigned)psize;
+    if (pc_opt_path(o, "temp_directory", PC_OPT_ABSOLUTE, &c->tmpdir, err, errlen) < 0)
+        goto fail;
+    if (c->tmpdir && access(c->tmpdir, W_OK | X_OK) < 0) {
+        pc_opt_error(err, errlen, pc_opt_get(o, "temp_directory"),
+                     "temp_directory: %s is not a writable directory", c->tmpdir);
+        goto fail;
+    }
     if (pc_opt_path(o, "database", PC_OPT_READABLE, &c->dir, err, errlen) < 0 ||
         pc_opt_size(o, "max_scan_size", &c->max_scan, err, errlen) < 0 ||
         pc_opt_size(o, "max_file_size", &c->max_file, err, errlen) < 0 ||

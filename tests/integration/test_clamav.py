@@ -96,7 +96,8 @@ class ClamavSmtp(h.GatewayTest):
         self.assertIn("clamav=virus name=Eicar-Test-", gw.log_text())
 
     def test_test_file_inside_archives(self):
-        gw = self.start()
+        # libclamav's scratch files (archives are unpacked) in a directory of the admin's choosing
+        gw = self.start(temp_directory=self.tmp.sub("clamtmp"))
         for name in ("clam.zip", "clam.7z", "clam.exe.bz2", "clam.tar.gz"):
             path = os.path.join(TESTFILES, name)
             if not os.path.exists(path):
@@ -185,6 +186,12 @@ class ClamavSmtp(h.GatewayTest):
         out = h.run_portcullis(["-t", "-c", self.tmp.file("bad-clam.yaml", h.to_yaml(cfg))])
         self.assertNotEqual(out.returncode, 0)
         self.assertIn("database %s" % bad, out.stdout + out.stderr)
+        cfg = h.gateway_config(self.tmp, h.listener_config(
+            h.free_port(), 25, filters=[{"name": "clamav", "options": {
+                "database": self.db, "temp_directory": "/nonexistent/clamav"}}]))
+        out = h.run_portcullis(["-t", "-c", self.tmp.file("bad-clam-tmp.yaml", h.to_yaml(cfg))])
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("temp_directory: /nonexistent/clamav is not a writable directory", out.stdout + out.stderr)
 
 
 class Clamd(h.ChildProcess):
