@@ -24,6 +24,7 @@
 #include "net/addrtable.h"
 #include "net/conn.h"
 #include "net/tls.h"
+#include "quarantine/qstore.h"
 #include "store/store.h"
 #include "worker.h"
 
@@ -304,6 +305,15 @@ int main(int argc, char **argv)
             pc_log_notice(0, "event=state backend=lmdb path=%s", cfg->state.path);
         else
             pc_log_notice(0, "event=state backend=redis address=%s", cfg->state.redis_address);
+    }
+    /* The quarantine's directory, after the drop too: its files belong to the gateway's user. */
+    if (cfg->quarantine.enabled) {
+        if (pc_qstore_setup(cfg->quarantine.directory, err, sizeof(err)) < 0) {
+            fprintf(stderr, "portcullis: quarantine: %s\n", err);
+            return 1;
+        }
+        pc_log_notice(0, "event=quarantine directory=%s max_age=%s", cfg->quarantine.directory,
+                      cfg->quarantine.max_age_text);
     }
     for (unsigned w = 0; w < nworkers; w++)
         if (pc_worker_start(&workers[w]) < 0) {

@@ -100,3 +100,6 @@ pc_fuzz_target(dkim_tags 10 ${CMAKE_SOURCE_DIR}/filters/dkim/tags.c)
 target_include_directories(fuzz_dkim_tags PRIVATE ${CMAKE_SOURCE_DIR}/filters/dkim)
 pc_fuzz_target(arc_fields 10 ${CMAKE_SOURCE_DIR}/filters/arc/fields.c)
 target_include_directories(fuzz_arc_fields PRIVATE ${CMAKE_SOURCE_DIR}/filters/arc)
+# The quarantine's metadata files (gateway/quarantine/qmeta.c), read back by list, release and expiry.
+pc_fuzz_target(qmeta 10 ${CMAKE_SOURCE_DIR}/gateway/quarantine/qmeta.c
+  ${CMAKE_SOURCE_DIR}/gateway/parse/sanitize.c)

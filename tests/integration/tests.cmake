@@ -31,6 +31,7 @@ if(TARGET portcullis)
     test_dmarc
     test_arc
     test_state_filters
+    test_quarantine
   )
   foreach(module IN LISTS PC_INTEGRATION_MODULES)
     add_test(NAME integration.${module}
