@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import shutil
+import subprocess
 import unittest
 
 import harness as h
@@ -164,6 +165,37 @@ class Quarantine(h.GatewayTest):
         out = h.run_portcullis(["-t", "-c", self.tmp.file("bad-q.yaml", h.to_yaml(cfg))])
         self.assertNotEqual(out.returncode, 0)
         self.assertIn("quarantine.max_age", out.stdout + out.stderr)
+
+
+@unittest.skipUnless(PLUGIN and os.path.exists(PLUGIN) and h.have_tool("mdb_dump"),
+                     "PORTCULLIS_TEST_PLUGIN or mdb_dump (lmdb-utils) missing")
+class QuarantineIndex(h.GatewayTest):
+    """With a state store, one index record per recipient, naming the gateway that owns the files;
+    the files are written all the same (the index is never the only copy)."""
+
+    def test_one_record_per_recipient(self):
+        qdir = os.path.join(str(self.tmp), "q-%s" % h.unique("idx"))
+        sdir = self.tmp.sub(h.unique("state"))
+        up = self.hostile("record")
+        gw = self.gateway(up.port, top={"plugins": [PLUGIN], "quarantine": {"directory": qdir},
+                                        "state": {"backend": "lmdb", "path": sdir}},
+                          filters=[{"name": "testmark"}])
+        reps, ok = h.attempt(gw.port, "s@client.test", ["alice@example.test", "bob@example.test"],
+                             h.simple_message(subject=h.unique("idx"),
+                                              extra_headers="X-Test-Verdict: quarantine\r\n"))
+        self.assertTrue(ok, reps)
+        qid = ID.search(reps[-1].lines[-1]).group(1)
+        self.assertEqual(sorted(os.listdir(qdir)), [qid + ".eml", qid + ".meta"])
+        gw.stop()  # the store's last writes committed
+
+        def dump():
+            out = subprocess.run(["mdb_dump", "-p", sdir], capture_output=True, timeout=10).stdout
+            return out.decode("latin-1")
+        text = dump()
+        self.assertIn("q:%s:0" % qid, text)
+        self.assertIn("q:%s:1" % qid, text)
+        self.assertRegex(text, r"owner=\S+ id=%s time=\d+ rcpt=bob@example.test" % qid)
+        self.assertRegex(text, r"owner=\S+ id=%s time=\d+ rcpt=alice@example.test" % qid)
 
 
 if __name__ == "__main__":
