@@ -27,8 +27,11 @@ void pc_qmeta_free(pc_qmeta *m)
     for (size_t i = 0; i < m->nrcpts; i++)
         free(m->rcpts[i].addr);
     free(m->rcpts);
+    free(m->history);
     m->rcpts = NULL;
     m->nrcpts = 0;
+    m->history = NULL;
+    m->historylen = 0;
 }
 
 int pc_qmeta_add_rcpt(pc_qmeta *m, const char *addr)
@@ -77,8 +80,27 @@ static int parse_ll(const char *v, size_t n, long long *out)
     return 0;
 }
 
-/* "TIME uid=N user=U rcpt=ADDR": marks ADDR released ("*": all). */
-static int apply_release(pc_qmeta *m, const char *v, size_t n)
+/* Keeps a history line (key, space, value) as it was. */
+static int keep(pc_qmeta *m, const char *k, size_t kn, const char *v, size_t vn)
+{
+    size_t add = kn + 1 + vn + 1;
+    if (m->historylen + add > PC_QMETA_FILE_MAX)
+        return -1;
+    char *h = realloc(m->history, m->historylen + add + 1);
+    if (!h)
+        return -1;
+    m->history = h;
+    memcpy(h + m->historylen, k, kn);
+    h[m->historylen + kn] = ' ';
+    memcpy(h + m->historylen + kn + 1, v, vn);
+    h[m->historylen + kn + 1 + vn] = '\n';
+    m->historylen += add;
+    h[m->historylen] = '\0';
+    return 0;
+}
+
+/* "TIME ... rcpt=ADDR": marks ADDR released or not ("*": all). */
+static int apply_release(pc_qmeta *m, const char *v, size_t n, int mark)
 {
     const char *r = NULL;
     for (size_t i = 0; i + 5 <= n; i++)
@@ -92,9 +114,10 @@ static int apply_release(pc_qmeta *m, const char *v, size_t n)
     for (size_t i = 0; i < m->nrcpts; i++)
         if ((rn == 1 && *r == '*') ||
             (strlen(m->rcpts[i].addr) == rn && !memcmp(m->rcpts[i].addr, r, rn)))
-            m->rcpts[i].released = 1;
-    m->nreleases++;
-    return put(m->last_release, sizeof(m->last_release), v, n);
+            m->rcpts[i].released = mark;
+    if (mark)
+        m->nreleases++;
+    return 0;
 }
 
 static int field(pc_qmeta *m, const char *k, size_t kn, const char *v, size_t vn, int *seen_id)
@@ -145,8 +168,10 @@ static int field(pc_qmeta *m, const char *k, size_t kn, const char *v, size_t vn
             return -1;
         return pc_qmeta_add_rcpt(m, a);
     }
-    if (IS("released"))
-        return apply_release(m, v, vn);
+    if (IS("released") || IS("unreleased")) {
+        int mark = IS("released");
+        return apply_release(m, v, vn, mark) < 0 || keep(m, k, kn, v, vn) < 0 ? -1 : 0;
+    }
     return 0; /* a key of a later version: ignored */
 #undef IS
 }
@@ -253,6 +278,16 @@ int pc_qmeta_format(const pc_qmeta *m, char **res, size_t *reslen)
     add(&o, "reason", m->reason);
     snprintf(num, sizeof(num), "%llu", m->size);
     add(&o, "size", num);
+    if (!o.failed && m->historylen) {
+        char *np = realloc(o.p, o.len + m->historylen + 1);
+        if (!np)
+            o.failed = 1;
+        else {
+            o.p = np;
+            memcpy(o.p + o.len, m->history, m->historylen);
+            o.len += m->historylen;
+        }
+    }
     if (o.failed || o.len > PC_QMETA_FILE_MAX) {
         free(o.p);
         return -1;
@@ -265,12 +300,33 @@ int pc_qmeta_format(const pc_qmeta *m, char **res, size_t *reslen)
 void pc_qmeta_release_line(char *out, size_t outlen, long long now, unsigned uid, const char *user,
                            const char *rcpt)
 {
-    char u[64], r[600], line[PC_QMETA_LINE_MAX];
-    pc_sanitize(u, sizeof(u), user, strlen(user), 0);
-    for (char *c = u; *c; c++)
-        if (*c == ' ')
-            *c = '?';
+    char u[64], r[600];
+    if (user) {
+        pc_sanitize(u, sizeof(u), user, strlen(user), 0);
+        for (char *c = u; *c; c++)
+            if (*c == ' ')
+                *c = '?';
+    }
     pc_sanitize(r, sizeof(r), rcpt ? rcpt : "*", strlen(rcpt ? rcpt : "*"), 1);
-    snprintf(line, sizeof(line), "released %lld uid=%u user=%s rcpt=%s\n", now, uid, u, r);
-    snprintf(out, outlen, "%s", line);
+    if (user)
+        snprintf(out, outlen, "released %lld uid=%u user=%s rcpt=%s\n", now, uid, u, r);
+    else
+        snprintf(out, outlen, "unreleased %lld rcpt=%s\n", now, r);
+}
+
+int pc_qmeta_add_history(pc_qmeta *m, const char *line)
+{
+    size_t n = strlen(line);
+    if (n < 2 || line[n - 1] != '\n')
+        return -1;
+    const char *sp = memchr(line, ' ', n);
+    if (!sp)
+        return -1;
+    size_t kn = (size_t)(sp - line);
+    const char *v = sp + 1;
+    size_t vn = n - kn - 2;
+    int mark = kn == 8 && !memcmp(line, "released", 8);
+    if (!mark && !(kn == 10 && !memcmp(line, "unreleased", 10)))
+        return -1;
+    return apply_release(m, v, vn, mark) < 0 || keep(m, line, kn, v, vn) < 0 ? -1 : 0;
 }

@@ -16,9 +16,11 @@
  *     reason the filter's text
  *     size 12345
  *     released 1767229200 uid=0 user=root rcpt=alice@example.com
+ *     unreleased 1767229201 rcpt=alice@example.com   (the release failed: it may be tried again)
  *
- * A release line is appended for every release; a recipient released is one with a release line
- * that names it. The parser is pure (no I/O) and bounded: PC_QMETA_FILE_MAX bytes, lines of at most
+ * A release line is added for every release, before the message is sent (rcpt=* for all), an
+ * unreleased line when the upstream then refused it; a recipient's last such line says whether it
+ * is released. The parser is pure (no I/O) and bounded: PC_QMETA_FILE_MAX bytes, lines of at most
  * PC_QMETA_LINE_MAX, PC_QMETA_RCPTS recipients; it is a fuzz target (tests/fuzz/fuzz_qmeta.c). */
 #ifndef PC_QMETA_H
 #define PC_QMETA_H
@@ -50,8 +52,9 @@ typedef struct pc_qmeta {
     unsigned long long size;
     pc_qrcpt *rcpts; /* owned, nrcpts of them */
     size_t nrcpts;
-    size_t nreleases;                     /* release lines seen */
-    char last_release[PC_QMETA_LINE_MAX]; /* the last release line's value, or "" */
+    size_t nreleases; /* release lines seen */
+    char *history;    /* owned: the released/unreleased lines as read, written back as they are */
+    size_t historylen;
 } pc_qmeta;
 
 /* 1 if s is an ID: exactly 32 lower-case hex digits. */
@@ -64,10 +67,12 @@ int pc_qmeta_parse(pc_qmeta *m, const char *p, size_t n, char *err, size_t errle
 int pc_qmeta_format(const pc_qmeta *m, char **out, size_t *outlen);
 /* Adds a recipient (copied). 0 or -1. */
 int pc_qmeta_add_rcpt(pc_qmeta *m, const char *addr);
-/* The release line's value for now, uid, user and the recipient (NULL: all), sanitised, into out.
- */
+/* The release line (with its LF) for now, uid, user and the recipient (NULL: all), sanitised,
+ * into out. With user NULL, the line that takes a release back ("unreleased"). */
 void pc_qmeta_release_line(char *out, size_t outlen, long long now, unsigned uid, const char *user,
                            const char *rcpt);
+/* Adds a release line (pc_qmeta_release_line's) to m's history and applies it. 0 or -1. */
+int pc_qmeta_add_history(pc_qmeta *m, const char *line);
 /* 1 when every recipient is released. */
 int pc_qmeta_all_released(const pc_qmeta *m);
 void pc_qmeta_free(pc_qmeta *m);

@@ -227,63 +227,27 @@ int pc_qstore_load(const char *dir, const char *id, pc_qmeta *m, char *err, size
     return rc < 0 ? -2 : 0;
 }
 
-int pc_qstore_record_release(const char *dir, const pc_qmeta *m, const char *release_line,
-                             char *err, size_t errlen)
+int pc_qstore_rewrite(const char *dir, const pc_qmeta *m, char *err, size_t errlen)
 {
     char meta[PATH_MAX], metatmp[PATH_MAX];
-    if (path_of(meta, sizeof(meta), dir, m->id, ".meta") < 0 ||
+    if (!pc_qmeta_id_ok(m->id) || path_of(meta, sizeof(meta), dir, m->id, ".meta") < 0 ||
         path_of(metatmp, sizeof(metatmp), dir, m->id, ".meta.tmp") < 0) {
-        snprintf(err, errlen, "path too long");
+        snprintf(err, errlen, "bad ID or path too long");
         return -1;
     }
     char *text = NULL;
     size_t tlen = 0;
     if (pc_qmeta_format(m, &text, &tlen) < 0) {
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "metadata too large or out of memory");
         return -1;
     }
-    /* The releases already recorded are kept: the formatter writes none, so they are re-read. */
-    char *old;
-    size_t oldn;
-    if (read_file(meta, PC_QMETA_FILE_MAX, &old, &oldn) < 0) {
-        snprintf(err, errlen, "metadata unreadable");
-        free(text);
-        return -1;
-    }
-    size_t rl = strlen(release_line);
-    size_t total = tlen + rl;
-    for (const char *p = old; (p = strstr(p, "\nreleased ")) != NULL; p++) {
-        const char *e = strchr(p + 1, '\n');
-        total += e ? (size_t)(e - p) : 0;
-    }
-    char *all = total + 1 <= PC_QMETA_FILE_MAX ? malloc(total + 1) : NULL;
-    if (!all) {
-        snprintf(err, errlen, "metadata too large");
-        free(text);
-        free(old);
-        return -1;
-    }
-    size_t k = 0;
-    memcpy(all, text, tlen);
-    k = tlen;
-    for (const char *p = old; (p = strstr(p, "\nreleased ")) != NULL; p++) {
-        const char *e = strchr(p + 1, '\n');
-        if (!e)
-            break;
-        memcpy(all + k, p + 1, (size_t)(e - p));
-        k += (size_t)(e - p);
-    }
-    memcpy(all + k, release_line, rl);
-    k += rl;
-    free(text);
-    free(old);
-    bytes b = {all, k};
+    bytes b = {text, tlen};
     int rc = durable_file(metatmp, meta, fill_bytes, &b);
     if (rc == 0)
         rc = fsync_dir(dir);
     if (rc < 0)
         snprintf(err, errlen, "%s: %s", meta, strerror(errno));
-    free(all);
+    free(text);
     return rc;
 }
 

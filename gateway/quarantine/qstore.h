@@ -26,10 +26,9 @@ int pc_qstore_new_id(char *id);
 int pc_qstore_write(const char *dir, pc_message *msg, pc_qmeta *m, char *err, size_t errlen);
 /* Reads ID.meta into m (pc_qmeta_free it). 0, -1 (no such message), -2 (unreadable or corrupt). */
 int pc_qstore_load(const char *dir, const char *id, pc_qmeta *m, char *err, size_t errlen);
-/* Rewrites ID.meta from m plus one more release line (atomically: temporary file, fsync, rename,
- * directory fsync). 0 or -1. */
-int pc_qstore_record_release(const char *dir, const pc_qmeta *m, const char *release_line,
-                             char *err, size_t errlen);
+/* Rewrites ID.meta from m, its history included (atomically: temporary file, fsync, rename,
+ * directory fsync): how a release is recorded. 0 or -1. */
+int pc_qstore_rewrite(const char *dir, const pc_qmeta *m, char *err, size_t errlen);
 /* ID.eml's bytes into a new buffer (*out, free()), at most max bytes. 0, -1 (absent), -2 (error or
  * larger than max). */
 int pc_qstore_read_message(const char *dir, const char *id, size_t max, char **out, size_t *len);

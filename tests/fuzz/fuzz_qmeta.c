@@ -33,6 +33,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         char line[PC_QMETA_LINE_MAX];
         pc_qmeta_release_line(line, sizeof(line), 1, 0, m.helo, m.nrcpts ? m.rcpts[0].addr : NULL);
+        if (pc_qmeta_add_history(&m, line) < 0 && m.historylen + strlen(line) < PC_QMETA_FILE_MAX)
+            abort(); /* a line it made itself is always taken */
         if (!strchr(line, '\n') || strchr(line, '\n')[1] != '\0')
             abort(); /* one line, whatever the recipient */
     }

@@ -1,15 +1,22 @@
-"""The quarantine end to end through SMTP: a message the filters hold (tests/plugins/testmark.c's
+"""The quarantine end to end through SMTP and the admin socket: a message the filters hold (tests/plugins/testmark.c's
 `X-Test-Verdict: quarantine`, or the listener's `scores.quarantine` threshold) is written to the
 quarantine directory — ID.eml as it would have been delivered, ID.meta with its envelope, verdict,
 score and symbols — and only then answered `250 2.0.0 Quarantined as ID`; the upstream never gets
 DATA. A failure to store is `451 4.3.0` with nothing left under the final names. A gateway killed
-(SIGKILL) right after the client heard 250 leaves both files complete on disk.
+(SIGKILL) right after the client heard 250 leaves both files complete on disk, and the restarted
+gateway lists the message. `portcullisctl` (PORTCULLISCTL_BIN) lists (by recipient, by time),
+shows and deletes over the admin socket, whose mode is the configured one, which logs every
+command with the peer's uid and pid, and which bounds its lines, clients and time.
 
 Owns: a quarantine directory per test, a recording upstream and gateways per test.
 """
 
+import json
 import os
 import re
+import socket
+import stat
+import time
 import signal
 import shutil
 import subprocess
@@ -18,6 +25,9 @@ import unittest
 import harness as h
 
 PLUGIN = os.environ.get("PORTCULLIS_TEST_PLUGIN", "")
+CTL = os.environ.get("PORTCULLISCTL_BIN", "")
+if not CTL and os.environ.get("PORTCULLIS_BIN"):
+    CTL = os.path.join(os.path.dirname(os.environ["PORTCULLIS_BIN"]), "portcullisctl")
 ID = re.compile(r"Quarantined as ([0-9a-f]{32})$")
 
 
@@ -37,12 +47,20 @@ class Quarantine(h.GatewayTest):
 
     def setUp(self):
         self.qdir = os.path.join(str(self.tmp), "q-%s" % h.unique("dir"))
+        self.sock = os.path.join(str(self.tmp), "a-%s.sock" % h.unique("s"))
+
+    def ctl(self, *args, json_out=False):
+        """portcullisctl against this test's socket: (exit code, stdout, stderr)."""
+        cmd = [CTL, "-s", self.sock] + (["--json"] if json_out else []) + ["quarantine"] + list(args)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        return p.returncode, p.stdout, p.stderr
 
     def start(self, scores=None, quarantine=True, top=None):
         self.up = self.hostile("record")
         t = {"plugins": [PLUGIN]}
         if quarantine:
             t["quarantine"] = {"directory": self.qdir, "max_age": "30d"}
+            t["admin"] = {"socket": self.sock, "mode": "0600", "max_clients": 2, "timeout": "2s"}
         t.update(top or {})
         over = {"filters": [{"name": "testmark", "timeout": "5s"}]}
         if scores:
@@ -158,6 +176,121 @@ class Quarantine(h.GatewayTest):
         d = dict(read_meta(os.path.join(self.qdir, qid + ".meta")))
         with open(os.path.join(self.qdir, qid + ".eml"), "rb") as f:
             self.assertEqual(len(f.read()), int(d["size"]))
+        # A new gateway on the same directory lists it (the stale socket is replaced).
+        gw2 = h.Gateway(self.tmp, gw.config)
+        self.addCleanup(self._stop_gateway, gw2)
+        gw2.start()
+        rc, out, err = self.ctl("list", json_out=True)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([m["id"] for m in json.loads(out)], [qid])
+
+    def held(self, gw, tag, rcpts=("alice@example.test",)):
+        reps, ok = self.send(gw, tag, rcpts=rcpts)
+        self.assertTrue(ok, reps)
+        return self.qid(reps[-1])
+
+    @unittest.skipUnless(CTL and os.path.exists(CTL), "PORTCULLISCTL_BIN not set")
+    def test_list_show_delete(self):
+        gw = self.start()
+        a = self.held(gw, h.unique("one"), rcpts=("alice@example.test",))
+        b = self.held(gw, h.unique("two"), rcpts=("bob@example.test", "carol@example.test"))
+        self.assertEqual(stat.S_IMODE(os.stat(self.sock).st_mode), 0o600)
+        rc, out, err = self.ctl("list", json_out=True)
+        self.assertEqual(rc, 0, err)
+        got = {m["id"]: m for m in json.loads(out)}
+        self.assertEqual(set(got), {a, b})
+        self.assertEqual(got[b]["rcpts"], "bob@example.test,carol@example.test")
+        self.assertEqual(got[b]["from"], "s@client.test")
+        self.assertEqual(got[b]["action"], "quarantine")
+        self.assertEqual(got[b]["released"], "")
+        # by recipient (case-insensitive), by time
+        rc, out, _ = self.ctl("list", "--rcpt", "CAROL@example.test", json_out=True)
+        self.assertEqual([m["id"] for m in json.loads(out)], [b])
+        rc, out, _ = self.ctl("list", "--since", str(int(time.time()) + 3600), json_out=True)
+        self.assertEqual(json.loads(out), [])
+        rc, out, _ = self.ctl("list", "--since", "1h", json_out=True)
+        self.assertEqual(len(json.loads(out)), 2)
+        # for people: one line each
+        rc, out, _ = self.ctl("list")
+        self.assertEqual(rc, 0)
+        self.assertEqual(len(out.strip().split("\n")), 2)
+        self.assertIn("<s@client.test> -> bob@example.test,carol@example.test", out)
+        # show: the envelope and the header section
+        rc, out, err = self.ctl("show", b, json_out=True)
+        self.assertEqual(rc, 0, err)
+        d = json.loads(out)
+        self.assertEqual(d["id"], b)
+        self.assertEqual(d["client"], "127.0.0.1")
+        self.assertTrue(any(x.startswith("Received: from client.test") for x in d["headers"]), d)
+        self.assertTrue(any(x.startswith("Subject: two-") for x in d["headers"]), d)
+        rc, out, _ = self.ctl("show", b)
+        self.assertIn("to:        bob@example.test,carol@example.test", out)
+        # delete; then it is gone
+        rc, out, err = self.ctl("delete", a)
+        self.assertEqual((rc, out.strip()), (0, "deleted"), err)
+        self.assertNotIn(a + ".eml", self.files())
+        self.assertNotIn(a + ".meta", self.files())
+        self.assertEqual(self.ctl("delete", a)[0], 4)
+        self.assertEqual(self.ctl("show", a)[0], 4)
+        self.assertEqual(self.ctl("show", "../../etc/passwd")[0], 2)  # not an ID: refused
+        log = gw.log_text()
+        self.assertRegex(log, r"event=admin uid=%d gid=\d+ pid=\d+ user=\S+ command=\"quarantine delete %s\" result=ok"
+                         % (os.getuid(), a))
+
+    def admin_raw(self, data, timeout=5, want=None):
+        """Sends data, reads until `want` lines (default: one per command line sent) or EOF."""
+        if want is None:
+            want = max(1, data.count(b"\n"))
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect(self.sock)
+        if data:
+            s.sendall(data)
+        out = b""
+        try:
+            while out.count(b"\n") < want:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        finally:
+            s.close()
+        return out
+
+    def test_admin_socket_limits(self):
+        gw = self.start()
+        self.assertEqual(self.admin_raw(b"quarantine frobnicate\n"),
+                         b"error bad-request unknown command\n")
+        self.assertTrue(self.admin_raw(b"quarantine list\n").startswith(b"ok 0"))
+        # two commands on one connection, answered in order
+        self.assertEqual(self.admin_raw(b"quarantine show 00\nquarantine list\n"),
+                         b"error bad-request an ID (32 hex digits) is needed\nok 0\n")
+        # a line over 4 KiB: refused, and its rest never taken for a command
+        out = self.admin_raw(b"quarantine list " + b"x" * 5000 + b" quarantine list\n")
+        self.assertEqual(out, b"error bad-request line longer than 4096 bytes\n")
+        out = self.admin_raw(b"quarantine list " + b"x" * 5000 + b"\nquarantine list\n")
+        self.assertEqual(out, b"error bad-request line longer than 4096 bytes\nok 0\n")
+        # a client that sends nothing is dropped after admin.timeout (2 s here)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(self.sock)
+        t0 = time.monotonic()
+        self.assertEqual(s.recv(100), b"")
+        self.assertLess(time.monotonic() - t0, 8)
+        s.close()
+        # max_clients (2): the third is told so
+        held = []
+        for _ in range(2):
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.connect(self.sock)
+            held.append(c)
+        try:
+            h.wait_for(lambda: gw.log_text().count("event=admin-connect") >= 3, timeout=5)
+            self.assertEqual(self.admin_raw(b""), b"error busy too many admin clients\n")
+        finally:
+            for c in held:
+                c.close()
+        self.assertIn("result=timeout", gw.log_text())
 
     def test_bad_max_age_is_refused(self):
         cfg = h.gateway_config(self.tmp, h.listener_config(h.free_port(), 25),
@@ -178,6 +311,7 @@ class QuarantineIndex(h.GatewayTest):
         sdir = self.tmp.sub(h.unique("state"))
         up = self.hostile("record")
         gw = self.gateway(up.port, top={"plugins": [PLUGIN], "quarantine": {"directory": qdir},
+                                        "admin": {"socket": os.path.join(sdir, "admin.sock")},
                                         "state": {"backend": "lmdb", "path": sdir}},
                           filters=[{"name": "testmark"}])
         reps, ok = h.attempt(gw.port, "s@client.test", ["alice@example.test", "bob@example.test"],

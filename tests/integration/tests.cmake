@@ -38,7 +38,7 @@ if(TARGET portcullis)
              COMMAND ${Python3_EXECUTABLE} -m unittest -v ${module}
              WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/integration)
     set_tests_properties(integration.${module} PROPERTIES
-      ENVIRONMENT "PORTCULLIS_BIN=$<TARGET_FILE:portcullis>;PORTCULLIS_TEST_PLUGIN=$<TARGET_FILE:pc_testmark>;PORTCULLIS_TEST_EXAMPLE=$<TARGET_FILE:pc_example>"
+      ENVIRONMENT "PORTCULLIS_BIN=$<TARGET_FILE:portcullis>;PORTCULLISCTL_BIN=$<TARGET_FILE:portcullisctl>;PORTCULLIS_TEST_PLUGIN=$<TARGET_FILE:pc_testmark>;PORTCULLIS_TEST_EXAMPLE=$<TARGET_FILE:pc_example>"
       LABELS integration
       TIMEOUT 600
       RUN_SERIAL TRUE)

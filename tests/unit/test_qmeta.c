@@ -55,6 +55,17 @@ static void test_round_trip(void **state)
     assert_int_equal(pc_qmeta_all_released(&p), 0);
     assert_true(p.score > 7.49 && p.score < 7.51);
     assert_int_equal(p.nreleases, 1);
+    /* An unreleased line takes it back; the history is written out again as it was. */
+    pc_qmeta_release_line(line, sizeof(line), 1767229300, 0, NULL, "bob@example.com");
+    assert_string_equal(line, "unreleased 1767229300 rcpt=bob@example.com\n");
+    assert_int_equal(pc_qmeta_add_history(&p, line), 0);
+    assert_int_equal(p.rcpts[1].released, 0);
+    char *again;
+    size_t againlen;
+    assert_int_equal(pc_qmeta_format(&p, &again, &againlen), 0);
+    assert_non_null(strstr(again, "\nreleased 1767229200 uid=0 user=ro?ot rcpt=bob@example.com\n"
+                                  "unreleased 1767229300 rcpt=bob@example.com\n"));
+    free(again);
     pc_qmeta_free(&p);
     pc_qmeta_release_line(line, sizeof(line), 1, 0, "root", NULL);
     strcpy(all + n, line);
