@@ -17,11 +17,11 @@ typedef enum { CTL_RECORD = 1, CTL_OK, CTL_ERROR, CTL_BAD } ctl_kind;
 
 typedef struct ctl_line {
     ctl_kind kind;
-    ctl_slice type;              /* RECORD: its type; ERROR: the code */
-    ctl_slice key[CTL_FIELDS];   /* RECORD */
+    ctl_slice type;            /* RECORD: its type; ERROR: the code */
+    ctl_slice key[CTL_FIELDS]; /* RECORD */
     ctl_slice value[CTL_FIELDS];
-    size_t n;                    /* RECORD: fields; OK: the count */
-    ctl_slice text;              /* ERROR: the text */
+    size_t n;       /* RECORD: fields; OK: the count */
+    ctl_slice text; /* ERROR: the text */
 } ctl_line;
 
 /* Parses one line (without its LF; borrowed). Returns the kind (also in l->kind). */

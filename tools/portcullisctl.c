@@ -21,27 +21,28 @@
 
 enum {
     EXIT_OK = 0,
-    EXIT_FAILED = 1,       /* the gateway refused or failed the command */
-    EXIT_USAGE = 2,        /* bad arguments */
-    EXIT_UNREACHABLE = 3,  /* no connection, a timeout, a reply that is not the protocol */
-    EXIT_NOT_FOUND = 4,    /* no such message (or recipient) */
-    EXIT_RELEASED = 5,     /* already released */
+    EXIT_FAILED = 1,      /* the gateway refused or failed the command */
+    EXIT_USAGE = 2,       /* bad arguments */
+    EXIT_UNREACHABLE = 3, /* no connection, a timeout, a reply that is not the protocol */
+    EXIT_NOT_FOUND = 4,   /* no such message (or recipient) */
+    EXIT_RELEASED = 5,    /* already released */
 };
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: portcullisctl [-s SOCKET] [--json] [-t SECONDS] quarantine COMMAND\n"
-            "  quarantine list [--rcpt ADDR] [--since WHEN]   held messages (WHEN: a Unix time,\n"
-            "                                                 YYYY-MM-DD (UTC), or an age: 90s, 30m,\n"
-            "                                                 12h, 7d)\n"
-            "  quarantine show ID                             its envelope, verdict and headers\n"
-            "  quarantine release ID [--rcpt ADDR]            send it on, once (to ADDR only)\n"
-            "  quarantine delete ID\n"
-            "  -s SOCKET  the gateway's admin socket (default " DEFAULT_SOCKET ")\n"
-            "  -t SECONDS how long to wait for the answer (default 600)\n"
-            "exit: 0 done, 1 refused or failed, 2 usage, 3 no answer, 4 not found, 5 already "
-            "released\n");
+    fprintf(
+        f,
+        "usage: portcullisctl [-s SOCKET] [--json] [-t SECONDS] quarantine COMMAND\n"
+        "  quarantine list [--rcpt ADDR] [--since WHEN]   held messages (WHEN: a Unix time,\n"
+        "                                                 YYYY-MM-DD (UTC), or an age: 90s, 30m,\n"
+        "                                                 12h, 7d)\n"
+        "  quarantine show ID                             its envelope, verdict and headers\n"
+        "  quarantine release ID [--rcpt ADDR]            send it on, once (to ADDR only)\n"
+        "  quarantine delete ID\n"
+        "  -s SOCKET  the gateway's admin socket (default " DEFAULT_SOCKET ")\n"
+        "  -t SECONDS how long to wait for the answer (default 600)\n"
+        "exit: 0 done, 1 refused or failed, 2 usage, 3 no answer, 4 not found, 5 already "
+        "released\n");
 }
 
 /* ---- output -----------------------------------------------------------------------------------
@@ -171,9 +172,11 @@ static long long parse_when(const char *s)
         return -1;
     if (!*e)
         return v;
-    long long mul = !strcmp(e, "s") ? 1 : !strcmp(e, "m") ? 60 : !strcmp(e, "h") ? 3600
-                                      : !strcmp(e, "d")   ? 86400
-                                                          : 0;
+    long long mul = !strcmp(e, "s")   ? 1
+                    : !strcmp(e, "m") ? 60
+                    : !strcmp(e, "h") ? 3600
+                    : !strcmp(e, "d") ? 86400
+                                      : 0;
     if (!mul || v > 100LL * 365 * 86400 / mul)
         return -1;
     long long t = (long long)time(NULL) - v * mul;
@@ -351,10 +354,10 @@ int main(int argc, char **argv)
             return EXIT_UNREACHABLE;
         }
         if (kind == CTL_ERROR) {
-            rc = (l.type.n == 9 && !memcmp(l.type.p, "not-found", 9))           ? EXIT_NOT_FOUND
+            rc = (l.type.n == 9 && !memcmp(l.type.p, "not-found", 9))            ? EXIT_NOT_FOUND
                  : (l.type.n == 16 && !memcmp(l.type.p, "already-released", 16)) ? EXIT_RELEASED
                  : (l.type.n == 11 && !memcmp(l.type.p, "bad-request", 11))      ? EXIT_USAGE
-                                                                                  : EXIT_FAILED;
+                                                                                 : EXIT_FAILED;
             if (json) {
                 if (list)
                     printf("]\n{");
@@ -385,7 +388,7 @@ int main(int argc, char **argv)
             continue;
         }
         /* show: the message's fields, then arrays; release: rcpts */
-        const char *want = is_type(&l, "history") ? "history"
+        const char *want = is_type(&l, "history")  ? "history"
                            : is_type(&l, "header") ? "headers"
                            : is_type(&l, "rcpt")   ? "rcpts"
                                                    : NULL;

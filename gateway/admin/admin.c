@@ -23,7 +23,7 @@
 #include "parse/sanitize.h"
 #include "quarantine/qstore.h"
 
-#define LIST_MAX 10000      /* records in one list reply */
+#define LIST_MAX 10000        /* records in one list reply */
 #define SHOW_HEADER_MAX 65536 /* bytes of the message's header section in a show reply */
 
 typedef struct out {
@@ -64,14 +64,15 @@ struct client {
     pc_admin_cmd cmd;
     char line[PC_ADMIN_LINE_MAX + 1];
     out reply;
-    pc_qmeta meta;         /* release: loaded and marked on the threadpool */
-    pc_message *msg;       /* release: the stored bytes */
+    pc_qmeta meta;   /* release: loaded and marked on the threadpool */
+    pc_message *msg; /* release: the stored bytes */
     char release_line[PC_QMETA_LINE_MAX];
     const pc_listener_cfg *lc; /* release: the listener it came through */
     size_t li;
-    int rc;           /* the work's outcome */
-    char code[32];    /* error code when rc < 0 */
-    char text[256];   /* error text */
+    int rc;              /* the work's outcome */
+    int send_failed;     /* release: nothing was delivered (code and text say why) */
+    char code[32];       /* error code when rc < 0 */
+    char text[256];      /* error text */
     unsigned char *sent; /* release: per recipient, 1 when this release sends it */
     unsigned char *ok;   /* release: per recipient, 1 when the upstream accepted it */
 };
@@ -327,8 +328,8 @@ static void do_release_prepare(client *c, const char *dir)
     c->rc = 1; /* the loop sends it */
 }
 
-/* Release, last half: what the upstream accepted stays released, the rest is taken back; the files
- * go once every recipient is released. */
+/* Release, last half: what the upstream accepted stays released, the rest is taken back; the
+ * message file goes once every recipient is released. */
 static void do_release_finish(client *c, const char *dir)
 {
     pc_qmeta *m = &c->meta;
@@ -345,7 +346,9 @@ static void do_release_finish(client *c, const char *dir)
     if (back && pc_qstore_rewrite(dir, m, err, sizeof(err)) < 0)
         pc_log_err(0, "event=admin command=release id=%s result=unmark-failed error=\"%s\"", m->id,
                    err);
-    if (pc_qmeta_all_released(m) && pc_qstore_delete(dir, m->id) < 0)
+    /* Released to everyone: the bytes go; the metadata stays as the record of who released it
+     * (a second release is told so) until it expires. */
+    if (pc_qmeta_all_released(m) && pc_qstore_delete_message(dir, m->id) < 0)
         pc_log_err(0, "event=admin command=release id=%s result=delete-failed", m->id);
 }
 
@@ -501,7 +504,8 @@ static void sent(void *ud, int rc, const char *text)
     size_t n = 0;
     for (size_t i = 0; i < c->meta.nrcpts; i++)
         n += c->ok[i];
-    if (rc < 0 || n == 0)
+    c->send_failed = rc < 0 || n == 0;
+    if (c->send_failed)
         fail(c, "upstream", "%s", text);
     c->rc = 2;
     c->work.data = c;
@@ -530,6 +534,7 @@ static void after_work(uv_work_t *req, int status)
     }
     if (c->rc == -2) {
         /* marked but nothing sent: take the marks back */
+        c->send_failed = 1;
         c->rc = 2;
         c->work.data = c;
         if (uv_queue_work(c->a->loop, &c->work, work, after_work) == 0)
@@ -548,8 +553,7 @@ static void after_work(uv_work_t *req, int status)
                           c->meta.id, c->meta.rcpts[i].addr, c->ok[i] ? "delivered" : "refused",
                           c->uid, c->user);
         }
-        if (c->rc != -1)
-            c->rc = 0;
+        c->rc = c->send_failed ? -1 : 0;
     }
     release_reset(c);
     finish(c);
@@ -561,6 +565,7 @@ static void run_line(client *c, const char *line, size_t len)
     pc_sanitize(c->line, sizeof(c->line), line, len, 1);
     c->busy = 1;
     c->rc = 0;
+    c->send_failed = 0;
     c->reply = (out){0};
     uv_timer_stop(&c->timer);
     if (pc_admin_cmd_parse(&c->cmd, line, len, err, sizeof(err)) < 0) {

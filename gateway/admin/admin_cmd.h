@@ -25,9 +25,9 @@ typedef enum {
 
 typedef struct pc_admin_cmd {
     pc_admin_verb verb;
-    char id[33];                        /* show, release, delete */
-    char rcpt[PC_ADMIN_ADDR_MAX + 1];   /* list, release: "" = all */
-    long long since;                    /* list: 0 = all */
+    char id[33];                      /* show, release, delete */
+    char rcpt[PC_ADMIN_ADDR_MAX + 1]; /* list, release: "" = all */
+    long long since;                  /* list: 0 = all */
 } pc_admin_cmd;
 
 /* Parses len bytes of line (borrowed). 0, or -1 with why in err. */

@@ -10,10 +10,10 @@
 #include <string.h>
 
 #include "base/log.h"
-#include <arpa/inet.h>
 #include "core/listener.h"
 #include "parse/sanitize.h"
 #include "smtp/smtp_client.h"
+#include <arpa/inet.h>
 
 typedef struct rel {
     pc_smtpc *c;
@@ -147,7 +147,8 @@ int pc_release_send(uv_loop_t *loop, const pc_listener_cfg *lc, SSL_CTX *tls, pc
     p.up = up;
     p.tls_ctx = tls;
     p.helo_name = lc->upstream.helo_name ? lc->upstream.helo_name : lc->hostname;
-    /* The original client, for XCLIENT or PROXY towards the upstream when the listener sends one. */
+    /* The original client, for XCLIENT or PROXY towards the upstream when the listener sends one.
+     */
     struct sockaddr_in *sin = (struct sockaddr_in *)&p.client;
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&p.client;
     if (inet_pton(AF_INET, m->client, &sin->sin_addr) == 1)

@@ -1,6 +1,6 @@
 /* release.h — a quarantined message sent on: one SMTP transaction to the upstream of the listener
- * that took it, with its original envelope (or some of its recipients), the filters skipped, through
- * the gateway's own upstream client (smtp/smtp_client.c). Runs on the admin loop. */
+ * that took it, with its original envelope (or some of its recipients), the filters skipped,
+ * through the gateway's own upstream client (smtp/smtp_client.c). Runs on the admin loop. */
 #ifndef PC_RELEASE_H
 #define PC_RELEASE_H
 

@@ -272,6 +272,16 @@ int pc_qstore_delete(const char *dir, const char *id)
     return fsync_dir(dir) < 0 ? -2 : 0;
 }
 
+int pc_qstore_delete_message(const char *dir, const char *id)
+{
+    char eml[PATH_MAX];
+    if (!pc_qmeta_id_ok(id) || path_of(eml, sizeof(eml), dir, id, ".eml") < 0)
+        return -1;
+    if (unlink(eml) < 0 && errno != ENOENT)
+        return -1;
+    return fsync_dir(dir);
+}
+
 /* name is "<32 hex><suffix>" exactly: the ID into id. */
 static int name_is(const char *name, const char *suffix, char *id)
 {

@@ -237,6 +237,79 @@ class Quarantine(h.GatewayTest):
         self.assertRegex(log, r"event=admin uid=%d gid=\d+ pid=\d+ user=\S+ command=\"quarantine delete %s\" result=ok"
                          % (os.getuid(), a))
 
+    @unittest.skipUnless(CTL and os.path.exists(CTL), "PORTCULLISCTL_BIN not set")
+    def test_release_sends_once_with_the_original_envelope(self):
+        gw = self.start()
+        tag = h.unique("rel")
+        qid = self.held(gw, tag, rcpts=("alice@example.test", "bob@example.test"))
+        with open(os.path.join(self.qdir, qid + ".eml"), "rb") as f:
+            stored = f.read()
+        rc, out, err = self.ctl("release", qid)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out, "delivered: alice@example.test\ndelivered: bob@example.test\n")
+        got = [m for m in self.up.complete_messages() if tag.encode() in m.data]
+        self.assertEqual(len(got), 1)
+        self.assertEqual(got[0].mail_from, "FROM:<s@client.test>")
+        self.assertEqual(got[0].rcpts, ["TO:<alice@example.test>", "TO:<bob@example.test>"])
+        self.assertEqual(got[0].data, stored)  # the filters skipped: not a header added
+        # The bytes are gone; the metadata stays as the record of who released it.
+        self.assertEqual(self.files(), [qid + ".meta"])
+        meta = read_meta(os.path.join(self.qdir, qid + ".meta"))
+        rel = [v for k, v in meta if k == "released"]
+        self.assertEqual(len(rel), 2)
+        self.assertRegex(rel[0], r"^\d+ uid=%d user=\S+ rcpt=alice@example.test$" % os.getuid())
+        # Once only.
+        rc, out, err = self.ctl("release", qid)
+        self.assertEqual(rc, 5, (out, err))
+        self.assertIn("already released", err)
+        time.sleep(0.3)
+        self.assertEqual(len([m for m in self.up.complete_messages() if tag.encode() in m.data]), 1)
+        self.assertIn("event=quarantine-release id=%s rcpt=bob@example.test result=delivered" % qid,
+                      gw.log_text())
+        rc, out, _ = self.ctl("list", json_out=True)
+        self.assertEqual(json.loads(out)[0]["released"], "alice@example.test,bob@example.test")
+
+    @unittest.skipUnless(CTL and os.path.exists(CTL), "PORTCULLISCTL_BIN not set")
+    def test_release_to_one_recipient(self):
+        gw = self.start()
+        tag = h.unique("one")
+        qid = self.held(gw, tag, rcpts=("alice@example.test", "bob@example.test"))
+        rc, out, err = self.ctl("release", qid, "--rcpt", "bob@example.test", json_out=True)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out)["rcpts"], [{"addr": "bob@example.test", "result": "delivered"}])
+        got = [m for m in self.up.complete_messages() if tag.encode() in m.data]
+        self.assertEqual([m.rcpts for m in got], [["TO:<bob@example.test>"]])
+        self.assertEqual(self.files(), [qid + ".eml", qid + ".meta"])  # alice still held
+        self.assertEqual(self.ctl("release", qid, "--rcpt", "bob@example.test")[0], 5)
+        self.assertEqual(self.ctl("release", qid, "--rcpt", "zed@example.test")[0], 4)
+        rc, out, err = self.ctl("release", qid)
+        self.assertEqual((rc, out), (0, "delivered: alice@example.test\n"), err)
+        got = [m for m in self.up.complete_messages() if tag.encode() in m.data]
+        self.assertEqual([m.rcpts for m in got], [["TO:<bob@example.test>"], ["TO:<alice@example.test>"]])
+        self.assertEqual(self.files(), [qid + ".meta"])
+
+    @unittest.skipUnless(CTL and os.path.exists(CTL), "PORTCULLISCTL_BIN not set")
+    def test_release_the_upstream_refuses_can_be_tried_again(self):
+        self.up = self.hostile("record", reject_rcpts=("alice@example.test",))
+        qdir = self.qdir
+        gw = self.gateway(self.up.port, top={"plugins": [PLUGIN], "quarantine": {"directory": qdir},
+                                             "admin": {"socket": self.sock}},
+                          filters=[{"name": "testmark"}])
+        # Held at DATA: the upstream refuses alice only at RCPT; bob is accepted and held.
+        tag = h.unique("refused")
+        qid = self.held(gw, tag, rcpts=("bob@example.test",))
+        self.up.reject_rcpts.add("bob@example.test")
+        rc, out, err = self.ctl("release", qid)
+        self.assertEqual(rc, 1, (out, err))
+        self.assertIn("upstream", err)
+        self.assertEqual(self.files(), [qid + ".eml", qid + ".meta"])
+        meta = read_meta(os.path.join(self.qdir, qid + ".meta"))
+        self.assertEqual([k for k, v in meta if k in ("released", "unreleased")], ["released", "unreleased"])
+        self.up.reject_rcpts.discard("bob@example.test")
+        rc, out, err = self.ctl("release", qid)
+        self.assertEqual((rc, out), (0, "delivered: bob@example.test\n"), err)
+        self.assertEqual(len([m for m in self.up.complete_messages() if tag.encode() in m.data]), 1)
+
     def admin_raw(self, data, timeout=5, want=None):
         """Sends data, reads until `want` lines (default: one per command line sent) or EOF."""
         if want is None:
