@@ -26,6 +26,7 @@
 #include "net/conn.h"
 #include "net/tls.h"
 #include "quarantine/qstore.h"
+#include "quarantine/quarantine.h"
 #include "store/store.h"
 #include "worker.h"
 
@@ -346,7 +347,10 @@ int main(int argc, char **argv)
     }
     pc_log_notice(0, "event=started version=%s workers=%u", PC_VERSION, nworkers);
 
+    pc_quar_sweeper *sweeper =
+        cfg->quarantine.enabled ? pc_quar_sweeper_start(loop, &cfg->quarantine) : NULL;
     uv_run(loop, UV_RUN_DEFAULT);
+    pc_quar_sweeper_stop(sweeper);
     pc_admin_stop(admin);
     uv_run(loop, UV_RUN_NOWAIT); /* its close callbacks */
     for (unsigned w = 0; w < nworkers; w++)

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/log.h"
@@ -98,4 +99,85 @@ void pc_quar_detach(pc_quar_job *j)
 {
     if (j)
         j->ud = NULL;
+}
+
+/* ---- expiry ---------------------------------------------------------------------------------
+ */
+
+struct pc_quar_sweeper {
+    uv_timer_t timer;
+    uv_work_t work;
+    const pc_quarantine_cfg *cfg;
+    int running, stopped, timer_closed;
+    long expired;
+    char err[256];
+};
+
+static void sweep_work(uv_work_t *req)
+{
+    pc_quar_sweeper *s = req->data;
+    s->err[0] = '\0';
+    s->expired = pc_qstore_sweep(s->cfg->directory, s->cfg->max_age_s, (long long)time(NULL),
+                                 s->err, sizeof(s->err));
+}
+
+static void sweeper_free_if_done(pc_quar_sweeper *s)
+{
+    if (s->stopped && !s->running && s->timer_closed)
+        free(s);
+}
+
+static void sweep_after(uv_work_t *req, int status)
+{
+    pc_quar_sweeper *s = req->data;
+    s->running = 0;
+    if (status == 0 && s->expired > 0)
+        pc_log_notice(0, "event=quarantine-expired messages=%ld max_age=%s", s->expired,
+                      s->cfg->max_age_text);
+    else if (status == 0 && s->expired < 0)
+        pc_log_err(0, "event=quarantine-sweep result=failed error=\"%s\"", s->err);
+    sweeper_free_if_done(s);
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    pc_quar_sweeper *s = t->data;
+    if (s->running || s->stopped)
+        return;
+    s->work.data = s;
+    if (uv_queue_work(t->loop, &s->work, sweep_work, sweep_after) == 0)
+        s->running = 1;
+}
+
+pc_quar_sweeper *pc_quar_sweeper_start(uv_loop_t *loop, const pc_quarantine_cfg *cfg)
+{
+    pc_quar_sweeper *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->cfg = cfg;
+    unsigned long long every = cfg->max_age_s * 1000 / 4;
+    if (every < 1000)
+        every = 1000;
+    if (every > 3600 * 1000)
+        every = 3600 * 1000;
+    uv_timer_init(loop, &s->timer);
+    s->timer.data = s;
+    uv_timer_start(&s->timer, on_sweep, 0, every);
+    uv_unref((uv_handle_t *)&s->timer);
+    return s;
+}
+
+static void sweeper_timer_closed(uv_handle_t *h)
+{
+    pc_quar_sweeper *s = h->data;
+    s->timer_closed = 1;
+    sweeper_free_if_done(s);
+}
+
+void pc_quar_sweeper_stop(pc_quar_sweeper *s)
+{
+    if (!s)
+        return;
+    s->stopped = 1;
+    uv_close((uv_handle_t *)&s->timer, sweeper_timer_closed);
 }

@@ -28,4 +28,12 @@ pc_quar_job *pc_quar_hold(uv_loop_t *loop, const pc_quarantine_cfg *cfg, pc_mess
 /* The caller is going away: done will not be called; the job finishes and frees itself. */
 void pc_quar_detach(pc_quar_job *j);
 
+/* Expiry: a sweep of the directory on the threadpool (pc_qstore_sweep: messages older than
+ * max_age, leftovers of interrupted writes) at start and then every max_age / 4, at least every
+ * second and at most every hour, run from loop (the main one). */
+typedef struct pc_quar_sweeper pc_quar_sweeper;
+pc_quar_sweeper *pc_quar_sweeper_start(uv_loop_t *loop, const pc_quarantine_cfg *cfg);
+/* Stops the timer; a sweep under way finishes and frees what is left. NULL is fine. */
+void pc_quar_sweeper_stop(pc_quar_sweeper *s);
+
 #endif

@@ -365,6 +365,28 @@ class Quarantine(h.GatewayTest):
                 c.close()
         self.assertIn("result=timeout", gw.log_text())
 
+    def test_expiry_after_max_age(self):
+        os.makedirs(self.qdir)
+        # Leftovers of interrupted writes: removed when older than an hour, kept while fresh.
+        old = "%032x" % 1
+        fresh = "%032x" % 2
+        for name in (old + ".eml.tmp", old + ".eml", fresh + ".meta.tmp"):
+            with open(os.path.join(self.qdir, name), "wb") as f:
+                f.write(b"partial")
+        for name in (old + ".eml.tmp", old + ".eml"):
+            t = time.time() - 7200
+            os.utime(os.path.join(self.qdir, name), (t, t))
+        self.up = self.hostile("record")
+        gw = self.gateway(self.up.port, top={"plugins": [PLUGIN], "admin": {"socket": self.sock},
+                                             "quarantine": {"directory": self.qdir, "max_age": "2s"}},
+                          filters=[{"name": "testmark"}])
+        qid = self.held(gw, h.unique("expire"))
+        self.assertIn(qid + ".meta", self.files())
+        self.assertTrue(h.wait_for(lambda: qid + ".meta" not in self.files(), timeout=10), self.files())
+        self.assertEqual(self.files(), [fresh + ".meta.tmp"])
+        self.assertTrue(h.wait_for(lambda: "event=quarantine-expired messages=1 max_age=2s" in gw.log_text(),
+                                   timeout=5))
+
     def test_bad_max_age_is_refused(self):
         cfg = h.gateway_config(self.tmp, h.listener_config(h.free_port(), 25),
                                quarantine={"directory": self.qdir, "max_age": "soon"})
