@@ -387,12 +387,30 @@ class Quarantine(h.GatewayTest):
         self.assertTrue(h.wait_for(lambda: "event=quarantine-expired messages=1 max_age=2s" in gw.log_text(),
                                    timeout=5))
 
-    def test_bad_max_age_is_refused(self):
-        cfg = h.gateway_config(self.tmp, h.listener_config(h.free_port(), 25),
-                               quarantine={"directory": self.qdir, "max_age": "soon"})
-        out = h.run_portcullis(["-t", "-c", self.tmp.file("bad-q.yaml", h.to_yaml(cfg))])
-        self.assertNotEqual(out.returncode, 0)
-        self.assertIn("quarantine.max_age", out.stdout + out.stderr)
+    def test_bad_max_age_and_mode_are_refused(self):
+        for over, key in (({"quarantine": {"directory": self.qdir, "max_age": "soon"}}, "quarantine.max_age"),
+                          ({"quarantine": {"directory": self.qdir, "max_age": "3651d"}}, "quarantine.max_age"),
+                          ({"admin": {"mode": "0999"}}, "admin.mode"),
+                          ({"admin": {"mode": "rw-rw----"}}, "admin.mode")):
+            cfg = h.gateway_config(self.tmp, h.listener_config(h.free_port(), 25), **over)
+            out = h.run_portcullis(["-t", "-c", self.tmp.file("bad-q.yaml", h.to_yaml(cfg))])
+            self.assertNotEqual(out.returncode, 0, over)
+            self.assertIn(key, out.stdout + out.stderr)
+
+    @unittest.skipUnless(os.getuid() == 0 and h.have_tool("getent"), "needs root to give the socket a group")
+    def test_admin_socket_group_and_one_gateway_per_socket(self):
+        import grp
+        gid = grp.getgrnam("daemon").gr_gid
+        gw = self.start(top={"admin": {"socket": self.sock, "mode": "0660", "group": "daemon"}})
+        st = os.stat(self.sock)
+        self.assertEqual((stat.S_IMODE(st.st_mode), st.st_gid), (0o660, gid))
+        # A second gateway on the same socket while the first serves it: refused, the first untouched.
+        cfg = dict(gw.config)
+        cfg["listeners"] = [h.listener_config(h.free_port(), self.up.port)]
+        out = h.run_portcullis(["-c", self.tmp.file("second.yaml", h.to_yaml(cfg))], timeout=15)
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("another gateway is serving it", out.stderr)
+        self.assertEqual(self.ctl("list")[0], 0)
 
 
 @unittest.skipUnless(PLUGIN and os.path.exists(PLUGIN) and h.have_tool("mdb_dump"),
