@@ -42,6 +42,7 @@ struct pc_admin {
     pc_upstream *ups; /* per listener, for releases */
     uv_pipe_t server;
     unsigned nclients;
+    client *clients; /* every connected client, for the per-message lock */
     int stopping;
     char path[108];
 };
@@ -50,6 +51,7 @@ struct client {
     uv_pipe_t pipe;
     uv_timer_t timer;
     pc_admin *a;
+    client *next;
     int handles; /* open: pipe and timer; freed at 0 */
     int busy;    /* a command runs; reading stops */
     int closing;
@@ -231,8 +233,8 @@ static void do_show(client *c, const char *dir)
     char *eml = NULL;
     size_t len = 0;
     /* The header section only: the body of a held message is not for a terminal. */
-    if (pc_qstore_read_message(dir, c->cmd.id, (size_t)1 << 30, &eml, &len) == 0) {
-        size_t end = len < SHOW_HEADER_MAX ? len : SHOW_HEADER_MAX;
+    if (pc_qstore_read_head(dir, c->cmd.id, SHOW_HEADER_MAX, &eml, &len) == 0) {
+        size_t end = len;
         const char *blank = memmem(eml, end, "\r\n\r\n", 4);
         if (blank)
             end = (size_t)(blank - eml) + 2;
@@ -313,9 +315,11 @@ static void do_release_prepare(client *c, const char *dir)
     char *eml = NULL;
     size_t len = 0;
     pc_spool *sp = NULL;
-    if (pc_qstore_read_message(dir, m->id, (size_t)1 << 30, &eml, &len) < 0 ||
-        !(sp = pc_spool_new(len + 1)) || pc_spool_write(sp, eml, len) != PC_SPOOL_OK ||
-        !(c->msg = pc_message_new(sp))) {
+    /* No larger than the listener could have taken, with room for the headers it added. */
+    size_t max =
+        c->lc->limits.message_size ? c->lc->limits.message_size * 2 + 65536 : (size_t)1 << 30;
+    if (pc_qstore_read_message(dir, m->id, max, &eml, &len) < 0 || !(sp = pc_spool_new(len + 1)) ||
+        pc_spool_write(sp, eml, len) != PC_SPOOL_OK || !(c->msg = pc_message_new(sp))) {
         if (!c->msg)
             pc_spool_free(sp);
         free(eml);
@@ -404,6 +408,11 @@ static void handle_closed(uv_handle_t *h)
     if (--c->handles > 0)
         return;
     c->a->nclients--;
+    for (client **p = &c->a->clients; *p; p = &(*p)->next)
+        if (*p == c) {
+            *p = c->next;
+            break;
+        }
     free(c->reply.p);
     free(c);
 }
@@ -573,6 +582,18 @@ static void run_line(client *c, const char *line, size_t len)
         finish(c);
         return;
     }
+    /* One command at a time per message: two releases of one ID must never both read it as
+     * unreleased (the threadpool runs them in parallel), nor a delete pull the files from under a
+     * release. The lock is this loop's: only the main loop runs commands. */
+    if (c->cmd.verb != PC_ADMIN_LIST)
+        for (client *o = c->a->clients; o; o = o->next)
+            if (o != c && o->busy && o->cmd.verb != PC_ADMIN_LIST &&
+                !strcmp(o->cmd.id, c->cmd.id)) {
+                c->cmd.verb = 0; /* holds no lock */
+                fail(c, "busy", "another command is working on this message; try again");
+                finish(c);
+                return;
+            }
     c->work.data = c;
     if (uv_queue_work(c->a->loop, &c->work, work, after_work) < 0) {
         fail(c, "failed", "no threadpool");
@@ -669,6 +690,8 @@ static void on_connection(uv_stream_t *server, int status)
     c->pipe.data = c->timer.data = c;
     c->handles = 2;
     a->nclients++;
+    c->next = a->clients;
+    a->clients = c;
     if (uv_accept(server, (uv_stream_t *)&c->pipe) < 0) {
         client_close(c);
         return;

@@ -272,6 +272,33 @@ int pc_qstore_delete(const char *dir, const char *id)
     return fsync_dir(dir) < 0 ? -2 : 0;
 }
 
+int pc_qstore_read_head(const char *dir, const char *id, size_t max, char **out, size_t *len)
+{
+    char path[PATH_MAX];
+    if (!pc_qmeta_id_ok(id) || path_of(path, sizeof(path), dir, id, ".eml") < 0)
+        return -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -1;
+    char *p = malloc(max + 1);
+    size_t got = 0;
+    while (p && got < max) {
+        ssize_t r = read(fd, p + got, max - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (!p)
+        return -1;
+    p[got] = '\0';
+    *out = p;
+    *len = got;
+    return 0;
+}
+
 int pc_qstore_delete_message(const char *dir, const char *id)
 {
     char eml[PATH_MAX];

@@ -32,6 +32,8 @@ int pc_qstore_rewrite(const char *dir, const pc_qmeta *m, char *err, size_t errl
 /* ID.eml's bytes into a new buffer (*out, free()), at most max bytes. 0, -1 (absent), -2 (error or
  * larger than max). */
 int pc_qstore_read_message(const char *dir, const char *id, size_t max, char **out, size_t *len);
+/* The first bytes of ID.eml, at most max, into a new buffer (*out, free()). 0 or -1. */
+int pc_qstore_read_head(const char *dir, const char *id, size_t max, char **out, size_t *len);
 /* Removes ID.eml only (a message released to every recipient: its .meta stays, as the record of
  * who released it, until it expires), then fsyncs the directory. 0 or -1. */
 int pc_qstore_delete_message(const char *dir, const char *id);

@@ -310,6 +310,35 @@ class Quarantine(h.GatewayTest):
         self.assertEqual((rc, out), (0, "delivered: bob@example.test\n"), err)
         self.assertEqual(len([m for m in self.up.complete_messages() if tag.encode() in m.data]), 1)
 
+    @unittest.skipUnless(CTL and os.path.exists(CTL), "PORTCULLISCTL_BIN not set")
+    def test_one_command_at_a_time_per_message(self):
+        self.up = self.hostile("record")
+        gw = self.gateway(self.up.port, top={"plugins": [PLUGIN], "admin": {"socket": self.sock},
+                                             "quarantine": {"directory": self.qdir}},
+                          filters=[{"name": "testmark"}], upstream={"reply_timeout": "3s"})
+        tag = h.unique("busy")
+        qid = self.held(gw, tag)
+        self.up.mode = "slow"  # the release's upstream session hangs until reply_timeout
+        first = subprocess.Popen([CTL, "-s", self.sock, "quarantine", "release", qid],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            self.assertTrue(h.wait_for(lambda: "command=\"quarantine release" not in gw.log_text()
+                                       and self.up.wait_sessions(3, timeout=0.1), timeout=5))
+            rc, out, err = self.ctl("release", qid)
+            self.assertEqual(rc, 1, (out, err))
+            self.assertIn("busy", err)
+            self.assertEqual(self.ctl("delete", qid)[0], 1)
+            out1, err1 = first.communicate(timeout=30)
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait()
+        self.assertEqual(first.returncode, 1, err1)  # the upstream never answered: marked back
+        self.up.mode = "record"
+        rc, out, err = self.ctl("release", qid)
+        self.assertEqual((rc, out), (0, "delivered: alice@example.test\n"), err)
+        self.assertEqual(len([m for m in self.up.complete_messages() if tag.encode() in m.data]), 1)
+
     def admin_raw(self, data, timeout=5, want=None):
         """Sends data, reads until `want` lines (default: one per command line sent) or EOF."""
         if want is None:
