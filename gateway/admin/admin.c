@@ -180,11 +180,26 @@ static void fail(client *c, const char *code, const char *fmt, ...)
 /* ---- the commands' disk work (threadpool) -----------------------------------------------------
  */
 
+typedef struct list_item {
+    long long time;
+    out rec;
+} list_item;
+
 typedef struct list_ctx {
     client *c;
     size_t n;
     int truncated;
+    list_item *items; /* sorted by time before they are sent */
+    size_t cap;
 } list_ctx;
+
+static int by_time(const void *a, const void *b)
+{
+    const list_item *x = a, *y = b;
+    if (x->time != y->time)
+        return x->time < y->time ? -1 : 1;
+    return strcmp(x->rec.p ? x->rec.p : "", y->rec.p ? y->rec.p : "");
+}
 
 static int list_one(void *ud, const pc_qmeta *m)
 {
@@ -203,8 +218,20 @@ static int list_one(void *ud, const pc_qmeta *m)
         l->truncated = 1;
         return 1;
     }
-    out_message(&c->reply, m);
-    l->n++;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 64;
+        list_item *ni = realloc(l->items, nc * sizeof(*ni));
+        if (!ni) {
+            c->reply.failed = 1;
+            return 1;
+        }
+        l->items = ni;
+        l->cap = nc;
+    }
+    list_item *it = &l->items[l->n++];
+    *it = (list_item){.time = m->time};
+    out_message(&it->rec, m);
+    c->reply.failed |= it->rec.failed;
     return 0;
 }
 
@@ -376,11 +403,19 @@ static void work(uv_work_t *req)
     c->rc = 0;
     switch (c->cmd.verb) {
     case PC_ADMIN_LIST: {
-        list_ctx l = {c, 0, 0};
+        list_ctx l = {.c = c};
         if (pc_qstore_each(dir, list_one, &l) < 0)
             fail(c, "failed", "the quarantine directory cannot be read");
         else if (l.truncated)
             pc_log_notice(0, "event=admin command=list result=truncated records=%zu", l.n);
+        if (l.n)
+            qsort(l.items, l.n, sizeof(*l.items), by_time);
+        for (size_t i = 0; i < l.n; i++) {
+            out_put(&c->reply, l.items[i].rec.p ? l.items[i].rec.p : "", l.items[i].rec.len);
+            c->reply.records++;
+            free(l.items[i].rec.p);
+        }
+        free(l.items);
         break;
     }
     case PC_ADMIN_SHOW: do_show(c, dir); break;

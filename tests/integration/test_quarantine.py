@@ -339,6 +339,31 @@ class Quarantine(h.GatewayTest):
         self.assertEqual((rc, out), (0, "delivered: alice@example.test\n"), err)
         self.assertEqual(len([m for m in self.up.complete_messages() if tag.encode() in m.data]), 1)
 
+    @unittest.skipUnless(CTL and os.path.exists(CTL), "PORTCULLISCTL_BIN not set")
+    def test_list_is_by_time_and_skips_what_is_not_a_message(self):
+        os.makedirs(self.qdir)
+        now = int(time.time())
+        for n, age in ((3, 10), (1, 30), (2, 20)):
+            qid = "%032x" % n
+            with open(os.path.join(self.qdir, qid + ".meta"), "w") as f:
+                f.write("portcullis-quarantine 1\nid %s\ntime %d\nfrom a@b.test\nrcpt r%d@example.test\n"
+                        "action quarantine\nscore 0.00\nsize 3\n" % (qid, now - age, n))
+            with open(os.path.join(self.qdir, qid + ".eml"), "wb") as f:
+                f.write(b"x\r\n")
+        # Not listed: a corrupt .meta, a name that is not an ID, a .meta claiming another ID.
+        with open(os.path.join(self.qdir, "%032x.meta" % 7), "w") as f:
+            f.write("portcullis-quarantine 1\nid %032x\nrcpt x@y\ntime zz\n" % 7)
+        with open(os.path.join(self.qdir, "notanid.meta"), "w") as f:
+            f.write("portcullis-quarantine 1\nid %032x\nrcpt x@y\n" % 8)
+        with open(os.path.join(self.qdir, "%032x.meta" % 9), "w") as f:
+            f.write("portcullis-quarantine 1\nid %032x\nrcpt x@y\n" % 1)
+        self.start()
+        rc, out, err = self.ctl("list", json_out=True)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([m["id"] for m in json.loads(out)], ["%032x" % n for n in (1, 2, 3)])
+        rc, out, err = self.ctl("list", "--since", "25s", json_out=True)
+        self.assertEqual([m["id"] for m in json.loads(out)], ["%032x" % n for n in (2, 3)])
+
     def admin_raw(self, data, timeout=5, want=None):
         """Sends data, reads until `want` lines (default: one per command line sent) or EOF."""
         if want is None:
