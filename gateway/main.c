@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "admin/admin.h"
 #include "base/log.h"
 #include "builtin.h"
 #include "config/config.h"
@@ -24,6 +25,8 @@
 #include "net/addrtable.h"
 #include "net/conn.h"
 #include "net/tls.h"
+#include "quarantine/qstore.h"
+#include "quarantine/quarantine.h"
 #include "store/store.h"
 #include "worker.h"
 
@@ -286,6 +289,13 @@ int main(int argc, char **argv)
             }
         }
     }
+    /* The admin socket, before the drop: its group may be one the gateway's user is not in. */
+    pc_admin *admin = NULL;
+    if (cfg->quarantine.enabled &&
+        !(admin = pc_admin_start(loop, cfg, rt.upstream_tls, err, sizeof(err)))) {
+        fprintf(stderr, "portcullis: admin socket: %s\n", err);
+        return 1;
+    }
     if (drop_privileges(cfg) < 0)
         return 1;
     /* After the drop: the spool directory must be usable by the user the gateway runs as. */
@@ -304,6 +314,15 @@ int main(int argc, char **argv)
             pc_log_notice(0, "event=state backend=lmdb path=%s", cfg->state.path);
         else
             pc_log_notice(0, "event=state backend=redis address=%s", cfg->state.redis_address);
+    }
+    /* The quarantine's directory, after the drop too: its files belong to the gateway's user. */
+    if (cfg->quarantine.enabled) {
+        if (pc_qstore_setup(cfg->quarantine.directory, err, sizeof(err)) < 0) {
+            fprintf(stderr, "portcullis: quarantine: %s\n", err);
+            return 1;
+        }
+        pc_log_notice(0, "event=quarantine directory=%s max_age=%s admin=%s",
+                      cfg->quarantine.directory, cfg->quarantine.max_age_text, cfg->admin.socket);
     }
     for (unsigned w = 0; w < nworkers; w++)
         if (pc_worker_start(&workers[w]) < 0) {
@@ -328,7 +347,12 @@ int main(int argc, char **argv)
     }
     pc_log_notice(0, "event=started version=%s workers=%u", PC_VERSION, nworkers);
 
+    pc_quar_sweeper *sweeper =
+        cfg->quarantine.enabled ? pc_quar_sweeper_start(loop, &cfg->quarantine) : NULL;
     uv_run(loop, UV_RUN_DEFAULT);
+    pc_quar_sweeper_stop(sweeper);
+    pc_admin_stop(admin);
+    uv_run(loop, UV_RUN_NOWAIT); /* its close callbacks */
     for (unsigned w = 0; w < nworkers; w++)
         pc_worker_join(&workers[w]);
     pc_store_close(rt.store);

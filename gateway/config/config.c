@@ -318,6 +318,24 @@ static const section state_sec = {.finish = finish_state, .fields = (const field
     {KEY("redis", F_SECTION, NULL, 0), .sub = &redis_sec},
     END}};
 
+/* The quarantine: absent means none (451 as before); see finish_quarantine. */
+#define QU(f) offsetof(pc_quarantine_cfg, f)
+static int finish_quarantine(struct ctx *, void *, const pc_opt *, const pc_opt *, size_t);
+static const section quarantine_sec = {.finish = finish_quarantine, .fields = (const field[]){
+    {KEY("directory", F_STR, "/var/lib/portcullis/quarantine", QU(directory)), .flags = ABSPATH},
+    {KEY("max_age", F_STR, "30d", QU(max_age_text))},
+    END}};
+
+#define AD(f) offsetof(pc_admin_cfg, f)
+static int finish_admin(struct ctx *, void *, const pc_opt *, const pc_opt *, size_t);
+static const section admin_sec = {.finish = finish_admin, .fields = (const field[]){
+    {KEY("socket", F_STR, "/run/portcullis/admin.sock", AD(socket)), .flags = ABSPATH},
+    {KEY("mode", F_STR, "0660", AD(mode_text))},
+    {KEY("group", F_STR, NULL, AD(group))},
+    {KEY("max_clients", F_UINT, "16", AD(max_clients)), .min = 1, .max = 1024},
+    {KEY("timeout", F_DURATION, "30s", AD(timeout_ms))},
+    END}};
+
 static const section authres_sec = {.fields = (const field[]){
     {KEY("authserv_id", F_STR, NULL, G(authserv_id)), .flags = HOSTNAME},
     {KEY("remove_ids", F_STRLIST, NULL, G(authres_drop)), .flags = HOSTNAME},
@@ -337,6 +355,8 @@ static const section top_sec = {.finish = finish_top, .fields = (const field[]){
     {KEY("resolver", F_SECTION, NULL, G(resolver)), .sub = &resolver_sec},
     {KEY("authres", F_SECTION, NULL, 0), .sub = &authres_sec},
     {KEY("state", F_SECTION, NULL, G(state)), .sub = &state_sec},
+    {KEY("quarantine", F_SECTION, NULL, G(quarantine)), .sub = &quarantine_sec},
+    {KEY("admin", F_SECTION, NULL, G(admin)), .sub = &admin_sec},
     END}};
 /* clang-format on */
 
@@ -835,6 +855,47 @@ static int finish_state(struct ctx *c, void *base, const pc_opt *map, const pc_o
         return fail_key(c, "redis.address", at(r, "address", r),
                         "an IP:PORT, [IPV6]:PORT or a UNIX socket's absolute path");
     }
+    return 0;
+}
+
+/* max_age: a whole number with s, m, h or d (seconds without), up to 10 years. */
+static int finish_quarantine(struct ctx *c, void *base, const pc_opt *map, const pc_opt *where,
+                             size_t index)
+{
+    (void)index;
+    pc_quarantine_cfg *q = base;
+    q->enabled = map != NULL;
+    unsigned long long v, mul = 0;
+    const char *u;
+    if (pc_cfg_parse_u64(q->max_age_text, &v, &u) == 0) {
+        mul = !*u || !strcmp(u, "s") ? 1
+              : !strcmp(u, "m")      ? 60
+              : !strcmp(u, "h")      ? 3600
+              : !strcmp(u, "d")      ? 86400
+                                     : 0;
+    }
+    if (!mul || v == 0 || v > 3650ULL * 86400 / mul)
+        return fail_key(c, "max_age", at(map, "max_age", where),
+                        "expected an age such as 30d, 12h or 90s (at most 3650d)");
+    q->max_age_s = v * mul;
+    return 0;
+}
+
+/* mode: octal permission bits, at most 0777 (0660 by default: owner and group). */
+static int finish_admin(struct ctx *c, void *base, const pc_opt *map, const pc_opt *where,
+                        size_t index)
+{
+    (void)index;
+    pc_admin_cfg *a = base;
+    const char *p = a->mode_text;
+    unsigned m = 0;
+    size_t n = 0;
+    for (; p && *p >= '0' && *p <= '7' && n < 5; p++, n++)
+        m = m * 8 + (unsigned)(*p - '0');
+    if (!p || *p || n == 0 || n > 4 || m > 0777)
+        return fail_key(c, "mode", at(map, "mode", where),
+                        "expected octal permission bits such as 0660");
+    a->mode = m;
     return 0;
 }
 

@@ -161,6 +161,25 @@ typedef struct pc_state_cfg {
     unsigned max_pending;  /* operations pending per worker */
 } pc_state_cfg;
 
+/* The quarantine (gateway/quarantine/): the `quarantine:` section. Absent: a quarantine verdict
+ * is answered 451 4.7.1 as before (nothing is kept). */
+typedef struct pc_quarantine_cfg {
+    int enabled;                  /* the section is present */
+    char *directory;              /* the files; default /var/lib/portcullis/quarantine */
+    char *max_age_text;           /* as written ("30d") */
+    unsigned long long max_age_s; /* expiry; default 30 days */
+} pc_quarantine_cfg;
+
+/* The admin socket (gateway/admin/): the `admin:` section; opened when the quarantine is on. */
+typedef struct pc_admin_cfg {
+    char *socket;         /* default /run/portcullis/admin.sock */
+    char *mode_text;      /* octal, default "0660" */
+    unsigned mode;        /* parsed */
+    char *group;          /* chgrp the socket to; NULL = the gateway's group */
+    unsigned max_clients; /* at once; default 16 */
+    unsigned timeout_ms;  /* per request line; default 30 s */
+} pc_admin_cfg;
+
 typedef struct pc_config {
     char *file;       /* NULL in one-line mode */
     unsigned workers; /* 0 in the file = auto = number of cores */
@@ -180,6 +199,8 @@ typedef struct pc_config {
     size_t nlisteners;
     pc_resolver_cfg resolver;
     pc_state_cfg state;
+    pc_quarantine_cfg quarantine;
+    pc_admin_cfg admin;
     char *authserv_id;       /* authres.authserv_id; NULL = each listener's host name */
     pc_strlist authres_drop; /* authres.remove_ids: the site's other ids, removed from incoming */
     pc_opt *opt_root;        /* owns every pc_opt node referenced above */

@@ -38,6 +38,7 @@ typedef struct pc_listener_rt {
     SSL_CTX *server_tls;   /* NULL when tls.mode is none */
     SSL_CTX *upstream_tls; /* NULL when the upstream's tls is none */
     const pc_chain *chain;
+    const pc_quarantine_cfg *quarantine; /* NULL: no quarantine (a hold is answered 451) */
     void **fstate; /* the chain's per-worker filter states on this loop (pc_chain_worker_init) */
     pc_upstream up;
     uv_loop_t *loop;

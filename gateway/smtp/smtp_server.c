@@ -25,6 +25,8 @@
 #include "net/addrtable.h"
 #include "parse/proxy.h"
 #include "parse/sanitize.h"
+#include "quarantine/qmeta.h"
+#include "quarantine/quarantine.h"
 #include "smtp/smtp_client.h"
 #include "smtp/smtp_data.h"
 #include "smtp/smtp_parse.h"
@@ -126,8 +128,82 @@ static void hand_over(sess *s)
     ss_send_message(s);
 }
 
+/* The quarantine has the message on disk (or could not store it). */
+static void quarantined(void *ud, int rc, const char *id, const char *err)
+{
+    sess *s = ud;
+    s->quar = NULL;
+    s->wait = W_NONE;
+    char detail[400];
+    if (rc == 0) {
+        /* Only now, with both files and the directory fsync'd, may the client hear 250. */
+        ss_reply(s, "250 2.0.0 Quarantined as %s", id);
+        snprintf(detail, sizeof(detail), "action=quarantine id=%s", id);
+        s->messages++;
+        ss_log_message(s, PC_LOG_NOTICE, "quarantined", detail, pc_message_size(s->txn.msg));
+    } else {
+        ss_reply(s, "451 4.3.0 Local error in processing, try again later");
+        char e[256];
+        pc_sanitize(e, sizeof(e), err, strlen(err), 0);
+        snprintf(detail, sizeof(detail), "action=quarantine error=\"%s\"", e);
+        ss_log_message(s, PC_LOG_ERR, "quarantine-failed", detail, pc_message_size(s->txn.msg));
+    }
+    ss_txn_reset(s);
+    s->step = ST_NONE;
+    ss_resume(s);
+}
+
+/* The envelope, the verdict and what the filters found, for the quarantine's metadata file. */
+static int fill_meta(sess *s, const pc_decision *d, pc_qmeta *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->time = (long long)time(NULL);
+    snprintf(m->listener, sizeof(m->listener), "%s", s->base.cfg->name);
+    snprintf(m->client, sizeof(m->client), "%s", s->base.client_ip);
+    snprintf(m->helo, sizeof(m->helo), "%s", s->helo);
+    snprintf(m->from, sizeof(m->from), "%s", s->txn.sender);
+    snprintf(m->action, sizeof(m->action), "%s", pc_action_name(d->action));
+    m->score = s->base.results.score;
+    size_t k = 0;
+    for (size_t i = 0; i < s->base.results.nsymbols && k + 2 < sizeof(m->symbols); i++) {
+        int w = snprintf(m->symbols + k, sizeof(m->symbols) - k, "%s%s", i ? "," : "",
+                         s->base.results.symbols[i]);
+        if (w < 0 || (size_t)w >= sizeof(m->symbols) - k) {
+            m->symbols[k] = '\0';
+            break;
+        }
+        k += (size_t)w;
+    }
+    snprintf(m->reason, sizeof(m->reason), "%s", pc_decision_reason(d, ""));
+    m->size = pc_message_size(s->txn.msg);
+    for (size_t i = 0; i < s->txn.naccepted; i++)
+        if (pc_qmeta_add_rcpt(m, s->txn.accepted[i]) < 0)
+            return -1;
+    return m->nrcpts ? 0 : -1;
+}
+
+/* A held message with a quarantine configured: stored on disk, then 250 with its ID (never before
+ * the files are durable); the upstream, which has the envelope, never gets DATA (its transaction
+ * is reset before the next MAIL, as after any refusal). */
+static void quarantine_message(sess *s, const pc_decision *d)
+{
+    pc_qmeta m;
+    if (fill_meta(s, d, &m) < 0 || !(s->quar = pc_quar_hold(s->base.l->loop, s->base.l->quarantine,
+                                                            s->txn.msg, &m, quarantined, s))) {
+        pc_qmeta_free(&m);
+        quarantined(s, -1, "", "out of memory");
+        return;
+    }
+    s->wait = W_QUARANTINE;
+    pc_conn_set_timeout(s->base.c, 0);
+}
+
 static int refused_at_message(sess *s, const pc_decision *d)
 {
+    if (d->outcome == PC_OUTCOME_HOLD && s->base.l->quarantine) {
+        quarantine_message(s, d);
+        return 1;
+    }
     if (!ss_verdict_stops(s, d, PC_SMTP_AT_MESSAGE))
         return 0;
     char detail[64];
@@ -143,17 +219,25 @@ static int refused_at_message(sess *s, const pc_decision *d)
     return 1;
 }
 
-static void message_after_filters(sess *s, const pc_decision *d)
+static void write_report(sess *s)
 {
-    if (refused_at_message(s, d))
-        return;
-    /* What the filters found, written into the message before it goes on (a listener without
-     * filters has nothing to report: no header is read or written for it). */
     pc_report_cfg rc = {.authserv_id = s->base.cfg->authserv_id,
                         .drop = s->base.cfg->authres_drop,
                         .scores = &s->base.cfg->scores};
     if (s->base.l->chain_hooks && pc_report_write(s->txn.msg, &s->base.results, &rc) < 0)
         pc_log_err(s->base.sid, "event=nomem where=report-headers");
+}
+
+static void message_after_filters(sess *s, const pc_decision *d)
+{
+    /* A quarantined message is kept as it would have been delivered: with the report. */
+    if (d->outcome == PC_OUTCOME_HOLD && s->base.l->quarantine)
+        write_report(s);
+    if (refused_at_message(s, d))
+        return;
+    /* What the filters found, written into the message before it goes on (a listener without
+     * filters has nothing to report: no header is read or written for it). */
+    write_report(s);
     /* Then the last steps over the message as it will be sent (a signature, a seal). */
     if (pc_session_hook_used(&s->base, PC_HOOK_DELIVER)) {
         ss_run_hook(s, PC_HOOK_DELIVER, ST_DELIVER);

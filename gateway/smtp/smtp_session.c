@@ -12,6 +12,7 @@
 #include "base/log.h"
 #include "net/addrtable.h"
 #include "parse/sanitize.h"
+#include "quarantine/quarantine.h"
 
 static void upstream_ready(void *ud, pc_smtpc_status st, const pc_smtp_reply *r);
 
@@ -471,6 +472,11 @@ void ss_close_session(sess *s)
         return;
     s->phase = PH_CLOSING;
     pc_session_hook_abort(&s->base);
+    if (s->quar) {
+        /* The files may still be written: the client never heard 250, so it will send again. */
+        pc_quar_detach(s->quar);
+        s->quar = NULL;
+    }
     release_upstream(s);
     ss_txn_reset(s);
     pc_session_close_hook(&s->base);

@@ -39,6 +39,7 @@ enum wait {
     W_NONE,
     W_CHAIN,
     W_UPSTREAM,
+    W_QUARANTINE, /* the held message is being written to the quarantine (threadpool) */
 };
 
 /* What to do when the current asynchronous step finishes. */
@@ -91,6 +92,7 @@ struct sess {
     const ss_ops *ops;
 
     /* asynchronous work */
+    struct pc_quar_job *quar; /* the message being quarantined, or NULL */
     pc_smtpc *up;
     int up_opening;
     int up_txn;     /* the upstream accepted a MAIL whose transaction is not finished */

@@ -84,6 +84,11 @@ void pc_store_set_current(pc_store *s)
     current = s;
 }
 
+pc_store *pc_store_current(void)
+{
+    return current;
+}
+
 pc_store *pc_filter_store(pc_filter_ctx *ctx)
 {
     return ctx ? current : NULL; /* filters run on their session's loop thread */

@@ -109,3 +109,12 @@ target_link_libraries(fuzz_archive_names PRIVATE PkgConfig::ARCHIVE)
 pc_fuzz_target(archive_bytes 10 ${CMAKE_SOURCE_DIR}/filters/rules/archive_names.c)
 target_include_directories(fuzz_archive_bytes PRIVATE ${CMAKE_SOURCE_DIR}/filters/rules)
 target_link_libraries(fuzz_archive_bytes PRIVATE PkgConfig::ARCHIVE)
+# The quarantine's metadata files (gateway/quarantine/qmeta.c), read back by list, release and expiry.
+pc_fuzz_target(qmeta 10 ${CMAKE_SOURCE_DIR}/gateway/quarantine/qmeta.c
+  ${CMAKE_SOURCE_DIR}/gateway/parse/sanitize.c)
+# The admin socket's request lines (gateway/admin/admin_cmd.c): whoever may connect sends them.
+pc_fuzz_target(admin_cmd 10 ${CMAKE_SOURCE_DIR}/gateway/admin/admin_cmd.c
+  ${CMAKE_SOURCE_DIR}/gateway/quarantine/qmeta.c ${CMAKE_SOURCE_DIR}/gateway/parse/sanitize.c)
+# portcullisctl's reader of the admin socket's replies (tools/ctl_reply.c).
+pc_fuzz_target(ctl_reply 10 ${CMAKE_SOURCE_DIR}/tools/ctl_reply.c)
+target_include_directories(fuzz_ctl_reply PRIVATE ${CMAKE_SOURCE_DIR}/tools)

@@ -20,9 +20,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PAGES = sorted(glob.glob(os.path.join(REPO, "docs", "*.md"))) + [
     os.path.join(REPO, "filters", "README.md"), os.path.join(REPO, "README.md")]
 TOP_KEYS = {"workers", "user", "group", "log", "max_connections", "spool", "shutdown_timeout",
-            "threadpool_size", "plugins", "listeners"}
+            "threadpool_size", "plugins", "listeners", "quarantine", "admin"}
 LISTENER_SECTIONS = ["smtp", "mailbox", "tls", "upstream", "limits", "timeouts", "proxy_protocol"]
-TOP_SECTIONS = ["log", "spool"]
+TOP_SECTIONS = ["log", "spool", "quarantine", "admin"]
 
 
 def yaml_blocks(text):

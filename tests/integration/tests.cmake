@@ -32,13 +32,14 @@ if(TARGET portcullis)
     test_arc
     test_state
     test_state_filters
+    test_quarantine
   )
   foreach(module IN LISTS PC_INTEGRATION_MODULES)
     add_test(NAME integration.${module}
              COMMAND ${Python3_EXECUTABLE} -m unittest -v ${module}
              WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/integration)
     set_tests_properties(integration.${module} PROPERTIES
-      ENVIRONMENT "PORTCULLIS_BIN=$<TARGET_FILE:portcullis>;PORTCULLIS_TEST_PLUGIN=$<TARGET_FILE:pc_testmark>;PORTCULLIS_TEST_EXAMPLE=$<TARGET_FILE:pc_example>;PORTCULLIS_STORE_CHECK=$<TARGET_FILE:store_check>"
+      ENVIRONMENT "PORTCULLIS_BIN=$<TARGET_FILE:portcullis>;PORTCULLISCTL_BIN=$<TARGET_FILE:portcullisctl>;PORTCULLIS_TEST_PLUGIN=$<TARGET_FILE:pc_testmark>;PORTCULLIS_TEST_EXAMPLE=$<TARGET_FILE:pc_example>;PORTCULLIS_STORE_CHECK=$<TARGET_FILE:store_check>"
       LABELS integration
       TIMEOUT 600
       RUN_SERIAL TRUE)
