@@ -241,9 +241,12 @@ static int run_one(lshared *sh, MDB_txn *t, pc_store_req *r)
 /* Runs a batch in one transaction; a full map is doubled and the batch run again. */
 static void run_batch(lshared *sh, pc_store_req *batch)
 {
+    int reads_only = 1; /* a batch of reads needs no write transaction (nothing to commit) */
+    for (pc_store_req *r = batch; r && reads_only; r = r->next)
+        reads_only = r->op == PC_OP_GET;
     for (int attempt = 0; attempt < 8; attempt++) {
         MDB_txn *t;
-        int rc = mdb_txn_begin(sh->env, NULL, 0, &t);
+        int rc = mdb_txn_begin(sh->env, NULL, reads_only ? MDB_RDONLY : 0, &t);
         for (pc_store_req *r = batch; rc == 0 && r; r = r->next)
             rc = run_one(sh, t, r);
         if (rc == 0) {
