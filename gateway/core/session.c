@@ -12,6 +12,7 @@
 
 #include "base/log.h"
 #include "net/addrtable.h"
+#include "store/store.h"
 
 void *pc_session_new(size_t size, const pc_session_proto *proto, pc_listener_rt *l, pc_conn *conn,
                      const struct sockaddr_storage *client)
@@ -112,6 +113,47 @@ void pc_session_tls_failed(pc_session *b)
 }
 
 /* ---- filter hooks ---------------------------------------------------------------------------- */
+
+typedef struct authfail {
+    struct sockaddr_storage client;
+} authfail;
+
+static void authfail_counted(void *arg, const pc_store_reply *r)
+{
+    authfail *a = arg;
+    if (r->status == PC_STORE_OK && r->n > 0)
+        pc_addr_raise((const struct sockaddr *)&a->client, PC_CNT_AUTHFAIL, 60,
+                      r->n > 65535 ? 65535u : (unsigned)r->n);
+    free(a);
+}
+
+static void authfail_store(pc_session *b, unsigned by)
+{
+    pc_store *st = pc_store_current();
+    authfail *a = st ? malloc(sizeof(*a)) : NULL;
+    if (!a)
+        return;
+    a->client = b->sv.client;
+    char key[80];
+    const char *parts[] = {b->client_ip};
+    if (!pc_store_hash_key(key, sizeof(key), "af:", parts, 1) ||
+        !pc_store_window(st, key, 60, by, authfail_counted, a))
+        free(a); /* the store is busy or down: this process's count stands alone */
+}
+
+void pc_session_auth_failed(pc_session *b)
+{
+    pc_addr_event((struct sockaddr *)&b->sv.client, PC_CNT_AUTHFAIL, 60);
+    authfail_store(b, 1);
+}
+
+void pc_session_auth_fetch(pc_session *b)
+{
+    if (b->auth_fetched)
+        return;
+    b->auth_fetched = 1;
+    authfail_store(b, 0);
+}
 
 int pc_session_hook_used(const pc_session *b, pc_hook hook)
 {

@@ -47,6 +47,7 @@ typedef struct pc_session {
     char client_ip[INET6_ADDRSTRLEN];
     int tls;               /* the client connection is encrypted (also sv.tls) */
     unsigned conn_counted; /* the listener counted this address: given back at the end */
+    int auth_fetched;      /* pc_session_auth_fetch asked the store already */
 } pc_session;
 
 /* Takes over an accepted connection: allocates size bytes (a protocol session whose first member
@@ -87,6 +88,14 @@ void pc_session_tls_failed(pc_session *b);
 
 /* 1 when a filter of the listener runs at hook. */
 int pc_session_hook_used(const pc_session *b, pc_hook hook);
+/* A failed login from the session's client: counted per address in this process, and, with a
+ * state store, in the store too, whose count (what every gateway sharing it saw in the last
+ * minute) raises this process's when it answers. The per-address limits read this process's. */
+void pc_session_auth_failed(pc_session *b);
+/* Once per session, where a login may come (SMTP when AUTH is offered, POP3 and IMAP at the
+ * start): asks the store what the client's address failed in the last minute on every gateway,
+ * and raises this process's count to it when the answer comes. */
+void pc_session_auth_fetch(pc_session *b);
 /* Runs hook over the listener's chain with the session's view. done (ud: the session) gets the
  * verdict exactly once, possibly before this returns, and sets b->run to NULL; until then b->run
  * holds the run. */

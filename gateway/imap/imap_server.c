@@ -392,6 +392,7 @@ static void connect_done(void *ud, const pc_verdict *v)
 static void start_connect(isess *s)
 {
     s->phase = IP_CONNECT;
+    pc_session_auth_fetch(&s->base); /* what other gateways saw this address fail */
     if (!pc_session_connect_hook(&s->base, 0, connect_done))
         greet(s);
 }

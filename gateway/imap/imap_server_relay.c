@@ -319,7 +319,7 @@ static void login_result(isess *s, const char *p, size_t n, const pc_imap_resp_h
     }
     pc_log_notice(s->base.sid, "event=login client=%s user=%s result=failed", s->base.client_ip,
                   s->user);
-    pc_addr_event((struct sockaddr *)&s->base.sv.client, PC_CNT_AUTHFAIL, 60);
+    pc_session_auth_failed(&s->base);
     s->user[0] = '\0';
     drop_upstream(s);
     s->phase = IP_PRE;

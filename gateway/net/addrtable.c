@@ -231,6 +231,26 @@ unsigned pc_addr_event(const struct sockaddr *sa, pc_counter which, unsigned win
     return r;
 }
 
+void pc_addr_raise(const struct sockaddr *sa, pc_counter which, unsigned window_s, unsigned n)
+{
+    unsigned char key[16];
+    if ((unsigned)which >= PC_CNT__MAX || make_key(sa, key) < 0)
+        return;
+    pthread_mutex_lock(&mu);
+    uint32_t now = now_s();
+    slot *s = find(key, 1, now);
+    if (s) {
+        advance(s, which, now);
+        unsigned have = window_sum(s, which, window_s, now);
+        if (have < n) {
+            unsigned add = n - have, cur = s->b[which][now % NBUCKETS];
+            s->b[which][now % NBUCKETS] =
+                (uint16_t)(cur + add > UINT16_MAX ? UINT16_MAX : cur + add);
+        }
+    }
+    pthread_mutex_unlock(&mu);
+}
+
 unsigned pc_addr_count(const struct sockaddr *sa, pc_counter which, unsigned window_s)
 {
     unsigned char key[16];

@@ -24,6 +24,9 @@ void pc_addr_conn_dec(const struct sockaddr *sa);
 /* Events in a sliding window of window_s seconds: records one and returns how many are in the
  * window now, this one included. */
 unsigned pc_addr_event(const struct sockaddr *sa, pc_counter which, unsigned window_s);
+/* Raises the count in the window to at least n (what other gateways saw, from the state store),
+ * as events of this second. */
+void pc_addr_raise(const struct sockaddr *sa, pc_counter which, unsigned window_s, unsigned n);
 /* Count in the window without recording. */
 unsigned pc_addr_count(const struct sockaddr *sa, pc_counter which, unsigned window_s);
 

@@ -65,7 +65,7 @@ static void login_failed(p3sess *s)
     s->up = NULL;
     s->busy = 0;
     s->auth_failures++;
-    pc_addr_event((struct sockaddr *)&s->base.sv.client, PC_CNT_AUTHFAIL, 60);
+    pc_session_auth_failed(&s->base);
     pc_log_notice(s->base.sid, "event=auth result=failed user=%s client=%s failures=%u", u,
                   s->base.client_ip, s->auth_failures);
     explicit_bzero(s->user, sizeof(s->user));
@@ -603,6 +603,7 @@ static void connect_done(void *ud, const pc_verdict *v)
 static void start_session(p3sess *s)
 {
     s->phase = P3_CONNECT;
+    pc_session_auth_fetch(&s->base); /* what other gateways saw this address fail */
     if (!pc_session_connect_hook(&s->base, s->prelogin_ms, connect_done))
         greet(s);
 }

@@ -74,7 +74,7 @@ void ss_auth_done(sess *s, const pc_smtp_reply *r)
         ss_relay_reply(s, r);
         s->user[0] = '\0';
         s->auth_failures++;
-        pc_addr_event((struct sockaddr *)&s->base.sv.client, PC_CNT_AUTHFAIL, 60);
+        pc_session_auth_failed(&s->base);
         pc_log_notice(s->base.sid, "event=auth result=failed client=%s failures=%u",
                       s->base.client_ip, s->auth_failures);
         if (s->auth_failures >= s->base.cfg->limits.auth_failures) {
@@ -192,8 +192,10 @@ static void helo_proceed(sess *s, const pc_decision *d)
         ss_reply(s, "250-DSN");
     if (s->base.cfg->tls.mode == PC_TLS_STARTTLS && !s->base.tls && s->base.l->server_tls)
         ss_reply(s, "250-STARTTLS");
-    if (auth_offered(s) && !s->authed)
+    if (auth_offered(s) && !s->authed) {
         ss_reply(s, "250-AUTH %s", s->base.l->up.caps.auth);
+        pc_session_auth_fetch(&s->base); /* what other gateways saw this address fail */
+    }
     ss_reply(s, "250 ENHANCEDSTATUSCODES");
 }
 

@@ -21,6 +21,7 @@ pc_store *pc_store_worker_new(pc_store_shared *sh, uv_loop_t *loop, char *err, s
 void pc_store_worker_free(pc_store *s);
 /* What pc_filter_store() answers on this thread. */
 void pc_store_set_current(pc_store *s);
+
 /* This thread's handle (the quarantine's index), or NULL. */
 pc_store *pc_store_current(void);
 

@@ -207,6 +207,34 @@ class SmtpAuth(h.GatewayTest):
         self.assertGatewayServes(gw, source=CLIENT)
         self.assertNoSecrets(gw, WRONG)
 
+    @unittest.skipUnless(h.have_tool("redis-server"), "redis-server not installed")
+    def test_failures_per_address_shared_through_the_state_store(self):
+        # Two gateways with one Redis: failed logins on the first count on the second, whose own
+        # sessions from that address have never failed.
+        redis = h.Redis(self.tmp, name="redis-auth").start()
+        self.addCleanup(redis.stop)
+        top = {"state": {"backend": "redis", "redis": {"address": redis.address}}}
+        gws = []
+        for _ in range(2):
+            gw = self.gateway(self.pf.port, tls="starttls", top=top)
+            h.wait_until(lambda: "event=upstream-probe" in gw.log_text(), timeout=15, what="upstream probe")
+            gws.append(gw)
+        a, b = gws
+        for _ in range(3):  # 3 sessions of 3 failures: the per-address limit (3 x auth_failures)
+            c = self.tls_client(a)
+            for _ in range(3):
+                self.assertCode(c.cmd("AUTH PLAIN " + plain("alice", WRONG)), 535)
+            c.close()
+        c = self.tls_client(a)
+        self.assertCode(c.cmd("AUTH PLAIN " + plain("alice", self.password)), 454)
+        c.close()
+        c = self.tls_client(b)
+        r = c.cmd("AUTH PLAIN " + plain("alice", self.password))
+        c.close()
+        self.assertCode(r, 454)
+        self.assertIn("Too many failed authentications from your address", r.text)
+        self.assertNotIn("event=auth result=failed", b.log_text())  # none failed on this one
+
     def test_login_cancel_then_session_usable(self):
         gw = self.auth_gateway()
         c = self.tls_client(gw)
