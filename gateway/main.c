@@ -24,6 +24,8 @@
 #include "net/addrtable.h"
 #include "net/conn.h"
 #include "net/tls.h"
+#include "policies/policy.h"
+#include "policy_cmd.h"
 #include "store/store.h"
 #include "worker.h"
 
@@ -34,6 +36,8 @@ static void usage(FILE *f)
     fprintf(
         f, "usage: portcullis -c FILE          run with a configuration file\n"
            "       portcullis -t -c FILE       check the configuration and exit\n"
+           "       portcullis policy explain --listener L --from F --rcpt R --ip I [--user U]\n"
+           "                  [-c FILE]      the policy that applies to one case, and why\n"
            "       portcullis --listen URL --upstream URL [--cert F --key F] [options]\n"
            "                                   one-line mode (see portcullis(8), "
            "docs/configuration.md)\n"
@@ -196,6 +200,8 @@ int main(int argc, char **argv)
     const char *file = NULL;
     int test_only = 0;
     int i = 1;
+    if (argc > 1 && strcmp(argv[1], "policy") == 0)
+        return pc_policy_command(argc - 1, argv + 1);
     for (; i < argc; i++) {
         if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
             file = argv[++i];
@@ -235,6 +241,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "portcullis: %s\n", err);
         return 1;
     }
+    err[0] = '\0';
+    if (cfg->policies_dir && !(rt.policies = pc_policies_open(cfg, err, sizeof(err)))) {
+        fprintf(stderr, "portcullis: %s\n", err);
+        return 1;
+    }
+    if (rt.policies)
+        say(test_only, PC_LOG_NOTICE, "policies=%zu from %s", pc_policy_count(rt.policies),
+            cfg->policies_dir);
     report_config(cfg, test_only);
     if (test_only) {
         printf("portcullis: configuration %s is valid\n", file ? file : "(command line)");

@@ -177,6 +177,7 @@ int pc_worker_start(pc_worker *w)
             SSL_CTX_up_ref(l->server_tls);
         l->upstream_tls = w->rt->upstream_tls[i];
         l->chain = w->rt->chains[i];
+        l->policies = w->rt->policies;
         l->chain_hooks = l->chain ? pc_chain_hooks(l->chain) : 0;
         l->spool_threshold = cfg->spool_memory_threshold;
         l->up.cfg = &l->cfg->upstream;

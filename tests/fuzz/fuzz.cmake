@@ -109,3 +109,10 @@ target_link_libraries(fuzz_archive_names PRIVATE PkgConfig::ARCHIVE)
 pc_fuzz_target(archive_bytes 10 ${CMAKE_SOURCE_DIR}/filters/rules/archive_names.c)
 target_include_directories(fuzz_archive_bytes PRIVATE ${CMAKE_SOURCE_DIR}/filters/rules)
 target_link_libraries(fuzz_archive_bytes PRIVATE PkgConfig::ARCHIVE)
+# Policy files (policies/): loading, the equal-priority check, matching and explain.
+pc_fuzz_target(policy 20 ${CMAKE_SOURCE_DIR}/policies/policy.c
+  ${CMAKE_SOURCE_DIR}/gateway/config/config.c ${CMAKE_SOURCE_DIR}/gateway/config/tree.c
+  ${CMAKE_SOURCE_DIR}/gateway/config/values.c ${CMAKE_SOURCE_DIR}/gateway/config/cli.c
+  ${CMAKE_SOURCE_DIR}/gateway/config/options.c)
+target_link_libraries(fuzz_policy PRIVATE PkgConfig::YAML m)
+target_include_directories(fuzz_policy PRIVATE ${CMAKE_SOURCE_DIR})
