@@ -149,9 +149,12 @@ static void message_after_filters(sess *s, const pc_decision *d)
         return;
     /* What the filters found, written into the message before it goes on (a listener without
      * filters has nothing to report: no header is read or written for it). */
+    /* The thresholds are the transaction's policy's; none when its allow list let it through. */
     pc_report_cfg rc = {.authserv_id = s->base.cfg->authserv_id,
                         .drop = s->base.cfg->authres_drop,
-                        .scores = &s->base.cfg->scores};
+                        .scores = s->base.sv.scores_skip ? NULL
+                                  : s->base.sv.scores    ? s->base.sv.scores
+                                                         : &s->base.cfg->scores};
     if (s->base.l->chain_hooks && pc_report_write(s->txn.msg, &s->base.results, &rc) < 0)
         pc_log_err(s->base.sid, "event=nomem where=report-headers");
     /* Then the last steps over the message as it will be sent (a signature, a seal). */

@@ -30,6 +30,9 @@ POLICIES = """\
 - name: small
   match: { recipient: [small.test] }
   message_size: 2K
+- name: tagged
+  match: { recipient: [tagged.test] }
+  scores: { tag: 1 }
 - name: lan
   match: { recipient: [lan.test] }
   scores: { reject: 1 }
@@ -52,7 +55,8 @@ class Policies(h.GatewayTest):
         d = self.policy_dir(h.unique("pol"), {"10-test.yaml": policies})
         return self.gateway(self.up.port, top={"plugins": [PLUGIN], "policies": d},
                             scores={"tag": 10},
-                            accepted_domains=["lax.test", "strict.test", "small.test", "lan.test"],
+                            accepted_domains=["lax.test", "strict.test", "small.test", "lan.test",
+                                              "tagged.test"],
                             filters=[{"name": "testmark", "timeout": "5s"}])
 
     def delivered(self, tag):
@@ -95,6 +99,12 @@ class Policies(h.GatewayTest):
         self.assertEnhanced(reps[-1], "5.7.1")
         self.assertEqual(self.delivered(strict), [])
         self.assertIn("event=policy policy=strict allowed=no tag=10 quarantine=0 reject=1", gw.log_text())
+        tagged = h.unique("tagged")
+        reps, ok = h.attempt(gw.port, "s@client.test", ["a@tagged.test"], h.simple_message(subject=tagged))
+        self.assertTrue(ok, reps)
+        head = self.delivered(tagged)[0].data.split(b"\r\n\r\n", 1)[0]
+        self.assertIn(b"X-Spam-Status: Yes, score=1.50 required=1.00", head)
+        self.assertIn(b"X-Spam-Flag: YES", head)
 
     def test_deny_senders_refused_at_rcpt(self):
         gw = self.start()
@@ -116,6 +126,9 @@ class Policies(h.GatewayTest):
         reps, ok = h.attempt(gw.port, "friend@client.test", ["a@strict.test"], h.simple_message(subject=tag))
         self.assertTrue(ok, reps)
         self.assertEqual(len(self.delivered(tag)), 1)
+        head = self.delivered(tag)[0].data.split(b"\r\n\r\n", 1)[0]
+        self.assertIn(b"X-Spam-Status: No, score=1.50", head)  # not flagged: no thresholds
+        self.assertNotIn(b"X-Spam-Flag", head)
         # allow.networks: the test client is 127.0.0.1
         tag = h.unique("lan")
         reps, ok = h.attempt(gw.port, "s@client.test", ["a@lan.test"], h.simple_message(subject=tag))
@@ -173,7 +186,7 @@ class Policies(h.GatewayTest):
         path, d = self.config_with({"10-a.yaml": POLICIES})
         out = h.run_portcullis(["-t", "-c", path])
         self.assertEqual(out.returncode, 0, out.stderr)
-        self.assertIn("policies=5 from %s" % d, out.stderr)
+        self.assertIn("policies=6 from %s" % d, out.stderr)
 
     def test_explain(self):
         path, d = self.config_with({"10-a.yaml": POLICIES})
@@ -182,7 +195,7 @@ class Policies(h.GatewayTest):
         self.assertEqual(out.returncode, 0, out.stderr)
         f = "%s/10-a.yaml" % d
         self.assertIn("case: listener=mx direction=inbound from=<friend@client.test>", out.stdout)
-        self.assertIn("policy: strict-friends (%s:8)\n" % f, out.stdout)
+        self.assertIn("policy: strict-friends (%s:8)\n" % f, out.stdout)  # lines of POLICIES
         self.assertIn("  scores.reject: 1 (%s:10)\n" % f, out.stdout)
         self.assertIn("  allow.senders: friend@client.test (%s:11)\n" % f, out.stdout)
         self.assertIn("  scores.tag: (not set: the listener's)\n", out.stdout)
