@@ -100,6 +100,30 @@ static void report_config(const pc_config *cfg, int test_only)
     }
 }
 
+/* Policies that are valid but cannot do what they say: one for a mailbox listener (policies are
+ * SMTP's), a message_size above the listener's own limit (which stays the most anyone may send). */
+static void report_policies(const pc_config *cfg, const pc_policy_set *set, int test_only)
+{
+    for (size_t i = 0; i < pc_policy_count(set); i++) {
+        const pc_policy *p = pc_policy_at(set, i);
+        for (size_t l = 0; l < cfg->nlisteners; l++) {
+            const pc_listener_cfg *lc = &cfg->listeners[l];
+            if (p->listener && strcmp(p->listener, lc->name))
+                continue;
+            if (lc->proto != PC_PROTO_SMTP && p->listener)
+                say(test_only, PC_LOG_WARN,
+                    "policy=%s (%s:%d) listener=%s: policies apply to SMTP listeners only", p->name,
+                    p->at->file, p->at->line, lc->name);
+            else if (lc->proto == PC_PROTO_SMTP && p->message_size > lc->limits.message_size)
+                say(test_only, PC_LOG_WARN,
+                    "policy=%s (%s:%d) message_size=%zu is above listener=%s "
+                    "limits.message_size=%zu, which applies",
+                    p->name, p->at->file, p->at->line, p->message_size, lc->name,
+                    lc->limits.message_size);
+        }
+    }
+}
+
 static pc_runtime rt;
 static pc_worker *workers;
 static unsigned nworkers;
@@ -246,9 +270,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "portcullis: %s\n", err);
         return 1;
     }
-    if (rt.policies)
+    if (rt.policies) {
         say(test_only, PC_LOG_NOTICE, "policies=%zu from %s", pc_policy_count(rt.policies),
             cfg->policies_dir);
+        report_policies(cfg, rt.policies, test_only);
+    }
     report_config(cfg, test_only);
     if (test_only) {
         printf("portcullis: configuration %s is valid\n", file ? file : "(command line)");

@@ -183,9 +183,25 @@ class Policies(h.GatewayTest):
         path, d = self.config_with({"10-a.yaml": "- name: a\n  match: { listener: nosuch }\n"})
         out = h.run_portcullis(["-t", "-c", path])
         self.assertIn("10-a.yaml:2: policy a: match.listener: no listener is named nosuch", out.stderr)
+        path, d = self.config_with({"10-a.yaml": "- name: big\n  message_size: 20M\n"})
+        out = h.run_portcullis(["-t", "-c", path])
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("warning: policy=big (%s/10-a.yaml:1) message_size=20971520 is above listener=mx "
+                      "limits.message_size=10485760, which applies" % d, out.stderr)
+        d = self.policy_dir(h.unique("pol"), {"10-a.yaml": "- name: box\n  match: { listener: box }\n"})
+        box = h.listener_config(h.free_port(), 143, name="box", protocol="imap",
+                                upstream={"address": "127.0.0.1:143"})
+        for k in ("smtp", "limits", "accepted_domains"):
+            box.pop(k, None)
+        path = self.tmp.file(h.unique("cfg") + ".yaml", h.to_yaml(h.gateway_config(self.tmp, box, policies=d)))
+        out = h.run_portcullis(["-t", "-c", path])
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("warning: policy=box (%s/10-a.yaml:1) listener=box: policies apply to SMTP "
+                      "listeners only" % d, out.stderr)
         path, d = self.config_with({"10-a.yaml": POLICIES})
         out = h.run_portcullis(["-t", "-c", path])
         self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertNotIn("warning: policy=", out.stderr)
         self.assertIn("policies=6 from %s" % d, out.stderr)
 
     def test_explain(self):
