@@ -27,6 +27,8 @@
 #include "net/tls.h"
 #include "quarantine/qstore.h"
 #include "quarantine/quarantine.h"
+#include "policies/policy.h"
+#include "policy_cmd.h"
 #include "store/store.h"
 #include "worker.h"
 
@@ -37,6 +39,8 @@ static void usage(FILE *f)
     fprintf(
         f, "usage: portcullis -c FILE          run with a configuration file\n"
            "       portcullis -t -c FILE       check the configuration and exit\n"
+           "       portcullis policy explain --listener L --from F --rcpt R --ip I [--user U]\n"
+           "                  [-c FILE]      the policy that applies to one case, and why\n"
            "       portcullis --listen URL --upstream URL [--cert F --key F] [options]\n"
            "                                   one-line mode (see portcullis(8), "
            "docs/configuration.md)\n"
@@ -96,6 +100,30 @@ static void report_config(const pc_config *cfg, int test_only)
             say(test_only, PC_LOG_WARN,
                 "listener=%s %s.plaintext_auth=allow: passwords are accepted before TLS", lc->name,
                 mailbox ? "mailbox" : "smtp");
+    }
+}
+
+/* Policies that are valid but cannot do what they say: one for a mailbox listener (policies are
+ * SMTP's), a message_size above the listener's own limit (which stays the most anyone may send). */
+static void report_policies(const pc_config *cfg, const pc_policy_set *set, int test_only)
+{
+    for (size_t i = 0; i < pc_policy_count(set); i++) {
+        const pc_policy *p = pc_policy_at(set, i);
+        for (size_t l = 0; l < cfg->nlisteners; l++) {
+            const pc_listener_cfg *lc = &cfg->listeners[l];
+            if (p->listener && strcmp(p->listener, lc->name))
+                continue;
+            if (lc->proto != PC_PROTO_SMTP && p->listener)
+                say(test_only, PC_LOG_WARN,
+                    "policy=%s (%s:%d) listener=%s: policies apply to SMTP listeners only", p->name,
+                    p->at->file, p->at->line, lc->name);
+            else if (lc->proto == PC_PROTO_SMTP && p->message_size > lc->limits.message_size)
+                say(test_only, PC_LOG_WARN,
+                    "policy=%s (%s:%d) message_size=%zu is above listener=%s "
+                    "limits.message_size=%zu, which applies",
+                    p->name, p->at->file, p->at->line, p->message_size, lc->name,
+                    lc->limits.message_size);
+        }
     }
 }
 
@@ -199,6 +227,8 @@ int main(int argc, char **argv)
     const char *file = NULL;
     int test_only = 0;
     int i = 1;
+    if (argc > 1 && strcmp(argv[1], "policy") == 0)
+        return pc_policy_command(argc - 1, argv + 1);
     for (; i < argc; i++) {
         if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
             file = argv[++i];
@@ -237,6 +267,16 @@ int main(int argc, char **argv)
         build_runtime(cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "portcullis: %s\n", err);
         return 1;
+    }
+    err[0] = '\0';
+    if (cfg->policies_dir && !(rt.policies = pc_policies_open(cfg, err, sizeof(err)))) {
+        fprintf(stderr, "portcullis: %s\n", err);
+        return 1;
+    }
+    if (rt.policies) {
+        say(test_only, PC_LOG_NOTICE, "policies=%zu from %s", pc_policy_count(rt.policies),
+            cfg->policies_dir);
+        report_policies(cfg, rt.policies, test_only);
     }
     report_config(cfg, test_only);
     if (test_only) {

@@ -178,6 +178,7 @@ int pc_worker_start(pc_worker *w)
         l->upstream_tls = w->rt->upstream_tls[i];
         l->chain = w->rt->chains[i];
         l->quarantine = cfg->quarantine.enabled ? &cfg->quarantine : NULL;
+        l->policies = w->rt->policies;
         l->chain_hooks = l->chain ? pc_chain_hooks(l->chain) : 0;
         l->spool_threshold = cfg->spool_memory_threshold;
         l->up.cfg = &l->cfg->upstream;

@@ -21,6 +21,7 @@ typedef struct pc_runtime {
     pc_chain **chains;              /* per listener */
     struct pc_dns_cache *dns_cache; /* the resolver's cache, shared by every worker */
     struct pc_store_shared *store;  /* the state store (state:), or NULL */
+    struct pc_policy_set *policies; /* the policy files (policies:), or NULL */
 } pc_runtime;
 
 typedef struct pc_worker {

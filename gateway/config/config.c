@@ -357,6 +357,7 @@ static const section top_sec = {.finish = finish_top, .fields = (const field[]){
     {KEY("state", F_SECTION, NULL, G(state)), .sub = &state_sec},
     {KEY("quarantine", F_SECTION, NULL, G(quarantine)), .sub = &quarantine_sec},
     {KEY("admin", F_SECTION, NULL, G(admin)), .sub = &admin_sec},
+    {KEY("policies", F_STR, NULL, G(policies_dir))},
     END}};
 /* clang-format on */
 
@@ -946,6 +947,29 @@ static int finish_top(struct ctx *c, void *base, const pc_opt *map, const pc_opt
 {
     (void)index;
     pc_config *cfg = base;
+    if (cfg->policies_dir && cfg->policies_dir[0] != '/') {
+        if (!c->file)
+            return fail_key(c, "policies", at(map, "policies", where), "expected an absolute path");
+        const char *slash = strrchr(c->file, '/');
+        int dlen = slash ? (int)(slash - c->file) : 1;
+        char buf[4096];
+        int n =
+            snprintf(buf, sizeof(buf), "%.*s/%s", dlen, slash ? c->file : ".", cfg->policies_dir);
+        if (n < 0 || (size_t)n >= sizeof(buf))
+            return fail_key(c, "policies", at(map, "policies", where), "path too long");
+        if (c->file[0] != '/') { /* relative to the working directory: make it absolute */
+            char cwd[2048];
+            if (!getcwd(cwd, sizeof(cwd)))
+                return fail_key(c, "policies", at(map, "policies", where),
+                                "cannot find the working directory");
+            char abs[4096 + 2048];
+            snprintf(abs, sizeof(abs), "%s/%s", cwd, buf);
+            cfg->policies_dir = pc_arena_strdup(c->a, abs);
+        } else
+            cfg->policies_dir = pc_arena_strdup(c->a, buf);
+        if (!cfg->policies_dir)
+            return fail(c, where, "out of memory");
+    }
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         pc_listener_cfg *l = &cfg->listeners[i];
         l->authserv_id = cfg->authserv_id ? cfg->authserv_id : l->hostname;
@@ -1025,6 +1049,37 @@ pc_config *pc_config_load(const char *path, char *err, size_t errlen)
         return NULL;
     }
     return pc_config_from_opt(a, root, path, err, errlen);
+}
+
+pc_opt *pc_config_read_yaml(pc_arena *a, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    const char *file = pc_arena_strdup(a, path);
+    pc_opt *root = file ? pc_cfg_build_tree(a, f, file, err, errlen) : NULL;
+    if (!file)
+        snprintf(err, errlen, "%s: out of memory", path);
+    fclose(f);
+    return root;
+}
+
+pc_opt *pc_config_read_yaml_mem(pc_arena *a, const char *name, const void *buf, size_t len,
+                                char *err, size_t errlen)
+{
+    FILE *f = len ? fmemopen((void *)buf, len, "r") : NULL;
+    if (!f) {
+        snprintf(err, errlen, "%s: empty", name);
+        return NULL;
+    }
+    const char *file = pc_arena_strdup(a, name);
+    pc_opt *root = file ? pc_cfg_build_tree(a, f, file, err, errlen) : NULL;
+    if (!file)
+        snprintf(err, errlen, "%s: out of memory", name);
+    fclose(f);
+    return root;
 }
 
 void pc_config_free(pc_config *cfg)

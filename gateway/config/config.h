@@ -201,6 +201,8 @@ typedef struct pc_config {
     pc_state_cfg state;
     pc_quarantine_cfg quarantine;
     pc_admin_cfg admin;
+    char *policies_dir;      /* policies: the directory of policy files (policies/); NULL = none;
+                                a relative path is made absolute from the file's directory */
     char *authserv_id;       /* authres.authserv_id; NULL = each listener's host name */
     pc_strlist authres_drop; /* authres.remove_ids: the site's other ids, removed from incoming */
     pc_opt *opt_root;        /* owns every pc_opt node referenced above */
@@ -214,6 +216,14 @@ pc_config *pc_config_load(const char *path, char *err, size_t errlen);
  * remain after the ones main() handled. On error returns NULL with a message in err. */
 pc_config *pc_config_from_args(int argc, char **argv, char *err, size_t errlen);
 void pc_config_free(pc_config *cfg);
+
+/* Reads a YAML file (or, with _mem, len bytes of buf named name) into an option tree allocated in
+ * a, every node with file and line: the loader's reader, for the policy files (policies/). NULL
+ * with "FILE:LINE: problem" (or "FILE: cannot open: reason") in err. */
+struct pc_arena;
+pc_opt *pc_config_read_yaml(struct pc_arena *a, const char *path, char *err, size_t errlen);
+pc_opt *pc_config_read_yaml_mem(struct pc_arena *a, const char *name, const void *buf, size_t len,
+                                char *err, size_t errlen);
 
 /* Parses "host:port", "[v6]:port" into *ss (numeric addresses only). Returns 0 or -1. */
 int pc_parse_hostport(const char *s, struct sockaddr_storage *ss);

@@ -142,7 +142,7 @@ static int strings(const pc_opt *map, const char *key, pc_value_kind kind, unsig
         r = -1;
     }
     if (r == 0) {
-        char *p = (char *)(v + l.n);
+        char *p = v ? (char *)(v + l.n) : NULL; /* an empty list has no block */
         for (size_t i = 0; i < l.n; i++) {
             size_t len = strlen(l.v[i]) + 1;
             v[i] = memcpy(p, l.v[i], len);

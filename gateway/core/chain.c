@@ -186,10 +186,15 @@ void pc_chain_set_scores(pc_chain *ch, const pc_scores_cfg *sc)
 /* A run that ended without a final verdict: the listener's thresholds decide from the total. */
 static void apply_thresholds(pc_chain_run *run)
 {
-    const pc_scores_cfg *sc = &run->ch->scores;
+    const pc_scores_cfg *sc = run->sv && run->sv->scores ? run->sv->scores : &run->ch->scores;
     const pc_results *res = run->sv ? run->sv->results : NULL;
     if (!res || (!sc->tag && !sc->quarantine && !sc->reject))
         return;
+    if (run->sv->scores_skip) {
+        pc_log_info(run->sv->sid, "event=score hook=%s score=%.2f action=none reason=allowed",
+                    hook_name(run->hook), res->score);
+        return;
+    }
     double score = res->score;
     pc_verdict v = {.action = PC_CONTINUE};
     double over = 0;

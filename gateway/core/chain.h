@@ -47,13 +47,16 @@ typedef struct pc_session_view {
     const char *sender;
     char **rcpts;
     size_t nrcpts;
-    const char *rcpt;     /* the recipient under test at PC_HOOK_RCPT */
-    struct pc_conn *conn; /* the client connection (pending input) */
-    pc_message *msg;      /* at MESSAGE / RETRIEVE */
-    pc_results *results;  /* the transaction's */
-    void *const *fstate;  /* per-worker filter states of this listener's chain (may be NULL) */
-    void **slots; /* per-session filter states (pc_ctx_session_state), made on first use; the
-                     session frees the array, each filter what it put there (at CLOSE) */
+    const char *rcpt;            /* the recipient under test at PC_HOOK_RCPT */
+    struct pc_conn *conn;        /* the client connection (pending input) */
+    pc_message *msg;             /* at MESSAGE / RETRIEVE */
+    pc_results *results;         /* the transaction's */
+    const pc_scores_cfg *scores; /* the transaction's thresholds (its policy's), replacing the
+                                    chain's; NULL: the chain's */
+    int scores_skip;             /* 1: no thresholds for this transaction (a policy's allow) */
+    void *const *fstate; /* per-worker filter states of this listener's chain (may be NULL) */
+    void **slots;        /* per-session filter states (pc_ctx_session_state), made on first use; the
+                            session frees the array, each filter what it put there (at CLOSE) */
 } pc_session_view;
 
 typedef struct pc_chain pc_chain;
@@ -84,7 +87,8 @@ void pc_chain_abort(pc_chain_run *run);
 unsigned long long pc_chain_content_version(const pc_chain *ch);
 
 /* The listener's score thresholds (copied): at MESSAGE and RETRIEVE, a run that ended without a
- * final verdict maps the transaction's total score to reject, quarantine or tag. */
+ * final verdict maps the transaction's total score to reject, quarantine or tag. The session
+ * view's scores replace them for one transaction, and its scores_skip turns them off. */
 void pc_chain_set_scores(pc_chain *ch, const pc_scores_cfg *sc);
 
 /* Runs each filter's init_worker on the calling worker's loop thread. Returns the array of

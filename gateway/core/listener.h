@@ -21,6 +21,7 @@ struct pc_smtpc;
 
 struct pc_listener_rt;
 struct pc_conn;
+struct pc_policy_set;
 
 /* What the accept path needs of a protocol (STYLE habit 2): its name, the refusal it writes when a
  * cap is hit (without CRLF), and where a session starts (it owns the connection from then on). Each
@@ -39,6 +40,7 @@ typedef struct pc_listener_rt {
     SSL_CTX *upstream_tls; /* NULL when the upstream's tls is none */
     const pc_chain *chain;
     const pc_quarantine_cfg *quarantine; /* NULL: no quarantine (a hold is answered 451) */
+    const struct pc_policy_set *policies; /* the policy files (policies/), shared; NULL = none */
     void **fstate; /* the chain's per-worker filter states on this loop (pc_chain_worker_init) */
     pc_upstream up;
     uv_loop_t *loop;

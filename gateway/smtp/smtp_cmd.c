@@ -12,6 +12,7 @@
 #include "base/log.h"
 #include "net/addrtable.h"
 #include "parse/sanitize.h"
+#include "policies/policy.h"
 #include "smtp/smtp_session.h"
 
 /* ---- AUTH -------------------------------------------------------------------------------------
@@ -303,6 +304,7 @@ static int cmd_mail(sess *s, const pc_smtp_cmd *c, char *line, size_t len)
                 ss_reply(s, "552 5.3.4 Message size exceeds fixed limit");
                 return 1;
             }
+            s->txn.size_said = v; /* a recipient's policy may have a smaller limit (RCPT) */
         } else if (keyis(pm, "BODY") && (valis(pm, "8BITMIME") || valis(pm, "7BIT"))) {
             if (valis(pm, "8BITMIME") && !(caps & PC_CAP_8BITMIME)) {
                 ss_reply(s, "555 5.5.4 BODY=8BITMIME not supported");
@@ -352,6 +354,54 @@ static int domain_accepted(sess *s, const char *dom)
     for (size_t i = 0; i < s->base.cfg->accepted_domains.n; i++)
         if (strcasecmp(s->base.cfg->accepted_domains.v[i], dom) == 0)
             return 1;
+    return 0;
+}
+
+/* The recipient's policy (policies/), before the RCPT hook. A transaction has one policy, its
+ * first accepted recipient's: a recipient under another is sent back for a new transaction (452
+ * 4.5.3, RFC 5321 §4.5.3.1.10, which every client retries). Then the policy's own refusals: a
+ * denied sender, and a SIZE= larger than its message_size (RFC 1870 §6.1 allows 552 at RCPT).
+ * Returns 1 when the recipient was answered here. */
+static int rcpt_policy(sess *s)
+{
+    const pc_policy_set *set = s->base.l->policies;
+    s->txn.cur_policy = NULL;
+    if (!set)
+        return 0;
+    pc_policy_case pc = {.listener = s->base.cfg->name,
+                         .direction =
+                             s->authed || s->base.sv.trusted ? PC_DIR_SUBMISSION : PC_DIR_INBOUND,
+                         .sender = s->txn.sender,
+                         .rcpt = s->txn.cur_rcpt,
+                         .user = s->authed ? s->user : NULL,
+                         .ip = (const struct sockaddr *)&s->base.sv.client};
+    const pc_policy *p = pc_policy_match(set, &pc);
+    const char *name = p ? p->name : "(none)";
+    char r[300], f[300];
+    pc_sanitize(r, sizeof(r), s->txn.cur_rcpt, strlen(s->txn.cur_rcpt), 1);
+    pc_sanitize(f, sizeof(f), s->txn.sender, strlen(s->txn.sender), 1);
+    if (s->txn.naccepted && p != s->txn.policy) {
+        ss_reply(s,
+                 "452 4.5.3 <%s>: another policy applies to this recipient, send it in a new "
+                 "transaction",
+                 r);
+        pc_log_info(s->base.sid, "event=policy-split to=<%s> policy=%s transaction_policy=%s", r,
+                    name, s->txn.policy ? s->txn.policy->name : "(none)");
+        return 1;
+    }
+    if (p && pc_policy_addr_in(&p->deny_senders, s->txn.sender)) {
+        ss_reply(s, "550 5.7.1 <%s>: Sender refused by policy", r);
+        pc_log_notice(s->base.sid, "event=policy-deny client=%s from=<%s> to=<%s> policy=%s",
+                      s->base.client_ip, f, r, name);
+        return 1;
+    }
+    if (p && p->message_size && s->txn.size_said > p->message_size) {
+        ss_reply(s, "552 5.3.4 <%s>: Message size exceeds the limit for this recipient", r);
+        pc_log_info(s->base.sid, "event=policy-size to=<%s> policy=%s size=%llu limit=%zu", r, name,
+                    s->txn.size_said, p->message_size);
+        return 1;
+    }
+    s->txn.cur_policy = p;
     return 0;
 }
 
@@ -413,6 +463,8 @@ static int cmd_rcpt(sess *s, const pc_smtp_cmd *c, char *line, size_t len)
                       s->base.client_ip, s->txn.sender, r);
         return 1;
     }
+    if (rcpt_policy(s))
+        return 1;
     s->base.sv.rcpt = s->txn.cur_rcpt;
     return 0;
 }
@@ -449,7 +501,10 @@ static int cmd_data(sess *s, const pc_smtp_cmd *cmd, char *line, size_t len)
         ss_reply(s, "451 4.3.0 Local error in processing");
         return 1;
     }
-    pc_smtp_data_init(&s->txn.data, s->base.cfg->limits.text_line_length, announced_size(s),
+    size_t limit = announced_size(s);
+    if (s->txn.policy && s->txn.policy->message_size && s->txn.policy->message_size < limit)
+        limit = s->txn.policy->message_size; /* the transaction's policy's: 552 5.3.4 past it */
+    pc_smtp_data_init(&s->txn.data, s->base.cfg->limits.text_line_length, limit,
                       s->base.cfg->bare_lf_normalize);
     ss_reply(s, "354 End data with <CR><LF>.<CR><LF>");
     s->phase = PH_DATA;

@@ -221,9 +221,12 @@ static int refused_at_message(sess *s, const pc_decision *d)
 
 static void write_report(sess *s)
 {
+    /* The thresholds are the transaction's policy's; none when its allow list let it through. */
     pc_report_cfg rc = {.authserv_id = s->base.cfg->authserv_id,
                         .drop = s->base.cfg->authres_drop,
-                        .scores = &s->base.cfg->scores};
+                        .scores = s->base.sv.scores_skip ? NULL
+                                  : s->base.sv.scores    ? s->base.sv.scores
+                                                         : &s->base.cfg->scores};
     if (s->base.l->chain_hooks && pc_report_write(s->txn.msg, &s->base.results, &rc) < 0)
         pc_log_err(s->base.sid, "event=nomem where=report-headers");
 }

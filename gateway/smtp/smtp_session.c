@@ -13,6 +13,7 @@
 #include "net/addrtable.h"
 #include "parse/sanitize.h"
 #include "quarantine/quarantine.h"
+#include "policies/policy.h"
 
 static void upstream_ready(void *ud, pc_smtpc_status st, const pc_smtp_reply *r);
 
@@ -57,13 +58,45 @@ void ss_txn_reset(sess *s)
     s->base.sv.nrcpts = 0;
     s->base.sv.rcpt = NULL;
     s->base.sv.msg = NULL;
+    s->base.sv.scores = NULL;
+    s->base.sv.scores_skip = 0;
+}
+
+/* The first accepted recipient's policy becomes the transaction's: its thresholds (each one it
+ * gives replaces the listener's) and its allow lists, which turn the thresholds off. */
+static void fix_policy(sess *s)
+{
+    const pc_policy *p = s->txn.cur_policy;
+    s->txn.policy = p;
+    if (!p)
+        return;
+    s->txn.scores = s->base.cfg->scores;
+    if (p->set_at[PC_PSET_SCORES_TAG])
+        s->txn.scores.tag = p->scores.tag;
+    if (p->set_at[PC_PSET_SCORES_QUARANTINE])
+        s->txn.scores.quarantine = p->scores.quarantine;
+    if (p->set_at[PC_PSET_SCORES_REJECT])
+        s->txn.scores.reject = p->scores.reject;
+    s->base.sv.scores = &s->txn.scores;
+    const char *allowed = NULL;
+    if (pc_policy_addr_in(&p->allow_senders, s->txn.sender))
+        allowed = "sender";
+    else if (pc_cidr_match(&p->allow_networks, (const struct sockaddr *)&s->base.sv.client))
+        allowed = "network";
+    s->base.sv.scores_skip = allowed != NULL;
+    pc_log_info(s->base.sid, "event=policy policy=%s allowed=%s tag=%g quarantine=%g reject=%g",
+                p->name, allowed ? allowed : "no", s->txn.scores.tag, s->txn.scores.quarantine,
+                s->txn.scores.reject);
 }
 
 /* Records the recipient just answered; an accepted one joins the filters' view. */
 void ss_record_rcpt(sess *s, pc_rcpt_status st, int code, pc_action action)
 {
+    size_t before = s->txn.naccepted;
     if (pc_smtp_txn_record(&s->txn, st, code, action) < 0)
         pc_log_err(s->base.sid, "event=nomem where=rcpt");
+    if (before == 0 && s->txn.naccepted == 1)
+        fix_policy(s);
     s->base.sv.rcpts = s->txn.accepted;
     s->base.sv.nrcpts = s->txn.naccepted;
 }

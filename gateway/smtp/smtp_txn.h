@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/config.h"
 #include "core/spool.h"
 #include "portcullis/verdict.h"
 #include "smtp/smtp_data.h"
@@ -31,6 +32,8 @@ typedef struct pc_smtp_rcpt {
     pc_action action; /* what the filters decided at RCPT (PC_CONTINUE: nothing) */
 } pc_smtp_rcpt;
 
+struct pc_policy;
+
 typedef struct pc_smtp_txn {
     int open; /* the upstream accepted MAIL: RCPT and DATA are allowed */
     char sender[PC_SMTP_PATH_MAX];
@@ -45,6 +48,11 @@ typedef struct pc_smtp_txn {
     char cur_rcpt[PC_SMTP_PATH_MAX]; /* the recipient being checked (RCPT hook, upstream) */
     char cur_line[PC_SMTP_LINE_MAX];
     size_t replay; /* the next recipient to replay on a new upstream session */
+    /* The policy (policies/): the first accepted recipient's is the transaction's; every other
+     * recipient must have the same. NULL: no policy applies. */
+    const struct pc_policy *policy, *cur_policy; /* the transaction's; cur_rcpt's */
+    pc_scores_cfg scores;         /* the listener's thresholds with the policy's over them */
+    unsigned long long size_said; /* MAIL's SIZE=, 0 when not given */
 
     pc_smtp_data data; /* DATA: the reader ... */
     pc_spool *spool;   /* ... its bytes ... */

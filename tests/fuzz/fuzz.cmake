@@ -118,3 +118,10 @@ pc_fuzz_target(admin_cmd 10 ${CMAKE_SOURCE_DIR}/gateway/admin/admin_cmd.c
 # portcullisctl's reader of the admin socket's replies (tools/ctl_reply.c).
 pc_fuzz_target(ctl_reply 10 ${CMAKE_SOURCE_DIR}/tools/ctl_reply.c)
 target_include_directories(fuzz_ctl_reply PRIVATE ${CMAKE_SOURCE_DIR}/tools)
+# Policy files (policies/): loading, the equal-priority check, matching and explain.
+pc_fuzz_target(policy 20 ${CMAKE_SOURCE_DIR}/policies/policy.c
+  ${CMAKE_SOURCE_DIR}/gateway/config/config.c ${CMAKE_SOURCE_DIR}/gateway/config/tree.c
+  ${CMAKE_SOURCE_DIR}/gateway/config/values.c ${CMAKE_SOURCE_DIR}/gateway/config/cli.c
+  ${CMAKE_SOURCE_DIR}/gateway/config/options.c)
+target_link_libraries(fuzz_policy PRIVATE PkgConfig::YAML m)
+target_include_directories(fuzz_policy PRIVATE ${CMAKE_SOURCE_DIR})

@@ -16,6 +16,7 @@ if(TARGET portcullis)
     test_smtp_auth
     test_smtp_lifecycle
     test_smtp_filters
+    test_policies
     test_smtp_resources
     test_imap
     test_pop3
