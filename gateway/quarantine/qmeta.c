@@ -146,7 +146,10 @@ static int field(pc_qmeta *m, const char *k, size_t kn, const char *v, size_t vn
         if (put(b, sizeof(b), v, vn) < 0)
             return -1;
         m->score = strtod(b, &e);
-        return e == b || *e ? -1 : 0;
+        /* a score the gateway could have written: finite, and short in "%.2f" */
+        if (e == b || *e || !(m->score >= -1e9 && m->score <= 1e9))
+            return -1;
+        return 0;
     }
     if (IS("listener"))
         return put(m->listener, sizeof(m->listener), v, vn);
