@@ -121,13 +121,18 @@ typedef struct authfail {
 static void authfail_counted(void *arg, const pc_store_reply *r)
 {
     authfail *a = arg;
-    if (r->status == PC_STORE_OK && r->n > 0)
+    long long n = r->n;
+    if (r->status == PC_STORE_OK && r->value) /* a fetch: the count as text */
+        n = strtoll(r->value, NULL, 10);
+    if (r->status == PC_STORE_OK && n > 0)
         pc_addr_raise((const struct sockaddr *)&a->client, PC_CNT_AUTHFAIL, 60,
-                      r->n > 65535 ? 65535u : (unsigned)r->n);
+                      n > 65535 ? 65535u : (unsigned)n);
     free(a);
 }
 
-static void authfail_store(pc_session *b, unsigned by)
+/* The shared count is a plain counter that lives 60 s from the first failure it holds (a window
+ * that does not slide: no estimate at its edges, as the per-address limit needs). */
+static void authfail_store(pc_session *b, int failed)
 {
     pc_store *st = pc_store_current();
     authfail *a = st ? malloc(sizeof(*a)) : NULL;
@@ -137,7 +142,8 @@ static void authfail_store(pc_session *b, unsigned by)
     char key[80];
     const char *parts[] = {b->client_ip};
     if (!pc_store_hash_key(key, sizeof(key), "af:", parts, 1) ||
-        !pc_store_window(st, key, 60, by, authfail_counted, a))
+        !(failed ? pc_store_incr(st, key, 1, 60, authfail_counted, a)
+                 : pc_store_get(st, key, authfail_counted, a)))
         free(a); /* the store is busy or down: this process's count stands alone */
 }
 

@@ -471,6 +471,9 @@ void pc_smtp_session_start(pc_listener_rt *l, pc_conn *conn, const struct sockad
     s->ops = &smtp_ops;
     pc_log_info(s->base.sid, "event=connect client=%s listener=%s", s->base.client_ip,
                 s->base.cfg->name);
+    /* Where AUTH can come, what other gateways saw this address fail arrives before it does. */
+    if (l->up.caps.auth[0])
+        pc_session_auth_fetch(&s->base);
     if (s->base.cfg->tls.mode == PC_TLS_IMPLICIT) {
         s->phase = PH_TLS;
         if (pc_session_tls_implicit(&s->base) < 0)
