@@ -25,10 +25,10 @@
 #include "net/addrtable.h"
 #include "net/conn.h"
 #include "net/tls.h"
-#include "quarantine/qstore.h"
-#include "quarantine/quarantine.h"
 #include "policies/policy.h"
 #include "policy_cmd.h"
+#include "quarantine/qstore.h"
+#include "quarantine/quarantine.h"
 #include "store/store.h"
 #include "worker.h"
 

@@ -36,7 +36,7 @@ typedef struct pc_worker {
     atomic_int cmd;       /* bit 1 stop, bit 2 reload TLS */
     SSL_CTX **reload_tls; /* new server contexts, set by main before a reload */
     uint64_t stop_deadline;
-    struct pc_dns *dns; /* the filters' resolver on this loop; made and freed on the thread */
+    struct pc_dns *dns;     /* the filters' resolver on this loop; made and freed on the thread */
     struct pc_store *store; /* the filters' state store on this loop, likewise */
 } pc_worker;
 

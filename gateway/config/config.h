@@ -150,15 +150,15 @@ typedef struct pc_resolver_cfg {
 /* The state store for filters (gateway/store/): the `state:` section. */
 enum { PC_STATE_NONE = 0, PC_STATE_LMDB, PC_STATE_REDIS };
 typedef struct pc_state_cfg {
-    int backend;           /* PC_STATE_NONE when the section is absent */
-    char *path;            /* lmdb: the directory of the environment */
-    size_t map_size;       /* lmdb: the map's first size (it grows when full) */
-    char *redis_address;   /* redis: "ip:port", "[ip6]:port" or a UNIX socket's absolute path */
+    int backend;               /* PC_STATE_NONE when the section is absent */
+    char *path;                /* lmdb: the directory of the environment */
+    size_t map_size;           /* lmdb: the map's first size (it grows when full) */
+    char *redis_address;       /* redis: "ip:port", "[ip6]:port" or a UNIX socket's absolute path */
     char *redis_password_file; /* redis: AUTH with the first line of this file */
-    unsigned redis_db;     /* redis: SELECT */
-    char *prefix;          /* every key's prefix; default "pc:" */
+    unsigned redis_db;         /* redis: SELECT */
+    char *prefix;              /* every key's prefix; default "pc:" */
     unsigned connect_timeout_ms, timeout_ms; /* redis: connect; each command */
-    unsigned max_pending;  /* operations pending per worker */
+    unsigned max_pending;                    /* operations pending per worker */
 } pc_state_cfg;
 
 /* The quarantine (gateway/quarantine/): the `quarantine:` section. Absent: a quarantine verdict

@@ -39,7 +39,7 @@ typedef struct pc_listener_rt {
     SSL_CTX *server_tls;   /* NULL when tls.mode is none */
     SSL_CTX *upstream_tls; /* NULL when the upstream's tls is none */
     const pc_chain *chain;
-    const pc_quarantine_cfg *quarantine; /* NULL: no quarantine (a hold is answered 451) */
+    const pc_quarantine_cfg *quarantine;  /* NULL: no quarantine (a hold is answered 451) */
     const struct pc_policy_set *policies; /* the policy files (policies/), shared; NULL = none */
     void **fstate; /* the chain's per-worker filter states on this loop (pc_chain_worker_init) */
     pc_upstream up;

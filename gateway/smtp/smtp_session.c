@@ -12,8 +12,8 @@
 #include "base/log.h"
 #include "net/addrtable.h"
 #include "parse/sanitize.h"
-#include "quarantine/quarantine.h"
 #include "policies/policy.h"
+#include "quarantine/quarantine.h"
 
 static void upstream_ready(void *ud, pc_smtpc_status st, const pc_smtp_reply *r);
 

@@ -20,7 +20,7 @@
  *   --idle MS           set, MS of nothing (the server closes idle connections), get and set
  *   --workers N         N more workers, each on a thread of its own, at once
  *   --window KEY W BY   one window operation, printing "n=N"
- *   --expect-open-error open() must fail (a bad password file, the LMDB stub)
+ *   --expect-open-error open() must fail (a bad password file, a bad address)
  *
  * Every callback checks that it does not run inside the call that started its operation. */
 #include <signal.h>
