@@ -878,16 +878,32 @@ class Gateway(ChildProcess):
         log = open(self.log_path, "ab")
         log.write(("# %s\n" % " ".join(cmd)).encode())
         log.flush()
+        offset = log.tell()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         log.close()
         if self.port:
             try:
                 wait_port(self.port, timeout=timeout, proc=self.proc)
+                self.wait_started(offset, timeout)
             except Exception as e:
                 self.stop()
-                raise RuntimeError("gateway did not listen on %s (%s); log:\n%s"
+                raise RuntimeError("gateway did not start on %s (%s); log:\n%s"
                                    % (self.port, e, self.log_text()[-4000:]))
         return self
+
+    def wait_started(self, offset, timeout):
+        """Bounded wait for this start's `event=started` line: the listening socket is bound before
+        the workers and the periodic jobs (quarantine directory, store) are ready."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                if b"event=started" in f.read():
+                    return
+            if self.proc.poll() is not None:
+                raise RuntimeError("exited with %s" % self.proc.returncode)
+            time.sleep(0.02)
+        raise RuntimeError("no event=started in the log within %.0f s" % timeout)
 
 
 def run_portcullis(args, timeout=30):
