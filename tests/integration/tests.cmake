@@ -34,6 +34,7 @@ if(TARGET portcullis)
     test_state
     test_state_filters
     test_quarantine
+    test_docker_files
   )
   foreach(module IN LISTS PC_INTEGRATION_MODULES)
     add_test(NAME integration.${module}
