@@ -18,6 +18,7 @@
 typedef struct rel {
     pc_smtpc *c;
     const pc_qmeta *m;
+    pc_upstream *up;
     const unsigned char *send;
     unsigned char *ok;
     pc_message *msg;
@@ -122,8 +123,20 @@ static void on_open(void *ud, pc_smtpc_status st, const pc_smtp_reply *rp)
         end(r, -1, t);
         return;
     }
-    char line[PC_QMETA_LINE_MAX + 16];
-    int n = snprintf(line, sizeof(line), "MAIL FROM:<%s>", r->m->from);
+    /* The original MAIL's BODY=8BITMIME and SMTPUTF8 again: an upstream that no longer offers
+     * them gets no downgraded copy, the release fails and can be tried again. */
+    unsigned caps = r->up->caps.flags;
+    if (r->m->body8bit && !(caps & PC_CAP_8BITMIME)) {
+        end(r, -1, "the upstream does not offer 8BITMIME, which this message needs");
+        return;
+    }
+    if (r->m->smtputf8 && !(caps & PC_CAP_SMTPUTF8)) {
+        end(r, -1, "the upstream does not offer SMTPUTF8, which this message needs");
+        return;
+    }
+    char line[PC_QMETA_LINE_MAX + 48];
+    int n = snprintf(line, sizeof(line), "MAIL FROM:<%s>%s%s", r->m->from,
+                     r->m->body8bit ? " BODY=8BITMIME" : "", r->m->smtputf8 ? " SMTPUTF8" : "");
     if (n < 0 || (size_t)n >= sizeof(line) ||
         pc_smtpc_command(r->c, line, (size_t)n, 0, on_mail, r) < 0)
         end(r, -1, "upstream unavailable");
@@ -138,7 +151,7 @@ int pc_release_send(uv_loop_t *loop, const pc_listener_cfg *lc, SSL_CTX *tls, pc
     rel *r = calloc(1, sizeof(*r));
     if (!r)
         return -1;
-    *r = (rel){.m = m, .send = send, .ok = ok, .msg = msg, .done = done, .ud = ud};
+    *r = (rel){.m = m, .up = up, .send = send, .ok = ok, .msg = msg, .done = done, .ud = ud};
     r->sid = pc_session_id();
     pc_smtpc_params p;
     memset(&p, 0, sizeof(p));

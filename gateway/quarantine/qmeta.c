@@ -151,6 +151,24 @@ static int field(pc_qmeta *m, const char *k, size_t kn, const char *v, size_t vn
             return -1;
         return 0;
     }
+    if (IS("body")) {
+        if (vn == 4 && !memcmp(v, "7bit", 4))
+            m->body8bit = 0;
+        else if (vn == 8 && !memcmp(v, "8bitmime", 8))
+            m->body8bit = 1;
+        else
+            return -1;
+        return 0;
+    }
+    if (IS("smtputf8")) {
+        if (vn == 3 && !memcmp(v, "yes", 3))
+            m->smtputf8 = 1;
+        else if (vn == 2 && !memcmp(v, "no", 2))
+            m->smtputf8 = 0;
+        else
+            return -1;
+        return 0;
+    }
     if (IS("listener"))
         return put(m->listener, sizeof(m->listener), v, vn);
     if (IS("client"))
@@ -281,6 +299,10 @@ int pc_qmeta_format(const pc_qmeta *m, char **res, size_t *reslen)
     add(&o, "reason", m->reason);
     snprintf(num, sizeof(num), "%llu", m->size);
     add(&o, "size", num);
+    if (m->body8bit)
+        add(&o, "body", "8bitmime");
+    if (m->smtputf8)
+        add(&o, "smtputf8", "yes");
     if (!o.failed && m->historylen) {
         char *np = realloc(o.p, o.len + m->historylen + 1);
         if (!np)

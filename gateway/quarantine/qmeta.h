@@ -15,6 +15,8 @@
  *     symbols SPF_FAIL,RULE_X
  *     reason the filter's text
  *     size 12345
+ *     body 8bitmime                    (only when MAIL had BODY=8BITMIME; absent: 7bit)
+ *     smtputf8 yes                     (only when MAIL had SMTPUTF8)
  *     released 1767229200 uid=0 user=root rcpt=alice@example.com
  *     unreleased 1767229201 rcpt=alice@example.com   (the release failed: it may be tried again)
  *
@@ -50,6 +52,8 @@ typedef struct pc_qmeta {
     char symbols[1024];
     char reason[512];
     unsigned long long size;
+    int body8bit;    /* MAIL had BODY=8BITMIME: the release sends it again */
+    int smtputf8;    /* MAIL had SMTPUTF8: likewise */
     pc_qrcpt *rcpts; /* owned, nrcpts of them */
     size_t nrcpts;
     size_t nreleases; /* release lines seen */

@@ -176,6 +176,8 @@ static int fill_meta(sess *s, const pc_decision *d, pc_qmeta *m)
     }
     snprintf(m->reason, sizeof(m->reason), "%s", pc_decision_reason(d, ""));
     m->size = pc_message_size(s->txn.msg);
+    m->body8bit = s->txn.body8bit;
+    m->smtputf8 = s->txn.smtputf8;
     for (size_t i = 0; i < s->txn.naccepted; i++)
         if (pc_qmeta_add_rcpt(m, s->txn.accepted[i]) < 0)
             return -1;

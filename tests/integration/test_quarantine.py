@@ -270,6 +270,52 @@ class Quarantine(h.GatewayTest):
         self.assertEqual(json.loads(out)[0]["released"], "alice@example.test,bob@example.test")
 
     @unittest.skipUnless(CTL and os.path.exists(CTL), "PORTCULLISCTL_BIN not set")
+    def test_release_keeps_8bitmime_and_smtputf8(self):
+        self.up = self.hostile("record", caps=["SMTPUTF8"])
+        gw = self.gateway(self.up.port, top={"plugins": [PLUGIN], "quarantine": {"directory": self.qdir},
+                                             "admin": {"socket": self.sock}},
+                          filters=[{"name": "testmark"}])
+
+        def held_8bit(tag):
+            body = ("Subject: %s\r\nX-Test-Verdict: quarantine\r\n\r\nGr\u00fc\u00dfe, \u00e9t\u00e9\r\n" % tag).encode()
+            c = self.client(gw.port)
+            self.assertCode(c.ehlo("client.test"), 250)
+            self.assertCode(c.cmd("MAIL FROM:<s@client.test> BODY=8BITMIME SMTPUTF8"), 250)
+            self.assertCode(c.cmd("RCPT TO:<alice@example.test>"), 250)
+            self.assertCode(c.cmd("DATA"), 354)
+            c.send(h.dot_stuff(body) + b".\r\n")
+            qid = self.qid(c.read_reply(timeout=30))
+            c.close()
+            return qid
+
+        tag = h.unique("eight")
+        qid = held_8bit(tag)
+        d = dict(read_meta(os.path.join(self.qdir, qid + ".meta")))
+        self.assertEqual((d["body"], d["smtputf8"]), ("8bitmime", "yes"))
+        with open(os.path.join(self.qdir, qid + ".eml"), "rb") as f:
+            stored = f.read()
+        self.assertIn("Gr\u00fc\u00dfe".encode(), stored)
+        rc, out, err = self.ctl("release", qid)
+        self.assertEqual((rc, out), (0, "delivered: alice@example.test\n"), err)
+        got = [m for m in self.up.complete_messages() if tag.encode() in m.data]
+        self.assertEqual(len(got), 1)
+        self.assertEqual(got[0].mail_from, "FROM:<s@client.test> BODY=8BITMIME SMTPUTF8")
+        self.assertEqual(got[0].data, stored)  # the 8-bit bytes as they came
+        # An upstream that no longer offers SMTPUTF8 gets no downgraded copy: the release fails,
+        # the message stays held and can be released later.
+        tag = h.unique("eight")
+        qid = held_8bit(tag)
+        self.up.extra_caps = []
+        rc, out, err = self.ctl("release", qid)
+        self.assertEqual(rc, 1, (out, err))
+        self.assertIn("SMTPUTF8", err)
+        self.assertEqual(self.files().count(qid + ".eml"), 1)
+        self.assertEqual([m for m in self.up.complete_messages() if tag.encode() in m.data], [])
+        self.up.extra_caps = ["SMTPUTF8"]
+        rc, out, err = self.ctl("release", qid)
+        self.assertEqual((rc, out), (0, "delivered: alice@example.test\n"), err)
+
+    @unittest.skipUnless(CTL and os.path.exists(CTL), "PORTCULLISCTL_BIN not set")
     def test_release_to_one_recipient(self):
         gw = self.start()
         tag = h.unique("one")

@@ -30,6 +30,8 @@ static void test_round_trip(void **state)
     strcpy(m.symbols, "A,B");
     strcpy(m.reason, "held");
     m.size = 99;
+    m.body8bit = 1;
+    m.smtputf8 = 1;
     assert_int_equal(pc_qmeta_add_rcpt(&m, "alice@example.com"), 0);
     assert_int_equal(pc_qmeta_add_rcpt(&m, "bob@example.com"), 0);
     char *out;
@@ -54,6 +56,8 @@ static void test_round_trip(void **state)
     assert_int_equal(p.rcpts[1].released, 1);
     assert_int_equal(pc_qmeta_all_released(&p), 0);
     assert_true(p.score > 7.49 && p.score < 7.51);
+    assert_int_equal(p.body8bit, 1);
+    assert_int_equal(p.smtputf8, 1);
     assert_int_equal(p.nreleases, 1);
     /* An unreleased line takes it back; the history is written out again as it was. */
     pc_qmeta_release_line(line, sizeof(line), 1767229300, 0, NULL, "bob@example.com");
@@ -98,6 +102,8 @@ static void test_refused(void **state)
     expect_bad("portcullis-quarantine 1\nid " ID "\nrcpt a\x7f@b\n"); /* a control byte */
     expect_bad("portcullis-quarantine 1\nid " ID "\nrcpt a@b\ntime x\n");
     expect_bad("portcullis-quarantine 1\nid " ID "\nrcpt \n"); /* empty recipient */
+    expect_bad("portcullis-quarantine 1\nid " ID "\nrcpt a@b\nbody binarymime\n");
+    expect_bad("portcullis-quarantine 1\nid " ID "\nrcpt a@b\nsmtputf8 1\n");
     expect_bad("portcullis-quarantine 1\nid " ID "\nrcpt a@b\nreleased 1 uid=0\n"); /* no rcpt= */
     /* A line over the bound, a field over its own. */
     size_t big = PC_QMETA_LINE_MAX + 100;
