@@ -9,7 +9,13 @@
  * Exempt: authenticated users, trusted networks, `exempt_networks`, and clients listed on one of
  * the `dnswl` zones (asked through the gateway's resolver at the first RCPT, its cache answering
  * the next). When the store cannot answer, `on_unavailable` decides (continue, the default, or
- * tempfail). */
+ * tempfail).
+ *
+ * With `stage: data` the check moves to the end of DATA and the triplet's third part is a digest
+ * of the message instead of the recipient — SHA-256 over its Message-ID field and its body (the
+ * same bytes a retrying MTA sends again; the gateway's own header changes are not in them), taken
+ * on the threadpool — so that `min_score` can spare messages the filters before it scored low:
+ * only a message whose score is at least min_score is greylisted. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -18,6 +24,8 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
+
+#include <openssl/evp.h>
 
 #include "portcullis/dns.h"
 #include "portcullis/filter.h"
@@ -29,6 +37,9 @@ typedef struct greyf {
     unsigned delay_s, window_s, lifetime_s;
     unsigned v4_bits, v6_bits;
     int spf_key, unavail_tempfail;
+    int at_data;      /* stage: data */
+    int has_min;      /* min_score given */
+    double min_score; /* stage data: greylist only from this score on */
     pc_cidr_list exempt;
     pc_str_list dnswl;
 } greyf;
@@ -50,9 +61,16 @@ struct gjob {
     int listed;
     char client[300]; /* "n:192.0.2.0/24" or "d:example.com" */
     char triplet[80];
+    /* stage data: the digest is taken on the threadpool */
+    pc_message *msg; /* a reference while hashing */
+    char msgid[512]; /* the Message-ID field's value */
+    char digest[65]; /* hex SHA-256, "" when it could not be taken */
+    int hashing;     /* offloaded: after() frees the job */
+    int cancelled;   /* cancel() came while hashing */
 };
 
 static const char *const unavail_names[] = {"continue", "tempfail", NULL};
+static const char *const stage_names[] = {"rcpt", "data", NULL};
 
 /* The client's network as text: the address with its host bits cleared, and the prefix. */
 static void network_of(const struct sockaddr *sa, unsigned v4, unsigned v6, char *out, size_t n)
@@ -114,8 +132,12 @@ static void delay_reply(gjob *j, long wait)
 {
     char text[160];
     snprintf(text, sizeof(text), "Greylisted, please try again in %ld seconds", wait);
-    pc_filter_log(j->ctx, 6, "greylist=delayed client=%s rcpt=<%s> retry_in=%ld", j->client + 2,
-                  pc_ctx_rcpt(j->ctx) ? pc_ctx_rcpt(j->ctx) : "", wait);
+    if (j->g->at_data)
+        pc_filter_log(j->ctx, 6, "greylist=delayed stage=data client=%s digest=%.16s retry_in=%ld",
+                      j->client + 2, j->digest, wait);
+    else
+        pc_filter_log(j->ctx, 6, "greylist=delayed client=%s rcpt=<%s> retry_in=%ld", j->client + 2,
+                      pc_ctx_rcpt(j->ctx) ? pc_ctx_rcpt(j->ctx) : "", wait);
     finish(j, &(pc_verdict){.action = PC_TEMPFAIL,
                             .code = 451,
                             .enhanced = "4.7.1",
@@ -228,12 +250,102 @@ static void dnswl_answer(void *arg, const pc_dns_answer *a)
         check_store(j);
 }
 
+/* Lower case, bounded. */
+static void lower(char *out, size_t n, const char *in)
+{
+    size_t i = 0;
+    for (; in && in[i] && i + 1 < n; i++)
+        out[i] = (char)(in[i] >= 'A' && in[i] <= 'Z' ? in[i] + 32 : in[i]);
+    out[i] = '\0';
+}
+
+/* After the key is known: the DNSWL questions, then the store. */
+static void lookup(gjob *j)
+{
+    pc_filter_ctx *ctx = j->ctx;
+    void **slot = pc_ctx_session_state(ctx);
+    if (slot)
+        *slot = j; /* for cancel() */
+    char rev[80];
+    if (j->g->dnswl.n && reversed(pc_ctx_client_addr(ctx), rev, sizeof(rev)) == 0) {
+        for (size_t i = 0; i < j->g->dnswl.n && i < MAX_DNSWL; i++) {
+            char qn[400];
+            snprintf(qn, sizeof(qn), "%s.%s", rev, j->g->dnswl.v[i]);
+            j->dns[i].j = j;
+            j->dns[i].req =
+                pc_dns_query(pc_filter_dns(ctx), qn, PC_DNS_A, dnswl_answer, &j->dns[i]);
+            if (j->dns[i].req)
+                j->dns_pending++;
+        }
+        if (j->dns_pending)
+            return;
+    }
+    check_store(j);
+}
+
+/* Threadpool: SHA-256 of the Message-ID and the body (from the first empty line on). */
+static void digest_work(void *arg)
+{
+    gjob *j = arg;
+    size_t n = 0;
+    const unsigned char *p = pc_message_map(j->msg, &n);
+    if (!p)
+        return;
+    size_t body = n;
+    for (size_t i = 0; i + 3 < n; i++)
+        if (p[i] == '\r' && p[i + 1] == '\n' && p[i + 2] == '\r' && p[i + 3] == '\n') {
+            body = i + 4;
+            break;
+        }
+    unsigned char md[32];
+    unsigned mdlen = 0;
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    if (c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 &&
+        EVP_DigestUpdate(c, j->msgid, strlen(j->msgid) + 1) == 1 &&
+        EVP_DigestUpdate(c, p + body, n - body) == 1 && EVP_DigestFinal_ex(c, md, &mdlen) == 1 &&
+        mdlen == sizeof(md))
+        for (size_t i = 0; i < sizeof(md); i++)
+            snprintf(j->digest + 2 * i, 3, "%02x", md[i]);
+    EVP_MD_CTX_free(c);
+}
+
+static void digest_after(pc_filter_ctx *ctx, void *arg)
+{
+    gjob *j = arg;
+    j->hashing = 0;
+    pc_message_unref(j->msg);
+    j->msg = NULL;
+    if (j->cancelled || pc_ctx_cancelled(ctx)) {
+        void **slot = pc_ctx_session_state(ctx);
+        if (slot && *slot == j)
+            *slot = NULL;
+        free(j);
+        return;
+    }
+    if (!j->digest[0]) {
+        pc_filter_log(ctx, 4, "greylist=unavailable reason=\"no digest of the message\"");
+        unavailable(j, &(pc_store_reply){.status = PC_STORE_UNAVAILABLE});
+        return;
+    }
+    char s_low[256];
+    lower(s_low, sizeof(s_low), pc_ctx_sender(ctx));
+    const char *parts[] = {j->client, s_low, j->digest};
+    pc_store_hash_key(j->triplet, sizeof(j->triplet), "grey:m:", parts, 3);
+    lookup(j);
+}
+
 static void grey_run(void *self, pc_hook hook, pc_filter_ctx *ctx, pc_done_fn done)
 {
     greyf *g = self;
     pc_verdict cont = {.action = PC_CONTINUE};
-    if (hook != PC_HOOK_RCPT || pc_ctx_user(ctx) || pc_ctx_trusted(ctx) ||
-        pc_cidr_match(&g->exempt, pc_ctx_client_addr(ctx))) {
+    if (hook != (g->at_data ? PC_HOOK_MESSAGE : PC_HOOK_RCPT) || pc_ctx_user(ctx) ||
+        pc_ctx_trusted(ctx) || pc_cidr_match(&g->exempt, pc_ctx_client_addr(ctx))) {
+        done(ctx, &cont);
+        return;
+    }
+    if (g->at_data && g->has_min && pc_ctx_score(ctx) < g->min_score) {
+        pc_filter_log(ctx, 7, "greylist=exempt reason=score score=%.2f min_score=%.2f",
+                      pc_ctx_score(ctx), g->min_score);
         done(ctx, &cont);
         return;
     }
@@ -252,32 +364,30 @@ static void grey_run(void *self, pc_hook hook, pc_filter_ctx *ctx, pc_done_fn do
     } else {
         network_of(pc_ctx_client_addr(ctx), g->v4_bits, g->v6_bits, j->client, sizeof(j->client));
     }
-    const char *sender = pc_ctx_sender(ctx), *rcpt = pc_ctx_rcpt(ctx);
-    char s_low[256] = "", r_low[256] = "";
-    for (size_t i = 0; sender && sender[i] && i + 1 < sizeof(s_low); i++)
-        s_low[i] = (char)(sender[i] >= 'A' && sender[i] <= 'Z' ? sender[i] + 32 : sender[i]);
-    for (size_t i = 0; rcpt && rcpt[i] && i + 1 < sizeof(r_low); i++)
-        r_low[i] = (char)(rcpt[i] >= 'A' && rcpt[i] <= 'Z' ? rcpt[i] + 32 : rcpt[i]);
+    if (g->at_data) {
+        pc_message *m = pc_ctx_message(ctx);
+        if (m && pc_message_header(m, "Message-ID", 0, j->msgid, sizeof(j->msgid)) < 0)
+            j->msgid[0] = '\0';
+        j->msg = m ? pc_message_ref(m) : NULL;
+        void **slot = pc_ctx_session_state(ctx);
+        if (slot)
+            *slot = j;
+        j->hashing = 1;
+        if (!m || pc_filter_offload_long(ctx, digest_work, digest_after, j) < 0) {
+            j->hashing = 0;
+            if (j->msg)
+                pc_message_unref(j->msg);
+            j->msg = NULL;
+            unavailable(j, &(pc_store_reply){.status = PC_STORE_UNAVAILABLE});
+        }
+        return;
+    }
+    char s_low[256], r_low[256];
+    lower(s_low, sizeof(s_low), pc_ctx_sender(ctx));
+    lower(r_low, sizeof(r_low), pc_ctx_rcpt(ctx));
     const char *parts[] = {j->client, s_low, r_low};
     pc_store_hash_key(j->triplet, sizeof(j->triplet), "grey:t:", parts, 3);
-    void **slot = pc_ctx_session_state(ctx);
-    if (slot)
-        *slot = j; /* for cancel() */
-    char rev[80];
-    if (g->dnswl.n && reversed(pc_ctx_client_addr(ctx), rev, sizeof(rev)) == 0) {
-        for (size_t i = 0; i < g->dnswl.n && i < MAX_DNSWL; i++) {
-            char qn[400];
-            snprintf(qn, sizeof(qn), "%s.%s", rev, g->dnswl.v[i]);
-            j->dns[i].j = j;
-            j->dns[i].req =
-                pc_dns_query(pc_filter_dns(ctx), qn, PC_DNS_A, dnswl_answer, &j->dns[i]);
-            if (j->dns[i].req)
-                j->dns_pending++;
-        }
-        if (j->dns_pending)
-            return;
-    }
-    check_store(j);
+    lookup(j);
 }
 
 static void grey_cancel(void *self, pc_filter_ctx *ctx)
@@ -287,12 +397,16 @@ static void grey_cancel(void *self, pc_filter_ctx *ctx)
     gjob *j = slot ? *slot : NULL;
     if (!j || j->ctx != ctx)
         return;
+    *slot = NULL;
+    if (j->hashing) { /* the threadpool has it: digest_after() frees it */
+        j->cancelled = 1;
+        return;
+    }
     if (j->req)
         pc_store_cancel(j->req);
     for (size_t i = 0; i < MAX_DNSWL; i++)
         if (j->dns[i].req)
             pc_dns_cancel(j->dns[i].req);
-    *slot = NULL;
     free(j);
 }
 
@@ -308,9 +422,10 @@ static void grey_fini(void *self)
 
 static void *grey_init(const pc_opt *o, char *err, size_t errlen)
 {
-    static const char *const known[] = {
-        "delay",      "retry_window",    "lifetime", "ipv4_prefix",    "ipv6_prefix",
-        "spf_domain", "exempt_networks", "dnswl",    "on_unavailable", NULL};
+    static const char *const known[] = {"delay",           "retry_window", "lifetime",
+                                        "ipv4_prefix",     "ipv6_prefix",  "spf_domain",
+                                        "exempt_networks", "dnswl",        "on_unavailable",
+                                        "stage",           "min_score",    NULL};
     if (pc_opt_check_keys(o, known, err, errlen) < 0)
         return NULL;
     greyf *g = calloc(1, sizeof(*g));
@@ -320,7 +435,7 @@ static void *grey_init(const pc_opt *o, char *err, size_t errlen)
     }
     unsigned delay = 300000, window = 2 * 86400000u, life = 35u * 86400u * 1000u;
     double v4 = 24, v6 = 64;
-    int unavail = 0;
+    int unavail = 0, stage = 0;
     g->spf_key = 1;
     if (pc_opt_duration(o, "delay", &delay, err, errlen) < 0 ||
         pc_opt_duration(o, "retry_window", &window, err, errlen) < 0 ||
@@ -329,8 +444,20 @@ static void *grey_init(const pc_opt *o, char *err, size_t errlen)
         pc_opt_number(o, "ipv6_prefix", 16, 128, &v6, err, errlen) < 0 ||
         pc_opt_bool(o, "spf_domain", &g->spf_key, err, errlen) < 0 ||
         pc_opt_cidrs(o, "exempt_networks", &g->exempt, err, errlen) < 0 ||
-        pc_opt_enum(o, "on_unavailable", unavail_names, &unavail, err, errlen) < 0)
+        pc_opt_enum(o, "on_unavailable", unavail_names, &unavail, err, errlen) < 0 ||
+        pc_opt_enum(o, "stage", stage_names, &stage, err, errlen) < 0)
         goto fail;
+    g->at_data = stage == 1;
+    if (pc_opt_get(o, "min_score")) {
+        if (!g->at_data) {
+            pc_opt_error(err, errlen, pc_opt_get(o, "min_score"),
+                         "min_score: only with stage: data (the score is known after DATA)");
+            goto fail;
+        }
+        if (pc_opt_number(o, "min_score", -1e6, 1e6, &g->min_score, err, errlen) < 0)
+            goto fail;
+        g->has_min = 1;
+    }
     if (pc_opt_domains(o, "dnswl", 0, &g->dnswl, err, errlen) < 0)
         goto fail;
     if (g->dnswl.n > MAX_DNSWL) {
@@ -356,7 +483,7 @@ fail:
 const pc_filter pcf_greylist_filter = {
     .abi = PC_FILTER_ABI,
     .name = "greylist",
-    .hooks = PC_HOOK_BIT(PC_HOOK_RCPT),
+    .hooks = PC_HOOK_BIT(PC_HOOK_RCPT) | PC_HOOK_BIT(PC_HOOK_MESSAGE),
     .init = grey_init,
     .fini = grey_fini,
     .run = grey_run,

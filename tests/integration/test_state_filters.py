@@ -111,6 +111,56 @@ class StateFilters(h.GatewayTest):
         time.sleep(max(0.0, 2.2 - (time.monotonic() - seen)))
         self.assertCode(self.rcpt(gw2, "198.18.0.1", sender, rcpt), 250)
 
+    def send(self, gw, ip, sender, rcpt, message):
+        c, first = self.client(gw, ip)
+        try:
+            self.assertCode(first, 220)
+            return c.transaction(sender, [rcpt], message, helo=False)[-1]
+        finally:
+            c.close()
+
+    def test_greylisting_after_data_keys_on_the_message(self):
+        gw = self.start(self.grey(stage="data"))
+        sender, rcpt = h.unique("s") + "@sender.test", "alice@example.test"
+        tag = h.unique("gd")
+        msg = h.simple_message(subject=tag)
+        r = self.send(gw, "203.0.114.5", sender, rcpt, msg)  # RCPT passes, the end of DATA does not
+        self.assertCode(r, 451)
+        self.assertIn("4.7.1", r.text)
+        self.assertRegex(r.text, r"try again in [12] seconds")
+        self.assertIn("greylist=delayed stage=data", gw.log_text())
+        # another message from the same client and sender is a new triplet
+        self.assertCode(self.send(gw, "203.0.114.5", sender, rcpt, h.simple_message(subject=tag + "-b")), 451)
+        time.sleep(2.2)
+        r = self.send(gw, "203.0.114.5", sender, rcpt, msg)  # the same message again: passes
+        self.assertCode(r, 250)
+        got = [m for m in self.up.complete_messages() if tag.encode() in m.data]
+        self.assertEqual(len(got), 1, "only the retried message arrived")
+        self.assertIn(("Subject: %s\r\n" % tag).encode(), got[0].data)
+
+    def test_greylisting_after_data_spares_low_scores(self):
+        rules = {"name": "rules", "timeout": "10s",
+                 "options": {"rules": [{"symbol": "T_CASINO", "score": 6, "pattern": "(?i)casino",
+                                        "header": "Subject"}]}}
+        gw = self.start([rules] + self.grey(stage="data", min_score=5))
+        sender, rcpt = h.unique("s") + "@sender.test", "alice@example.test"
+        low = h.unique("plain")
+        self.assertCode(self.send(gw, "203.0.115.5", sender, rcpt, h.simple_message(subject=low)), 250)
+        self.assertIn("greylist=exempt reason=score", gw.log_text())
+        high = h.unique("casino")
+        self.assertCode(self.send(gw, "203.0.115.5", sender, rcpt, h.simple_message(subject=high)), 451)
+        self.assertEqual([m for m in self.up.complete_messages() if high.encode() in m.data], [])
+        self.assertEqual(len([m for m in self.up.complete_messages() if low.encode() in m.data]), 1)
+
+    def test_min_score_needs_stage_data(self):
+        cfg = h.to_yaml(h.gateway_config(self.tmp, h.listener_config(h.free_port(), 2525, filters=self.grey(min_score=5)))) + "\n"
+        path = os.path.join(str(self.tmp), "grey-min.yaml")
+        with open(path, "w") as f:
+            f.write(cfg)
+        r = h.run_portcullis(["-t", "-c", path])
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("min_score: only with stage: data", r.stderr)
+
     def test_spf_domain_is_the_key_after_a_pass(self):
         gw = self.start([{"name": "spf", "timeout": "10s"}] + self.grey())
         sender = h.unique("s") + "@spf.test"
